@@ -1,0 +1,217 @@
+"""Dataclass configs with the reference defaults; YAML files override them, CLI flags override YAML.
+
+Every default of the SoLa reference lives here once:
+adapter (H=512, k=5, dilation 1), Similarity Matching (L=23, s=2, start=4, N=8, K=16,
+projector 512) and fitting (AdamW lr 1e-4, weight decay 0.01, batch 256, 150 epochs,
+a checkpoint every 10 epochs, one window per video per epoch).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sola.atomic import atomic_write_text
+from sola.errors import ConfigError
+
+
+@dataclass
+class AdapterConfig:
+    """The gated residual temporal conv: `f + tanh(alpha) * g(f)`."""
+
+    hidden_dim: int = 512  # H
+    kernel_size: int = 5  # k of the first conv (the only one wider than 1)
+    dilation: int = 1
+
+
+@dataclass
+class MatchingConfig:
+    """Similarity Matching: window, gathered positions, target kernel, projector."""
+
+    window: int = 23  # L: snippets per training window
+    step: int = 2  # s: gap between gathered positions
+    start: int = 4  # first gathered position inside the window
+    num_positions: int = 8  # N: positions start + s*i, i = 0..N-1
+    target_k: float = 16.0  # K in T_ij = sigmoid(K / |i-j|^2)
+    projector_dim: int = 512  # Linear(C->512) -> ReLU -> Linear(512->C)
+    clamp_eps: float = 1e-5  # P is clamped to [eps, 1 - eps]
+
+
+@dataclass
+class FitConfig:
+    """Optimiser and schedule of the unsupervised fit."""
+
+    epochs: int = 150
+    batch_size: int = 256  # windows per optimiser step, summed over all DDP ranks
+    lr: float = 1e-4
+    weight_decay: float = 0.01
+    windows_per_video: int = 1  # beyond the reference: more optimiser steps per epoch
+    checkpoint_every: int = 10  # epochs between adapter checkpoints
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+
+
+@dataclass
+class TransformConfig:
+    """Applying a fitted adapter to whole videos."""
+
+    chunk_size: int = 8192  # snippets per forward pass; longer videos go in overlapping chunks
+    device: str = "auto"
+
+
+@dataclass
+class SoLaConfig:
+    """Everything needed to fit and apply SoLa."""
+
+    adapter: AdapterConfig = field(default_factory=AdapterConfig)
+    matching: MatchingConfig = field(default_factory=MatchingConfig)
+    fit: FitConfig = field(default_factory=FitConfig)
+    transform: TransformConfig = field(default_factory=TransformConfig)
+
+    def validate(self) -> "SoLaConfig":
+        """Check every value and the window geometry; raise `ConfigError` naming the fix."""
+        validate_config(self)
+        return self
+
+
+def gathered_positions(matching: MatchingConfig) -> list[int]:
+    """Window positions whose adapted features enter the similarity map: start + step*i."""
+    return [matching.start + matching.step * i for i in range(matching.num_positions)]
+
+
+def receptive_radius(adapter: AdapterConfig) -> int:
+    """Snippets on each side that one adapted snippet depends on (only the first conv is wide)."""
+    return adapter.dilation * (adapter.kernel_size - 1) // 2
+
+
+def validate_config(config: SoLaConfig) -> None:
+    """Raise `ConfigError` for values out of range or gathered positions that see padding."""
+    a, m, f, t = config.adapter, config.matching, config.fit, config.transform
+    positive = {
+        "adapter.hidden_dim": a.hidden_dim,
+        "adapter.kernel_size": a.kernel_size,
+        "adapter.dilation": a.dilation,
+        "matching.window": m.window,
+        "matching.step": m.step,
+        "matching.num_positions": m.num_positions,
+        "matching.projector_dim": m.projector_dim,
+        "fit.epochs": f.epochs,
+        "fit.batch_size": f.batch_size,
+        "fit.windows_per_video": f.windows_per_video,
+        "fit.checkpoint_every": f.checkpoint_every,
+        "transform.chunk_size": t.chunk_size,
+    }
+    for name, value in positive.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+    if a.kernel_size % 2 == 0:
+        raise ConfigError(
+            f"adapter.kernel_size must be odd for symmetric 'same' padding, got {a.kernel_size}"
+        )
+    if m.num_positions < 2:
+        raise ConfigError("matching.num_positions must be at least 2 to form a similarity map")
+    if not isinstance(m.start, int) or m.start < 0:
+        raise ConfigError(f"matching.start must be a non-negative integer, got {m.start!r}")
+    if not 0 < m.clamp_eps < 0.5:
+        raise ConfigError(f"matching.clamp_eps must be in (0, 0.5), got {m.clamp_eps}")
+    if m.target_k <= 0:
+        raise ConfigError(f"matching.target_k must be positive, got {m.target_k}")
+    if f.lr <= 0 or f.weight_decay < 0:
+        raise ConfigError(f"fit.lr must be > 0 and fit.weight_decay >= 0 (got {f.lr}, {f.weight_decay})")
+    radius = receptive_radius(a)
+    positions = gathered_positions(m)
+    first, last = positions[0], positions[-1]
+    if first < radius or last > m.window - 1 - radius:
+        raise ConfigError(
+            f"gathered positions {first}..{last} (start={m.start}, step={m.step}, "
+            f"num_positions={m.num_positions}) must lie in [{radius}, {m.window - 1 - radius}] "
+            f"so that none sees the zero padding of a window of {m.window} snippets with "
+            f"kernel_size={a.kernel_size}, dilation={a.dilation}; lower start/step/num_positions "
+            f"or raise matching.window"
+        )
+    if not (f.device in ("auto", "cpu", "cuda") or f.device.startswith("cuda:")):
+        raise ConfigError(f"fit.device must be auto, cpu, cuda or cuda:N, got {f.device!r}")
+
+
+def config_to_dict(config: SoLaConfig) -> dict[str, Any]:
+    """Plain nested dict of a config (what `config.yaml` holds)."""
+    return dataclasses.asdict(config)
+
+
+def config_from_dict(data: dict[str, Any] | None, base: SoLaConfig | None = None) -> SoLaConfig:
+    """Build a config from a nested dict over `base` (defaults); unknown keys raise `ConfigError`."""
+    config = base if base is not None else SoLaConfig()
+    config = dataclasses.replace(
+        config, **{f.name: dataclasses.replace(getattr(config, f.name)) for f in dataclasses.fields(config)}
+    )
+    for section, values in (data or {}).items():
+        if section not in {f.name for f in dataclasses.fields(config)}:
+            raise ConfigError(
+                f"unknown config section {section!r}; expected one of adapter, matching, fit, transform"
+            )
+        if values is None:
+            continue
+        if not isinstance(values, dict):
+            raise ConfigError(f"config section {section!r} must be a mapping, got {type(values).__name__}")
+        target = getattr(config, section)
+        known = {f.name: f for f in dataclasses.fields(target)}
+        for key, value in values.items():
+            if key not in known:
+                raise ConfigError(
+                    f"unknown config key {section}.{key}; known keys: {', '.join(sorted(known))}"
+                )
+            setattr(target, key, _coerce(f"{section}.{key}", value, getattr(target, key)))
+    return config
+
+
+def _coerce(name: str, value: Any, default: Any) -> Any:
+    """Convert a YAML/CLI value to the type of its default (int stays int, 1e-4 becomes float)."""
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{name} must be true or false, got {value!r}")
+    try:
+        if isinstance(default, int):
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(value)
+        if isinstance(default, float):
+            return float(value)
+        if isinstance(default, str):
+            return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a {type(default).__name__}, got {value!r}") from None
+    return value
+
+
+def load_config(path: str | os.PathLike | None, overrides: dict[str, Any] | None = None) -> SoLaConfig:
+    """Read a YAML config over the defaults, apply `{"fit.epochs": 3, ...}` overrides, validate."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"config file {path} must hold a mapping of sections")
+    config = config_from_dict(data)
+    nested: dict[str, dict[str, Any]] = {}
+    for dotted, value in (overrides or {}).items():
+        if value is None:
+            continue
+        section, _, key = dotted.partition(".")
+        nested.setdefault(section, {})[key] = value
+    return config_from_dict(nested, base=config).validate()
+
+
+def save_config(config: SoLaConfig, path: str | os.PathLike) -> None:
+    """Write a config as YAML, atomically."""
+    atomic_write_text(Path(path), yaml.safe_dump(config_to_dict(config), sort_keys=False))
