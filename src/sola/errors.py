@@ -19,3 +19,19 @@ class AnnotationError(SolaError):
 
 class CheckpointError(SolaError):
     """A checkpoint or run directory is missing or does not match the request."""
+
+
+class ExtractError(SolaError):
+    """A video cannot be decoded, or the encoder weights cannot be fetched or verified."""
+
+
+class PredictionError(SolaError):
+    """A prediction (detection or proposal) file is missing, malformed or inconsistent."""
+
+
+class EmptyVideoError(StoreError):
+    """A video's features hold no snippets (or no channels)."""
+
+
+class UnsafePickleError(StoreError):
+    """A pickle asks for something other than NumPy arrays, dicts, lists and scalars."""

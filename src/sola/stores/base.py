@@ -14,7 +14,7 @@ from typing import Any, Callable, ClassVar, Iterator
 
 import numpy as np
 
-from sola.errors import StoreError
+from sola.errors import EmptyVideoError, StoreError
 
 LAYOUTS: dict[str, type["FeatureStore"]] = {}
 
@@ -125,7 +125,7 @@ def check_features(array: np.ndarray, where: str) -> np.ndarray:
             "store one 2-D array per video"
         )
     if array.shape[0] == 0 or array.shape[1] == 0:
-        raise StoreError(f"{where}: empty features of shape {tuple(array.shape)}; remove or re-extract it")
+        raise EmptyVideoError(f"{where}: empty features of shape {tuple(array.shape)}; remove or re-extract it")
     if not np.issubdtype(array.dtype, np.floating):
         raise StoreError(f"{where}: features must be floating point, got dtype {array.dtype}")
     return array
