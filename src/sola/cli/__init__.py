@@ -16,6 +16,7 @@ from sola.errors import SolaError
 # Modules that add subcommands; each defines `register(subparsers)`.
 COMMAND_MODULES = [
     "sola.cli.core",
+    "sola.cli.evaluate",
 ]
 
 
