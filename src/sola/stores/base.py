@@ -129,3 +129,100 @@ def check_features(array: np.ndarray, where: str) -> np.ndarray:
     if not np.issubdtype(array.dtype, np.floating):
         raise StoreError(f"{where}: features must be floating point, got dtype {array.dtype}")
     return array
+
+
+class DirectoryStore(FeatureStore):
+    """Shared code of layouts with one file per video: `DIR/{prefix}{video_id}{suffix}{ext}`.
+
+    Subclasses set `extensions` (the first one is written) and implement `load_file`.
+    """
+
+    extensions: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, path: str | os.PathLike, prefix: str = "", suffix: str = "") -> None:
+        super().__init__(path)
+        if not self.path.is_dir():
+            raise StoreError(f"feature directory {self.path} does not exist")
+        self.prefix, self.suffix = prefix, suffix
+        self._files: dict[str, Path] | None = None
+
+    @classmethod
+    def detect(cls, path: Path) -> bool:
+        return path.is_dir() and any(
+            p.name.endswith(cls.extensions) and not p.name.startswith(".") for p in path.iterdir()
+        )
+
+    def files(self) -> dict[str, Path]:
+        """Video id -> file; raises `StoreError` if two files give the same id."""
+        if self._files is None:
+            found: dict[str, Path] = {}
+            for entry in sorted(self.path.iterdir()):
+                ext = next((e for e in self.extensions if entry.name.endswith(e)), None)
+                if ext is None or entry.name.startswith(".") or not entry.is_file():
+                    continue
+                stem = entry.name[: -len(ext)]
+                if not stem.startswith(self.prefix) or not stem.endswith(self.suffix):
+                    continue
+                video_id = stem[len(self.prefix) : len(stem) - len(self.suffix)]
+                if video_id in found:
+                    raise StoreError(
+                        f"{self.path}: duplicate video id {video_id!r} ({found[video_id].name} and "
+                        f"{entry.name}); keep one file per video"
+                    )
+                found[video_id] = entry
+            self._files = dict(sorted(found.items()))
+        return self._files
+
+    def video_ids(self) -> list[str]:
+        return list(self.files())
+
+    def file(self, video_id: str) -> Path:
+        """Path of one video's file; raises `StoreError` if the store has no such video."""
+        file = self.files().get(video_id)
+        if file is None:
+            raise StoreError(f"{self.path}: no features for video {video_id!r}")
+        return file
+
+    @abc.abstractmethod
+    def load_file(self, file: Path) -> np.ndarray:
+        """Decode one file into an array (not yet checked); raises `StoreError`."""
+
+    def read(self, video_id: str) -> np.ndarray:
+        file = self.file(video_id)
+        return check_features(self.load_file(file), str(file))
+
+    def options(self) -> dict[str, Any]:
+        return {"prefix": self.prefix, "suffix": self.suffix}
+
+
+class DirectoryWriter(StoreWriter):
+    """Writes `OUT/{prefix}{id}{suffix}{ext}`, each file atomically; stale temporaries are removed."""
+
+    extension = ""
+
+    def __init__(self, path: str | os.PathLike, prefix: str = "", suffix: str = "") -> None:
+        from sola.atomic import remove_stale_temporaries
+
+        self.path, self.prefix, self.suffix = Path(path), prefix, suffix
+        if self.path.exists() and not self.path.is_dir():
+            raise StoreError(f"output {self.path} exists and is not a directory; choose another --out")
+        self.path.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(self.path)
+
+    def file(self, video_id: str) -> Path:
+        """Path of one video's output file."""
+        return self.path / f"{self.prefix}{video_id}{self.suffix}{self.extension}"
+
+    def has(self, video_id: str) -> bool:
+        return self.file(video_id).is_file()
+
+    def write(self, video_id: str, features: np.ndarray) -> None:
+        from sola.atomic import atomic_path
+
+        with atomic_path(self.file(video_id)) as tmp:
+            with open(tmp, "wb") as handle:
+                self.dump(handle, video_id, features)
+
+    @abc.abstractmethod
+    def dump(self, handle, video_id: str, features: np.ndarray) -> None:
+        """Encode one video's `(T, C)` array into an open binary file; must be deterministic."""

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from sola.atomic import atomic_path
+from sola.atomic import atomic_path, remove_stale_temporaries
 from sola.errors import StoreError
 from sola.stores.base import FeatureStore, StoreWriter, check_features, register_layout
 
@@ -81,7 +81,10 @@ class NpyWriter(StoreWriter):
 
     def __init__(self, path: Path, prefix: str = "", suffix: str = "") -> None:
         self.path, self.prefix, self.suffix = Path(path), prefix, suffix
+        if self.path.exists() and not self.path.is_dir():
+            raise StoreError(f"output {self.path} exists and is not a directory; choose another --out")
         self.path.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(self.path)  # leftovers of a killed run
 
     def _file(self, video_id: str) -> Path:
         return self.path / f"{self.prefix}{video_id}{self.suffix}.npy"

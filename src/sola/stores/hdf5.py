@@ -1,0 +1,234 @@
+"""One HDF5 file, one dataset per video (TSP `video-name -> (N, 512)`, G-TAD `csv_mean_100.hdf5`).
+
+Reading opens the file once and reads one dataset at a time: the file is never loaded whole.
+Writing is crash-safe: each finished video goes to a hidden sidecar directory of `.npy` parts
+(`.OUT.parts/`, one atomic file per video, so a rerun resumes video by video); `close()` then
+builds the HDF5 file in a temporary file, in sorted video order, and renames it onto `OUT`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sola.atomic import atomic_path, remove_stale_temporaries
+from sola.errors import StoreError
+from sola.stores.base import FeatureStore, StoreWriter, check_features, register_layout
+
+HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".he5")
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def _h5py():
+    import h5py
+
+    return h5py
+
+
+@register_layout("hdf5")
+class Hdf5Store(FeatureStore):
+    """`FILE.h5` with a dataset `video_id` (or a group `video_id` holding dataset `key`) per video."""
+
+    def __init__(self, path: str | os.PathLike, key: str | None = None, group: str = "") -> None:
+        super().__init__(path)
+        if not self.path.is_file():
+            raise StoreError(f"HDF5 feature file {self.path} does not exist")
+        self.key, self.group = key, group.strip("/")
+        self._handle = None
+        self._pid = None
+        self._ids: list[str] | None = None
+        self._compression: dict[str, Any] | None = None
+
+    @classmethod
+    def detect(cls, path: Path) -> bool:
+        if not path.is_file():
+            return False
+        if path.suffix.lower() in HDF5_SUFFIXES:
+            return True
+        with open(path, "rb") as handle:
+            return handle.read(8) == HDF5_SIGNATURE
+
+    def _file(self):
+        """The open `h5py.File` (reopened in a forked child process)."""
+        if self._handle is None or self._pid != os.getpid():
+            h5py = _h5py()
+            try:
+                self._handle = h5py.File(self.path, "r")
+            except OSError as exc:
+                raise StoreError(
+                    f"{self.path}: not a readable HDF5 file ({exc}); it is truncated or corrupt: "
+                    "re-download or re-extract it"
+                ) from None
+            self._pid = os.getpid()
+        return self._handle
+
+    def _root(self):
+        handle = self._file()
+        if not self.group:
+            return handle
+        if self.group not in handle:
+            raise StoreError(f"{self.path}: no group {self.group!r}; check --group")
+        return handle[self.group]
+
+    def video_ids(self) -> list[str]:
+        if self._ids is None:
+            h5py = _h5py()
+            root = self._root()
+            try:
+                names = list(root.keys())
+                if self.key is None and names and isinstance(root[names[0]], h5py.Group):
+                    self.key = self._guess_key(root[names[0]], names[0])
+            except (OSError, RuntimeError, KeyError) as exc:
+                raise StoreError(f"{self.path}: corrupt HDF5 index ({exc}); re-download or re-extract it") from None
+            self._ids = sorted(names)
+        return self._ids
+
+    def _guess_key(self, group, name: str) -> str:
+        h5py = _h5py()
+        datasets = [k for k, v in group.items() if isinstance(v, h5py.Dataset)]
+        for preferred in ("feats", "features", "feature"):
+            if preferred in datasets:
+                return preferred
+        if len(datasets) == 1:
+            return datasets[0]
+        raise StoreError(
+            f"{self.path}: group {name!r} holds datasets {datasets}; say which one holds the features (key=...)"
+        )
+
+    def dataset(self, video_id: str):
+        """The `h5py.Dataset` of one video (not read); raises `StoreError`."""
+        root = self._root()
+        self.video_ids()
+        try:
+            node = root[video_id] if self.key is None else root[video_id][self.key]
+        except KeyError:
+            raise StoreError(f"{self.path}: no dataset for video {video_id!r}") from None
+        except (OSError, RuntimeError) as exc:
+            raise StoreError(f"{self.path}: video {video_id!r} is unreadable ({exc}); the file is corrupt") from None
+        if not isinstance(node, _h5py().Dataset):
+            raise StoreError(f"{self.path}: {video_id!r} is a group, not a dataset; pass key=... naming the dataset")
+        return node
+
+    def read(self, video_id: str) -> np.ndarray:
+        dataset = self.dataset(video_id)
+        try:
+            array = dataset[()]
+        except (OSError, RuntimeError, ValueError) as exc:
+            raise StoreError(
+                f"{self.path}: dataset {video_id!r} is unreadable ({exc}); the file is truncated or corrupt"
+            ) from None
+        return check_features(np.asarray(array), f"{self.path}[{video_id}]")
+
+    def window_source(self, video_id: str):
+        dataset = self.dataset(video_id)
+        if dataset.ndim != 2 or 0 in dataset.shape:
+            self.read(video_id)  # raises the shape/empty error
+        return dataset
+
+    def shape(self, video_id: str) -> tuple[int, int]:
+        shape = self.dataset(video_id).shape
+        if len(shape) != 2:
+            self.read(video_id)
+        return tuple(shape)  # type: ignore[return-value]
+
+    def compression(self) -> dict[str, Any]:
+        """h5py dataset options (`compression`, `compression_opts`, `shuffle`) of the first video."""
+        if self._compression is None:
+            ids = self.video_ids()
+            self._compression = {}
+            if ids:
+                first = self.dataset(ids[0])
+                if first.compression:
+                    self._compression = {
+                        "compression": first.compression,
+                        "compression_opts": first.compression_opts,
+                        "shuffle": bool(first.shuffle),
+                    }
+        return self._compression
+
+    def options(self) -> dict[str, Any]:
+        self.video_ids()
+        return {"key": self.key, "group": self.group}
+
+    def writer(self, out: str | os.PathLike) -> "Hdf5Writer":
+        self.video_ids()
+        return Hdf5Writer(Path(out), key=self.key, group=self.group, dataset_options=self.compression())
+
+    def close(self) -> None:
+        """Close the open file handle (reads reopen it)."""
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+
+class Hdf5Writer(StoreWriter):
+    """Resumable HDF5 output: per-video parts in `.OUT.parts/`, assembled and renamed by `close()`."""
+
+    shardable = False  # one output file: a single process assembles it
+
+    def __init__(
+        self, path: Path, key: str | None = None, group: str = "", dataset_options: dict[str, Any] | None = None
+    ) -> None:
+        self.path, self.key, self.group = Path(path), key, group.strip("/")
+        self.dataset_options = dataset_options or {}
+        if self.path.is_dir():
+            raise StoreError(f"output {self.path} is a directory; an HDF5 store needs a file path (--out FILE.h5)")
+        self.parts = self.path.parent / f".{self.path.name}.parts"
+        self.parts.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(self.parts)
+        for stale in self.path.parent.glob(f".{self.path.name}.*.tmp"):  # a killed close()
+            stale.unlink(missing_ok=True)
+        self._done = self._finished_ids()
+
+    def _finished_ids(self) -> set[str]:
+        """Videos already in a complete output file from an earlier run."""
+        if not self.path.is_file():
+            return set()
+        store = Hdf5Store(self.path, key=self.key, group=self.group)
+        try:
+            return set(store.video_ids())
+        finally:
+            store.close()
+
+    def _part(self, video_id: str) -> Path:
+        if "/" in video_id or video_id.startswith("."):
+            raise StoreError(f"video id {video_id!r} cannot name an HDF5 part file")
+        return self.parts / f"{video_id}.npy"
+
+    def has(self, video_id: str) -> bool:
+        return video_id in self._done or self._part(video_id).is_file()
+
+    def write(self, video_id: str, features: np.ndarray) -> None:
+        with atomic_path(self._part(video_id)) as tmp:
+            with open(tmp, "wb") as handle:
+                np.save(handle, np.ascontiguousarray(features), allow_pickle=False)
+
+    def close(self) -> None:
+        """Build the HDF5 file from the previous output (if any) and the parts; rename it into place."""
+        parts = {p.name[: -len(".npy")]: p for p in self.parts.glob("*.npy") if not p.name.startswith(".")}
+        if not parts and self.path.is_file():
+            shutil.rmtree(self.parts, ignore_errors=True)
+            return
+        h5py = _h5py()
+        previous = Hdf5Store(self.path, key=self.key, group=self.group) if self.path.is_file() else None
+        ids = sorted(set(parts) | (set(previous.video_ids()) if previous else set()))
+        with atomic_path(self.path) as tmp:
+            with h5py.File(tmp, "w", track_order=False) as out:
+                root = out.require_group(self.group) if self.group else out
+                for video_id in ids:
+                    if video_id in parts:
+                        array = np.load(parts[video_id], mmap_mode="r", allow_pickle=False)
+                    else:
+                        array = previous.read(video_id)
+                    target = root.create_group(video_id) if self.key else root
+                    target.create_dataset(
+                        self.key or video_id, data=array, track_times=False, **self.dataset_options
+                    )
+                    del array
+            if previous is not None:
+                previous.close()
+        shutil.rmtree(self.parts, ignore_errors=True)

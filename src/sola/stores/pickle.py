@@ -1,0 +1,259 @@
+"""Pickled features: one pickle per video, or one pickle holding a dict `video_id -> array`.
+
+Used by the TSP feature extractor and some ActivityNet releases. A pickle can run arbitrary code
+when loaded, so every pickle goes through `safe_load`, which admits only NumPy arrays, dicts,
+lists, tuples, strings and numbers, and refuses anything else saying what it asked for.
+A one-file pickle store is held in memory whole (a pickle cannot be read in part); use a directory
+of pickles or HDF5 for datasets larger than memory.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sola.atomic import atomic_path, remove_stale_temporaries
+from sola.errors import StoreError, UnsafePickleError
+from sola.stores.base import DirectoryStore, DirectoryWriter, FeatureStore, StoreWriter, check_features, register_layout
+
+PICKLE_SUFFIXES = (".pkl", ".pickle")
+PROTOCOL = 4  # fixed, so that output bytes do not depend on the Python version's default
+
+# The globals a pickle of NumPy arrays, dicts, lists and scalars needs (NumPy 1 and 2 names).
+_ALLOWED = {
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"),
+    ("collections", "OrderedDict"),
+    ("_codecs", "encode"),  # protocol-2 pickles store array bytes as latin-1 text
+}
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    def __init__(self, handle, where: str) -> None:
+        super().__init__(handle, encoding="latin1")
+        self.where = where
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in _ALLOWED:
+            return super().find_class(module, name)
+        raise UnsafePickleError(
+            f"{self.where}: the pickle asks for {module}.{name}, which is not a NumPy array, dict, list "
+            "or scalar; sola refuses it because loading a pickle can run code. Re-save the features "
+            "as plain NumPy arrays (e.g. numpy.save per video)"
+        )
+
+    def persistent_load(self, pid):
+        raise UnsafePickleError(f"{self.where}: the pickle uses persistent ids; sola refuses it (it can run code)")
+
+
+def safe_load(file: Path) -> Any:
+    """Unpickle `file` admitting only NumPy arrays, dicts, lists and scalars; raises `StoreError`."""
+    try:
+        with open(file, "rb") as handle:
+            return _RestrictedUnpickler(handle, str(file)).load()
+    except UnsafePickleError:
+        raise
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError, KeyError, AttributeError) as exc:
+        raise StoreError(
+            f"{file}: not a readable pickle ({type(exc).__name__}: {exc}); it is truncated or corrupt: "
+            "re-download or re-extract it"
+        ) from None
+    except OSError as exc:
+        raise StoreError(f"{file}: cannot read ({exc})") from None
+
+
+def _as_array(value: Any, key: str | None, where: str) -> tuple[np.ndarray, str | None]:
+    """The feature array inside one pickled value, and the dict key it came from (None if bare)."""
+    if isinstance(value, dict):
+        arrays = {str(k): v for k, v in value.items() if isinstance(v, (np.ndarray, list))}
+        if key is None:
+            key = next((k for k in ("feats", "features", "feature") if k in arrays), None)
+            if key is None and len(arrays) == 1:
+                key = next(iter(arrays))
+        if key is None or key not in arrays:
+            raise StoreError(f"{where}: a dict with keys {sorted(map(str, value))}; say which holds the features (key=...)")
+        value = arrays[key]
+    if isinstance(value, list):
+        try:
+            value = np.asarray(value, dtype=np.float32)
+        except (TypeError, ValueError):
+            raise StoreError(f"{where}: a list that is not a numeric matrix; store an array per video") from None
+    if not isinstance(value, np.ndarray):
+        raise StoreError(f"{where}: holds a {type(value).__name__}, not a feature array")
+    return value, key
+
+
+def _dump(handle, obj: Any) -> None:
+    pickle.dump(obj, handle, protocol=PROTOCOL)
+
+
+@register_layout("pickle-dir")
+class PickleDirStore(DirectoryStore):
+    """`DIR/{prefix}{video_id}{suffix}.pkl`, each holding an array or a dict with one feature array."""
+
+    extensions = PICKLE_SUFFIXES
+
+    def __init__(self, path: str | os.PathLike, prefix: str = "", suffix: str = "", key: str | None = None) -> None:
+        super().__init__(path, prefix, suffix)
+        self.key = key
+        self._wrapped: bool | None = None  # whether files hold {key: array} rather than an array
+
+    def load_file(self, file: Path) -> np.ndarray:
+        array, key = _as_array(safe_load(file), self.key, str(file))
+        if self._wrapped is None:
+            self._wrapped, self.key = key is not None, key
+        return array
+
+    def options(self) -> dict[str, Any]:
+        self._probe()
+        return {**super().options(), "key": self.key}
+
+    def _probe(self) -> None:
+        if self._wrapped is None and self.video_ids():
+            self.read(self.video_ids()[0])
+
+    def writer(self, out: str | os.PathLike) -> "PickleDirWriter":
+        self._probe()
+        return PickleDirWriter(Path(out), self.prefix, self.suffix, key=self.key if self._wrapped else None)
+
+
+class PickleDirWriter(DirectoryWriter):
+    """One pickle per video, as a bare array or `{key: array}` like the source."""
+
+    extension = ".pkl"
+
+    def __init__(self, path: Path, prefix: str = "", suffix: str = "", key: str | None = None) -> None:
+        super().__init__(path, prefix, suffix)
+        self.key = key
+
+    def dump(self, handle, video_id: str, features: np.ndarray) -> None:
+        array = np.ascontiguousarray(features)
+        _dump(handle, {self.key: array} if self.key else array)
+
+
+@register_layout("pickle")
+class PickleFileStore(FeatureStore):
+    """One pickle file holding `{video_id: array}` (or `{video_id: {key: array}}`), loaded whole."""
+
+    def __init__(self, path: str | os.PathLike, key: str | None = None) -> None:
+        super().__init__(path)
+        if not self.path.is_file():
+            raise StoreError(f"pickle feature file {self.path} does not exist")
+        self.key = key
+        self._data: dict[str, Any] | None = None
+
+    @classmethod
+    def detect(cls, path: Path) -> bool:
+        if not path.is_file():
+            return False
+        if path.suffix.lower() in PICKLE_SUFFIXES:
+            return True
+        with open(path, "rb") as handle:  # protocol >= 2 pickles open with the PROTO opcode
+            return handle.read(1) == b"\x80" and path.suffix.lower() not in (".pt", ".pth")
+
+    def _videos(self) -> dict[str, Any]:
+        if self._data is None:
+            data = safe_load(self.path)
+            if not isinstance(data, dict):
+                raise StoreError(
+                    f"{self.path}: holds a {type(data).__name__}, not a dict of video id -> features; "
+                    "a one-file pickle store must map video ids to arrays"
+                )
+            videos: dict[str, Any] = {}
+            for raw, value in data.items():
+                video_id = raw.decode() if isinstance(raw, bytes) else str(raw)
+                if video_id in videos:
+                    raise StoreError(f"{self.path}: duplicate video id {video_id!r}; keep one entry per video")
+                videos[video_id] = value
+            self._data = dict(sorted(videos.items()))
+        return self._data
+
+    def video_ids(self) -> list[str]:
+        return list(self._videos())
+
+    def read(self, video_id: str) -> np.ndarray:
+        videos = self._videos()
+        if video_id not in videos:
+            raise StoreError(f"{self.path}: no features for video {video_id!r}")
+        where = f"{self.path}[{video_id}]"
+        array, key = _as_array(videos[video_id], self.key, where)
+        if key is not None:
+            self.key = key
+        return check_features(array, where)
+
+    def options(self) -> dict[str, Any]:
+        return {"key": self.key}
+
+    def writer(self, out: str | os.PathLike) -> "PickleFileWriter":
+        wrapped = None
+        if self.video_ids():
+            self.read(self.video_ids()[0])
+            wrapped = self.key if isinstance(self._videos()[self.video_ids()[0]], dict) else None
+        return PickleFileWriter(Path(out), key=wrapped)
+
+
+class PickleFileWriter(StoreWriter):
+    """One-file pickle output: per-video `.npy` parts in `.OUT.parts/`, pickled together by `close()`."""
+
+    shardable = False
+
+    def __init__(self, path: Path, key: str | None = None) -> None:
+        self.path, self.key = Path(path), key
+        if self.path.is_dir():
+            raise StoreError(f"output {self.path} is a directory; a one-file pickle store needs a file path")
+        self.parts = self.path.parent / f".{self.path.name}.parts"
+        self.parts.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(self.parts)
+        for stale in self.path.parent.glob(f".{self.path.name}.*.tmp"):
+            stale.unlink(missing_ok=True)
+        self._done = set(PickleFileStore(self.path).video_ids()) if self.path.is_file() else set()
+
+    def _part(self, video_id: str) -> Path:
+        if "/" in video_id or video_id.startswith("."):
+            raise StoreError(f"video id {video_id!r} cannot name a part file")
+        return self.parts / f"{video_id}.npy"
+
+    def has(self, video_id: str) -> bool:
+        return video_id in self._done or self._part(video_id).is_file()
+
+    def write(self, video_id: str, features: np.ndarray) -> None:
+        with atomic_path(self._part(video_id)) as tmp:
+            with open(tmp, "wb") as handle:
+                np.save(handle, np.ascontiguousarray(features), allow_pickle=False)
+
+    def close(self) -> None:
+        """Pickle the previous output (if any) and the parts as one dict, sorted by id; rename into place."""
+        parts = {p.name[: -len(".npy")]: p for p in self.parts.glob("*.npy") if not p.name.startswith(".")}
+        if not parts and self.path.is_file():
+            shutil.rmtree(self.parts, ignore_errors=True)
+            return
+        videos: dict[str, Any] = {}
+        if self.path.is_file():
+            previous = PickleFileStore(self.path, key=self.key)
+            videos = {video_id: previous.read(video_id) for video_id in previous.video_ids()}
+        for video_id, part in parts.items():
+            videos[video_id] = np.load(part, allow_pickle=False)
+        data = {k: ({self.key: v} if self.key else v) for k, v in sorted(videos.items())}
+        with atomic_path(self.path) as tmp:
+            with open(tmp, "wb") as handle:
+                _dump(handle, data)
+        shutil.rmtree(self.parts, ignore_errors=True)
+
+
+def dumps(obj: Any) -> bytes:
+    """Pickle bytes as the writers produce them (fixed protocol); for tests and converters."""
+    buffer = io.BytesIO()
+    _dump(buffer, obj)
+    return buffer.getvalue()
