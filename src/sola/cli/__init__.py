@@ -17,6 +17,7 @@ from sola.errors import SolaError
 COMMAND_MODULES = [
     "sola.cli.core",
     "sola.cli.evaluate",
+    "sola.cli.data",
 ]
 
 

@@ -1,0 +1,79 @@
+"""Data subcommands: `sola inspect` (what a feature store holds, and whether it is clean)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers) -> None:
+    """Add the data subcommands to the `sola` parser."""
+    inspect = subparsers.add_parser(
+        "inspect",
+        help="summarise a feature store: layout, videos, dim, dtype, lengths, NaN/Inf, empty videos",
+        description="Read every video once and report the store. Exit 0 when clean, 1 when it finds "
+        "NaN/Inf values, empty or unreadable videos, or mixed feature dims (or ids do not match with --strict).",
+    )
+    inspect.add_argument("features", help="feature store: a directory of per-video files or one file")
+    inspect.add_argument("--layout", default=None, help="force the layout (npy, csv, hdf5, pickle, pickle-dir, npz, pt, twostream)")
+    inspect.add_argument("--prefix", default=None, help="file-name prefix before the video id (e.g. v_)")
+    inspect.add_argument("--suffix", default=None, help="file-name suffix after the video id (before the extension)")
+    inspect.add_argument("--key", default=None, help="array/dataset name inside each file (npz, pt, pickle, hdf5 groups)")
+    inspect.add_argument("--flow", default=None, help="a flow store to combine with FEATURES (RGB) along channels")
+    inspect.add_argument("--annotations", default=None, help="annotation file: also report how video ids match")
+    inspect.add_argument("--metadata", default=None, help="TSP metadata / BSN video_info CSV for --annotations")
+    inspect.add_argument("--subset", default=None, help="compare ids with this annotation subset only")
+    inspect.add_argument("--strict", action="store_true", help="fail when feature and annotation ids differ")
+    inspect.add_argument("--quiet", action="store_true", help="no progress bar")
+    inspect.set_defaults(func=run_inspect)
+
+
+def _open(args: argparse.Namespace):
+    from sola.stores import open_store
+    from sola.stores.twostream import TwoStreamStore
+
+    options = {k: getattr(args, k) for k in ("prefix", "suffix", "key") if getattr(args, k) is not None}
+    if args.flow:
+        rgb = open_store(args.features, layout=args.layout, **options)
+        return TwoStreamStore(rgb=rgb, flow=open_store(args.flow, layout=args.layout, **options))
+    return open_store(args.features, layout=args.layout, **options)
+
+
+def run_inspect(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from sola.stores.checks import scan_store
+
+    store = _open(args)
+    summary = scan_store(store, progress=not args.quiet)
+    options = ", ".join(f"{k}={v!r}" for k, v in summary.options.items() if v not in (None, ""))
+    print(f"store:        {summary.path}")
+    print(f"layout:       {summary.layout}{f' ({options})' if options else ''}")
+    print(f"videos:       {summary.videos}")
+    if summary.dims:
+        dims = ", ".join(f"{d} ({n} videos)" for d, n in sorted(summary.dims.items()))
+        print(f"feature dim:  {dims if len(summary.dims) > 1 else next(iter(summary.dims))}")
+        print(f"dtype:        {', '.join(f'{t} ({n} videos)' if len(summary.dtypes) > 1 else t for t, n in summary.dtypes.items())}")
+        lengths = np.asarray(summary.lengths)
+        print(
+            f"length:       min {lengths.min()} / median {float(np.median(lengths)):g} / max {lengths.max()} "
+            f"snippets ({lengths.sum()} in all)"
+        )
+    print(f"NaN values:   {summary.nan_values}")
+    print(f"Inf values:   {summary.inf_values}")
+    print(f"empty videos: {len(summary.empty_videos)}")
+    if summary.unreadable:
+        print(f"unreadable:   {len(summary.unreadable)}")
+    problems = summary.problems()
+    if args.annotations:
+        from sola.annotations import load_annotations, match_ids
+
+        annotations = load_annotations(args.annotations, metadata=args.metadata, bad_segments="keep")
+        if args.subset:
+            annotations = annotations.subset(args.subset)
+        match = match_ids(store.video_ids(), annotations.keys())
+        print(f"annotations:  {match.summary()}")
+        if args.strict and (match.features_without_annotation or match.annotations_without_features):
+            problems.append("feature and annotation ids differ (--strict)")
+    for line in problems:
+        print(f"problem:      {line}")
+    return 1 if problems else 0
