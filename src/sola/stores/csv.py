@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ import numpy as np
 from sola.errors import StoreError
 from sola.stores.base import DirectoryStore, DirectoryWriter, register_layout
 
-CSV_DTYPES = ("float32", "float64")
+CSV_DTYPES = ("float16", "float32", "float64")
 
 
 def _is_number(text: str) -> bool:
@@ -59,9 +60,11 @@ class CsvStore(DirectoryStore):
     def load_file(self, file: Path) -> np.ndarray:
         header = read_header(file)
         try:
-            array = np.loadtxt(
-                file, delimiter=",", skiprows=1 if header else 0, dtype=self.dtype, ndmin=2, encoding="utf-8"
-            )
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # "input contained no data": reported below
+                array = np.loadtxt(
+                    file, delimiter=",", skiprows=1 if header else 0, dtype=self.dtype, ndmin=2, encoding="utf-8"
+                )
         except ValueError as exc:
             raise StoreError(
                 f"{file}: not a numeric feature CSV ({exc}); fix or re-export the file "
