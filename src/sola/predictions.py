@@ -12,6 +12,7 @@ Integer labels are turned into names with the annotations' `label_id`s (`Annotat
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import pickle
@@ -63,6 +64,10 @@ def _load(path: Path) -> Any:
     if not path.is_file():
         raise PredictionError(f"prediction file {path} does not exist")
     suffix = path.suffix.lower()
+    # A prediction file is hundreds of thousands of small objects and no cycles: the cyclic
+    # garbage collector would rescan them again and again while they are built.
+    collecting = gc.isenabled()
+    gc.disable()
     try:
         if suffix in (".pkl", ".pickle"):
             with open(path, "rb") as handle:
@@ -73,6 +78,9 @@ def _load(path: Path) -> Any:
         raise PredictionError(f"{path}: not valid JSON ({exc}); the file is truncated or corrupt") from None
     except (pickle.UnpicklingError, EOFError, UnicodeDecodeError) as exc:
         raise PredictionError(f"{path}: cannot read ({type(exc).__name__}); expected JSON or a pickle") from None
+    finally:
+        if collecting:
+            gc.enable()
 
 
 def _from_flat(data: dict, path: Path):
@@ -104,15 +112,16 @@ def _from_per_video(results: dict, path: Path):
             continue
         if not isinstance(items, list):
             raise PredictionError(f"{path}: video {video_id!r}: expected a list of predictions, got {type(items).__name__}")
-        for item in items:
-            segment = item["segment"]
-            if len(segment) != 2:
-                raise PredictionError(f"{path}: video {video_id!r}: segment {segment!r} must be [start, end]")
-            video.append(video_id)
-            start.append(float(segment[0]))
-            end.append(float(segment[1]))
-            label.append(item.get("label", ""))
-            score.append(float(item["score"]))
+        # Whole-list comprehensions: this loop sees every prediction of the file.
+        segments = [item["segment"] for item in items]
+        if any(len(segment) != 2 for segment in segments):
+            bad = next(segment for segment in segments if len(segment) != 2)
+            raise PredictionError(f"{path}: video {video_id!r}: segment {bad!r} must be [start, end]")
+        video.extend([video_id] * len(items))
+        start.extend([segment[0] for segment in segments])
+        end.extend([segment[1] for segment in segments])
+        label.extend([item.get("label", "") for item in items])
+        score.extend([item["score"] for item in items])
     return video, start, end, label, score
 
 

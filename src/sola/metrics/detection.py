@@ -23,6 +23,7 @@ array operations over every prediction and threshold at once.
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from dataclasses import dataclass, field
 
@@ -90,7 +91,10 @@ def evaluate_detection(
     classes, gt_class = _first_appearance_codes(ground_truth.label)
     num_classes = len(classes)
 
-    pred_class = _lookup(classes, predictions.label)
+    class_index = {str(name): k for k, name in enumerate(classes)}
+    pred_class = np.fromiter(
+        map(class_index.get, predictions.label.tolist(), itertools.repeat(-1)), dtype=np.int64, count=len(predictions)
+    )
     unknown = pred_class < 0
     ignored: dict[str, int] = {}
     if unknown.any():
@@ -105,9 +109,10 @@ def evaluate_detection(
         predictions = predictions.select(~unknown)
         pred_class = pred_class[~unknown]
 
-    # One integer per video over both sides.
-    _, video_codes = np.unique(np.concatenate([ground_truth.video, predictions.video]), return_inverse=True)
-    gt_video, pred_video = video_codes[: len(ground_truth)], video_codes[len(ground_truth) :]
+    # One integer per video over both sides (a dict is much faster than sorting strings).
+    video_index: dict[str, int] = {}
+    gt_video = _codes(ground_truth.video, video_index)
+    pred_video = _codes(predictions.video, video_index)
 
     # Predictions in (class, decreasing score) order; lexsort is stable, so ties keep input order.
     order = np.lexsort((-predictions.score, pred_class))
@@ -158,41 +163,59 @@ def match_predictions(
     tiou = segment_iou(pred_start[pair_pred], pred_end[pair_pred], gt_start[gt_order][pair_gt], gt_end[gt_order][pair_gt])
 
     # Each prediction's preference list: tIoU descending, ties to the later ground truth.
-    pref = np.lexsort((-pair_gt, -tiou, pair_pred))
+    pref = _preference_order(tiou, pair_start, count)
     pair_gt, tiou = pair_gt[pref], tiou[pref]
-    # Acceptable candidates at threshold t are a prefix of that list.
-    acceptable = np.stack(
-        [np.bincount(pair_pred, weights=tiou >= thr, minlength=num_pred) for thr in thresholds]
-    ).astype(np.int64)  # (T, P)
+    # Acceptable candidates at threshold t are a prefix of that list: count them per threshold from
+    # each pair's level (how many thresholds its tIoU reaches), in one bincount.
+    thr_order = np.argsort(thresholds, kind="stable")
+    level = np.searchsorted(thresholds[thr_order], tiou, side="right")  # (M,) in 0..T
+    per_level = np.bincount(pair_pred * (num_thr + 1) + level, minlength=num_pred * (num_thr + 1))
+    reaching = np.cumsum(per_level.reshape(num_pred, num_thr + 1)[:, ::-1], axis=1)[:, ::-1]  # (P, T+1)
+    acceptable = np.empty((num_thr, num_pred), dtype=np.int64)
+    acceptable[thr_order] = reaching[:, 1:].T  # pairs with level > t, i.e. tIoU >= sorted threshold t
 
-    # Deferred acceptance, all thresholds at once. holder[t, g]: prediction holding ground truth g.
+    # Deferred acceptance, all thresholds at once, on flat (t, p) cells: cell = t * P + p.
+    # holder[t * G + g] is the prediction holding ground truth g at threshold t.
     num_gt = len(gt_key)
     nobody = num_pred
     holder = np.full(num_thr * num_gt, nobody, dtype=np.int64)
-    pointer = np.zeros((num_thr, num_pred), dtype=np.int64)
-    thr_idx, pred_idx = np.nonzero(acceptable > 0)
-    while len(pred_idx):
-        want = pair_gt[pair_start[pred_idx] + pointer[thr_idx, pred_idx]]
-        slot = thr_idx * num_gt + want
+    pointer = np.zeros(num_thr * num_pred, dtype=np.int64)
+    acceptable = acceptable.ravel()
+    taken = matched.ravel()  # a view: writing it fills `matched`
+    cell = np.flatnonzero(acceptable > 0)
+    while len(cell):
+        thr_idx, pred_idx = np.divmod(cell, num_pred)
+        slot = thr_idx * num_gt + pair_gt[pair_start[pred_idx] + pointer[cell]]
         best = holder.copy()
         np.minimum.at(best, slot, pred_idx)
         wins = best[slot] == pred_idx
         # Holders beaten by an earlier prediction lose their ground truth and move on.
-        beaten = holder[slot[wins]]
-        beaten_thr = thr_idx[wins][beaten != nobody]
-        beaten = beaten[beaten != nobody]
-        matched[beaten_thr, beaten] = False
-        pointer[beaten_thr, beaten] += 1
-        holder[slot[wins]] = pred_idx[wins]
-        matched[thr_idx[wins], pred_idx[wins]] = True
-        lose = ~wins
-        pointer[thr_idx[lose], pred_idx[lose]] += 1
-        # Next round: the losers and the beaten that still have acceptable candidates.
-        again_thr = np.concatenate([thr_idx[lose], beaten_thr])
-        again_pred = np.concatenate([pred_idx[lose], beaten])
-        keep = pointer[again_thr, again_pred] < acceptable[again_thr, again_pred]
-        thr_idx, pred_idx = again_thr[keep], again_pred[keep]
+        won_slot = slot[wins]
+        beaten = holder[won_slot]
+        has_holder = beaten != nobody
+        beaten_cell = thr_idx[wins][has_holder] * num_pred + beaten[has_holder]
+        holder[won_slot] = pred_idx[wins]
+        taken[cell[wins]] = True
+        taken[beaten_cell] = False
+        # Losers and the beaten try their next candidate, while they have acceptable ones.
+        again = np.concatenate([cell[~wins], beaten_cell])
+        pointer[again] += 1
+        cell = again[pointer[again] < acceptable[again]]
     return matched
+
+
+def _preference_order(tiou: np.ndarray, pair_start: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """Permutation of the pairs sorting each prediction's run by tIoU descending, ties last-first.
+
+    Runs are short, so rows of equal length are sorted together as a matrix (one loop step per
+    distinct run length) instead of one global sort of all pairs.
+    """
+    order = np.arange(len(tiou))
+    for length in np.unique(count[count > 1]):
+        rows = pair_start[count == length][:, None] + np.arange(length - 1, -1, -1)  # (R, L) later first
+        column = np.argsort(-tiou[rows], axis=1, kind="stable")
+        order[rows[:, ::-1]] = np.take_along_axis(rows, column, axis=1)
+    return order
 
 
 def interpolated_average_precision(true_positive: np.ndarray, num_positives: int) -> np.ndarray:
@@ -213,20 +236,17 @@ def interpolated_average_precision(true_positive: np.ndarray, num_positives: int
     return np.sum(np.diff(recall, axis=1) * envelope[:, 1:], axis=1)
 
 
+def _codes(values: np.ndarray, index: dict[str, int]) -> np.ndarray:
+    """(N,) integer code of each string, extending `index` (string -> code) with new ones."""
+    values = values.tolist()
+    for value in dict.fromkeys(values):  # the distinct values, in order
+        index.setdefault(value, len(index))
+    return np.fromiter(map(index.__getitem__, values), dtype=np.int64, count=len(values))
+
+
 def _first_appearance_codes(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Class names in order of first appearance and the (N,) code of each label."""
     names, first_index, codes = np.unique(labels, return_index=True, return_inverse=True)
     rank = np.empty(len(names), dtype=np.int64)
     rank[np.argsort(first_index)] = np.arange(len(names))
     return names[np.argsort(first_index)], rank[codes]
-
-
-def _lookup(names: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Index of each label in `names` (any order), -1 where absent."""
-    if len(labels) == 0:
-        return np.zeros(0, dtype=np.int64)
-    order = np.argsort(names)
-    sorted_names = names[order]
-    pos = np.clip(np.searchsorted(sorted_names, labels), 0, len(names) - 1)
-    found = sorted_names[pos] == labels
-    return np.where(found, order[pos], -1)
