@@ -1,0 +1,171 @@
+"""Training of the TAL head: AdamW, linear warm-up then cosine, gradient clipping, model EMA.
+
+Each iteration draws `batch_size` items, cuts a random training window from each
+(`random_truncate`), pads them into one `(B, T, C)` batch, assigns targets to every pyramid point
+and minimises focal + DIoU loss. The returned model is the EMA copy (what ActionFormer evaluates).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from sola.errors import AnnotationError, ConfigError
+from sola.tal.assignment import assign_targets
+from sola.tal.config import TalConfig
+from sola.tal.data import check_item, pad_batch, random_truncate, resize_item
+from sola.tal.losses import LossNormalizer, detection_loss
+from sola.tal.model import TalModel, make_points
+
+
+@dataclass
+class TrainResult:
+    """What `train_head` returns: the evaluation model (EMA) and the per-epoch log."""
+
+    model: TalModel
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    @property
+    def seconds_per_epoch(self) -> float:
+        """Mean wall-clock seconds of one training epoch."""
+        return float(np.mean([h["seconds"] for h in self.history])) if self.history else 0.0
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> CUDA when present, else CPU; raises `ConfigError` for CUDA requested without one."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"train.device is {name!r} but no CUDA device is available; use auto or cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> np.random.Generator:
+    """Seed Python, NumPy and torch; return the NumPy generator used for sampling and cropping."""
+    random.seed(seed)
+    torch.manual_seed(seed)
+    return np.random.default_rng(seed)
+
+
+def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW groups: weights of convs and linears decay; biases, LayerNorms and scales do not."""
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        (decay if param.ndim > 1 else no_decay).append(param)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def learning_rate(step: int, warmup_steps: int, total_steps: int, base_lr: float, min_lr: float = 1e-8) -> float:
+    """Linear warm-up from 0 over `warmup_steps`, then cosine from `base_lr` to `min_lr` at `total_steps`."""
+    if step < warmup_steps:
+        return base_lr * (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(total_steps - warmup_steps, 1)
+    return min_lr + (base_lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+
+@torch.no_grad()
+def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    """ema <- decay * ema + (1 - decay) * model, for every parameter and floating buffer."""
+    for ema_value, value in zip(ema.state_dict().values(), model.state_dict().values()):
+        if ema_value.dtype.is_floating_point:
+            ema_value.mul_(decay).add_(value.detach(), alpha=1.0 - decay)
+        else:
+            ema_value.copy_(value)
+
+
+def batch_targets(items: list[dict[str, Any]], length: int, config: TalConfig,
+                  device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Targets of a padded batch: cls (B, P, K) and reg (B, P, 2) for an input of `length` snippets."""
+    points = make_points(length, config, device=device)
+    cls, reg = [], []
+    for item in items:  # one vectorised assignment per video
+        c, r = assign_targets(points, item["segments"].to(device), item["labels"].to(device),
+                              config.data.num_classes, config.train.center_sample_radius)
+        cls.append(c)
+        reg.append(r)
+    return torch.stack(cls), torch.stack(reg)
+
+
+def train_head(items: list[dict[str, Any]], config: TalConfig, seed: int | None = None,
+               progress: bool | None = None, on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+               model: TalModel | None = None) -> TrainResult:
+    """Train a TAL head on items (see `sola.tal.data`); return the EMA model and the per-epoch log.
+
+    Runs `warmup_epochs + epochs` epochs of `ceil(len(items) / batch_size)` iterations on
+    `train.device`. Raises `AnnotationError` for items that do not fit the config.
+    """
+    from tqdm import tqdm
+
+    if not items:
+        raise AnnotationError("no training videos: check data.train_subset against the annotation subsets")
+    d, t = config.data, config.train
+    for item in items:
+        check_item(item, d.input_dim, d.num_classes)
+    rng = seed_everything(t.seed if seed is None else seed)
+    device = resolve_device(t.device)
+    if d.resize_to:
+        items = [resize_item(item, d.resize_to) for item in items]
+    model = (model or TalModel(config)).to(device)
+    ema = copy.deepcopy(model).eval() if t.ema_decay > 0 else None
+    if ema is not None:
+        for param in ema.parameters():
+            param.requires_grad_(False)
+    optimizer = torch.optim.AdamW(parameter_groups(model, t.weight_decay), lr=t.lr)
+    normalizer = LossNormalizer(t.init_loss_norm, t.loss_norm_momentum)
+    steps_per_epoch = max(len(items) // t.batch_size, 1)  # drop the last partial batch, as ActionFormer
+    total_epochs = t.warmup_epochs + t.epochs
+    total_steps = total_epochs * steps_per_epoch
+    warmup_steps = t.warmup_epochs * steps_per_epoch
+    multiple = 2 ** config.model.branch_layers
+    result = TrainResult(model=ema if ema is not None else model)
+    step = 0
+    bar = tqdm(total=total_steps, desc="tal train", unit="it", disable=None if progress is None else not progress)
+    for epoch in range(total_epochs):
+        model.train()
+        started = time.perf_counter()
+        order = rng.permutation(len(items))
+        sums = {"loss": 0.0, "cls_loss": 0.0, "reg_loss": 0.0}
+        for batch_index in range(steps_per_epoch):
+            chosen = order[batch_index * t.batch_size : (batch_index + 1) * t.batch_size]
+            batch = [random_truncate(items[i], d.max_seq_len, d.trunc_thresh, d.crop_ratio, rng) for i in chosen]
+            feats, mask = pad_batch([item["feats"].float() for item in batch], multiple)
+            feats, mask = feats.to(device), mask.to(device)
+            cls_targets, reg_targets = batch_targets(batch, feats.shape[1], config, device)
+            outputs = model(feats, mask)
+            losses = detection_loss(outputs["cls_logits"], outputs["offsets"], outputs["mask"], cls_targets,
+                                    reg_targets, normalizer, t.focal_alpha, t.focal_gamma, t.loss_weight,
+                                    t.label_smoothing)
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(step, warmup_steps, total_steps, t.lr)
+            optimizer.zero_grad(set_to_none=True)
+            losses["loss"].backward()
+            if t.clip_grad_norm > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), t.clip_grad_norm)
+            optimizer.step()
+            if ema is not None:
+                update_ema(ema, model, t.ema_decay)
+            for key in sums:
+                sums[key] += float(losses[key].detach())
+            step += 1
+            bar.update(1)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        record = {key: value / steps_per_epoch for key, value in sums.items()}
+        record.update(epoch=epoch + 1, seconds=time.perf_counter() - started, lr=optimizer.param_groups[0]["lr"])
+        result.history.append(record)
+        bar.set_postfix(loss=f"{record['loss']:.3f}")
+        if on_epoch is not None:
+            on_epoch(epoch + 1, record)
+    bar.close()
+    result.model.eval()
+    return result
