@@ -2,6 +2,135 @@
 
 from __future__ import annotations
 
+import argparse
+import json
+
+from sola.cli.common import add_store_arguments, store_from_args
+
 
 def register(subparsers) -> None:
     """Add the core subcommands to the `sola` parser."""
+    synth = subparsers.add_parser("synth", help="write a seeded synthetic untrimmed-video benchmark")
+    synth.add_argument("out", help="output directory (features/ and annotations.json)")
+    synth.add_argument("--videos", type=int, default=200)
+    synth.add_argument("--dim", type=int, default=256, help="feature dimension C")
+    synth.add_argument("--classes", type=int, default=10)
+    synth.add_argument("--seed", type=int, default=0)
+    synth.set_defaults(func=run_synth)
+
+    train = subparsers.add_parser("train", help="fit a SoLa adapter by Similarity Matching (no labels)")
+    add_store_arguments(train)
+    train.add_argument("--out", help="run directory (config, metrics, checkpoints)")
+    train.add_argument("--config", help="YAML config overriding the reference defaults")
+    train.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR")
+    train.add_argument("--epochs", type=int)
+    train.add_argument("--seed", type=int)
+    train.add_argument("--batch-size", type=int)
+    train.add_argument("--lr", type=float)
+    train.add_argument("--windows-per-video", type=int, help="training windows per video per epoch")
+    train.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.set_defaults(func=run_train)
+
+    transform = subparsers.add_parser("transform", help="apply an adapter to every video of a store")
+    add_store_arguments(transform)
+    transform.add_argument("--adapter", required=True, help="adapter .safetensors or a run directory")
+    transform.add_argument("--out", required=True, help="new store, same layout as FEATURES")
+    transform.add_argument("--chunk-size", type=int, default=None, help="snippets per forward pass")
+    transform.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N")
+    transform.add_argument("--quiet", action="store_true", help="no progress bar")
+    transform.set_defaults(func=run_transform)
+
+    demo = subparsers.add_parser("demo", help="synthetic data -> fit -> transform -> TSM pictures -> summary")
+    demo.add_argument("--out", default="demo_out", help="output directory (default demo_out)")
+    demo.add_argument("--videos", type=int, default=None, help="number of synthetic videos (default 200)")
+    demo.add_argument("--epochs", type=int, default=None, help="fit epochs (default: the demo schedule)")
+    demo.add_argument("--quiet", action="store_true", help="no progress bars")
+    demo.set_defaults(func=run_demo)
+
+
+def run_synth(args: argparse.Namespace) -> int:
+    from sola.synthetic import SyntheticConfig, write_synthetic
+
+    config = SyntheticConfig(videos=args.videos, dim=args.dim, classes=args.classes, seed=args.seed)
+    summary = write_synthetic(args.out, config)
+    print(
+        f"wrote {summary['videos']} videos ({summary['snippets']} snippets, dim {summary['dim']}, "
+        f"{summary['segments']} actions) to {summary['features']} and {summary['annotations']}"
+    )
+    return 0
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from sola.config import load_config
+    from sola.errors import ConfigError
+    from sola.fit import fit_adapter, load_run_config, metrics_summary
+
+    overrides = {
+        "fit.epochs": args.epochs,
+        "fit.seed": args.seed,
+        "fit.batch_size": args.batch_size,
+        "fit.lr": args.lr,
+        "fit.windows_per_video": args.windows_per_video,
+        "fit.device": args.device,
+    }
+    if args.resume:
+        if args.out and args.out != args.resume:
+            raise ConfigError("--resume RUN_DIR continues RUN_DIR; drop --out or give the same directory")
+        if args.config or any(v is not None for k, v in overrides.items() if k not in ("fit.epochs", "fit.device")):
+            raise ConfigError("a resumed run keeps its own config.yaml; only --epochs and --device may change")
+        config = load_run_config(args.resume, args.epochs)
+        if args.device:
+            config.fit.device = args.device
+        run_dir = args.resume
+    else:
+        if not args.out:
+            raise ConfigError("give --out RUN_DIR (or --resume RUN_DIR)")
+        config = load_config(args.config, overrides)
+        run_dir = args.out
+    store = store_from_args(args)
+    fit_adapter(store, config, run_dir, resume=bool(args.resume), progress=not args.quiet)
+    import os
+
+    if int(os.environ.get("RANK", "0")) == 0:
+        summary = metrics_summary(run_dir)
+        if summary:
+            print(
+                f"trained {summary['epochs']} epochs ({summary['steps']} steps, {summary['seconds']:.1f} s): "
+                f"loss {summary['first_loss']:.4f} -> {summary['last_loss']:.4f}, "
+                f"gate tanh(alpha) = {summary['gate']:+.4f}; adapter in {run_dir}/adapter.safetensors"
+            )
+    return 0
+
+
+def run_transform(args: argparse.Namespace) -> int:
+    import os
+
+    from sola.adapter import load_adapter
+    from sola.config import TransformConfig
+    from sola.transform import transform_store
+
+    defaults = TransformConfig()
+    adapter = load_adapter(args.adapter)
+    store = store_from_args(args)
+    summary = transform_store(
+        adapter,
+        store,
+        args.out,
+        chunk_size=args.chunk_size or defaults.chunk_size,
+        device=args.device or defaults.device,
+        progress=not args.quiet,
+    )
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(
+            f"transformed {summary['written']} videos ({summary['skipped']} already done) of "
+            f"{summary['videos']} in {summary['seconds']:.1f} s -> {summary['out']}"
+        )
+    return 0
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from sola.demo import run_demo as demo
+
+    demo(args.out, videos=args.videos, epochs=args.epochs, progress=not args.quiet)
+    return 0

@@ -1,0 +1,126 @@
+"""The SoLa adapter: a gated residual temporal conv that keeps the feature dimension.
+
+    g(f) = Conv1d(C->H, k, 'same') -> ReLU -> Conv1d(H->H, 1) -> ReLU -> Conv1d(H->C, 1)
+    SoLa(f) = f + tanh(alpha) * g(f),   alpha = 0 at init, so an untrained adapter is the identity.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+from sola.atomic import atomic_path
+from sola.config import AdapterConfig
+from sola.errors import CheckpointError
+
+ADAPTER_FORMAT = "sola-adapter"
+ADAPTER_FORMAT_VERSION = "1"
+
+
+class SoLaAdapter(nn.Module):
+    """Maps features `(B, T, C)` to adapted features `(B, T, C)`; same T, same C."""
+
+    def __init__(self, dim: int, hidden_dim: int = 512, kernel_size: int = 5, dilation: int = 1) -> None:
+        super().__init__()
+        if kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be odd for 'same' padding, got {kernel_size}")
+        self.dim, self.hidden_dim = dim, hidden_dim
+        self.kernel_size, self.dilation = kernel_size, dilation
+        self.temporal = nn.Conv1d(dim, hidden_dim, kernel_size, padding=self.radius, dilation=dilation)
+        self.mix = nn.Conv1d(hidden_dim, hidden_dim, 1)
+        self.out = nn.Conv1d(hidden_dim, dim, 1)
+        self.alpha = nn.Parameter(torch.zeros(()))
+
+    @classmethod
+    def from_config(cls, dim: int, config: AdapterConfig) -> "SoLaAdapter":
+        """Build an adapter for features of dimension `dim`."""
+        return cls(dim, config.hidden_dim, config.kernel_size, config.dilation)
+
+    @property
+    def radius(self) -> int:
+        """Snippets on each side that one output snippet depends on."""
+        return self.dilation * (self.kernel_size - 1) // 2
+
+    @property
+    def gate(self) -> float:
+        """tanh(alpha): how far the adapter departs from the identity (0 at init)."""
+        return float(torch.tanh(self.alpha.detach()))
+
+    def residual(self, features: torch.Tensor) -> torch.Tensor:
+        """g(f): `(B, T, C)` -> `(B, T, C)`, before the gate."""
+        x = features.transpose(1, 2)  # (B, C, T)
+        x = torch.relu(self.temporal(x))
+        x = torch.relu(self.mix(x))
+        return self.out(x).transpose(1, 2)  # (B, T, C)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """`f + tanh(alpha) * g(f)` for features `(B, T, C)`."""
+        return features + torch.tanh(self.alpha) * self.residual(features)
+
+    def config(self) -> AdapterConfig:
+        """The architecture of this adapter as an `AdapterConfig`."""
+        return AdapterConfig(self.hidden_dim, self.kernel_size, self.dilation)
+
+
+def adapter_metadata(adapter: SoLaAdapter, extra: dict | None = None) -> dict[str, str]:
+    """String metadata stored in the safetensors header: format, architecture, provenance."""
+    meta = {
+        "format": ADAPTER_FORMAT,
+        "format_version": ADAPTER_FORMAT_VERSION,
+        "dim": str(adapter.dim),
+        "hidden_dim": str(adapter.hidden_dim),
+        "kernel_size": str(adapter.kernel_size),
+        "dilation": str(adapter.dilation),
+    }
+    for key, value in (extra or {}).items():
+        meta[key] = value if isinstance(value, str) else json.dumps(value)
+    return meta
+
+
+def save_adapter(adapter: SoLaAdapter, path: str | os.PathLike, extra: dict | None = None) -> Path:
+    """Write the adapter (weights only, no projector) as safetensors, atomically."""
+    path = Path(path)
+    tensors = {name: t.detach().cpu().contiguous() for name, t in adapter.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=adapter_metadata(adapter, extra))
+    return path
+
+
+def resolve_adapter_path(path: str | os.PathLike) -> Path:
+    """Accept a `.safetensors` file or a run directory (its `best.safetensors`, else `adapter.safetensors`)."""
+    path = Path(path)
+    if path.is_dir():
+        for name in ("best.safetensors", "adapter.safetensors"):
+            if (path / name).is_file():
+                return path / name
+        raise CheckpointError(f"{path}: no adapter.safetensors in this run directory; train one with `sola train`")
+    if not path.is_file():
+        raise CheckpointError(f"adapter file {path} does not exist")
+    return path
+
+
+def load_adapter(path: str | os.PathLike, device: str | torch.device = "cpu") -> SoLaAdapter:
+    """Load an adapter saved by `save_adapter` (or a run directory); raises `CheckpointError`."""
+    path = resolve_adapter_path(path)
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            meta = handle.metadata() or {}
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+    except Exception as exc:  # safetensors raises several types for a bad header
+        raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
+    if meta.get("format") != ADAPTER_FORMAT:
+        raise CheckpointError(f"{path}: not a SoLa adapter (metadata format={meta.get('format')!r})")
+    try:
+        adapter = SoLaAdapter(
+            int(meta["dim"]), int(meta["hidden_dim"]), int(meta["kernel_size"]), int(meta["dilation"])
+        )
+        adapter.load_state_dict(tensors, strict=True)
+    except (KeyError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{path}: adapter weights do not match their metadata ({exc})") from None
+    return adapter.to(device).eval()

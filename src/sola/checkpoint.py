@@ -1,0 +1,62 @@
+"""Resumable training state in safetensors: model, optimiser moments and the epoch reached."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from sola.atomic import atomic_path
+from sola.errors import CheckpointError
+
+STATE_FORMAT = "sola-training-state"
+
+
+def save_training_state(
+    path: str | os.PathLike, model: torch.nn.Module, optimizer: torch.optim.Optimizer, epoch: int
+) -> None:
+    """Write model + optimiser state after `epoch` completed epochs, atomically (no pickle)."""
+    tensors = {f"model.{name}": t.detach().cpu().contiguous() for name, t in model.state_dict().items()}
+    optim = optimizer.state_dict()
+    for index, state in optim["state"].items():
+        for key, value in state.items():
+            tensor = value if torch.is_tensor(value) else torch.tensor(value)
+            tensors[f"optim.{index}.{key}"] = tensor.detach().cpu().contiguous()
+    metadata = {"format": STATE_FORMAT, "epoch": str(epoch), "param_groups": json.dumps(optim["param_groups"])}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
+
+
+def load_training_state(
+    path: str | os.PathLike, model: torch.nn.Module, optimizer: torch.optim.Optimizer
+) -> int:
+    """Restore model + optimiser from `save_training_state`; return the epochs already done."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no training state to resume from; start a new run without --resume")
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            metadata = handle.metadata() or {}
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+    except Exception as exc:
+        raise CheckpointError(f"{path}: unreadable training state ({exc})") from None
+    if metadata.get("format") != STATE_FORMAT:
+        raise CheckpointError(f"{path}: not a SoLa training state")
+    model_state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+    optim_state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        if key.startswith("optim."):
+            _, index, name = key.split(".", 2)
+            optim_state.setdefault(int(index), {})[name] = value
+    try:
+        model.load_state_dict(model_state, strict=True)
+        optimizer.load_state_dict({"state": optim_state, "param_groups": json.loads(metadata["param_groups"])})
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise CheckpointError(
+            f"{path}: the saved state does not match this model/config ({exc}); resume with the run's own config"
+        ) from None
+    return int(metadata["epoch"])

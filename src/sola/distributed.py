@@ -1,0 +1,77 @@
+"""One place for the DDP set-up: `torchrun` sets the environment, we read it.
+
+NCCL on GPUs, gloo on the CPU. Without torchrun everything runs as rank 0 of 1.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from sola.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class DistributedContext:
+    """Rank, world size and device of this process."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        """True on the process that writes logs, checkpoints and summaries."""
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        """True when several processes train together."""
+        return self.world_size > 1
+
+
+def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
+    """`auto` -> the local CUDA device when present, else the CPU; raises `ConfigError` for absent CUDA."""
+    if name == "auto":
+        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} was requested but CUDA is not available; use --device cpu")
+    if name == "cuda":
+        return torch.device(f"cuda:{local_rank}")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+
+
+def setup_distributed(device: str = "auto") -> DistributedContext:
+    """Join the process group that `torchrun` describes (if any) and pick this rank's device."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    resolved = resolve_device(device, local_rank)
+    if world_size > 1 and not dist.is_initialized():
+        backend = "nccl" if resolved.type == "cuda" else "gloo"
+        if resolved.type == "cuda":
+            torch.cuda.set_device(resolved)
+        dist.init_process_group(backend=backend)
+    return DistributedContext(rank, world_size, local_rank, resolved)
+
+
+def barrier(context: DistributedContext) -> None:
+    """Wait for every rank (no-op on one process)."""
+    if context.enabled:
+        dist.barrier()
+
+
+def mean_across_ranks(value: float, context: DistributedContext) -> float:
+    """Average a Python float over all ranks (identity on one process)."""
+    if not context.enabled:
+        return value
+    tensor = torch.tensor([value], dtype=torch.float64, device=context.device)
+    dist.all_reduce(tensor)
+    return float(tensor.item()) / context.world_size

@@ -1,0 +1,187 @@
+"""The unsupervised fit: Similarity Matching on random windows, checkpoints, resume, DDP.
+
+Run directory layout:
+    config.yaml                  the full config used
+    metrics.jsonl                one JSON line per epoch: epoch, loss, gate, seconds, steps, ...
+    adapter.safetensors          the latest adapter (weights only)
+    checkpoints/epoch_XXXX.safetensors   an adapter every `checkpoint_every` epochs
+    state.safetensors            model + projector + optimiser, to resume
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from tqdm.auto import tqdm
+
+from sola.adapter import SoLaAdapter, save_adapter
+from sola.atomic import atomic_write_text
+from sola.checkpoint import load_training_state, save_training_state
+from sola.config import SoLaConfig, load_config, save_config
+from sola.distributed import DistributedContext, barrier, mean_across_ranks, setup_distributed
+from sola.errors import CheckpointError, ConfigError
+from sola.matching import SimilarityMatching
+from sola.sampling import WindowSource, epoch_plan, open_window_source
+from sola.stores import FeatureStore
+
+STATE_FILE = "state.safetensors"
+ADAPTER_FILE = "adapter.safetensors"
+
+
+def checkpoint_path(run_dir: Path, epoch: int) -> Path:
+    """Where the adapter checkpoint of `epoch` lives."""
+    return run_dir / "checkpoints" / f"epoch_{epoch:04d}.safetensors"
+
+
+def load_run_config(run_dir: str | Path, epochs: int | None = None) -> SoLaConfig:
+    """The config of an existing run (to resume it), optionally with more or fewer epochs."""
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise CheckpointError(f"{run_dir}: no config.yaml; is this a `sola train` run directory?")
+    return load_config(path, {"fit.epochs": epochs})
+
+
+def _read_metrics(path: Path, upto_epoch: int) -> list[str]:
+    if not path.is_file():
+        return []
+    return [line for line in path.read_text().splitlines() if line and json.loads(line)["epoch"] <= upto_epoch]
+
+
+def fit_adapter(
+    store: FeatureStore,
+    config: SoLaConfig,
+    run_dir: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> SoLaAdapter:
+    """Fit a SoLa adapter on the unlabeled features of `store`; return it (on the CPU, eval mode).
+
+    With `run_dir`, writes config, metrics, checkpoints and a resumable state there; `resume=True`
+    continues from `run_dir/state.safetensors` (bitwise equal to an uninterrupted run on the CPU).
+    Under `torchrun`, each rank trains on a disjoint shard of videos with DDP.
+    Raises `ConfigError`, `StoreError` or `CheckpointError` with the fix in the message.
+    """
+    config.validate()
+    fit, matching = config.fit, config.matching
+    context = setup_distributed(fit.device)
+    if fit.batch_size % context.world_size:
+        raise ConfigError(
+            f"fit.batch_size={fit.batch_size} must be divisible by the number of processes ({context.world_size})"
+        )
+    local_batch = fit.batch_size // context.world_size
+    run_dir = Path(run_dir) if run_dir is not None else None
+    if run_dir is not None and not resume and (run_dir / STATE_FILE).exists():
+        raise CheckpointError(
+            f"{run_dir} already holds a training run; pass --resume to continue it or choose another --out"
+        )
+
+    data = open_window_source(store, matching.window)
+    torch.manual_seed(fit.seed)
+    adapter = SoLaAdapter.from_config(data.dim, config.adapter)
+    model = SimilarityMatching(adapter, matching).to(context.device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=fit.lr, weight_decay=fit.weight_decay)
+    start_epoch = 0
+    if resume:
+        if run_dir is None:
+            raise CheckpointError("resume needs a run directory")
+        start_epoch = load_training_state(run_dir / STATE_FILE, model, optimizer)
+    trainer = DistributedDataParallel(model) if context.enabled else model
+
+    metrics_path = run_dir / "metrics.jsonl" if run_dir is not None else None
+    metrics_lines = _read_metrics(metrics_path, start_epoch) if (metrics_path and resume) else []
+    if context.is_main and run_dir is not None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(config, run_dir / "config.yaml")
+        atomic_write_text(metrics_path, "".join(line + "\n" for line in metrics_lines))
+        if data.skipped:
+            log(f"skipped {len(data.skipped)} video(s) shorter than {matching.window} snippets")
+        log(
+            f"fitting on {len(data.video_ids)} videos of dim {data.dim} "
+            f"({len(data.skipped)} skipped), {context.world_size} process(es) on {context.device}"
+        )
+
+    epochs = range(start_epoch, fit.epochs)
+    bar = tqdm(epochs, desc="fit", unit="epoch", disable=(not progress or not context.is_main) or None)
+    for epoch in bar:
+        started = time.perf_counter()
+        loss, steps, windows = _train_epoch(trainer, optimizer, data, config, epoch, context, local_batch)
+        loss = mean_across_ranks(loss, context)
+        seconds = time.perf_counter() - started
+        done = epoch + 1
+        record = {
+            "epoch": done,
+            "loss": loss,
+            "gate": adapter.gate,
+            "seconds": round(seconds, 4),
+            "steps": steps,
+            "windows": windows * context.world_size,
+            "videos": len(data.video_ids),
+            "skipped_videos": len(data.skipped),
+        }
+        bar.set_postfix(loss=f"{loss:.4f}", gate=f"{adapter.gate:+.4f}")
+        if context.is_main and run_dir is not None:
+            metrics_lines.append(json.dumps(record))
+            atomic_write_text(metrics_path, "".join(line + "\n" for line in metrics_lines))
+            if done % fit.checkpoint_every == 0 or done == fit.epochs:
+                save_adapter(adapter, checkpoint_path(run_dir, done), {"epoch": done})
+                save_adapter(adapter, run_dir / ADAPTER_FILE, {"epoch": done})
+            save_training_state(run_dir / STATE_FILE, model, optimizer, done)
+        barrier(context)
+    if context.is_main and run_dir is not None and start_epoch >= fit.epochs:
+        log(f"{run_dir} already has {start_epoch} epochs (>= {fit.epochs}); nothing to do")
+    return adapter.cpu().eval()
+
+
+def _train_epoch(
+    trainer: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    data: WindowSource,
+    config: SoLaConfig,
+    epoch: int,
+    context: DistributedContext,
+    local_batch: int,
+) -> tuple[float, int, int]:
+    """One epoch of Similarity Matching; returns (mean loss over steps, steps, windows on this rank)."""
+    trainer.train()
+    videos, starts = epoch_plan(
+        data.lengths,
+        config.matching.window,
+        config.fit.windows_per_video,
+        config.fit.seed,
+        epoch,
+        context.rank,
+        context.world_size,
+    )
+    total, steps = 0.0, 0
+    for first in range(0, len(videos), local_batch):
+        rows = slice(first, first + local_batch)
+        windows = torch.from_numpy(data.batch(videos[rows], starts[rows], config.matching.window))
+        loss = trainer(windows.to(context.device, non_blocking=True))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += float(loss.detach())
+        steps += 1
+    return total / max(steps, 1), steps, len(videos)
+
+
+def metrics_summary(run_dir: str | Path) -> dict:
+    """First and last metrics of a run (loss, gate, total seconds)."""
+    lines = [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines() if line]
+    if not lines:
+        return {}
+    return {
+        "epochs": lines[-1]["epoch"],
+        "first_loss": lines[0]["loss"],
+        "last_loss": lines[-1]["loss"],
+        "gate": lines[-1]["gate"],
+        "seconds": float(np.sum([line["seconds"] for line in lines])),
+        "steps": int(np.sum([line["steps"] for line in lines])),
+    }

@@ -1,0 +1,94 @@
+"""Training windows: which videos, where they start, and reading them without reloading files."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from sola.errors import StoreError
+from sola.stores import FeatureStore
+
+
+@dataclass
+class WindowSource:
+    """The videos that can give training windows, each as a sliceable `(T, C)` source."""
+
+    video_ids: list[str]
+    lengths: np.ndarray  # (V,) snippets per usable video
+    sources: list[Any]  # memmaps (or arrays) indexed like video_ids
+    dim: int
+    skipped: list[str] = field(default_factory=list)  # shorter than the window
+
+    def batch(self, videos: np.ndarray, starts: np.ndarray, window: int) -> np.ndarray:
+        """Stack windows `(B, L, C)` float32 for `videos[b]` starting at `starts[b]`."""
+        out = np.empty((len(videos), window, self.dim), dtype=np.float32)
+        for row, (video, start) in enumerate(zip(videos.tolist(), starts.tolist())):
+            out[row] = self.sources[video][start : start + window]
+        if not np.isfinite(out).all():
+            bad = sorted({self.video_ids[v] for v, ok in zip(videos, np.isfinite(out).all(axis=(1, 2))) if not ok})
+            raise StoreError(
+                f"non-finite values (NaN/Inf) in the features of video(s) {', '.join(bad[:5])}; "
+                "clean them (see `sola inspect`) before fitting"
+            )
+        return out
+
+
+def open_window_source(store: FeatureStore, window: int) -> WindowSource:
+    """Open every video of `store` for window sampling; videos shorter than `window` are skipped.
+
+    Raises `StoreError` when the store is empty, dims differ or no video is long enough.
+    """
+    ids, lengths, sources, skipped = [], [], [], []
+    dim = None
+    for video_id in store.video_ids():
+        source = store.window_source(video_id)
+        length, video_dim = source.shape
+        if dim is None:
+            dim = video_dim
+        elif video_dim != dim:
+            raise StoreError(
+                f"video {video_id!r} in {store.path} has feature dim {video_dim}, others have {dim}; "
+                "all videos of a store must share one dimension"
+            )
+        if length < window:
+            skipped.append(video_id)
+            continue
+        ids.append(video_id)
+        lengths.append(length)
+        sources.append(source)
+    if dim is None:
+        raise StoreError(f"feature store {store.path} holds no videos")
+    if not ids:
+        raise StoreError(
+            f"no video in {store.path} has at least {window} snippets (the training window); "
+            "lower matching.window (and start/step/num_positions) in the config"
+        )
+    return WindowSource(ids, np.asarray(lengths, dtype=np.int64), sources, dim, skipped)
+
+
+def epoch_plan(
+    lengths: np.ndarray,
+    window: int,
+    windows_per_video: int,
+    seed: int,
+    epoch: int,
+    rank: int = 0,
+    world_size: int = 1,
+) -> tuple[np.ndarray, np.ndarray]:
+    """This rank's windows for one epoch: `(video_index, start)` arrays, shuffled.
+
+    Deterministic in (seed, epoch): every rank computes the same permutation of videos and takes a
+    disjoint shard of it; shards are padded (by wrapping) to equal size so DDP ranks take equal steps.
+    """
+    rng = np.random.default_rng([seed, epoch])
+    order = rng.permutation(len(lengths))
+    per_rank = -(-len(order) // world_size)
+    if per_rank * world_size > len(order):
+        order = np.resize(order, per_rank * world_size)  # repeats from the start, like DistributedSampler
+    videos = np.repeat(order[rank::world_size], windows_per_video)
+    local = np.random.default_rng([seed, epoch, rank])
+    videos = videos[local.permutation(len(videos))]
+    starts = local.integers(0, lengths[videos] - window + 1)
+    return videos, starts

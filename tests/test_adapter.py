@@ -1,0 +1,83 @@
+import numpy as np
+import pytest
+import torch
+
+from sola.adapter import SoLaAdapter, load_adapter, save_adapter
+from sola.errors import CheckpointError
+from sola.transform import apply_adapter
+
+
+def test_reference_architecture_and_identity_at_init():
+    adapter = SoLaAdapter(64)
+    assert (adapter.temporal.in_channels, adapter.temporal.out_channels) == (64, 512)
+    assert adapter.temporal.kernel_size == (5,) and adapter.temporal.padding == (2,)
+    assert adapter.mix.kernel_size == (1,) and adapter.out.out_channels == 64
+    assert float(adapter.alpha.detach()) == 0.0 and adapter.gate == 0.0
+    assert not any(isinstance(m, (torch.nn.BatchNorm1d, torch.nn.LayerNorm)) for m in adapter.modules())
+    x = torch.randn(3, 40, 64)
+    assert torch.equal(adapter(x), x)
+
+
+def test_shape_kept_and_output_moves_with_gate():
+    adapter = SoLaAdapter(8, hidden_dim=16)
+    with torch.no_grad():
+        adapter.alpha.fill_(0.5)
+    x = torch.randn(2, 11, 8)
+    y = adapter(x)
+    assert y.shape == x.shape
+    expected = x + torch.tanh(torch.tensor(0.5)) * adapter.residual(x)
+    torch.testing.assert_close(y, expected)
+    assert not torch.allclose(y, x)
+
+
+def test_temporal_receptive_field_is_kernel_wide():
+    adapter = SoLaAdapter(4, hidden_dim=8, kernel_size=5, dilation=2)
+    with torch.no_grad():
+        adapter.alpha.fill_(1.0)
+    x = torch.randn(1, 30, 4)
+    bumped = x.clone()
+    bumped[0, 15] += 1.0
+    changed = (adapter(bumped) - adapter(x)).abs().sum(-1)[0] > 0
+    assert changed.nonzero().flatten().tolist() == [11, 13, 15, 17, 19]
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_apply_adapter_keeps_dtype_and_identity_is_exact(dtype):
+    features = np.random.default_rng(0).standard_normal((50, 8)).astype(dtype)
+    out = apply_adapter(SoLaAdapter(8, hidden_dim=16), features)
+    assert out.dtype == dtype and out.shape == features.shape
+    assert np.array_equal(out, features)
+
+
+def test_chunked_transform_equals_one_pass():
+    adapter = SoLaAdapter(6, hidden_dim=12, kernel_size=5, dilation=3)
+    with torch.no_grad():
+        adapter.alpha.fill_(0.8)
+    features = np.random.default_rng(1).standard_normal((257, 6)).astype(np.float32)
+    whole = apply_adapter(adapter, features, chunk_size=10_000)
+    for chunk in (1, 7, 64, 256):
+        np.testing.assert_allclose(apply_adapter(adapter, features, chunk_size=chunk), whole, rtol=0, atol=1e-5)
+
+
+def test_save_load_roundtrip_and_errors(tmp_path):
+    adapter = SoLaAdapter(10, hidden_dim=20, kernel_size=3, dilation=2)
+    with torch.no_grad():
+        adapter.alpha.fill_(0.3)
+    path = save_adapter(adapter, tmp_path / "adapter.safetensors", {"epoch": 7})
+    loaded = load_adapter(path)
+    assert (loaded.dim, loaded.hidden_dim, loaded.kernel_size, loaded.dilation) == (10, 20, 3, 2)
+    for key, value in adapter.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value)
+    assert load_adapter(tmp_path).gate == pytest.approx(adapter.gate)  # run directory form
+    (tmp_path / "bad.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(CheckpointError, match="bad.safetensors"):
+        load_adapter(tmp_path / "bad.safetensors")
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_adapter(tmp_path / "missing.safetensors")
+
+
+def test_apply_adapter_rejects_wrong_dim():
+    from sola.errors import StoreError
+
+    with pytest.raises(StoreError, match="dim 8"):
+        apply_adapter(SoLaAdapter(8, hidden_dim=4), np.zeros((5, 9), dtype=np.float32))

@@ -1,0 +1,57 @@
+import numpy as np
+import pytest
+
+from sola.errors import StoreError
+from sola.sampling import epoch_plan, open_window_source
+from sola.stores import open_store
+from tests.conftest import write_npy_store
+
+
+def test_epoch_plan_is_deterministic_and_in_bounds():
+    lengths = np.array([23, 30, 100, 57])
+    videos, starts = epoch_plan(lengths, 23, 3, seed=5, epoch=2)
+    again = epoch_plan(lengths, 23, 3, seed=5, epoch=2)
+    assert np.array_equal(videos, again[0]) and np.array_equal(starts, again[1])
+    assert sorted(videos.tolist()) == sorted([0, 1, 2, 3] * 3)
+    assert np.all(starts >= 0) and np.all(starts + 23 <= lengths[videos])
+    assert np.all(starts[videos == 0] == 0)  # a video of exactly L snippets has one window
+    other = epoch_plan(lengths, 23, 3, seed=5, epoch=3)
+    assert not (np.array_equal(videos, other[0]) and np.array_equal(starts, other[1]))
+
+
+def test_ranks_get_disjoint_equal_shards():
+    lengths = np.full(10, 50)
+    shards = [epoch_plan(lengths, 23, 2, seed=0, epoch=0, rank=r, world_size=3)[0] for r in range(3)]
+    assert len({len(s) for s in shards}) == 1  # equal steps on every rank
+    sets = [set(s.tolist()) for s in shards]
+    assert set().union(*sets) == set(range(10))
+    # 10 videos on 3 ranks: padded to 12 by wrapping, so at most 2 videos appear twice.
+    assert sum(len(s) for s in sets) - 10 <= 2
+    even = [set(epoch_plan(np.full(9, 50), 23, 1, 0, 0, r, 3)[0].tolist()) for r in range(3)]
+    assert all(a.isdisjoint(b) for i, a in enumerate(even) for b in even[i + 1 :])
+
+
+def test_window_source_skips_short_videos_and_reads_windows(tmp_path):
+    root = write_npy_store(tmp_path / "f", [10, 30, 23], dim=4)
+    source = open_window_source(open_store(root), 23)
+    assert source.video_ids == ["vid001", "vid002"] and source.skipped == ["vid000"]
+    batch = source.batch(np.array([0, 1]), np.array([7, 0]), 23)
+    assert batch.shape == (2, 23, 4) and batch.dtype == np.float32
+    assert np.array_equal(batch[0], np.load(root / "vid001.npy")[7:30])
+
+
+def test_window_source_errors(tmp_path):
+    short = write_npy_store(tmp_path / "short", [5, 6], dim=4)
+    with pytest.raises(StoreError, match="at least 23 snippets"):
+        open_window_source(open_store(short), 23)
+    mixed = write_npy_store(tmp_path / "mixed", [30], dim=4)
+    np.save(mixed / "other.npy", np.zeros((30, 5), dtype=np.float32))
+    with pytest.raises(StoreError, match="feature dim"):
+        open_window_source(open_store(mixed), 23)
+    nan = write_npy_store(tmp_path / "nan", [30], dim=4)
+    bad = np.load(nan / "vid000.npy")
+    bad[:] = np.nan
+    np.save(nan / "vid000.npy", bad)
+    source = open_window_source(open_store(nan), 23)
+    with pytest.raises(StoreError, match="vid000"):
+        source.batch(np.array([0]), np.array([0]), 23)
