@@ -1,0 +1,164 @@
+"""The paper's experiment on one feature store: train the head, predict, evaluate.
+
+`build_items` turns a feature store plus `sola.annotations` into head items; `run_experiment`
+trains on `data.train_subset`, predicts on `data.test_subset` and returns detection mAP (official
+ActivityNet semantics via `sola.metrics`) with the training seconds per epoch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sola.errors import AnnotationError, ConfigError
+from sola.tal.config import TalConfig
+from sola.tal.data import make_item
+
+AGNOSTIC_LABEL = "action"
+
+
+def class_names(annotations, config: TalConfig) -> list[str]:
+    """Class names in head order: sorted labels of all subsets, or ["action"] when class-agnostic."""
+    if config.data.num_classes == 1:
+        return [AGNOSTIC_LABEL]
+    return list(annotations.labels())
+
+
+def fit_config_to_data(config: TalConfig, input_dim: int, num_labels: int) -> TalConfig:
+    """Set the derived fields data.input_dim and data.num_classes from the data (1 stays class-agnostic)."""
+    data = dataclasses.replace(config.data, input_dim=int(input_dim),
+                               num_classes=1 if config.data.num_classes == 1 else int(num_labels))
+    return dataclasses.replace(config, data=data).validate()
+
+
+def build_items(store, annotations, subset: str, config: TalConfig, names: list[str]) -> list[dict[str, Any]]:
+    """Head items of every video of `subset` that has features; seconds mapped onto each video's grid.
+
+    The grid is fixed-stride when the annotation states `feat_stride` (synthetic data) or an fps is
+    known (`data.default_fps` or the annotation's), using `data.feat_stride`/`data.num_frames`;
+    otherwise the snippets are spread evenly over the annotated duration. Ambiguous segments are
+    skipped. Raises `AnnotationError` when no video of the subset has features.
+    """
+    from sola.annotations import SnippetGrid, match_ids
+
+    chosen = annotations.subset(subset)
+    match = match_ids(store.video_ids(), list(chosen.keys()))
+    if not match.pairs:
+        raise AnnotationError(
+            f"{getattr(annotations, 'source', 'annotations')}: no video of subset {subset!r} has features in "
+            f"{store.path} ({match.summary()}); subsets present: {annotations.subsets()}; "
+            "set data.train_subset / data.test_subset"
+        )
+    index = {name: i for i, name in enumerate(names)}
+    items = []
+    for feature_id, annotation_id in sorted(match.pairs.items()):
+        video = chosen[annotation_id]
+        feats = store.read(feature_id)
+        length = feats.shape[0]
+        fps = config.data.default_fps or video.fps
+        if video.feat_stride is not None and fps:
+            grid = SnippetGrid.fixed(fps, video.feat_stride, video.num_frames)
+        elif fps:
+            grid = SnippetGrid.fixed(fps, config.data.feat_stride, config.data.num_frames)
+        else:
+            grid = SnippetGrid.rescaled(video.duration, length)
+            fps = 1.0
+        duration = video.duration if math.isfinite(video.duration) else float(grid.to_seconds(length - 0.5))
+        segments, labels = [], []
+        for seg in video.segments:
+            if seg.ambiguous:
+                continue
+            if config.data.num_classes == 1:
+                labels.append(0)
+            elif seg.label in index:
+                labels.append(index[seg.label])
+            else:
+                raise AnnotationError(f"video {annotation_id}: label {seg.label!r} is not among the classes {names}")
+            segments.append([seg.start, seg.end])
+        items.append(make_item(annotation_id, feats, segments, labels, fps=fps, feat_stride=grid.step * fps,
+                               num_frames=2 * grid.offset * fps, duration=duration))
+    return items
+
+
+def evaluate_predictions(predictions: dict[str, Any], annotations, subset: str, tiou_thresholds,
+                         class_agnostic: bool = False):
+    """Detection mAP of ActivityNet-format predictions against `subset`; returns `DetectionResult`.
+
+    With `class_agnostic`, ground-truth labels are all replaced by "action" (proposal evaluation
+    through the detection metric), which is how the single-class head is scored without class scores.
+    """
+    from sola.metrics import Segments, evaluate_detection
+    from sola.predictions import ground_truth_segments
+
+    truth = ground_truth_segments(annotations, subset)
+    if class_agnostic:
+        truth = Segments(truth.video, truth.start, truth.end, np.full(len(truth.video), AGNOSTIC_LABEL), None)
+    rows = [(vid, p["segment"][0], p["segment"][1], p["label"], p["score"])
+            for vid, preds in predictions["results"].items() for p in preds]
+    video, start, end, label, score = (list(x) for x in zip(*rows)) if rows else ([], [], [], [], [])
+    found = Segments.build(video, start, end, label, score, where="tal predictions")
+    return evaluate_detection(truth, found, np.asarray(tiou_thresholds, dtype=np.float64))
+
+
+def run_experiment(store, annotations, config: TalConfig, seed: int = 0, out_dir: str | os.PathLike | None = None,
+                   progress: bool | None = None, video_scores: dict[str, dict[str, float]] | None = None) -> dict[str, Any]:
+    """Train the head on `data.train_subset`, predict `data.test_subset`, return mAP and timing.
+
+    store: a `FeatureStore` (T, C per video); annotations: `sola.annotations.Annotations`.
+    `data.input_dim` and `data.num_classes` are taken from the data (num_classes 1 stays
+    class-agnostic). With `out_dir`, writes the run (weights, config, classes, log) and
+    `predictions.json` + `metrics.json`. Returns {"mAP": {tiou: value}, "average_mAP",
+    "seconds_per_epoch", "epochs", "mode", "train_videos", "test_videos", "history"}.
+    """
+    from sola.tal.infer import fuse_video_scores, predict_items, to_activitynet
+    from sola.tal.run import save_run, write_json
+    from sola.tal.train import resolve_device, train_head
+
+    names = class_names(annotations, config)
+    if not names:
+        raise AnnotationError(f"{getattr(annotations, 'source', 'annotations')}: no labelled segments to train on")
+    config = fit_config_to_data(config, store.dim(), len(names))
+    train_items = build_items(store, annotations, config.data.train_subset, config, names)
+    test_items = build_items(store, annotations, config.data.test_subset, config, names)
+    result = train_head(train_items, config, seed=seed, progress=progress)
+    started = time.perf_counter()
+    detections = predict_items(result.model, test_items, config, batch_size=config.train.batch_size,
+                               device=resolve_device(config.train.device), progress=progress)
+    infer_seconds = time.perf_counter() - started
+    agnostic = config.data.num_classes == 1
+    if agnostic and video_scores is not None:
+        mode = "class-agnostic proposals x video-level class scores"
+        predictions = {"version": "VERSION 1.3", "results": fuse_video_scores(detections, video_scores,
+                                                                               config.test.video_score_topk),
+                       "external_data": {"used": True, "details": f"sola tal ({mode})"}}
+        agnostic_eval = False
+    else:
+        mode = "class-agnostic proposals" if agnostic else "multi-class detection"
+        predictions = to_activitynet(detections, names, mode)
+        agnostic_eval = agnostic
+    metrics = evaluate_predictions(predictions, annotations, config.data.test_subset, config.test.tiou_thresholds,
+                                   class_agnostic=agnostic_eval)
+    summary = {
+        "mAP": {f"{t:.2f}": float(v) for t, v in zip(metrics.tiou_thresholds, metrics.mAP)},
+        "average_mAP": metrics.average_mAP,
+        "seconds_per_epoch": result.seconds_per_epoch,
+        "epochs": len(result.history),
+        "infer_seconds": infer_seconds,
+        "mode": mode,
+        "seed": seed,
+        "train_videos": len(train_items),
+        "test_videos": len(test_items),
+        "history": result.history,
+    }
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        save_run(out_dir, result.model, config, names, result.history)
+        write_json(out_dir / "predictions.json", predictions)
+        write_json(out_dir / "metrics.json", {**metrics.to_dict(), "mode": mode, "seconds_per_epoch": result.seconds_per_epoch})
+    return summary

@@ -1,0 +1,67 @@
+"""A trained head on disk: `RUN_DIR/{weights.safetensors, config.yaml, classes.json, train_log.json}`.
+
+Weights are the evaluation (EMA) model as safetensors; no pickles are written or read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from sola.atomic import atomic_path, atomic_write_text
+from sola.errors import CheckpointError, ConfigError
+from sola.tal.config import TalConfig, load_tal_config, save_tal_config
+
+WEIGHTS = "weights.safetensors"
+
+
+def write_json(path: str | os.PathLike, data: Any) -> None:
+    """Write JSON atomically."""
+    atomic_write_text(Path(path), json.dumps(data, indent=1))
+
+
+def save_run(run_dir: str | os.PathLike, model, config: TalConfig, class_names: list[str],
+             history: list[dict[str, float]] | None = None) -> Path:
+    """Write weights (safetensors), config, class names and training log into `run_dir`; return it."""
+    from safetensors.torch import save_file
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    state = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
+    with atomic_path(run_dir / WEIGHTS) as tmp:
+        save_file(state, str(tmp), metadata={"format": "sola-tal-1"})
+    save_tal_config(config, run_dir / "config.yaml")
+    write_json(run_dir / "classes.json", list(class_names))
+    write_json(run_dir / "train_log.json", history or [])
+    return run_dir
+
+
+def load_run(run_dir: str | os.PathLike, device: str = "cpu"):
+    """Load `(model, config, class_names)` from a run directory; raises `CheckpointError` naming the fix."""
+    from safetensors.torch import load_file
+
+    from sola.tal.model import TalModel
+
+    run_dir = Path(run_dir)
+    missing = [name for name in (WEIGHTS, "config.yaml", "classes.json") if not (run_dir / name).is_file()]
+    if missing:
+        raise CheckpointError(f"{run_dir}: not a TAL run directory (missing {', '.join(missing)}); "
+                              "train one with `sola tal train`")
+    try:
+        config = load_tal_config(run_dir / "config.yaml")
+    except ConfigError as exc:
+        raise CheckpointError(f"{run_dir / 'config.yaml'}: {exc}") from None
+    try:
+        names = json.loads((run_dir / "classes.json").read_text())
+        state = load_file(str(run_dir / WEIGHTS), device=device)
+    except Exception as exc:  # safetensors raises its own error types
+        raise CheckpointError(f"{run_dir}: cannot read the run ({exc}); retrain with `sola tal train`") from None
+    model = TalModel(config)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise CheckpointError(f"{run_dir / WEIGHTS}: weights do not match config.yaml ({first})") from None
+    return model.to(device).eval(), config, list(names)
