@@ -245,6 +245,9 @@ class PickleFileWriter(StoreWriter):
             videos = {video_id: previous.read(video_id) for video_id in previous.video_ids()}
         for video_id, part in parts.items():
             videos[video_id] = np.load(part, allow_pickle=False)
+        # Canonical dtype objects: pickle memoizes dtypes by identity, so arrays that came from an
+        # earlier pickle (their own dtype instance) would otherwise change the output bytes.
+        videos = {k: v.view(np.dtype(v.dtype.str)) for k, v in videos.items()}
         data = {k: ({self.key: v} if self.key else v) for k, v in sorted(videos.items())}
         with atomic_path(self.path) as tmp:
             with open(tmp, "wb") as handle:

@@ -1,0 +1,196 @@
+"""Crash safety: a writer or `sola transform` killed with SIGKILL resumes to byte-identical output."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sola.stores.csv import CsvWriter
+from sola.stores.hdf5 import Hdf5Writer
+from sola.stores.npy import NpyWriter
+from sola.stores.npz import NpzWriter, PtWriter
+from sola.stores.pickle import PickleDirWriter, PickleFileWriter
+
+NUM_VIDEOS = 24
+# layout -> (writer, output name)
+WRITERS = {
+    "npy": (NpyWriter, "out"),
+    "csv": (CsvWriter, "out"),
+    "hdf5": (Hdf5Writer, "out.h5"),
+    "npz": (NpzWriter, "out"),
+    "pt": (PtWriter, "out"),
+    "pickle-dir": (PickleDirWriter, "out"),
+    "pickle": (PickleFileWriter, "out.pkl"),
+}
+
+# Writes NUM_VIDEOS videos into every layout named in argv, skipping done ones, printing after each.
+WRITER_SCRIPT = """
+import sys
+from pathlib import Path
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+from test_transform_crash import WRITERS, video
+root, layouts = Path(sys.argv[2]), sys.argv[3].split(",")
+writers = {name: WRITERS[name][0](root / name / WRITERS[name][1]) for name in layouts}
+for i in range(%d):
+    for name, writer in writers.items():
+        if not writer.has(f"vid{i:02d}"):
+            writer.write(f"vid{i:02d}", video(i))
+    print(i, flush=True)
+for writer in writers.values():
+    writer.close()
+print("closed", flush=True)
+""" % NUM_VIDEOS
+
+
+def video(i: int) -> np.ndarray:
+    """Deterministic features of video i: (100 + 17 i, 48) float32."""
+    return np.random.default_rng(i).standard_normal((100 + 17 * i, 48)).astype(np.float32)
+
+
+def digest(path: Path) -> dict[str, str]:
+    """Relative file name -> sha256 of everything at `path` (a file or a directory)."""
+    if path.is_file():
+        return {path.name: hashlib.sha256(path.read_bytes()).hexdigest()}
+    return {
+        str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(path.rglob("*"))
+        if p.is_file()
+    }
+
+
+def _kill_after(command: list[str], lines: int, delay: float) -> bool:
+    """Run `command`, SIGKILL it `delay` s after it printed `lines` lines; True if it was killed."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    seen = 0
+    for _ in process.stdout:
+        seen += 1
+        if seen >= lines:
+            time.sleep(delay)
+            break
+    killed = process.poll() is None
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    return killed
+
+
+@pytest.mark.parametrize(
+    "layouts, kill_after",
+    [
+        ("npy,csv,hdf5,npz,pickle-dir,pickle", 3),
+        ("npy,csv,hdf5,npz,pickle-dir,pickle", 14),
+        ("pt,hdf5,pickle", 9),
+    ],
+)
+def test_writers_killed_mid_run_resume_byte_identical(tmp_path, layouts, kill_after):
+    names = layouts.split(",")
+    reference = tmp_path / "reference"
+    for name in names:
+        writer_cls, out = WRITERS[name]
+        writer = writer_cls(reference / name / out)
+        for i in range(NUM_VIDEOS):
+            writer.write(f"vid{i:02d}", video(i))
+        writer.close()
+    command = [sys.executable, "-c", WRITER_SCRIPT, str(Path(__file__).parent), str(tmp_path / "run"), layouts]
+    # the kill lands a little after a video finished, i.e. anywhere inside the next writes
+    assert _kill_after(command, kill_after, delay=0.003 * kill_after), "the writer finished before the kill"
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert rerun.returncode == 0, rerun.stderr
+    for name in names:
+        out = WRITERS[name][1]
+        assert digest(tmp_path / "run" / name / out) == digest(reference / name / out), name
+        assert not [p.name for p in (tmp_path / "run" / name).iterdir() if p.name.startswith(".")], name
+
+
+@pytest.mark.parametrize("layout", ["hdf5", "pickle"])
+def test_killed_inside_close_resumes_byte_identical(tmp_path, layout):
+    writer_cls, out = WRITERS[layout]
+    reference = writer_cls(tmp_path / "ref" / out)
+    for i in range(5):
+        reference.write(f"vid{i:02d}", video(i))
+    reference.close()
+    # killed while building the file: every part is written, a half-built temporary is left
+    writer = writer_cls(tmp_path / "run" / out)
+    for i in range(5):
+        writer.write(f"vid{i:02d}", video(i))
+    (tmp_path / "run" / f".{out}.k1lled.tmp").write_bytes(b"half a file")
+    resumed = writer_cls(tmp_path / "run" / out)
+    assert all(resumed.has(f"vid{i:02d}") for i in range(5))
+    resumed.close()
+    assert digest(tmp_path / "run" / out) == digest(tmp_path / "ref" / out)
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [out]
+    # killed after the rename but before the parts were removed
+    again = writer_cls(tmp_path / "run" / out)
+    again.write("vid03", video(3))
+    again.close()
+    assert digest(tmp_path / "run" / out) == digest(tmp_path / "ref" / out)
+
+
+def _sola_transform_available() -> bool:
+    try:
+        from sola.adapter import save_adapter  # noqa: F401
+        from sola.transform import transform_store  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _sola_transform_available(), reason="sola.transform / sola.adapter not built yet")
+@pytest.mark.parametrize("layout", ["npy", "hdf5"])
+def test_sola_transform_sigkill_resume_byte_identical(tmp_path, layout):
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in the subprocess (OMP_NUM_THREADS=1): same kernels, same bits
+    try:
+        _transform_killed_and_resumed(tmp_path, layout)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _transform_killed_and_resumed(tmp_path: Path, layout: str) -> None:
+    import torch
+
+    from sola.adapter import SoLaAdapter, save_adapter
+    from sola.cli import main
+
+    videos = NUM_VIDEOS // 2
+    torch.manual_seed(0)
+    adapter = SoLaAdapter(48, hidden_dim=64)
+    with torch.no_grad():
+        adapter.alpha.fill_(0.5)  # a real change, not the identity
+    save_adapter(adapter, tmp_path / "adapter.safetensors")
+    writer_cls, name = WRITERS[layout]
+    features = tmp_path / f"features-{name}"
+    source = writer_cls(features)
+    for i in range(videos):
+        source.write(f"vid{i:02d}", video(i))
+    source.close()
+    common = [str(features), "--adapter", str(tmp_path / "adapter.safetensors"), "--device", "cpu", "--quiet"]
+    common += ["--chunk-size", "16"]  # slow enough to be killed midway; the same in every run
+    assert main(["transform", *common, "--out", str(tmp_path / "ref" / name)]) == 0
+
+    out = tmp_path / "run" / name
+    command = [sys.executable, "-m", "sola", "transform", *common, "--out", str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    progress = out if out.suffix == "" else out.parent / f".{out.name}.parts"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        if progress.is_dir() and sum(1 for p in progress.iterdir() if not p.name.startswith(".")) >= videos // 3:
+            break
+        time.sleep(0.001)
+    assert process.poll() is None, "transform finished before it could be killed"
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert main(["transform", *common, "--out", str(out)]) == 0
+    assert digest(out) == digest(tmp_path / "ref" / name)
