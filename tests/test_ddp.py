@@ -1,0 +1,49 @@
+"""Two gloo processes on the CPU through torchrun: DDP training and sharded transform."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors.torch import load_file
+
+from sola.adapter import load_adapter
+from sola.transform import apply_adapter
+
+
+def torchrun(*args, cwd):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "sola", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=600, env=env, cwd=cwd)
+
+
+@pytest.mark.slow
+def test_two_process_gloo_train_and_transform(synthetic_small, tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("adapter: {hidden_dim: 16}\nmatching: {projector_dim: 16}\n"
+                      "fit: {batch_size: 16, lr: 0.002, windows_per_video: 2, checkpoint_every: 1}\n")
+    run = tmp_path / "run"
+    result = torchrun("train", str(synthetic_small / "features"), "--out", str(run), "--config", str(config),
+                      "--epochs", "2", "--device", "cpu", "--quiet", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2]
+    # 24 videos x 2 windows split over 2 ranks with 8 windows per rank and step: 3 steps each.
+    assert records[0]["windows"] == 48 and records[0]["steps"] == 3
+    assert load_file(run / "checkpoints" / "epoch_0001.safetensors").keys() == load_file(
+        run / "adapter.safetensors").keys()
+    adapter = load_adapter(run)
+    assert adapter.gate != 0.0
+
+    out = tmp_path / "sola"
+    result = torchrun("transform", str(synthetic_small / "features"), "--adapter", str(run), "--out", str(out),
+                      "--device", "cpu", "--quiet", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    inputs = sorted((synthetic_small / "features").glob("*.npy"))
+    assert sorted(p.name for p in out.glob("*.npy")) == [p.name for p in inputs]
+    for path in inputs[:3]:
+        np.testing.assert_allclose(np.load(out / path.name), apply_adapter(adapter, np.load(path)), atol=1e-5)

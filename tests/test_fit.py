@@ -1,0 +1,66 @@
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from sola.config import load_config
+from sola.errors import CheckpointError
+from sola.fit import fit_adapter
+from sola.stores import open_store
+
+SMALL = {
+    "adapter.hidden_dim": 32,
+    "matching.projector_dim": 32,
+    "fit.windows_per_video": 4,
+    "fit.batch_size": 32,
+    "fit.lr": 3e-3,
+    "fit.checkpoint_every": 2,
+}
+
+
+def small_config(**extra):
+    return load_config(None, {**SMALL, **extra})
+
+
+def test_loss_falls_and_run_dir_is_complete(synthetic_small, tmp_path):
+    store = open_store(synthetic_small / "features")
+    run = tmp_path / "run"
+    adapter = fit_adapter(store, small_config(**{"fit.epochs": 6}), run, progress=False, log=lambda s: None)
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2, 3, 4, 5, 6]
+    assert records[-1]["loss"] < records[0]["loss"] - 0.02
+    assert all({"loss", "seconds", "gate", "steps"} <= set(r) for r in records)
+    assert records[0]["steps"] == 3  # 24 videos x 4 windows / batch 32
+    assert records[-1]["gate"] == pytest.approx(adapter.gate)
+    assert adapter.gate != 0.0
+    for epoch in (2, 4, 6):
+        assert (run / "checkpoints" / f"epoch_{epoch:04d}.safetensors").is_file()
+    assert not any("projector" in key for key in load_file(run / "adapter.safetensors"))
+    assert (run / "config.yaml").is_file() and (run / "state.safetensors").is_file()
+
+
+def test_resume_is_bitwise_equal_to_an_uninterrupted_run(synthetic_small, tmp_path):
+    store = open_store(synthetic_small / "features")
+    quiet = dict(progress=False, log=lambda s: None)
+    fit_adapter(store, small_config(**{"fit.epochs": 4}), tmp_path / "whole", **quiet)
+    fit_adapter(store, small_config(**{"fit.epochs": 2}), tmp_path / "split", **quiet)
+    fit_adapter(store, small_config(**{"fit.epochs": 4}), tmp_path / "split", resume=True, **quiet)
+    for name in ("adapter.safetensors", "state.safetensors", "checkpoints/epoch_0004.safetensors"):
+        whole, split = load_file(tmp_path / "whole" / name), load_file(tmp_path / "split" / name)
+        assert whole.keys() == split.keys()
+        for key in whole:
+            assert torch.equal(whole[key], split[key]), (name, key)
+    lines = (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()
+    whole_lines = (tmp_path / "whole" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["loss"] for x in lines] == [json.loads(x)["loss"] for x in whole_lines]
+
+
+def test_existing_run_needs_resume(synthetic_small, tmp_path):
+    store = open_store(synthetic_small / "features")
+    config = small_config(**{"fit.epochs": 1})
+    fit_adapter(store, config, tmp_path / "run", progress=False, log=lambda s: None)
+    with pytest.raises(CheckpointError, match="--resume"):
+        fit_adapter(store, config, tmp_path / "run", progress=False, log=lambda s: None)
+    with pytest.raises(CheckpointError, match="no training state"):
+        fit_adapter(store, config, tmp_path / "fresh", resume=True, progress=False, log=lambda s: None)

@@ -1,0 +1,86 @@
+import hashlib
+
+import numpy as np
+import pytest
+import torch
+
+from sola.adapter import SoLaAdapter
+from sola.errors import StoreError
+from sola.estimator import SoLa
+from sola.stores import open_store
+from sola.transform import apply_adapter, transform_store
+from tests.conftest import write_npy_store
+
+
+def digest(root):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.iterdir())}
+
+
+@pytest.fixture
+def adapter():
+    torch.manual_seed(0)
+    model = SoLaAdapter(8, hidden_dim=16)
+    with torch.no_grad():
+        model.alpha.fill_(0.7)
+    return model
+
+
+def test_transform_store_writes_every_video_and_keeps_inputs(tmp_path, adapter):
+    root = write_npy_store(tmp_path / "in", [5, 40, 300], dim=8, dtype=np.float64)
+    before = digest(root)
+    store = open_store(root)
+    summary = transform_store(adapter, store, tmp_path / "out", chunk_size=64, progress=False)
+    assert summary["written"] == 3 and summary["skipped"] == 0 and summary["snippets"] == 345
+    assert digest(root) == before
+    out = open_store(tmp_path / "out")
+    assert out.video_ids() == store.video_ids()
+    for video_id in store.video_ids():
+        result = out.read(video_id)
+        assert result.dtype == np.float64 and result.shape == store.read(video_id).shape
+        np.testing.assert_allclose(result, apply_adapter(adapter, store.read(video_id)), atol=1e-6)
+        assert not np.allclose(result, store.read(video_id))
+    assert not list((tmp_path / "out").glob(".*"))  # no temporaries left
+
+
+def test_rerun_skips_finished_videos_and_completes_missing(tmp_path, adapter):
+    root = write_npy_store(tmp_path / "in", [30, 31, 32], dim=8)
+    store = open_store(root)
+    transform_store(adapter, store, tmp_path / "out", progress=False)
+    reference = digest(tmp_path / "out")
+    (tmp_path / "out" / "vid001.npy").unlink()
+    summary = transform_store(adapter, store, tmp_path / "out", progress=False)
+    assert (summary["written"], summary["skipped"]) == (1, 2)
+    assert digest(tmp_path / "out") == reference
+
+
+def test_prefix_suffix_preserved(tmp_path, adapter):
+    root = tmp_path / "in"
+    root.mkdir()
+    np.save(root / "v_abc_rgb.npy", np.ones((9, 8), dtype=np.float32))
+    store = open_store(root, prefix="v_", suffix="_rgb")
+    assert store.video_ids() == ["abc"]
+    transform_store(adapter, store, tmp_path / "out", progress=False)
+    assert (tmp_path / "out" / "v_abc_rgb.npy").is_file()
+
+
+def test_refuses_to_overwrite_the_input(tmp_path, adapter):
+    root = write_npy_store(tmp_path / "in", [30], dim=8)
+    with pytest.raises(StoreError, match="inputs are never modified"):
+        transform_store(adapter, open_store(root), root, progress=False)
+
+
+def test_estimator_api(synthetic_small, tmp_path):
+    from sola.config import load_config
+
+    config = load_config(None, {"adapter.hidden_dim": 16, "matching.projector_dim": 16, "fit.epochs": 2,
+                                "fit.batch_size": 16, "fit.lr": 1e-3})
+    model = SoLa(config).fit(synthetic_small / "features", progress=False, log=lambda s: None)
+    out = model.transform(synthetic_small / "features", tmp_path / "sola", progress=False)
+    assert len(out) == 24
+    first = out.video_ids()[0]
+    np.testing.assert_allclose(
+        out.read(first), model.transform_array(open_store(synthetic_small / "features").read(first)), atol=1e-6
+    )
+    model.save(tmp_path / "a.safetensors")
+    again = SoLa.load(tmp_path / "a.safetensors")
+    assert again.adapter_.gate == pytest.approx(model.adapter_.gate)
