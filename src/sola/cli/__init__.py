@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "sola.cli.core",
     "sola.cli.evaluate",
     "sola.cli.data",
+    "sola.cli.extract",
 ]
 
 

@@ -1,0 +1,315 @@
+"""The snippet loop: videos -> clips of `window` frames every `stride` frames -> one I3D vector each.
+
+Snippet i covers resampled frames `[i * stride, i * stride + window)`, so its centre is at
+`(i * stride + window / 2) / fps` seconds. The number of snippets is
+`ceil(max(N - window, 0) / stride) + 1` for N frames (see `num_snippets`): the last window is the
+first one that reaches the end, padded by repeating the last frame.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from sola.atomic import atomic_write_text, remove_stale_temporaries
+from sola.errors import ExtractError
+from sola.extract.encoder import SnippetEncoder, kinetics400_labels
+from sola.extract.video import DecodeStats, find_videos, probe_video, read_frames
+
+METADATA_NAME = "extract_metadata.json"
+ENCODER_NAME = "i3d_kinetics400_rgb"
+OUTPUTS = {"features": 1024, "logits": 400}
+
+
+def num_snippets(frames: int, window: int, stride: int) -> int:
+    """Snippets for `frames` frames: `ceil(max(frames - window, 0) / stride) + 1` (0 if no frames).
+
+    With `stride > window` clips leave gaps, and a tail inside a gap starts no clip: then it is
+    `ceil(frames / stride)` when that is smaller.
+    """
+    if frames <= 0:
+        return 0
+    return min(-(-max(frames - window, 0) // stride) + 1, -(-frames // stride))
+
+
+def iter_clips(frames: Iterable[np.ndarray], window: int, stride: int) -> Iterator[np.ndarray]:
+    """Group a frame stream into clips `(window, H, W, 3)` starting every `stride` frames.
+
+    Holds at most `max(window, stride)` frames. The last clip repeats the final frame to fill the
+    window when the stream ends inside it; frames after the last clip's start that no window
+    reaches are covered by that rule, so every frame lands in at least one clip.
+    """
+    if window < 1 or stride < 1:
+        raise ExtractError(f"window and stride must be at least 1, got window={window}, stride={stride}")
+    buffer: list[np.ndarray] = []  # frames from the current clip start on
+    skip = 0  # frames still to drop before the next clip start (stride > window)
+    total = 0
+    emitted_until = 0  # frames covered by clips emitted so far
+    for frame in frames:
+        total += 1
+        if skip:
+            skip -= 1
+            continue
+        buffer.append(frame)
+        if len(buffer) == window:
+            yield np.stack(buffer)
+            emitted_until = total
+            if stride >= window:
+                buffer.clear()
+                skip = stride - window
+            else:
+                del buffer[:stride]
+    if total == 0:
+        return
+    # Tail: one clip padded with the last frame when frames after the last full clip remain
+    # (with stride > window an empty buffer means the tail fell in a gap between clips).
+    if emitted_until < total and buffer:
+        buffer.extend([buffer[-1]] * (window - len(buffer)))
+        yield np.stack(buffer)
+
+
+def _batched(clips: Iterator[np.ndarray], batch: int) -> Iterator[np.ndarray]:
+    group: list[np.ndarray] = []
+    for clip in clips:
+        group.append(clip)
+        if len(group) == batch:
+            yield np.stack(group)
+            group = []
+    if group:
+        yield np.stack(group)
+
+
+def encode_video(
+    path: str | os.PathLike,
+    encoder: SnippetEncoder,
+    fps: float | None = None,
+    window: int = 16,
+    stride: int = 16,
+    batch: int = 8,
+    output: str = "features",
+    max_seconds: float | None = None,
+    progress: bool | None = None,
+    start: float = 0.0,
+) -> tuple[np.ndarray, dict]:
+    """Encode one video into per-snippet vectors.
+
+    Returns `(array, info)`: array `(T, 1024)` features or `(T, 400)` logits (float32) and a dict
+    with fps (of the resampled frames), window and stride (frames), num_frames, num_snippets,
+    duration (seconds) and the source frame rate and count. `start` (seconds) skips the beginning
+and `max_seconds` stops after that much video (both for partial looks such as `classify`).
+    Raises `ExtractError` if the video cannot be read.
+    """
+    from tqdm import tqdm
+
+    path = Path(path)
+    if output not in OUTPUTS:
+        raise ExtractError(f"unknown output {output!r}; use one of {', '.join(OUTPUTS)}")
+    if batch < 1:
+        raise ExtractError(f"batch must be at least 1, got {batch}")
+    header = probe_video(path)
+    frame_rate = fps if fps is not None else header.fps
+    if not frame_rate:
+        raise ExtractError(f"{path}: the container does not state a frame rate; pass --fps")
+    stats = DecodeStats()
+    frames: Iterable[np.ndarray] = read_frames(path, fps=fps, stats=stats, start=start)
+    if max_seconds is not None:
+        limit = max(1, round(max_seconds * frame_rate))
+        frames = (frame for _, frame in zip(range(limit), frames))
+    expected = num_snippets(round(max(header.duration - start, 0.0) * frame_rate) or header.frames, window, stride)
+    if max_seconds is not None:
+        expected = min(expected, num_snippets(round(max_seconds * frame_rate), window, stride))
+    outputs: list[np.ndarray] = []
+    with tqdm(total=expected or None, desc=path.name, unit="snippet", leave=False, disable=True if progress is False else None) as bar:
+        for clips in _batched(iter_clips(frames, window, stride), batch):
+            features, logits = encoder.encode(clips)
+            outputs.append(features if output == "features" else logits)
+            bar.update(len(clips))
+    if not outputs:
+        raise ExtractError(f"{path}: no frame could be decoded; re-download or re-encode it")
+    array = np.concatenate(outputs).astype(np.float32, copy=False)
+    info = {
+        "fps": float(frame_rate),
+        "window": window,
+        "stride": stride,
+        "num_frames": stats.frames,
+        "num_snippets": int(array.shape[0]),
+        "duration": round(stats.duration, 6),
+        "source_fps": header.fps,
+        "source_frames": stats.source_frames,
+        "header_duration": round(header.duration, 6),
+    }
+    return array, info
+
+
+@dataclass
+class ExtractSummary:
+    """What `extract_videos` did: ids written, ids already done, and the failures it skipped."""
+
+    out_dir: Path
+    metadata: Path
+    extracted: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # already complete from an earlier run
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (input path, one-line reason)
+    warnings: list[str] = field(default_factory=list)  # e.g. a video that decoded short of its header
+    snippets: int = 0  # snippets encoded in this run
+
+    @property
+    def ok(self) -> bool:
+        """True when no video failed."""
+        return not self.failed
+
+
+def decoded_short(info: dict) -> bool:
+    """True when a video decoded clearly shorter than its header says (a truncated download)."""
+    return info["header_duration"] > 0 and info["duration"] < 0.9 * info["header_duration"] - 0.5
+
+
+def _settings(fps: float | None, window: int, stride: int, output: str) -> dict:
+    return {
+        "encoder": ENCODER_NAME,
+        "output": output,
+        "dim": OUTPUTS[output],
+        "fps": None if fps is None else float(fps),
+        "window": window,
+        "stride": stride,
+        "preprocessing": "short side resized to 256 (bilinear), centre crop 224x224, RGB scaled to [-1, 1]",
+    }
+
+
+def load_metadata(out_dir: str | os.PathLike) -> dict | None:
+    """The extraction metadata of a feature directory, or None if it has none.
+
+    Layout: `{"settings": {...}, "videos": {id: {fps, window, stride, num_frames, num_snippets,
+    duration, source_fps, source_frames, source}}}`; snippet i of a video is centred at
+    `(i * stride + window / 2) / fps` seconds. Raises `ExtractError` if the file is corrupt.
+    """
+    path = Path(out_dir) / METADATA_NAME
+    if not path.is_file():
+        return None
+    try:
+        metadata = json.loads(path.read_text())
+        if not isinstance(metadata.get("settings"), dict) or not isinstance(metadata.get("videos"), dict):
+            raise ValueError("missing settings or videos")
+    except (OSError, ValueError, AttributeError) as exc:
+        raise ExtractError(f"{path}: unreadable extraction metadata ({exc}); delete it to re-extract") from None
+    return metadata
+
+
+def extract_videos(
+    inputs: str | os.PathLike | Iterable[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    fps: float | None = None,
+    window: int = 16,
+    stride: int = 16,
+    batch: int = 8,
+    device: str = "auto",
+    output: str = "features",
+    cache: str | os.PathLike | None = None,
+    encoder: SnippetEncoder | None = None,
+    progress: bool | None = None,
+) -> ExtractSummary:
+    """Encode videos into `out_dir/<stem>.npy` `(T, 1024)` float32 plus `out_dir/extract_metadata.json`.
+
+    `inputs` are video files and/or directories (their video files, not recursive). `fps=None`
+    keeps each video's own frame rate; window and stride count resampled frames. Videos already
+    in the metadata with their `.npy` present are skipped (resumable); unreadable ones are reported
+    in `summary.failed` and the run goes on. Each file is written atomically, the `.npy` first.
+    The output directory reads back with `sola.stores.npy.NpyStore`. Raises `ExtractError` if
+    `out_dir` holds an extraction with other settings, or the weights cannot be fetched.
+    """
+    from tqdm import tqdm
+
+    from sola.stores.npy import NpyWriter
+
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    if output not in OUTPUTS:
+        raise ExtractError(f"unknown output {output!r}; use one of {', '.join(OUTPUTS)}")
+    if window < 1 or stride < 1 or batch < 1:
+        raise ExtractError(f"window, stride and batch must be at least 1 (got {window}, {stride}, {batch})")
+    if fps is not None and not fps > 0:
+        raise ExtractError(f"fps must be positive, got {fps}")
+    out_dir = Path(out_dir)
+    settings = _settings(fps, window, stride, output)
+    metadata = load_metadata(out_dir) or {"settings": settings, "videos": {}}
+    if metadata["settings"] != settings:
+        differ = sorted(k for k in settings if metadata["settings"].get(k) != settings[k])
+        raise ExtractError(
+            f"{out_dir} holds features extracted with other settings ({', '.join(differ)}); "
+            "use another --out or the same settings"
+        )
+    writer = NpyWriter(out_dir)
+    remove_stale_temporaries(out_dir)
+    summary = ExtractSummary(out_dir, out_dir / METADATA_NAME)
+    videos, problems = find_videos(list(inputs))
+    summary.failed.extend((str(path), message) for path, message in problems)
+    sources: dict[str, Path] = {}
+    for path in tqdm(videos, desc="videos", unit="video", disable=True if progress is False else None):
+        video_id = path.stem
+        if video_id in sources:
+            summary.failed.append((str(path), f"{path}: same name as {sources[video_id]}; rename one of them"))
+            continue
+        sources[video_id] = path
+        if video_id in metadata["videos"] and writer.has(video_id):
+            summary.skipped.append(video_id)
+            continue
+        try:
+            if encoder is None:
+                probe_video(path)  # a bad first video fails before the model loads
+                encoder = SnippetEncoder(device, cache)
+            array, info = encode_video(path, encoder, fps, window, stride, batch, output, progress=progress)
+        except ExtractError as exc:
+            summary.failed.append((str(path), str(exc)))
+            continue
+        if decoded_short(info):
+            summary.warnings.append(
+                f"{path}: decoded {info['duration']:.2f} s of the {info['header_duration']:.2f} s its header "
+                "states; the file may be truncated (features cover the decoded part)"
+            )
+        writer.write(video_id, array)
+        metadata["videos"][video_id] = {**info, "source": str(path.resolve())}
+        atomic_write_text(summary.metadata, json.dumps(metadata, indent=1, sort_keys=True) + "\n")
+        summary.extracted.append(video_id)
+        summary.snippets += array.shape[0]
+    if not summary.metadata.is_file():
+        atomic_write_text(summary.metadata, json.dumps(metadata, indent=1, sort_keys=True) + "\n")
+    return summary
+
+
+def classify_video(
+    path: str | os.PathLike,
+    topk: int = 5,
+    encoder: SnippetEncoder | None = None,
+    fps: float | None = 25.0,
+    window: int = 64,
+    batch: int = 2,
+    max_seconds: float | None = None,
+    device: str = "auto",
+    cache: str | os.PathLike | None = None,
+    start: float = 0.0,
+) -> list[tuple[str, float]]:
+    """Kinetics-400 top-k `(class name, probability)` for a video, from clip-averaged logits.
+
+    The video is cut into non-overlapping clips of `window` frames at `fps` (25 = Kinetics), the
+    400 logits are averaged over clips and passed through a softmax. `start` and `max_seconds`
+    (seconds) restrict it to a part of the video. Raises `ExtractError` if the video cannot be read.
+    """
+    import torch
+
+    if topk < 1:
+        raise ExtractError(f"topk must be at least 1, got {topk}")
+    if encoder is None:
+        probe_video(path)  # fail on a bad file before loading the model
+        encoder = SnippetEncoder(device, cache)
+    logits, _ = encode_video(
+        path, encoder, fps, window, window, batch, "logits", max_seconds, progress=False, start=start
+    )
+    probabilities = torch.softmax(torch.from_numpy(logits.mean(axis=0)), dim=0)
+    values, indices = probabilities.topk(min(topk, probabilities.numel()))
+    labels = kinetics400_labels()
+    return [(labels[i], float(p)) for p, i in zip(values.tolist(), indices.tolist())]
