@@ -1,0 +1,101 @@
+"""Soft-NMS and hard NMS against a small brute-force reference; score voting by hand."""
+
+import math
+
+import numpy as np
+import pytest
+
+from sola.tal.nms import batched_nms, suppress_one_class
+
+
+def iou(a, b):
+    inter = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
+    return inter / ((a[1] - a[0]) + (b[1] - b[0]) - inter)
+
+
+def reference_soft_nms(segments, scores, sigma, min_score):
+    """Bodla et al.'s Gaussian Soft-NMS written as the plain loop of the paper (one class)."""
+    remaining = [(list(s), float(p)) for s, p in zip(segments, scores) if p >= min_score]
+    kept = []
+    while remaining:
+        best = max(range(len(remaining)), key=lambda i: remaining[i][1])
+        segment, score = remaining.pop(best)
+        kept.append((segment, score))
+        decayed = []
+        for other, other_score in remaining:
+            other_score *= math.exp(-iou(segment, other) ** 2 / sigma)
+            if other_score >= min_score:
+                decayed.append((other, other_score))
+        remaining = decayed
+    return kept
+
+
+def reference_hard_nms(segments, scores, threshold):
+    order = sorted(range(len(scores)), key=lambda i: -scores[i])
+    kept = []
+    for i in order:
+        if all(iou(segments[i], segments[j]) <= threshold for j in kept):
+            kept.append(i)
+    return kept
+
+
+def random_segments(rng, n):
+    start = rng.uniform(0, 50, n)
+    return np.stack([start, start + rng.uniform(0.5, 15, n)], 1), rng.uniform(0.0005, 1.0, n)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_soft_nms_matches_brute_force_per_class(seed):
+    rng = np.random.default_rng(seed)
+    segments, scores = random_segments(rng, 40)
+    labels = rng.integers(0, 3, 40)
+    got_segments, got_scores, got_labels = batched_nms(segments, scores, labels, "soft", sigma=0.5, min_score=0.001,
+                                                       max_seg_num=1000, multiclass=True, voting_thresh=0.0)
+    expected = []
+    for label in range(3):
+        chosen = labels == label
+        expected += [(s, p, label) for s, p in reference_soft_nms(segments[chosen], scores[chosen], 0.5, 0.001)]
+    expected.sort(key=lambda x: -x[1])
+    assert len(got_scores) == len(expected)
+    assert got_scores.tolist() == pytest.approx([p for _, p, _ in expected], rel=1e-9)
+    assert np.allclose(got_segments, np.array([s for s, _, _ in expected]))
+    assert got_labels.tolist() == [label for _, _, label in expected]
+
+
+def test_soft_nms_early_stop_equals_prefix_of_full_run():
+    rng = np.random.default_rng(5)
+    segments, scores = random_segments(rng, 60)
+    full_index, full_scores = suppress_one_class(segments, scores, "soft", 0.5)
+    part_index, part_scores = suppress_one_class(segments, scores, "soft", 0.5, max_keep=7)
+    assert part_index.tolist() == full_index[:7].tolist()
+    assert np.all(np.diff(full_scores) <= 0)  # picks never increase: why stopping early is exact
+
+
+def test_hard_nms_matches_brute_force_class_agnostic():
+    rng = np.random.default_rng(3)
+    segments, scores = random_segments(rng, 40)
+    index, _ = suppress_one_class(segments, scores, "hard", iou_threshold=0.3, min_score=0.0)
+    assert index.tolist() == reference_hard_nms(segments, scores, 0.3)
+
+
+def test_score_voting_by_hand():
+    segments = np.array([[0.0, 10.0], [1.0, 11.0], [30.0, 40.0]])
+    scores = np.array([0.9, 0.5, 0.8])
+    labels = np.zeros(3, dtype=np.int64)
+    out_segments, out_scores, _ = batched_nms(segments, scores, labels, "soft", sigma=0.5, min_score=0.001,
+                                              max_seg_num=200, voting_thresh=0.7)
+    overlap = 9 / 11  # IoU of the first two
+    assert out_scores.tolist() == pytest.approx([0.9, 0.8, 0.5 * math.exp(-overlap**2 / 0.5)])
+    w_self, w_other = 0.9 * 1.0, 0.5 * overlap
+    voted = [w_other / (w_self + w_other), (10 * w_self + 11 * w_other) / (w_self + w_other)]
+    assert out_segments[0] == pytest.approx(np.array(voted))
+    assert out_segments[1].tolist() == [30.0, 40.0]  # no neighbour above 0.7
+
+
+def test_max_seg_num_and_empty_input():
+    rng = np.random.default_rng(0)
+    segments, scores = random_segments(rng, 100)
+    out = batched_nms(segments, scores, np.zeros(100, dtype=np.int64), max_seg_num=10)
+    assert len(out[1]) == 10 and np.all(np.diff(out[1]) <= 0)
+    empty = batched_nms(np.zeros((0, 2)), np.zeros(0), np.zeros(0, dtype=np.int64))
+    assert [len(x) for x in empty] == [0, 0, 0]
