@@ -211,3 +211,17 @@ def test_layout_detection_is_exact(tmp_path):
         open_store(tmp_path, layout="parquet")
     with pytest.raises(StoreError, match="does not take these options"):
         open_store(tmp_path / "mixed" / "feats", layout="npy", key="x")
+
+
+def test_pandas_style_csv_with_index_column_and_numbered_header(tmp_path):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.csv").write_text(",0,1,2\n0,1.5,2.5,3.5\n1,4.5,5.5,6.5\n")
+    (tmp_path / "in" / "b.csv").write_text("0,1,2\n7.0,8.0,9.0\n")
+    store = open_store(tmp_path / "in")
+    assert store.read("a").tolist() == [[1.5, 2.5, 3.5], [4.5, 5.5, 6.5]]
+    assert store.read("b").tolist() == [[7.0, 8.0, 9.0]]
+    writer = store.writer(tmp_path / "out")
+    for video_id in store.video_ids():
+        writer.write(video_id, store.read(video_id))
+    assert (tmp_path / "out" / "a.csv").read_text() == (tmp_path / "in" / "a.csv").read_text()
+    assert (tmp_path / "out" / "b.csv").read_text() == (tmp_path / "in" / "b.csv").read_text()

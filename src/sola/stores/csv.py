@@ -23,8 +23,19 @@ def _is_number(text: str) -> bool:
     return True
 
 
+INDEX_NAMES = ("", "Unnamed: 0", "index")  # pandas' `to_csv(index=True)` row-index column
+
+
+def has_index_column(header: list[str] | None) -> bool:
+    """True when the first column holds row numbers (pandas `to_csv` with its index)."""
+    return header is not None and len(header) > 1 and header[0] in INDEX_NAMES
+
+
 def read_header(file: Path) -> list[str] | None:
-    """The column names of a feature CSV, or None when its first row is already numbers."""
+    """The column names of a feature CSV, or None when its first row is already feature values.
+
+    A first row of names, or pandas' default names `0,1,...,C-1`, is a header.
+    """
     try:
         with open(file, encoding="utf-8") as handle:
             first = handle.readline()
@@ -35,6 +46,9 @@ def read_header(file: Path) -> list[str] | None:
     cells = [cell.strip() for cell in first.rstrip("\r\n").split(",")]
     if not first.strip():
         return None
+    numbered = cells[1:] if cells[0] in INDEX_NAMES else cells
+    if numbered == [str(i) for i in range(len(numbered))]:
+        return cells
     return None if all(_is_number(cell) for cell in cells) else cells
 
 
@@ -59,11 +73,13 @@ class CsvStore(DirectoryStore):
 
     def load_file(self, file: Path) -> np.ndarray:
         header = read_header(file)
+        columns = range(1, len(header)) if has_index_column(header) else None
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)  # "input contained no data": reported below
                 array = np.loadtxt(
-                    file, delimiter=",", skiprows=1 if header else 0, dtype=self.dtype, ndmin=2, encoding="utf-8"
+                    file, delimiter=",", skiprows=1 if header else 0, dtype=self.dtype, ndmin=2,
+                    usecols=columns, encoding="utf-8",
                 )
         except ValueError as exc:
             raise StoreError(
@@ -72,10 +88,9 @@ class CsvStore(DirectoryStore):
             ) from None
         except (OSError, UnicodeDecodeError) as exc:
             raise StoreError(f"{file}: cannot read ({exc})") from None
-        if header is not None and array.size and array.shape[1] != len(header):
-            raise StoreError(
-                f"{file}: {array.shape[1]} values per row but {len(header)} header names; fix or re-export it"
-            )
+        names = len(header) - (1 if columns else 0) if header is not None else None
+        if names is not None and array.size and array.shape[1] != names:
+            raise StoreError(f"{file}: {array.shape[1]} values per row but {names} header names; fix or re-export it")
         return array
 
     def shape(self, video_id: str) -> tuple[int, int]:
@@ -106,7 +121,7 @@ class CsvWriter(DirectoryWriter):
             header = self.source.header(video_id)
             if header is None:
                 return None
-            if len(header) == dim:
+            if len(header) - has_index_column(header) == dim:
                 return header
         return [f"f{i}" for i in range(dim)]
 
@@ -116,7 +131,10 @@ class CsvWriter(DirectoryWriter):
         header = self._header(video_id, features.shape[1])
         lines = [",".join(header)] if header is not None else []
         if features.dtype == np.float64:
-            lines.extend(",".join(map(repr, row)) for row in features.tolist())
+            rows = (",".join(map(repr, row)) for row in features.tolist())
         else:
-            lines.extend(",".join(f"{value:.9g}" for value in row) for row in features.astype(np.float64).tolist())
+            rows = (",".join(f"{value:.9g}" for value in row) for row in features.astype(np.float64).tolist())
+        if has_index_column(header):
+            rows = (f"{i},{row}" for i, row in enumerate(rows))
+        lines.extend(rows)
         handle.write(("\n".join(lines) + "\n").encode("utf-8"))
