@@ -40,6 +40,91 @@ def register(subparsers) -> None:
     p.add_argument("--json", default=None, metavar="OUT", help="write the results as JSON (atomically)")
     p.set_defaults(func=run_eval_proposals)
 
+    p = subparsers.add_parser(
+        "probe",
+        help="linear probe: action vs background snippets, baseline and SoLa side by side",
+        description="Linear evaluation of snippet features: the reference SGD protocol and a converged "
+        "class-balanced logistic regression, with accuracy, balanced accuracy, AP and boundary accuracy.",
+    )
+    add_store_arguments(p)
+    _add_probe_arguments(p)
+    p.add_argument("--adapter", default=None, help="adapter .safetensors or run directory: adds the SoLa row")
+    p.add_argument("--json", default=None, metavar="OUT", help="write the table as JSON (atomically)")
+    p.set_defaults(func=run_probe)
+
+    p = subparsers.add_parser(
+        "select",
+        help="probe every checkpoint of a run and mark the best as RUN_DIR/best.safetensors",
+        description="Probe the identity and every checkpoints/epoch_XXXX.safetensors of a run; copy the "
+        "best to RUN_DIR/best.safetensors and write RUN_DIR/select.json.",
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a `sola train` run directory")
+    p.add_argument("--features", required=True, help="the feature store the run was trained on")
+    p.add_argument("--layout", default=None, help="force the feature layout instead of detecting it")
+    p.add_argument("--prefix", default=None, help="file-name prefix before the video id (e.g. v_)")
+    p.add_argument("--suffix", default=None, help="file-name suffix after the video id (before .npy)")
+    _add_probe_arguments(p)
+    p.add_argument("--metric", default=None, help="column that picks the best checkpoint "
+                   "(default lbfgs_balanced_accuracy; sgd_accuracy is the reference protocol's)")
+    p.set_defaults(func=run_select)
+
+    p = subparsers.add_parser(
+        "tsm",
+        help="picture of a video's temporal self-similarity map, before and after SoLa",
+        description="Cosine self-similarity map of one video (and of its SoLa features with --adapter), "
+        "one colour scale, ground truth along both axes, the target kernel as an inset.",
+    )
+    add_store_arguments(p)
+    p.add_argument("--video", required=True, help="video id in the store")
+    p.add_argument("--adapter", default=None, help="adapter .safetensors or run directory: adds the SoLa panel")
+    p.add_argument("--annotations", default=None, help="annotations: draws the ground-truth segments")
+    p.add_argument("--annotation-format", default=None, help="force the annotation format")
+    p.add_argument("--metadata", default=None, help="metadata CSV for TSP/BSN annotations")
+    p.add_argument("--feat-stride", type=float, default=None, help="frames between snippets (else from annotations)")
+    p.add_argument("--num-frames", type=float, default=None, help="frames per snippet")
+    p.add_argument("--fps", type=float, default=None, help="frames per second (else from annotations)")
+    p.add_argument("--out", required=True, help="PNG file to write")
+    p.set_defaults(func=run_tsm)
+
+
+def _add_probe_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--annotations", required=True, help="annotations in any supported format")
+    p.add_argument("--annotation-format", default=None, help="force the annotation format")
+    p.add_argument("--metadata", default=None, help="metadata CSV for TSP/BSN annotations")
+    p.add_argument("--train-subset", default=None, help="subset the probe trains on (default: training, "
+                   "or validation when there is no training subset, as for THUMOS14)")
+    p.add_argument("--val-subset", default=None, help="subset it is measured on (default: validation, or test)")
+    p.add_argument("--boundary-k", type=int, default=2, help="boundary accuracy counts snippets within +-k "
+                   "of a transition (default 2)")
+    p.add_argument("--feat-stride", type=float, default=None, help="frames between snippets (else from annotations)")
+    p.add_argument("--num-frames", type=float, default=None, help="frames per snippet")
+    p.add_argument("--fps", type=float, default=None, help="frames per second (else from annotations)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default: cuda when present)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _probe_options(args) -> dict:
+    return {
+        "train_subset": args.train_subset,
+        "val_subset": args.val_subset,
+        "boundary_k": args.boundary_k,
+        "feat_stride": args.feat_stride,
+        "num_frames": args.num_frames,
+        "fps": args.fps,
+    }
+
+
+def _device(args):
+    import torch
+
+    from sola.errors import ConfigError
+
+    name = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device {name}: CUDA is not available here; use --device cpu")
+    return torch.device(name)
+
 
 def _add_ground_truth_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("ground_truth", metavar="GT", help="ground truth in any annotation format (ActivityNet JSON, "
@@ -129,4 +214,59 @@ def run_eval_proposals(args) -> int:
     if args.json:
         atomic_write_text(args.json, json.dumps(summary, indent=1) + "\n")
         print(f"wrote {args.json}")
+    return 0
+
+
+def run_probe(args) -> int:
+    """`sola probe`: print the probe table (baseline, and SoLa with --adapter); optionally JSON."""
+    from sola.adapter import load_adapter
+    from sola.annotations import load_annotations
+    from sola.atomic import atomic_write_text
+    from sola.probe import compare_probe, format_probe_table, json_ready
+
+    store = store_from_args(args)
+    annotations = load_annotations(args.annotations, args.annotation_format, args.metadata)
+    adapter = load_adapter(args.adapter) if args.adapter else None
+    table = compare_probe(
+        store, annotations, adapter, seed=args.seed, progress=not args.quiet, device=_device(args), **_probe_options(args)
+    )
+    print(format_probe_table(table))
+    if args.json:
+        atomic_write_text(args.json, json.dumps(json_ready(table), indent=1) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+def run_select(args) -> int:
+    """`sola select`: probe every checkpoint, print the table, write best.safetensors and select.json."""
+    from sola.annotations import load_annotations
+    from sola.probe import format_probe_table
+    from sola.select import BEST_FILE, DEFAULT_METRIC, TABLE_FILE, select_checkpoint
+    from sola.stores import open_store
+
+    options = {key: getattr(args, key) for key in ("prefix", "suffix") if getattr(args, key, None) is not None}
+    store = open_store(args.features, layout=args.layout, **options)
+    annotations = load_annotations(args.annotations, args.annotation_format, args.metadata)
+    log = None if args.quiet else (lambda line: print(line, file=sys.stderr))
+    table = select_checkpoint(
+        args.run_dir, store, annotations, metric=args.metric or DEFAULT_METRIC, seed=args.seed,
+        progress=not args.quiet, log=log, device=_device(args), **_probe_options(args),
+    )
+    print(format_probe_table(table))
+    print(f"best by {table['metric']}: epoch {table['best_epoch']} ({100 * table['best_value']:.2f}); "
+          f"wrote {args.run_dir}/{BEST_FILE} and {args.run_dir}/{TABLE_FILE}")
+    return 0
+
+
+def run_tsm(args) -> int:
+    """`sola tsm`: write the TSM picture of one video (before/after SoLa, ground truth, target inset)."""
+    from sola.tsm import write_tsm_picture
+
+    store = store_from_args(args)
+    path = write_tsm_picture(
+        store, args.video, args.out, adapter=args.adapter, annotations=args.annotations,
+        annotation_format=args.annotation_format, metadata=args.metadata,
+        feat_stride=args.feat_stride, num_frames=args.num_frames, fps=args.fps,
+    )
+    print(f"wrote {path}")
     return 0

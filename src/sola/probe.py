@@ -1,0 +1,391 @@
+"""Linear evaluation: how well one linear layer separates action from background snippets.
+
+Two protocols on the same snippets (features L2-normalised per snippet, labels from annotations):
+
+- the reference protocol (SoLa's linear evaluation): `Linear(C -> 2)`, SGD lr 0.01, momentum 0.9,
+  batch 256, 16 epochs on the training split; every metric is measured on the validation split
+  after each epoch and averaged over epochs 6-15 (0-based: the last ten);
+- a probe that converges: class-balanced logistic regression with a little L2, fitted full-batch
+  with L-BFGS. The reference protocol underfits small sets (it can predict the majority class
+  only), which hides differences between feature sets; this one does not.
+
+Metrics: accuracy, balanced accuracy, average precision of the action class and boundary accuracy
+(accuracy on the snippets within +-k of an action/background transition, k=2 by default).
+Snippets whose centre lies only in an "Ambiguous" segment are left out. Deterministic on the CPU
+for a given seed; the same seed gives the baseline and the adapted features the same
+initialisation and the same batches.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from sola.annotations import Annotations, canonical_subset, grid_for, match_ids, snippet_labels
+from sola.errors import AnnotationError
+
+REFERENCE = {"epochs": 16, "lr": 0.01, "momentum": 0.9, "batch_size": 256, "report_from": 6}
+METRICS = ("accuracy", "balanced_accuracy", "average_precision", "boundary_accuracy")
+
+
+@dataclass
+class SnippetSet:
+    """Per-video snippet features and targets of one split (features kept as stored, float32)."""
+
+    video_ids: list[str]
+    features: list[np.ndarray]  # each (T_v, C) float32, not normalised
+    action: list[np.ndarray]  # each (T_v,) bool
+    keep: list[np.ndarray]  # each (T_v,) bool: False for ambiguous-only snippets
+    boundary: list[np.ndarray]  # each (T_v,) bool: within +-k of a transition
+
+    @property
+    def num_snippets(self) -> int:
+        """Snippets used (kept) over all videos."""
+        return int(sum(k.sum() for k in self.keep))
+
+
+@dataclass
+class ProbeData:
+    """The probe's inputs: `train`/`val` SnippetSets and where they came from."""
+
+    train: SnippetSet
+    val: SnippetSet
+    train_subset: str
+    val_subset: str
+    boundary_k: int
+    skipped: list[str] = field(default_factory=list)  # annotated videos without features
+
+
+def boundary_mask(action: np.ndarray, k: int = 2) -> np.ndarray:
+    """Snippets (T,) within +-k of an action/background transition.
+
+    A transition between snippets i-1 and i marks the k snippets on each side: i-k .. i+k-1.
+    Video ends are not transitions. `k` >= 1.
+    """
+    action = np.asarray(action, dtype=bool)
+    length = len(action)
+    change = np.flatnonzero(action[1:] != action[:-1]) + 1  # first snippet after each transition
+    near = np.zeros(length + 1, dtype=np.int64)
+    np.add.at(near, np.clip(change - k, 0, length), 1)
+    np.add.at(near, np.clip(change + k, 0, length), -1)
+    return np.cumsum(near[:length]) > 0
+
+
+def choose_splits(annotations: Annotations, video_ids, train: str | None, val: str | None) -> tuple[str, str]:
+    """Training and validation subset names: the given ones, else training/validation, else validation/test.
+
+    THUMOS14 has no training videos with temporal annotations, so its probe trains on validation and
+    measures on test. Raises `AnnotationError` when neither pair is present among `video_ids`.
+    """
+    present = {canonical_subset(annotations[v].subset) for v in video_ids}
+    if train and val:
+        return canonical_subset(train), canonical_subset(val)
+    for pair in (("training", "validation"), ("validation", "test")):
+        if set(pair) <= present:
+            return (canonical_subset(train) if train else pair[0]), (canonical_subset(val) if val else pair[1])
+    raise AnnotationError(
+        f"cannot tell the probe's training and validation subsets from {sorted(present)}; "
+        "name them with --train-subset and --val-subset"
+    )
+
+
+def collect_snippets(
+    store,
+    annotations: Annotations,
+    train_subset: str | None = None,
+    val_subset: str | None = None,
+    boundary_k: int = 2,
+    feat_stride: float | None = None,
+    num_frames: float | None = None,
+    fps: float | None = None,
+    progress: bool = False,
+) -> ProbeData:
+    """Read every annotated video of both splits from `store` with its per-snippet targets.
+
+    Snippet times follow `grid_for` (a fixed stride when the annotations or the arguments give one,
+    else T snippets over the duration). Raises `AnnotationError` if a split has no video with features.
+    """
+    if boundary_k < 1:
+        raise AnnotationError(f"boundary k must be at least 1 snippet, got {boundary_k}")
+    matched = match_ids(store.video_ids(), annotations.keys())
+    by_annotation = {a: f for f, a in matched.pairs.items()}
+    train_name, val_name = choose_splits(annotations, list(by_annotation), train_subset, val_subset)
+    sets = {}
+    for name in (train_name, val_name):
+        chosen = sorted(v for v in by_annotation if canonical_subset(annotations[v].subset) == name)
+        if not chosen:
+            raise AnnotationError(
+                f"no video of subset {name!r} has features ({matched.summary()}); check the store and --*-subset"
+            )
+        snippet_set = SnippetSet([], [], [], [], [])
+        for video_id in tqdm(chosen, desc=f"reading {name}", disable=None if progress else True, leave=False):
+            features = np.asarray(store.read(by_annotation[video_id]), dtype=np.float32)
+            video = annotations[video_id]
+            grid = grid_for(video, len(features), feat_stride, num_frames, fps)
+            labels = snippet_labels(video, len(features), grid)
+            snippet_set.video_ids.append(video_id)
+            snippet_set.features.append(features)
+            snippet_set.action.append(labels.action)
+            snippet_set.keep.append(labels.action | ~labels.ambiguous)
+            snippet_set.boundary.append(boundary_mask(labels.action, boundary_k))
+        sets[name] = snippet_set
+    return ProbeData(sets[train_name], sets[val_name], train_name, val_name, boundary_k,
+                     skipped=matched.annotations_without_features)
+
+
+def build_matrix(snippets: SnippetSet, adapter=None, device: str | torch.device = "cpu") -> tuple[torch.Tensor, ...]:
+    """All kept snippets as one L2-normalised matrix: (x (N, C) float32, action (N,), boundary (N,)).
+
+    With an adapter, each whole video is adapted first (`sola.transform.apply_adapter`).
+    """
+    if adapter is not None:
+        from sola.transform import apply_adapter
+
+        features = [apply_adapter(adapter, f, device=device) for f in snippets.features]
+    else:
+        features = snippets.features
+    keep = np.concatenate(snippets.keep)
+    x = torch.from_numpy(np.concatenate(features)[keep].astype(np.float32, copy=False))  # (N, C)
+    x = torch.nn.functional.normalize(x, dim=1)
+    action = torch.from_numpy(np.concatenate(snippets.action)[keep])
+    boundary = torch.from_numpy(np.concatenate(snippets.boundary)[keep])
+    return x, action, boundary
+
+
+def binary_metrics(scores: torch.Tensor, action: torch.Tensor, boundary: torch.Tensor) -> dict[str, float]:
+    """Accuracy, balanced accuracy, AP of the action class and boundary accuracy of scores (N,).
+
+    A snippet is predicted as action where its score is > 0. Balanced accuracy averages the recall of
+    the classes present; AP is non-interpolated (mean precision at each action snippet, tied
+    scores counted together); boundary accuracy is NaN when no snippet is near a boundary.
+    """
+    scores = scores.detach().double().cpu()
+    action = action.bool().cpu()
+    boundary = boundary.bool().cpu()
+    correct = (scores > 0) == action
+    recalls = [correct[action == c].double().mean().item() for c in (False, True) if (action == c).any()]
+    return {
+        "accuracy": correct.double().mean().item(),
+        "balanced_accuracy": float(np.mean(recalls)),
+        "average_precision": average_precision(scores.numpy(), action.numpy()),
+        "boundary_accuracy": correct[boundary].double().mean().item() if boundary.any() else math.nan,
+    }
+
+
+def average_precision(scores: np.ndarray, positive: np.ndarray) -> float:
+    """Non-interpolated AP of `scores` (N,) for `positive` (N,) bool: sum of precision x recall steps.
+
+    Equal scores form one threshold. NaN when there is no positive.
+    """
+    positive = np.asarray(positive, dtype=bool)
+    total = positive.sum()
+    if total == 0:
+        return math.nan
+    order = np.argsort(-scores, kind="stable")
+    scores, positive = scores[order], positive[order]
+    last_of_tie = np.r_[scores[1:] != scores[:-1], True]  # the end of each run of equal scores
+    tp = np.cumsum(positive)[last_of_tie]
+    seen = np.flatnonzero(last_of_tie) + 1
+    precision = tp / seen
+    recall_step = np.diff(np.r_[0, tp]) / total
+    return float(np.sum(precision * recall_step))
+
+
+def reference_probe(
+    train: tuple[torch.Tensor, ...],
+    val: tuple[torch.Tensor, ...],
+    seed: int = 0,
+    epochs: int = REFERENCE["epochs"],
+    lr: float = REFERENCE["lr"],
+    momentum: float = REFERENCE["momentum"],
+    batch_size: int = REFERENCE["batch_size"],
+    report_from: int = REFERENCE["report_from"],
+    device: str | torch.device = "cpu",
+) -> dict[str, float]:
+    """The reference protocol: Linear(C->2) trained with SGD; metrics averaged over epochs >= report_from.
+
+    `train`/`val` are `build_matrix` outputs. Returns `{metric: mean over the reported epochs}` plus
+    `per_epoch_accuracy` (list). Initialisation and batch order come from `seed` only.
+    """
+    device = torch.device(device)
+    x, y, _ = (t.to(device) for t in train)
+    val_x, val_y, val_boundary = (t.to(device) for t in val)
+    generator = torch.Generator().manual_seed(seed)
+    dim = x.shape[1]
+    bound = 1.0 / math.sqrt(dim)  # nn.Linear's default init, drawn from our own generator
+    weight = ((torch.rand(2, dim, generator=generator) * 2 - 1) * bound).to(device).requires_grad_()
+    bias = ((torch.rand(2, generator=generator) * 2 - 1) * bound).to(device).requires_grad_()
+    optimizer = torch.optim.SGD([weight, bias], lr=lr, momentum=momentum)
+    target = y.long()
+    history = []
+    with _few_threads(device):
+        history = _sgd_epochs(x, target, val_x, val_y, val_boundary, weight, bias, optimizer, generator, epochs, batch_size)
+    reported = history[report_from:] or history[-1:]
+    result = {name: float(np.mean([h[name] for h in reported])) for name in METRICS}
+    result["per_epoch_accuracy"] = [h["accuracy"] for h in history]
+    return result
+
+
+def _sgd_epochs(x, target, val_x, val_y, val_boundary, weight, bias, optimizer, generator, epochs, batch_size):
+    """The reference protocol's epochs; validation metrics after each."""
+    device = x.device
+    history = []
+    for _ in range(epochs):
+        order = torch.randperm(len(x), generator=generator).to(device)
+        for first in range(0, len(x), batch_size):
+            batch = order[first : first + batch_size]
+            loss = torch.nn.functional.cross_entropy(x[batch] @ weight.T + bias, target[batch])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        with torch.no_grad():
+            logits = val_x @ weight.T + bias  # (N, 2)
+            # argmax picks class 0 on a tie, as "score > 0" does
+            history.append(binary_metrics(logits[:, 1] - logits[:, 0], val_y, val_boundary))
+    return history
+
+
+@contextlib.contextmanager
+def _few_threads(device: torch.device):
+    """One CPU thread for the many tiny SGD steps: thread hand-offs cost more than the maths
+    (tens of times more on a busy machine). Restores the previous setting."""
+    if device.type != "cpu":
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def logistic_probe(
+    train: tuple[torch.Tensor, ...],
+    val: tuple[torch.Tensor, ...],
+    l2: float = 1e-4,
+    max_iter: int = 500,
+    device: str | torch.device = "cpu",
+) -> dict[str, float]:
+    """Class-balanced logistic regression fitted to convergence with L-BFGS (full batch, from zero).
+
+    Loss: class-balanced mean binary cross-entropy + l2/2 * |w|^2 (bias free). Returns the metrics
+    on `val` plus `iterations` (L-BFGS iterations used).
+    """
+    device = torch.device(device)
+    x, y, _ = (t.to(device) for t in train)
+    val_x, val_y, val_boundary = (t.to(device) for t in val)
+    target = y.float()
+    positives = target.sum()
+    negatives = len(target) - positives
+    # Each class carries half of the loss, whatever its share of the snippets.
+    sample_weight = torch.where(
+        y, len(target) / (2 * positives.clamp(min=1)), len(target) / (2 * negatives.clamp(min=1))
+    )
+    weight = torch.zeros(x.shape[1], device=device, requires_grad=True)
+    bias = torch.zeros((), device=device, requires_grad=True)
+    optimizer = torch.optim.LBFGS(
+        [weight, bias], lr=1.0, max_iter=max_iter, history_size=20, line_search_fn="strong_wolfe",
+        tolerance_grad=1e-6, tolerance_change=1e-10,
+    )
+
+    def closure():
+        optimizer.zero_grad(set_to_none=True)
+        scores = x @ weight + bias
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(scores, target, weight=sample_weight)
+        loss = loss + 0.5 * l2 * weight.square().sum()
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    iterations = int(optimizer.state[weight].get("n_iter", 0))
+    with torch.no_grad():
+        result = binary_metrics(val_x @ weight + bias, val_y, val_boundary)
+    result["iterations"] = iterations
+    return result
+
+
+def probe_features(data: ProbeData, adapter=None, seed: int = 0, device: str | torch.device | None = None) -> dict:
+    """Both protocols on one feature set (identity, or `adapter` applied): a flat dict of columns.
+
+    Columns: `sgd_<metric>` (reference protocol), `lbfgs_<metric>` (converging probe), snippet counts.
+    """
+    device = torch.device(device) if device is not None else default_device()
+    train = build_matrix(data.train, adapter, device)
+    val = build_matrix(data.val, adapter, device)
+    reference = reference_probe(train, val, seed=seed, device=device)
+    logistic = logistic_probe(train, val, device=device)
+    row = {f"sgd_{name}": reference[name] for name in METRICS}
+    row.update({f"lbfgs_{name}": logistic[name] for name in METRICS})
+    row["lbfgs_iterations"] = logistic["iterations"]
+    row["train_snippets"] = int(len(train[0]))
+    row["val_snippets"] = int(len(val[0]))
+    row["val_action_fraction"] = float(val[1].double().mean())
+    return row
+
+
+def compare_probe(
+    store, annotations: Annotations, adapter=None, seed: int = 0, progress: bool = False, device=None, **options
+) -> dict:
+    """Probe table for the demo and the CLI: `{"rows": {"baseline": {...}, "SoLa": {...}}, ...}`.
+
+    `store`: a FeatureStore; `adapter`: a `SoLaAdapter` or None (then only the baseline row).
+    `options` go to `collect_snippets` (subsets, boundary_k, grid). Format with `format_probe_table`.
+    Raises `AnnotationError` when the splits have no videos with features.
+    """
+    data = collect_snippets(store, annotations, progress=progress, **options)
+    rows = {"baseline": probe_features(data, None, seed, device)}
+    if adapter is not None:
+        rows["SoLa"] = probe_features(data, adapter, seed, device)
+    return {
+        "train_subset": data.train_subset,
+        "val_subset": data.val_subset,
+        "train_videos": len(data.train.video_ids),
+        "val_videos": len(data.val.video_ids),
+        "boundary_k": data.boundary_k,
+        "seed": seed,
+        "rows": rows,
+    }
+
+
+def format_probe_table(table: dict) -> str:
+    """A fixed-width text table of `compare_probe` output (percentages)."""
+    columns = [(f"{p}_{m}", f"{p} {short}") for p in ("sgd", "lbfgs")
+               for m, short in zip(METRICS, ("acc", "bal.acc", "AP", f"bnd±{table['boundary_k']}"))]
+    name_width = max(len(name) for name in table["rows"]) + 2
+    header = " " * name_width + "".join(f"{title:>14}" for _, title in columns)
+    lines = [
+        f"linear probe: train {table['train_subset']} ({table['train_videos']} videos), "
+        f"measure {table['val_subset']} ({table['val_videos']} videos); sgd = reference protocol "
+        f"(mean of epochs {REFERENCE['report_from']}-{REFERENCE['epochs'] - 1}), lbfgs = converged "
+        "class-balanced logistic regression",
+        header,
+    ]
+    for name, row in table["rows"].items():
+        lines.append(f"{name:<{name_width}}" + "".join(_percent(row[key]) for key, _ in columns))
+    return "\n".join(lines)
+
+
+def _percent(value) -> str:
+    return f"{'n/a':>14}" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:>14.2f}"
+
+
+def json_ready(value):
+    """A copy of nested dicts/lists with NaN floats as None, for strict JSON."""
+    if isinstance(value, dict):
+        return {key: json_ready(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(item) for item in value]
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def default_device() -> torch.device:
+    """CUDA when present, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")

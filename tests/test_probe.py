@@ -1,0 +1,155 @@
+"""Linear probe: boundary snippets, AP, a separable case for both protocols, determinism, CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from sola.annotations import load_annotations
+from sola.cli import main
+from sola.errors import AnnotationError
+from sola.probe import (
+    average_precision,
+    binary_metrics,
+    boundary_mask,
+    build_matrix,
+    collect_snippets,
+    compare_probe,
+    format_probe_table,
+    reference_probe,
+)
+from sola.stores import open_store
+
+LENGTH, DIM = 60, 8
+SEGMENTS = ((20, 40),)  # seconds == snippets: fps 1, one frame per snippet
+
+
+def make_toy(root: Path, videos=(("training", 6), ("validation", 4)), flip: int = 1, seed: int = 0):
+    """A store + annotations where action snippets point along e0 and background along e1.
+
+    The `flip` snippets on each side of every transition carry the other class's direction, so a
+    good probe gets exactly those wrong. Snippet i is centred at i + 0.5 s.
+    """
+    rng = np.random.default_rng(seed)
+    features_dir = root / "features"
+    features_dir.mkdir(parents=True)
+    database = {}
+    for subset, count in videos:
+        for n in range(count):
+            video_id = f"{subset}_{n}"
+            action = np.zeros(LENGTH, dtype=bool)
+            for start, end in SEGMENTS:
+                action[start:end] = True
+            shown = action.copy()
+            for start, end in SEGMENTS:
+                for edge in (start, end):
+                    shown[edge - flip : edge + flip] = ~shown[edge - flip : edge + flip]
+            x = rng.normal(0, 0.05, (LENGTH, DIM))
+            x[shown, 0] += 1.0
+            x[~shown, 1] += 1.0
+            np.save(features_dir / f"{video_id}.npy", x)
+            database[video_id] = {
+                "subset": subset, "duration": float(LENGTH), "fps": 1.0, "feat_stride": 1, "num_frames": 1,
+                "annotations": [{"label": "act", "segment": [float(s), float(e)], "label_id": 0} for s, e in SEGMENTS],
+            }
+    (root / "annotations.json").write_text(json.dumps({"version": "toy", "database": database}))
+    return open_store(features_dir), load_annotations(root / "annotations.json")
+
+
+def test_boundary_mask_marks_k_snippets_on_each_side():
+    action = np.array([0, 0, 0, 1, 1, 1, 1, 0, 0, 0], dtype=bool)
+    assert boundary_mask(action, 1).astype(int).tolist() == [0, 0, 1, 1, 0, 0, 1, 1, 0, 0]
+    assert boundary_mask(action, 2).astype(int).tolist() == [0, 1, 1, 1, 1, 1, 1, 1, 1, 0]
+    # An action touching the video's start has no transition there.
+    assert boundary_mask(np.array([1, 1, 0, 0, 0], dtype=bool), 1).astype(int).tolist() == [0, 1, 1, 0, 0]
+    assert not boundary_mask(np.ones(5, dtype=bool), 2).any()
+
+
+def test_average_precision_by_hand():
+    # Ranked: pos, neg, pos -> precision 1 at recall 1/2, 2/3 at recall 1 -> AP 5/6.
+    assert average_precision(np.array([0.9, 0.5, 0.1]), np.array([1, 0, 1], bool)) == pytest.approx(5 / 6)
+    # A tie between a positive and a negative counts as one threshold: precision 1/2.
+    assert average_precision(np.array([0.5, 0.5]), np.array([1, 0], bool)) == pytest.approx(0.5)
+    assert math.isnan(average_precision(np.array([0.3]), np.array([False])))
+
+
+def test_binary_metrics_by_hand():
+    scores = torch.tensor([2.0, -1.0, 0.5, -0.5, 1.0, -2.0])
+    action = torch.tensor([True, True, False, False, True, False])
+    boundary = torch.tensor([False, True, True, False, False, False])
+    metrics = binary_metrics(scores, action, boundary)
+    assert metrics["accuracy"] == pytest.approx(4 / 6)
+    assert metrics["balanced_accuracy"] == pytest.approx(0.5 * (2 / 3 + 2 / 3))
+    assert metrics["boundary_accuracy"] == 0.0  # both boundary snippets are the wrong ones
+
+
+def test_probe_learns_a_separable_case_and_counts_boundary_snippets(tmp_path):
+    store, annotations = make_toy(tmp_path, flip=1)
+    table = compare_probe(store, annotations, seed=0, boundary_k=1)
+    row = table["rows"]["baseline"]
+    assert (table["train_subset"], table["val_subset"]) == ("training", "validation")
+    # 4 of 60 snippets per video carry the other class's direction: a fitted probe gets exactly
+    # them wrong, and +-1 around each transition is exactly those snippets.
+    assert row["lbfgs_accuracy"] == pytest.approx(56 / 60)
+    assert row["lbfgs_boundary_accuracy"] == 0.0
+    # The reference protocol (32 SGD steps on this small set) is still learning over epochs 6-15 ...
+    assert 0.85 < row["sgd_accuracy"] < 56 / 60
+    assert row["sgd_boundary_accuracy"] < 0.2
+    # ... and reaches the same rule by its last epoch.
+    data = collect_snippets(store, annotations, boundary_k=1)
+    reference = reference_probe(build_matrix(data.train), build_matrix(data.val), seed=0)
+    assert reference["per_epoch_accuracy"][-1] == pytest.approx(56 / 60)
+    assert len(reference["per_epoch_accuracy"]) == 16
+    assert row["lbfgs_average_precision"] > 0.8  # chance would be the action share, 1/3
+    wider = compare_probe(store, annotations, seed=0, boundary_k=2)["rows"]["baseline"]
+    assert wider["lbfgs_boundary_accuracy"] == pytest.approx(0.5)
+    assert row["val_snippets"] == 4 * LENGTH and row["train_snippets"] == 6 * LENGTH
+    assert "baseline" in format_probe_table(table)
+
+
+def test_same_seed_same_numbers_and_identity_adapter_equals_baseline(tmp_path):
+    from sola.adapter import SoLaAdapter
+
+    store, annotations = make_toy(tmp_path, flip=0)
+    torch.manual_seed(1)
+    identity = SoLaAdapter(DIM, 16)  # gate tanh(0) = 0: the identity
+    first = compare_probe(store, annotations, adapter=identity, seed=3)
+    again = compare_probe(store, annotations, adapter=identity, seed=3)
+    assert first == again
+    assert first["rows"]["SoLa"] == first["rows"]["baseline"]
+
+
+def test_thumos_style_subsets_train_on_validation(tmp_path):
+    store, annotations = make_toy(tmp_path, videos=(("Validation", 3), ("Test", 2)))
+    data = collect_snippets(store, annotations)
+    assert (data.train_subset, data.val_subset) == ("validation", "test")
+    assert len(data.train.video_ids) == 3 and len(data.val.video_ids) == 2
+
+
+def test_missing_split_is_an_error(tmp_path):
+    store, annotations = make_toy(tmp_path, videos=(("training", 3),))
+    with pytest.raises(AnnotationError, match="--train-subset"):
+        collect_snippets(store, annotations)
+
+
+def test_probe_command(tmp_path, capsys):
+    from sola.adapter import SoLaAdapter, save_adapter
+
+    make_toy(tmp_path)
+    adapter_file = save_adapter(SoLaAdapter(DIM, 16), tmp_path / "adapter.safetensors")
+    out = tmp_path / "probe.json"
+    code = main(["probe", str(tmp_path / "features"), "--annotations", str(tmp_path / "annotations.json"),
+                 "--adapter", str(adapter_file), "--json", str(out), "--quiet", "--device", "cpu"])
+    assert code == 0
+    table = json.loads(out.read_text())
+    assert set(table["rows"]) == {"baseline", "SoLa"}
+    assert "SoLa" in capsys.readouterr().out
+    code = main(["probe", str(tmp_path / "features"), "--annotations", str(tmp_path / "annotations.json"),
+                 "--val-subset", "nonexistent", "--train-subset", "training", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "nonexistent" in err
