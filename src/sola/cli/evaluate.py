@@ -19,7 +19,7 @@ def register(subparsers) -> None:
         "ActivityNet evaluator (Evaluation/eval_detection.py).",
     )
     _add_ground_truth_arguments(p)
-    p.add_argument("predictions", help="predictions: ActivityNet JSON {'results': ...}, ActionFormer flat JSON/pickle, "
+    p.add_argument("predictions", metavar="PRED", help="predictions: ActivityNet JSON {'results': ...}, ActionFormer flat JSON/pickle, "
                    "or {video: {segments, scores, labels}}")
     p.add_argument("--tiou", default=None, help="thresholds: thumos14 (0.3:0.1:0.7), activitynet (0.5:0.05:0.95), "
                    "a list 0.3,0.5 or a range 0.3:0.1:0.7 (default: thumos14 for THUMOS ids, else activitynet)")
@@ -33,7 +33,7 @@ def register(subparsers) -> None:
         description="Average recall vs average number of proposals per video, and its AUC.",
     )
     _add_ground_truth_arguments(p)
-    p.add_argument("proposals", help="proposals: ActivityNet JSON {'results': {video: [{score, segment}]}} or the "
+    p.add_argument("proposals", metavar="PROPOSALS", help="proposals: ActivityNet JSON {'results': {video: [{score, segment}]}} or the "
                    "other prediction layouts (labels ignored)")
     p.add_argument("--max-proposals", type=float, default=100.0, help="AN of the last budget (BMN: 100; 0 = all)")
     p.add_argument("--tiou", default="activitynet", help="thresholds (default 0.5:0.05:0.95)")
