@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "sola.cli.evaluate",
     "sola.cli.data",
     "sola.cli.extract",
+    "sola.cli.tal",
 ]
 
 

@@ -1,0 +1,205 @@
+"""The built-in TAL head: `sola tal train`, `sola tal infer`, `sola tal eval`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from sola.cli.common import add_store_arguments, store_from_args
+
+
+def register(subparsers) -> None:
+    """Add `sola tal {train,infer,eval}` to the `sola` parser."""
+    tal = subparsers.add_parser(
+        "tal", help="built-in temporal action localization head (ActionFormer family)",
+        description="Train the built-in TAL head on features, predict segments, evaluate detection mAP.",
+    )
+    commands = tal.add_subparsers(dest="tal_command", metavar="COMMAND")
+    tal.set_defaults(func=lambda args: (tal.print_help(), 2)[1])
+
+    p = commands.add_parser("train", help="train the head on the training subset; writes a run directory",
+                            description="Train the head on data.train_subset and write RUN_DIR/{weights.safetensors, "
+                            "config.yaml, classes.json, train_log.json}.")
+    add_store_arguments(p)
+    _add_annotation_arguments(p)
+    p.add_argument("--config", default=None, help="YAML config (configs/thumos14_i3d.yaml, configs/activitynet_tsp.yaml, "
+                   "configs/tal_synthetic_cpu.yaml); default: the THUMOS14 values")
+    p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory to write")
+    p.add_argument("--seed", type=int, default=None, help="random seed (default: train.seed of the config)")
+    _add_set_argument(p)
+    p.set_defaults(func=run_train)
+
+    p = commands.add_parser("infer", help="predict segments with a trained head (official ActivityNet JSON)",
+                            description="Write predictions {'results': {video: [{label, score, segment}]}} in seconds.")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="run directory written by `sola tal train`")
+    add_store_arguments(p)
+    _add_annotation_arguments(p)
+    p.add_argument("--subset", default=None, help="subset to predict (default: data.test_subset of the run)")
+    p.add_argument("--out", default=None, help="prediction file (default: RUN_DIR/predictions.json)")
+    p.add_argument("--video-scores", default=None, help="class-agnostic runs: JSON {video: {label: score}} fused "
+                   "with the proposals (ActivityNet protocol)")
+    p.add_argument("--batch-size", type=int, default=None, help="videos per forward pass (default: train.batch_size)")
+    p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (default: train.device of the run)")
+    p.set_defaults(func=run_infer)
+
+    p = commands.add_parser("eval", help="detection mAP of predictions at the run's tIoU thresholds",
+                            description="Detection mAP (official ActivityNet semantics, sola.metrics) of a prediction "
+                            "file, or of RUN_DIR/predictions.json.")
+    p.add_argument("predictions", metavar="PREDICTIONS|RUN_DIR", help="prediction file or run directory")
+    _add_annotation_arguments(p)
+    p.add_argument("--subset", default=None, help="subset to evaluate (default: data.test_subset of the run)")
+    p.add_argument("--tiou", default=None, help="thresholds: thumos14, activitynet, 0.3,0.5 or 0.3:0.1:0.7 "
+                   "(default: test.tiou_thresholds of the run)")
+    p.add_argument("--class-agnostic", action="store_true", default=None,
+                   help="score every segment as one class 'action' (default: when the run has one class)")
+    p.add_argument("--json", default=None, metavar="OUT", help="also write the result as JSON (atomically)")
+    p.set_defaults(func=run_eval)
+
+
+def _add_annotation_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--annotations", required=True, metavar="ANN", help="annotations in any supported format")
+    p.add_argument("--annotation-format", default=None, help="force the annotation format")
+    p.add_argument("--metadata", default=None, help="metadata CSV for TSP/BSN annotations")
+
+
+def _add_set_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config value, e.g. --set train.epochs=5 (repeatable)")
+
+
+def _overrides(pairs: list[str]) -> dict:
+    import yaml
+
+    from sola.errors import ConfigError
+
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or "." not in key:
+            raise ConfigError(f"--set {pair!r}: write SECTION.KEY=VALUE, e.g. --set train.epochs=5")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def _annotations(args):
+    from sola.annotations import load_annotations
+
+    return load_annotations(args.annotations, args.annotation_format, args.metadata)
+
+
+def _run_dir_config(path: Path):
+    """(config, class names) of a run directory, or (None, None) when `path` is not one."""
+    from sola.tal.config import load_tal_config
+
+    if path.is_dir() and (path / "config.yaml").is_file():
+        names = json.loads((path / "classes.json").read_text()) if (path / "classes.json").is_file() else None
+        return load_tal_config(path / "config.yaml"), names
+    return None, None
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """`sola tal train`: train on data.train_subset and write the run directory."""
+    from sola.tal.config import load_tal_config
+    from sola.tal.experiment import build_items, class_names, fit_config_to_data
+    from sola.tal.run import save_run
+    from sola.tal.train import train_head
+
+    config = load_tal_config(args.config, _overrides(args.set))
+    store = store_from_args(args)
+    annotations = _annotations(args)
+    names = class_names(annotations, config)
+    config = fit_config_to_data(config, store.dim(), len(names))
+    items = build_items(store, annotations, config.data.train_subset, config, names)
+    print(f"sola tal train: {len(items)} {config.data.train_subset} videos, {config.data.num_classes} classes, "
+          f"input dim {config.data.input_dim}, {config.train.warmup_epochs + config.train.epochs} epochs", file=sys.stderr)
+    started = time.perf_counter()
+    result = train_head(items, config, seed=args.seed)
+    save_run(args.out, result.model, config, names, result.history)
+    print(f"trained in {time.perf_counter() - started:.1f} s ({result.seconds_per_epoch:.2f} s/epoch, final loss "
+          f"{result.history[-1]['loss']:.4f}); run written to {args.out}")
+    return 0
+
+
+def run_infer(args: argparse.Namespace) -> int:
+    """`sola tal infer`: predictions of a trained head in the official ActivityNet format."""
+    from sola.tal.experiment import build_items
+    from sola.tal.infer import fuse_video_scores, load_video_scores, predict_items, to_activitynet
+    from sola.tal.run import load_run, write_json
+    from sola.tal.train import resolve_device
+
+    run_dir = Path(args.run_dir)
+    config, _ = _run_dir_config(run_dir)
+    device = resolve_device(args.device or (config.train.device if config else "auto"))
+    model, config, names = load_run(run_dir, device=str(device))
+    store = store_from_args(args)
+    annotations = _annotations(args)
+    subset = args.subset or config.data.test_subset
+    items = build_items(store, annotations, subset, config, names)
+    detections = predict_items(model, items, config, batch_size=args.batch_size or config.train.batch_size, device=device)
+    scores_file = args.video_scores or config.test.video_scores
+    if config.data.num_classes == 1 and scores_file:
+        mode = "class-agnostic proposals x video-level class scores"
+        predictions = {"version": "VERSION 1.3",
+                       "results": fuse_video_scores(detections, load_video_scores(scores_file), config.test.video_score_topk),
+                       "external_data": {"used": True, "details": f"sola tal ({mode})"}}
+    else:
+        mode = "class-agnostic proposals" if config.data.num_classes == 1 else "multi-class detection"
+        predictions = to_activitynet(detections, names, mode)
+    out = Path(args.out) if args.out else run_dir / "predictions.json"
+    write_json(out, predictions)
+    total = sum(len(v) for v in predictions["results"].values())
+    print(f"{total} segments for {len(items)} {subset} videos ({mode}) written to {out}")
+    return 0
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    """`sola tal eval`: detection mAP table of a prediction file or a run's predictions."""
+    from sola.errors import PredictionError
+    from sola.metrics import parse_tiou
+    from sola.tal.experiment import evaluate_predictions
+    from sola.tal.run import write_json
+
+    path = Path(args.predictions)
+    config, _ = _run_dir_config(path)
+    if path.is_dir():
+        if config is None:
+            raise PredictionError(f"{path}: a directory but not a TAL run (no config.yaml); pass a prediction file")
+        path = path / "predictions.json"
+    if not path.is_file():
+        raise PredictionError(f"{path}: no such prediction file; write one with `sola tal infer`")
+    try:
+        predictions = json.loads(path.read_text())
+        assert isinstance(predictions.get("results"), dict)
+    except (ValueError, AssertionError, AttributeError):
+        raise PredictionError(f"{path}: not an ActivityNet prediction file {{'results': {{video: [...]}}}}") from None
+    annotations = _annotations(args)
+    subset = args.subset or (config.data.test_subset if config else None)
+    if subset is None:
+        subsets = list(annotations.subsets())
+        if len(subsets) != 1:
+            raise PredictionError(f"{args.annotations}: several subsets {subsets}; choose one with --subset")
+        subset = subsets[0]
+    if args.tiou:
+        tiou = parse_tiou(args.tiou)
+    elif config is not None:
+        tiou = config.test.tiou_thresholds
+    else:
+        tiou = parse_tiou(None, default="thumos14")
+    agnostic = args.class_agnostic if args.class_agnostic is not None else bool(config and config.data.num_classes == 1
+                                                                               and not _fused(predictions))
+    result = evaluate_predictions(predictions, annotations, subset, tiou, class_agnostic=agnostic)
+    print(f"{'tIoU':>6}  {'mAP':>7}")
+    for threshold, value in zip(result.tiou_thresholds, result.mAP):
+        print(f"{threshold:6.2f}  {100 * value:6.2f}%")
+    print(f"{'avg':>6}  {100 * result.average_mAP:6.2f}%   ({subset}, {len(result.classes)} classes"
+          f"{', class-agnostic' if agnostic else ''})")
+    if args.json:
+        write_json(args.json, {**result.to_dict(), "subset": subset, "class_agnostic": agnostic})
+    return 0
+
+
+def _fused(predictions: dict) -> bool:
+    return bool(predictions.get("external_data", {}).get("used"))
