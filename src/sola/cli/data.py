@@ -19,12 +19,33 @@ def register(subparsers) -> None:
     inspect.add_argument("--suffix", default=None, help="file-name suffix after the video id (before the extension)")
     inspect.add_argument("--key", default=None, help="array/dataset name inside each file (npz, pt, pickle, hdf5 groups)")
     inspect.add_argument("--flow", default=None, help="a flow store to combine with FEATURES (RGB) along channels")
-    inspect.add_argument("--annotations", default=None, help="annotation file: also report how video ids match")
-    inspect.add_argument("--metadata", default=None, help="TSP metadata / BSN video_info CSV for --annotations")
+    add_annotation_arguments(inspect, required=False)
     inspect.add_argument("--subset", default=None, help="compare ids with this annotation subset only")
     inspect.add_argument("--strict", action="store_true", help="fail when feature and annotation ids differ")
     inspect.add_argument("--quiet", action="store_true", help="no progress bar")
     inspect.set_defaults(func=run_inspect)
+
+
+def add_annotation_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    """Add --annotations, --annotation-format, --metadata and --bad-segments to a subcommand."""
+    parser.add_argument(
+        "--annotations", required=required, default=None,
+        help="annotation file (ActivityNet/ActionFormer JSON, G-TAD CSV, TSP CSV, BSN JSON)",
+    )
+    parser.add_argument("--annotation-format", default=None, choices=["activitynet", "gtad", "tsp", "bsn"],
+                        help="force the annotation format instead of detecting it")
+    parser.add_argument("--metadata", default=None, help="TSP metadata CSV or BSN video_info CSV")
+    parser.add_argument(
+        "--bad-segments", default="error", choices=["error", "clip", "keep"],
+        help="segments with end < start or outside the video: error (default), clip them, or keep them",
+    )
+
+
+def annotations_from_args(args: argparse.Namespace):
+    """Load the annotations described by `add_annotation_arguments`; raises `AnnotationError`."""
+    from sola.annotations import load_annotations
+
+    return load_annotations(args.annotations, args.annotation_format, args.metadata, bad_segments=args.bad_segments)
 
 
 def _open(args: argparse.Namespace):
@@ -65,9 +86,9 @@ def run_inspect(args: argparse.Namespace) -> int:
         print(f"unreadable:   {len(summary.unreadable)}")
     problems = summary.problems()
     if args.annotations:
-        from sola.annotations import load_annotations, match_ids
+        from sola.annotations import match_ids
 
-        annotations = load_annotations(args.annotations, metadata=args.metadata, bad_segments="keep")
+        annotations = annotations_from_args(args)
         if args.subset:
             annotations = annotations.subset(args.subset)
         match = match_ids(store.video_ids(), annotations.keys())
