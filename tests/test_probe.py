@@ -153,3 +153,43 @@ def test_probe_command(tmp_path, capsys):
                  "--val-subset", "nonexistent", "--train-subset", "training", "--quiet"])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "nonexistent" in err
+
+
+def test_sgd_epoch_equals_torch_sgd_with_autograd():
+    from sola.probe import sgd_epoch
+
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(700, 5, generator=generator)
+    target = (torch.rand(700, generator=generator) > 0.6).long()
+    weight, bias = torch.randn(2, 5, generator=generator), torch.randn(2, generator=generator)
+    mine_w, mine_b, state = weight.clone(), bias.clone(), {}
+    ref_w, ref_b = weight.clone().requires_grad_(), bias.clone().requires_grad_()
+    optimizer = torch.optim.SGD([ref_w, ref_b], lr=0.01, momentum=0.9)
+    for _ in range(3):  # epochs of 3 batches (256, 256, 188): momentum carries over
+        sgd_epoch(x, target, mine_w, mine_b, 0.01, 0.9, 256, state)
+        for first in range(0, 700, 256):
+            loss = torch.nn.functional.cross_entropy(x[first : first + 256] @ ref_w.T + ref_b, target[first : first + 256])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    torch.testing.assert_close(mine_w, ref_w.detach(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(mine_b, ref_b.detach(), rtol=1e-5, atol=1e-6)
+
+
+def test_an_adapted_store_gives_the_same_row_as_its_adapter(tmp_path):
+    from sola.adapter import SoLaAdapter
+    from sola.transform import apply_adapter
+
+    store, annotations = make_toy(tmp_path, flip=0)
+    torch.manual_seed(0)
+    adapter = SoLaAdapter(DIM, 16)
+    with torch.no_grad():
+        adapter.alpha.fill_(1.0)
+    adapted_dir = tmp_path / "adapted"
+    adapted_dir.mkdir()
+    for video_id in store.video_ids():
+        np.save(adapted_dir / f"{video_id}.npy", apply_adapter(adapter, store.read(video_id).astype(np.float32)))
+    by_adapter = compare_probe(store, annotations, adapter=adapter, seed=0)["rows"]["SoLa"]
+    by_store = compare_probe(store, annotations, adapted_store=open_store(adapted_dir), seed=0)["rows"]["SoLa"]
+    assert by_store == pytest.approx(by_adapter)
+    assert by_store != compare_probe(store, annotations, seed=0)["rows"]["baseline"]

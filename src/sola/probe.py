@@ -218,36 +218,43 @@ def reference_probe(
     generator = torch.Generator().manual_seed(seed)
     dim = x.shape[1]
     bound = 1.0 / math.sqrt(dim)  # nn.Linear's default init, drawn from our own generator
-    weight = ((torch.rand(2, dim, generator=generator) * 2 - 1) * bound).to(device).requires_grad_()
-    bias = ((torch.rand(2, generator=generator) * 2 - 1) * bound).to(device).requires_grad_()
-    optimizer = torch.optim.SGD([weight, bias], lr=lr, momentum=momentum)
-    target = y.long()
-    history = []
-    with _few_threads(device):
-        history = _sgd_epochs(x, target, val_x, val_y, val_boundary, weight, bias, optimizer, generator, epochs, batch_size)
+    weight = ((torch.rand(2, dim, generator=generator) * 2 - 1) * bound).to(device)  # (2, C)
+    bias = ((torch.rand(2, generator=generator) * 2 - 1) * bound).to(device)  # (2,)
+    history, momentum_state = [], {}
+    with _few_threads(device), torch.no_grad():
+        for _ in range(epochs):
+            order = torch.randperm(len(x), generator=generator).to(device)
+            sgd_epoch(x[order], y[order].long(), weight, bias, lr, momentum, batch_size, momentum_state)
+            logits = val_x @ weight.T + bias  # (N, 2)
+            # argmax picks class 0 on a tie, as "score > 0" does
+            history.append(binary_metrics(logits[:, 1] - logits[:, 0], val_y, val_boundary))
     reported = history[report_from:] or history[-1:]
     result = {name: float(np.mean([h[name] for h in reported])) for name in METRICS}
     result["per_epoch_accuracy"] = [h["accuracy"] for h in history]
     return result
 
 
-def _sgd_epochs(x, target, val_x, val_y, val_boundary, weight, bias, optimizer, generator, epochs, batch_size):
-    """The reference protocol's epochs; validation metrics after each."""
-    device = x.device
-    history = []
-    for _ in range(epochs):
-        order = torch.randperm(len(x), generator=generator).to(device)
-        for first in range(0, len(x), batch_size):
-            batch = order[first : first + batch_size]
-            loss = torch.nn.functional.cross_entropy(x[batch] @ weight.T + bias, target[batch])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-        with torch.no_grad():
-            logits = val_x @ weight.T + bias  # (N, 2)
-            # argmax picks class 0 on a tie, as "score > 0" does
-            history.append(binary_metrics(logits[:, 1] - logits[:, 0], val_y, val_boundary))
-    return history
+def sgd_epoch(
+    x: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+    lr: float, momentum: float, batch_size: int, state: dict,
+) -> None:
+    """One epoch of mini-batch SGD with momentum on softmax cross-entropy, in place, without autograd.
+
+    `x` (N, C) already shuffled, `target` (N,) class indices, `weight` (K, C), `bias` (K,). The
+    same updates as `torch.optim.SGD(lr, momentum)` on `cross_entropy(x @ weight.T + bias)` (mean
+    over the batch), written out because autograd and optimizer bookkeeping cost more than the
+    arithmetic of a (256, C) x (C, 2) step. `state` (start with {}) keeps the momentum buffers.
+    """
+    eye = torch.eye(weight.shape[0], dtype=x.dtype, device=x.device)
+    for first in range(0, len(x), batch_size):
+        batch = x[first : first + batch_size]  # (B, C), a view
+        probs = torch.softmax(batch @ weight.T + bias, dim=1)  # (B, K)
+        error = (probs - eye[target[first : first + batch_size]]) / len(batch)  # d loss / d logits
+        for name, param, grad in (("weight", weight, error.T @ batch), ("bias", bias, error.sum(0))):
+            buffer = state.get(name)
+            buffer = grad.clone() if buffer is None else buffer.mul_(momentum).add_(grad)
+            state[name] = buffer
+            param.sub_(lr * buffer)
 
 
 @contextlib.contextmanager
@@ -330,17 +337,33 @@ def probe_features(data: ProbeData, adapter=None, seed: int = 0, device: str | t
 
 
 def compare_probe(
-    store, annotations: Annotations, adapter=None, seed: int = 0, progress: bool = False, device=None, **options
+    store,
+    annotations: Annotations,
+    adapter=None,
+    seed: int = 0,
+    progress: bool = False,
+    device=None,
+    adapted_store=None,
+    **options,
 ) -> dict:
     """Probe table for the demo and the CLI: `{"rows": {"baseline": {...}, "SoLa": {...}}, ...}`.
 
-    `store`: a FeatureStore; `adapter`: a `SoLaAdapter` or None (then only the baseline row).
-    `options` go to `collect_snippets` (subsets, boundary_k, grid). Format with `format_probe_table`.
-    Raises `AnnotationError` when the splits have no videos with features.
+    `store`: a FeatureStore; `adapter`: a `SoLaAdapter` applied to `store` for the SoLa row, or
+    `adapted_store`: a store already transformed by SoLa (same videos; no adapter work then).
+    With neither, only the baseline row. `options` go to `collect_snippets` (subsets, boundary_k,
+    grid). Format with `format_probe_table`. Raises `AnnotationError` when a split has no videos.
     """
     data = collect_snippets(store, annotations, progress=progress, **options)
     rows = {"baseline": probe_features(data, None, seed, device)}
-    if adapter is not None:
+    if adapted_store is not None:
+        adapted = collect_snippets(adapted_store, annotations, progress=progress, **options)
+        if adapted.train.video_ids != data.train.video_ids or adapted.val.video_ids != data.val.video_ids:
+            raise AnnotationError(
+                f"{adapted_store.path} does not hold the same annotated videos as {store.path}; "
+                "transform the whole store with `sola transform`"
+            )
+        rows["SoLa"] = probe_features(adapted, None, seed, device)
+    elif adapter is not None:
         rows["SoLa"] = probe_features(data, adapter, seed, device)
     return {
         "train_subset": data.train_subset,
