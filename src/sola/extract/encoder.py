@@ -49,8 +49,9 @@ def load_i3d(device: str | torch.device = "cpu", cache: str | os.PathLike | None
     Downloads and converts the weights on first use (see `sola.extract.weights`); raises
     `ExtractError` if that fails.
     """
-    model = InceptionI3d()
-    model.load_state_dict(load_state_dict(cache), strict=True)
+    with torch.device("meta"):  # no random init: every tensor comes from the checkpoint
+        model = InceptionI3d()
+    model.load_state_dict(load_state_dict(cache), strict=True, assign=True)
     model = fuse_batch_norm(model.eval())
     model.requires_grad_(False)
     # NDHWC is the layout frames arrive in and the fastest one for oneDNN / cuDNN 3-D convs.

