@@ -149,6 +149,12 @@ def test_probe_command(tmp_path, capsys):
     table = json.loads(out.read_text())
     assert set(table["rows"]) == {"baseline", "SoLa"}
     assert "SoLa" in capsys.readouterr().out
+    # --adapted: a store already transformed (here the same features: the rows agree).
+    code = main(["probe", str(tmp_path / "features"), "--annotations", str(tmp_path / "annotations.json"),
+                 "--adapted", str(tmp_path / "features"), "--json", str(out), "--quiet"])
+    rows = json.loads(out.read_text())["rows"]
+    assert code == 0 and rows["SoLa"] == rows["baseline"]
+    capsys.readouterr()
     code = main(["probe", str(tmp_path / "features"), "--annotations", str(tmp_path / "annotations.json"),
                  "--val-subset", "nonexistent", "--train-subset", "training", "--quiet"])
     err = capsys.readouterr().err

@@ -102,3 +102,13 @@ def test_segments_in_snippets_follow_the_grid(tmp_path):
     _, annotations = make_toy(tmp_path, videos=(("training", 1),))
     # fps 1, stride 1: the segment [20, 40] s covers snippets 20..39, i.e. [20, 40) on the axis.
     assert segments_in_snippets(annotations["training_0"], 60) == [(20.0, 40.0)]
+
+
+def test_tsm_on_real_i3d_features(tmp_path):
+    from tests.conftest import shared_path
+
+    folder = shared_path("features", "i3d_2048_two_stream")
+    out = tmp_path / "highjump.png"
+    assert main(["tsm", str(folder), "--video", "highjump", "--annotations", str(folder / "gt.json"),
+                 "--out", str(out)]) == 0
+    assert out.read_bytes()[:4] == b"\x89PNG" and out.stat().st_size > 20000

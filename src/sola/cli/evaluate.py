@@ -49,6 +49,8 @@ def register(subparsers) -> None:
     add_store_arguments(p)
     _add_probe_arguments(p)
     p.add_argument("--adapter", default=None, help="adapter .safetensors or run directory: adds the SoLa row")
+    p.add_argument("--adapted", default=None, metavar="SOLA_FEATURES", help="or: a store already transformed "
+                   "by `sola transform` (same layout options): adds the SoLa row without adapter work")
     p.add_argument("--json", default=None, metavar="OUT", help="write the table as JSON (atomically)")
     p.set_defaults(func=run_probe)
 
@@ -224,11 +226,22 @@ def run_probe(args) -> int:
     from sola.atomic import atomic_write_text
     from sola.probe import compare_probe, format_probe_table, json_ready
 
+    from sola.errors import ConfigError
+
+    if args.adapter and args.adapted:
+        raise ConfigError("give either --adapter or --adapted, not both")
     store = store_from_args(args)
+    adapted = None
+    if args.adapted:
+        from sola.stores import open_store
+
+        options = {key: getattr(args, key) for key in ("prefix", "suffix") if getattr(args, key, None) is not None}
+        adapted = open_store(args.adapted, layout=args.layout, **options)
     annotations = load_annotations(args.annotations, args.annotation_format, args.metadata)
     adapter = load_adapter(args.adapter) if args.adapter else None
     table = compare_probe(
-        store, annotations, adapter, seed=args.seed, progress=not args.quiet, device=_device(args), **_probe_options(args)
+        store, annotations, adapter, seed=args.seed, progress=not args.quiet, device=_device(args),
+        adapted_store=adapted, **_probe_options(args),
     )
     print(format_probe_table(table))
     if args.json:
