@@ -8,6 +8,7 @@ import sys
 import warnings
 
 from sola.cli.common import add_store_arguments, store_from_args
+from sola.cli.data import add_annotation_arguments, annotations_from_args
 
 
 def register(subparsers) -> None:
@@ -79,9 +80,7 @@ def register(subparsers) -> None:
     add_store_arguments(p)
     p.add_argument("--video", required=True, help="video id in the store")
     p.add_argument("--adapter", default=None, help="adapter .safetensors or run directory: adds the SoLa panel")
-    p.add_argument("--annotations", default=None, help="annotations: draws the ground-truth segments")
-    p.add_argument("--annotation-format", default=None, help="force the annotation format")
-    p.add_argument("--metadata", default=None, help="metadata CSV for TSP/BSN annotations")
+    add_annotation_arguments(p, required=False)  # draws the ground-truth segments
     p.add_argument("--feat-stride", type=float, default=None, help="frames between snippets (else from annotations)")
     p.add_argument("--num-frames", type=float, default=None, help="frames per snippet")
     p.add_argument("--fps", type=float, default=None, help="frames per second (else from annotations)")
@@ -90,9 +89,7 @@ def register(subparsers) -> None:
 
 
 def _add_probe_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--annotations", required=True, help="annotations in any supported format")
-    p.add_argument("--annotation-format", default=None, help="force the annotation format")
-    p.add_argument("--metadata", default=None, help="metadata CSV for TSP/BSN annotations")
+    add_annotation_arguments(p)
     p.add_argument("--train-subset", default=None, help="subset the probe trains on (default: training, "
                    "or validation when there is no training subset, as for THUMOS14)")
     p.add_argument("--val-subset", default=None, help="subset it is measured on (default: validation, or test)")
@@ -222,7 +219,6 @@ def run_eval_proposals(args) -> int:
 def run_probe(args) -> int:
     """`sola probe`: print the probe table (baseline, and SoLa with --adapter); optionally JSON."""
     from sola.adapter import load_adapter
-    from sola.annotations import load_annotations
     from sola.atomic import atomic_write_text
     from sola.probe import compare_probe, format_probe_table, json_ready
 
@@ -237,7 +233,7 @@ def run_probe(args) -> int:
 
         options = {key: getattr(args, key) for key in ("prefix", "suffix") if getattr(args, key, None) is not None}
         adapted = open_store(args.adapted, layout=args.layout, **options)
-    annotations = load_annotations(args.annotations, args.annotation_format, args.metadata)
+    annotations = annotations_from_args(args)
     adapter = load_adapter(args.adapter) if args.adapter else None
     table = compare_probe(
         store, annotations, adapter, seed=args.seed, progress=not args.quiet, device=_device(args),
@@ -252,14 +248,13 @@ def run_probe(args) -> int:
 
 def run_select(args) -> int:
     """`sola select`: probe every checkpoint, print the table, write best.safetensors and select.json."""
-    from sola.annotations import load_annotations
     from sola.probe import format_probe_table
     from sola.select import BEST_FILE, DEFAULT_METRIC, TABLE_FILE, select_checkpoint
     from sola.stores import open_store
 
     options = {key: getattr(args, key) for key in ("prefix", "suffix") if getattr(args, key, None) is not None}
     store = open_store(args.features, layout=args.layout, **options)
-    annotations = load_annotations(args.annotations, args.annotation_format, args.metadata)
+    annotations = annotations_from_args(args)
     log = None if args.quiet else (lambda line: print(line, file=sys.stderr))
     table = select_checkpoint(
         args.run_dir, store, annotations, metric=args.metric or DEFAULT_METRIC, seed=args.seed,
@@ -276,9 +271,9 @@ def run_tsm(args) -> int:
     from sola.tsm import write_tsm_picture
 
     store = store_from_args(args)
+    annotations = annotations_from_args(args) if args.annotations else None
     path = write_tsm_picture(
-        store, args.video, args.out, adapter=args.adapter, annotations=args.annotations,
-        annotation_format=args.annotation_format, metadata=args.metadata,
+        store, args.video, args.out, adapter=args.adapter, annotations=annotations,
         feat_stride=args.feat_stride, num_frames=args.num_frames, fps=args.fps,
     )
     print(f"wrote {path}")
