@@ -116,6 +116,8 @@ def test_eval_detection_errors_are_one_line(tmp_path, capsys):
     assert "missing.json does not exist" in capsys.readouterr().err
     assert main(["eval-detection", str(gt), str(pred), "--subset", "validation", "--tiou", "2"]) == 2
     assert "(0, 1]" in capsys.readouterr().err
+    assert main(["eval-detection", str(gt), str(pred), "--subset", "test"]) == 2
+    assert "subsets present" in capsys.readouterr().err
 
 
 def test_eval_proposals_command(tmp_path):

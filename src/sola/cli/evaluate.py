@@ -147,8 +147,8 @@ def _load_ground_truth(args):
         if len(subsets) > 1:
             present = ", ".join(f"{name} ({count} videos)" for name, count in subsets.items())
             raise PredictionError(f"{args.ground_truth} holds several subsets: {present}; pick one with --subset")
-    chosen = annotations.subset(subset) if subset else annotations
-    return chosen, ground_truth_segments(chosen)
+    segments = ground_truth_segments(annotations, subset)  # raises, listing the subsets, if empty
+    return (annotations.subset(subset) if subset else annotations), segments
 
 
 def _label_names(annotations) -> dict[int, str]:
