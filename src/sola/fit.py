@@ -2,7 +2,8 @@
 
 Run directory layout:
     config.yaml                  the full config used
-    metrics.jsonl                one JSON line per epoch: epoch, loss, gate, seconds, steps, ...
+    metrics.jsonl                one JSON line per epoch: epoch, loss, gate = tanh(alpha), departure
+                                 (mean ||tanh(alpha) g(f)|| / ||f|| on the epoch's last batch), seconds, steps
     adapter.safetensors          the latest adapter (weights only)
     checkpoints/epoch_XXXX.safetensors   an adapter every `checkpoint_every` epochs
     state.safetensors            model + projector + optimiser, to resume
@@ -113,19 +114,21 @@ def fit_adapter(
         started = time.perf_counter()
         loss, steps, windows = _train_epoch(trainer, optimizer, data, config, epoch, context, local_batch)
         loss = mean_across_ranks(loss, context)
+        departure = mean_across_ranks(float(model.departure), context)
         seconds = time.perf_counter() - started
         done = epoch + 1
         record = {
             "epoch": done,
             "loss": loss,
             "gate": adapter.gate,
+            "departure": departure,
             "seconds": round(seconds, 4),
             "steps": steps,
             "windows": windows * context.world_size,
             "videos": len(data.video_ids),
             "skipped_videos": len(data.skipped),
         }
-        bar.set_postfix(loss=f"{loss:.4f}", gate=f"{adapter.gate:+.4f}")
+        bar.set_postfix(loss=f"{loss:.4f}", gate=f"{adapter.gate:+.4f}", departure=f"{departure:.3f}")
         if context.is_main and run_dir is not None:
             metrics_lines.append(json.dumps(record))
             atomic_write_text(metrics_path, "".join(line + "\n" for line in metrics_lines))
@@ -182,6 +185,7 @@ def metrics_summary(run_dir: str | Path) -> dict:
         "first_loss": lines[0]["loss"],
         "last_loss": lines[-1]["loss"],
         "gate": lines[-1]["gate"],
+        "departure": lines[-1]["departure"],
         "seconds": float(np.sum([line["seconds"] for line in lines])),
         "steps": int(np.sum([line["steps"] for line in lines])),
     }

@@ -49,14 +49,22 @@ class SimilarityMatching(nn.Module):
         self.config = config or MatchingConfig()
         self.adapter = adapter
         self.projector = Projector(adapter.dim, self.config.projector_dim)
+        self.departure = torch.zeros(())  # set by forward
         self.register_buffer("positions", torch.tensor(gathered_positions(self.config)), persistent=False)
         self.register_buffer(
             "target", target_map(self.config.num_positions, self.config.target_k), persistent=False
         )
 
     def forward(self, windows: torch.Tensor) -> torch.Tensor:
-        """Similarity Matching loss of a batch of windows `(B, L, C)`."""
-        adapted = self.adapter(windows)  # (B, L, C)
+        """Similarity Matching loss of a batch of windows `(B, L, C)`.
+
+        Also records `self.departure`: mean ||tanh(alpha) g(f)|| / ||f|| over the batch, how far the
+        adapter moves features from the identity (the gate alone can hide a growing g).
+        """
+        change = torch.tanh(self.adapter.alpha) * self.adapter.residual(windows)  # (B, L, C)
+        adapted = windows + change  # == self.adapter(windows)
+        with torch.no_grad():
+            self.departure = (change.norm(dim=-1) / windows.norm(dim=-1).clamp_min(1e-12)).mean()
         z = F.normalize(adapted[:, self.positions], dim=-1)  # (B, N, C)
         p = self.projector(z)  # (B, N, C)
         predicted = similarity_map(z, p, self.config.clamp_eps)  # (B, N, N)

@@ -40,6 +40,8 @@ class SyntheticConfig:
     context_scale: float = 2.5  # per-video constant: dominates the features
     drift_scale: float = 1.0  # slow within-video change unrelated to actions
     prototype_scale: float = 1.2  # class evidence inside actions
+    motion_scale: float = 1.0  # within-video motion that changes over a few seconds
+    motion_smoothing: float = 5.0  # snippets
     noise_scale: float = 0.8
     noise_smoothing: float = 1.5  # snippets: temporal correlation of the noise
     blur: float = 2.5  # snippets: the encoder's temporal window softens boundaries
@@ -124,9 +126,11 @@ def synthesize_video(
     context = config.context_scale * rng.standard_normal(d)
     drift = gaussian_smooth(rng.standard_normal((length, d)), 25.0)
     drift *= config.drift_scale / (drift.std() + 1e-8)
+    motion = gaussian_smooth(rng.standard_normal((length, d)), config.motion_smoothing)
+    motion *= config.motion_scale / (motion.std() + 1e-8)
     noise = gaussian_smooth(rng.standard_normal((length, d)), config.noise_smoothing)
     noise *= config.noise_scale / (noise.std() + 1e-8)
-    latent = context + drift + config.prototype_scale * evidence @ prototypes + noise  # (T, D)
+    latent = context + drift + motion + config.prototype_scale * evidence @ prototypes + noise  # (T, D)
     return encoder(latent), segments
 
 
