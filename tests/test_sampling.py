@@ -55,3 +55,15 @@ def test_window_source_errors(tmp_path):
     source = open_window_source(open_store(nan), 23)
     with pytest.raises(StoreError, match="vid000"):
         source.batch(np.array([0]), np.array([0]), 23)
+
+
+def test_nan_policies_in_training_windows(tmp_path):
+    root = write_npy_store(tmp_path / "f", [30, 30], dim=4)
+    bad = np.load(root / "vid001.npy")
+    bad[5] = np.inf
+    np.save(root / "vid001.npy", bad)
+    dropped = open_window_source(open_store(root), 23, nan_policy="drop-video")
+    assert dropped.video_ids == ["vid000"] and dropped.dropped == ["vid001"]
+    zero = open_window_source(open_store(root), 23, nan_policy="zero")
+    batch = zero.batch(np.array([1]), np.array([0]), 23)
+    assert np.isfinite(batch).all() and np.all(batch[0, 5] == 0)

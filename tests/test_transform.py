@@ -84,3 +84,20 @@ def test_estimator_api(synthetic_small, tmp_path):
     model.save(tmp_path / "a.safetensors")
     again = SoLa.load(tmp_path / "a.safetensors")
     assert again.adapter_.gate == pytest.approx(model.adapter_.gate)
+
+
+def test_nan_policy(tmp_path, adapter):
+    root = write_npy_store(tmp_path / "in", [30, 30], dim=8)
+    bad = np.load(root / "vid001.npy")
+    bad[3, 2] = np.nan
+    np.save(root / "vid001.npy", bad)
+    store = open_store(root)
+    with pytest.raises(StoreError, match="vid001.*--nan-policy"):
+        transform_store(adapter, store, tmp_path / "error", progress=False)
+    summary = transform_store(adapter, store, tmp_path / "drop", progress=False, nan_policy="drop-video")
+    assert (summary["written"], summary["dropped"]) == (1, 1)
+    assert sorted(p.name for p in (tmp_path / "drop").glob("*.npy")) == ["vid000.npy"]
+    transform_store(adapter, store, tmp_path / "zero", progress=False, nan_policy="zero")
+    zeroed = np.nan_to_num(bad, nan=0.0)
+    np.testing.assert_allclose(np.load(tmp_path / "zero" / "vid001.npy"), apply_adapter(adapter, zeroed), atol=1e-6)
+    assert np.isnan(np.load(root / "vid001.npy")).sum() == 1  # input untouched

@@ -54,6 +54,7 @@ class FitConfig:
     checkpoint_every: int = 10  # epochs between adapter checkpoints
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+    nan_policy: str = "error"  # error | zero | drop-video: what to do with NaN/Inf features
 
 
 @dataclass
@@ -62,6 +63,7 @@ class TransformConfig:
 
     chunk_size: int = 8192  # snippets per forward pass; longer videos go in overlapping chunks
     device: str = "auto"
+    nan_policy: str = "error"  # error | zero | drop-video
 
 
 @dataclass
@@ -134,6 +136,9 @@ def validate_config(config: SoLaConfig) -> None:
             f"kernel_size={a.kernel_size}, dilation={a.dilation}; lower start/step/num_positions "
             f"or raise matching.window"
         )
+    for name, policy in (("fit.nan_policy", f.nan_policy), ("transform.nan_policy", t.nan_policy)):
+        if policy not in ("error", "zero", "drop-video"):
+            raise ConfigError(f"{name} must be error, zero or drop-video, got {policy!r}")
     if not (f.device in ("auto", "cpu", "cuda") or f.device.startswith("cuda:")):
         raise ConfigError(f"fit.device must be auto, cpu, cuda or cuda:N, got {f.device!r}")
 

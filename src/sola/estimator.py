@@ -57,9 +57,8 @@ class SoLa:
     ) -> FeatureStore:
         """Write the adapted features of every video to `out` (same layout); returns the new store."""
         store = as_store(features)
-        transform_store(
-            self._fitted(), store, out, self.config.transform.chunk_size, self.config.transform.device, progress
-        )
+        settings = self.config.transform
+        transform_store(self._fitted(), store, out, settings.chunk_size, settings.device, progress, settings.nan_policy)
         return open_store(out, layout=store.layout, **store.options())
 
     def fit_transform(

@@ -2,6 +2,7 @@
 
 Run directory layout:
     config.yaml                  the full config used
+    run.json                     which feature store it was fitted on (path, layout, options)
     metrics.jsonl                one JSON line per epoch: epoch, loss, gate = tanh(alpha), departure
                                  (mean ||tanh(alpha) g(f)|| / ||f|| on the epoch's last batch), seconds, steps
     adapter.safetensors          the latest adapter (weights only)
@@ -83,7 +84,7 @@ def fit_adapter(
             f"{run_dir} already holds a training run; pass --resume to continue it or choose another --out"
         )
 
-    data = open_window_source(store, matching.window)
+    data = open_window_source(store, matching.window, fit.nan_policy)
     torch.manual_seed(fit.seed)
     adapter = SoLaAdapter.from_config(data.dim, config.adapter)
     model = SimilarityMatching(adapter, matching).to(context.device)
@@ -101,8 +102,14 @@ def fit_adapter(
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(config, run_dir / "config.yaml")
         atomic_write_text(metrics_path, "".join(line + "\n" for line in metrics_lines))
+        atomic_write_text(
+            run_dir / "run.json",
+            json.dumps({"features": str(store.path.resolve()), "layout": store.layout, "options": store.options()}),
+        )
         if data.skipped:
             log(f"skipped {len(data.skipped)} video(s) shorter than {matching.window} snippets")
+        if data.dropped:
+            log(f"dropped {len(data.dropped)} video(s) with NaN/Inf values (nan_policy=drop-video)")
         log(
             f"fitting on {len(data.video_ids)} videos of dim {data.dim} "
             f"({len(data.skipped)} skipped), {context.world_size} process(es) on {context.device}"
@@ -127,6 +134,7 @@ def fit_adapter(
             "windows": windows * context.world_size,
             "videos": len(data.video_ids),
             "skipped_videos": len(data.skipped),
+            "dropped_videos": len(data.dropped),
         }
         bar.set_postfix(loss=f"{loss:.4f}", gate=f"{adapter.gate:+.4f}", departure=f"{departure:.3f}")
         if context.is_main and run_dir is not None:

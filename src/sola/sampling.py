@@ -20,13 +20,17 @@ class WindowSource:
     sources: list[Any]  # memmaps (or arrays) indexed like video_ids
     dim: int
     skipped: list[str] = field(default_factory=list)  # shorter than the window
+    dropped: list[str] = field(default_factory=list)  # NaN/Inf under nan_policy="drop-video"
+    nan_policy: str = "error"
 
     def batch(self, videos: np.ndarray, starts: np.ndarray, window: int) -> np.ndarray:
         """Stack windows `(B, L, C)` float32 for `videos[b]` starting at `starts[b]`."""
         out = np.empty((len(videos), window, self.dim), dtype=np.float32)
         for row, (video, start) in enumerate(zip(videos.tolist(), starts.tolist())):
             out[row] = self.sources[video][start : start + window]
-        if not np.isfinite(out).all():
+        if self.nan_policy == "zero":
+            np.nan_to_num(out, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+        elif not np.isfinite(out).all():
             bad = sorted({self.video_ids[v] for v, ok in zip(videos, np.isfinite(out).all(axis=(1, 2))) if not ok})
             raise StoreError(
                 f"non-finite values (NaN/Inf) in the features of video(s) {', '.join(bad[:5])}; "
@@ -35,12 +39,14 @@ class WindowSource:
         return out
 
 
-def open_window_source(store: FeatureStore, window: int) -> WindowSource:
+def open_window_source(store: FeatureStore, window: int, nan_policy: str = "error") -> WindowSource:
     """Open every video of `store` for window sampling; videos shorter than `window` are skipped.
 
+    `nan_policy`: "error" fails on the first batch holding NaN/Inf, "zero" replaces them by 0 in the
+    batches, "drop-video" scans every video once and leaves out those with NaN/Inf.
     Raises `StoreError` when the store is empty, dims differ or no video is long enough.
     """
-    ids, lengths, sources, skipped = [], [], [], []
+    ids, lengths, sources, skipped, dropped = [], [], [], [], []
     dim = None
     for video_id in store.video_ids():
         source = store.window_source(video_id)
@@ -55,6 +61,9 @@ def open_window_source(store: FeatureStore, window: int) -> WindowSource:
         if length < window:
             skipped.append(video_id)
             continue
+        if nan_policy == "drop-video" and not np.isfinite(source).all():
+            dropped.append(video_id)
+            continue
         ids.append(video_id)
         lengths.append(length)
         sources.append(source)
@@ -65,7 +74,7 @@ def open_window_source(store: FeatureStore, window: int) -> WindowSource:
             f"no video in {store.path} has at least {window} snippets (the training window); "
             "lower matching.window (and start/step/num_positions) in the config"
         )
-    return WindowSource(ids, np.asarray(lengths, dtype=np.int64), sources, dim, skipped)
+    return WindowSource(ids, np.asarray(lengths, dtype=np.int64), sources, dim, skipped, dropped, nan_policy)
 
 
 def epoch_plan(

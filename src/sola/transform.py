@@ -14,6 +14,7 @@ from sola.adapter import SoLaAdapter
 from sola.distributed import barrier, setup_distributed
 from sola.errors import StoreError
 from sola.stores import FeatureStore
+from sola.stores.checks import apply_nan_policy
 
 
 @torch.inference_mode()
@@ -58,12 +59,14 @@ def transform_store(
     chunk_size: int = 8192,
     device: str = "auto",
     progress: bool = True,
+    nan_policy: str = "error",
 ) -> dict:
     """Write `adapter(store)` to a new store of the same layout at `out`; rerunning skips done videos.
 
     Under `torchrun`, videos are sharded across ranks (layouts that write one file per video).
-    Returns counts: {"videos", "written", "skipped", "seconds", "snippets"}. Raises `StoreError`
-    when `out` is the input store (inputs are never modified).
+    `nan_policy` ("error", "zero", "drop-video") decides what happens to videos with NaN/Inf.
+    Returns counts: {"videos", "written", "skipped", "dropped", "seconds", "snippets"}. Raises
+    `StoreError` when `out` is the input store (inputs are never modified) or a video is bad.
     """
     out = Path(out)
     if out.resolve() == store.path.resolve():
@@ -76,13 +79,16 @@ def transform_store(
     shardable = getattr(writer, "shardable", True)
     mine = ids[context.rank :: context.world_size] if shardable else (ids if context.is_main else [])
     started = time.perf_counter()
-    written = skipped = snippets = 0
+    written = skipped = dropped = snippets = 0
     bar = tqdm(mine, desc="transform", unit="video", disable=(not progress or not context.is_main) or None)
     for video_id in bar:
         if writer.has(video_id):
             skipped += 1
             continue
-        features = store.read(video_id)
+        features = apply_nan_policy(store.read(video_id), nan_policy, f"video {video_id!r} in {store.path}")
+        if features is None:
+            dropped += 1
+            continue
         writer.write(video_id, apply_adapter(adapter, features, chunk_size, context.device))
         written += 1
         snippets += features.shape[0]
@@ -93,6 +99,7 @@ def transform_store(
         "videos": len(ids),
         "written": written,
         "skipped": skipped,
+        "dropped": dropped,
         "snippets": snippets,
         "seconds": round(time.perf_counter() - started, 3),
         "out": str(out),

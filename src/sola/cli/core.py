@@ -29,6 +29,7 @@ def register(subparsers) -> None:
     train.add_argument("--lr", type=float)
     train.add_argument("--windows-per-video", type=int, help="training windows per video per epoch")
     train.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+    train.add_argument("--nan-policy", choices=["error", "zero", "drop-video"], help="NaN/Inf features (default error)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(func=run_train)
 
@@ -38,6 +39,8 @@ def register(subparsers) -> None:
     transform.add_argument("--out", required=True, help="new store, same layout as FEATURES")
     transform.add_argument("--chunk-size", type=int, default=None, help="snippets per forward pass")
     transform.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N")
+    transform.add_argument("--nan-policy", choices=["error", "zero", "drop-video"], default="error",
+                           help="NaN/Inf features: fail (default), replace by 0, or skip the video")
     transform.add_argument("--quiet", action="store_true", help="no progress bar")
     transform.set_defaults(func=run_transform)
 
@@ -73,6 +76,7 @@ def run_train(args: argparse.Namespace) -> int:
         "fit.lr": args.lr,
         "fit.windows_per_video": args.windows_per_video,
         "fit.device": args.device,
+        "fit.nan_policy": args.nan_policy,
     }
     if args.resume:
         if args.out and args.out != args.resume:
@@ -120,10 +124,12 @@ def run_transform(args: argparse.Namespace) -> int:
         chunk_size=args.chunk_size or defaults.chunk_size,
         device=args.device or defaults.device,
         progress=not args.quiet,
+        nan_policy=args.nan_policy,
     )
     if int(os.environ.get("RANK", "0")) == 0:
+        dropped = f", {summary['dropped']} dropped for NaN/Inf" if summary["dropped"] else ""
         print(
-            f"transformed {summary['written']} videos ({summary['skipped']} already done) of "
+            f"transformed {summary['written']} videos ({summary['skipped']} already done{dropped}) of "
             f"{summary['videos']} in {summary['seconds']:.1f} s -> {summary['out']}"
         )
     return 0
