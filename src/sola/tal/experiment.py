@@ -107,14 +107,20 @@ def evaluate_predictions(predictions: dict[str, Any], annotations, subset: str, 
 
 
 def run_experiment(store, annotations, config: TalConfig, seed: int = 0, out_dir: str | os.PathLike | None = None,
-                   progress: bool | None = None, video_scores: dict[str, dict[str, float]] | None = None) -> dict[str, Any]:
+                   progress: bool | None = None, video_scores: dict[str, dict[str, float]] | None = None,
+                   mode: str = "baseline", sm_weight: float = 1.0, sola_config=None) -> dict[str, Any]:
     """Train the head on `data.train_subset`, predict `data.test_subset`, return mAP and timing.
+
+    `mode`: "baseline" (the head alone on these features), "unified" (a fresh SoLa adapter in
+    front of the head, trained jointly with the TAL loss) or "unified+sm" (the same plus
+    `sm_weight` x Similarity Matching); adapter settings from `sola_config` (`SoLaConfig`).
 
     store: a `FeatureStore` (T, C per video); annotations: `sola.annotations.Annotations`.
     `data.input_dim` and `data.num_classes` are taken from the data (num_classes 1 stays
     class-agnostic). With `out_dir`, writes the run (weights, config, classes, log) and
     `predictions.json` + `metrics.json`. Returns {"mAP": {tiou: value}, "average_mAP",
-    "seconds_per_epoch", "epochs", "mode", "train_videos", "test_videos", "history"}.
+    "seconds_per_epoch", "epochs", "mode" (how segments were scored), "training" (the mode above),
+    "train_videos", "test_videos", "history"}.
     """
     from sola.tal.infer import fuse_video_scores, predict_items, to_activitynet
     from sola.tal.run import save_run, write_json
@@ -126,21 +132,25 @@ def run_experiment(store, annotations, config: TalConfig, seed: int = 0, out_dir
     config = fit_config_to_data(config, store.dim(), len(names))
     train_items = build_items(store, annotations, config.data.train_subset, config, names)
     test_items = build_items(store, annotations, config.data.test_subset, config, names)
-    result = train_head(train_items, config, seed=seed, progress=progress)
+    from sola.tal.unified import unified_parts
+
+    adapter, auxiliary = unified_parts(mode, config.data.input_dim, sola_config)
+    result = train_head(train_items, config, seed=seed, progress=progress, adapter=adapter, auxiliary=auxiliary,
+                        auxiliary_weight=sm_weight)
     started = time.perf_counter()
     detections = predict_items(result.model, test_items, config, batch_size=config.train.batch_size,
                                device=resolve_device(config.train.device), progress=progress)
     infer_seconds = time.perf_counter() - started
     agnostic = config.data.num_classes == 1
     if agnostic and video_scores is not None:
-        mode = "class-agnostic proposals x video-level class scores"
+        scoring = "class-agnostic proposals x video-level class scores"
         predictions = {"version": "VERSION 1.3", "results": fuse_video_scores(detections, video_scores,
                                                                                config.test.video_score_topk),
-                       "external_data": {"used": True, "details": f"sola tal ({mode})"}}
+                       "external_data": {"used": True, "details": f"sola tal ({scoring})"}}
         agnostic_eval = False
     else:
-        mode = "class-agnostic proposals" if agnostic else "multi-class detection"
-        predictions = to_activitynet(detections, names, mode)
+        scoring = "class-agnostic proposals" if agnostic else "multi-class detection"
+        predictions = to_activitynet(detections, names, scoring)
         agnostic_eval = agnostic
     metrics = evaluate_predictions(predictions, annotations, config.data.test_subset, config.test.tiou_thresholds,
                                    class_agnostic=agnostic_eval)
@@ -150,7 +160,8 @@ def run_experiment(store, annotations, config: TalConfig, seed: int = 0, out_dir
         "seconds_per_epoch": result.seconds_per_epoch,
         "epochs": len(result.history),
         "infer_seconds": infer_seconds,
-        "mode": mode,
+        "mode": scoring,
+        "training": mode,
         "seed": seed,
         "train_videos": len(train_items),
         "test_videos": len(test_items),
@@ -160,5 +171,6 @@ def run_experiment(store, annotations, config: TalConfig, seed: int = 0, out_dir
         out_dir = Path(out_dir)
         save_run(out_dir, result.model, config, names, result.history)
         write_json(out_dir / "predictions.json", predictions)
-        write_json(out_dir / "metrics.json", {**metrics.to_dict(), "mode": mode, "seconds_per_epoch": result.seconds_per_epoch})
+        write_json(out_dir / "metrics.json", {**metrics.to_dict(), "mode": scoring, "training": mode,
+                                              "seconds_per_epoch": result.seconds_per_epoch})
     return summary

@@ -36,12 +36,17 @@ class ConvHead(nn.Module):
 
 
 class TalModel(nn.Module):
-    """Projection, transformer pyramid, identity neck and shared heads; see the module docstring."""
+    """Projection, transformer pyramid, identity neck and shared heads; see the module docstring.
 
-    def __init__(self, config: TalConfig) -> None:
+    `adapter`: an optional `(B, T, C) -> (B, T, C)` module (the SoLa adapter) applied to the input
+    features first and trained with the head ("unified training" of the SoLa paper).
+    """
+
+    def __init__(self, config: TalConfig, adapter: nn.Module | None = None) -> None:
         super().__init__()
         m, d = config.model, config.data
         self.config = config
+        self.adapter = adapter
         self.num_classes = d.num_classes
         self.num_levels = config.num_levels()
         self.use_abs_pe = m.use_abs_pe
@@ -69,8 +74,8 @@ class TalModel(nn.Module):
 
     def pyramid(self, feats: torch.Tensor, mask: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """Features of every level after the neck: lists of (B, T_l, C) and (B, T_l) with T_l = ceil(T / 2^l)."""
-        x = feats
         valid = mask.unsqueeze(-1).to(feats.dtype)
+        x = feats if self.adapter is None else self.adapter(feats) * valid  # (B, T, C_in)
         for conv, norm in zip(self.embed, self.embed_norms):
             x = F.relu(norm(conv(x, mask))) * valid
         if self.use_abs_pe:

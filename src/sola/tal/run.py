@@ -1,5 +1,7 @@
 """A trained head on disk: `RUN_DIR/{weights.safetensors, config.yaml, classes.json, train_log.json}`.
 
+Runs of unified training also hold `adapter.json` (the shape of the SoLa adapter in front of the head).
+
 Weights are the evaluation (EMA) model as safetensors; no pickles are written or read.
 """
 
@@ -35,6 +37,12 @@ def save_run(run_dir: str | os.PathLike, model, config: TalConfig, class_names: 
     save_tal_config(config, run_dir / "config.yaml")
     write_json(run_dir / "classes.json", list(class_names))
     write_json(run_dir / "train_log.json", history or [])
+    adapter = getattr(model, "adapter", None)
+    if adapter is not None:  # unified training: how to rebuild the adapter in front of the head
+        write_json(run_dir / "adapter.json", {"dim": adapter.dim, "hidden_dim": adapter.hidden_dim,
+                                              "kernel_size": adapter.kernel_size, "dilation": adapter.dilation})
+    elif (run_dir / "adapter.json").exists():
+        (run_dir / "adapter.json").unlink()
     return run_dir
 
 
@@ -58,7 +66,12 @@ def load_run(run_dir: str | os.PathLike, device: str = "cpu"):
         state = load_file(str(run_dir / WEIGHTS), device=device)
     except Exception as exc:  # safetensors raises its own error types
         raise CheckpointError(f"{run_dir}: cannot read the run ({exc}); retrain with `sola tal train`") from None
-    model = TalModel(config)
+    adapter = None
+    if (run_dir / "adapter.json").is_file():
+        from sola.adapter import SoLaAdapter
+
+        adapter = SoLaAdapter(**json.loads((run_dir / "adapter.json").read_text()))
+    model = TalModel(config, adapter=adapter)
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:

@@ -98,11 +98,15 @@ def batch_targets(items: list[dict[str, Any]], length: int, config: TalConfig,
 
 def train_head(items: list[dict[str, Any]], config: TalConfig, seed: int | None = None,
                progress: bool | None = None, on_epoch: Callable[[int, dict[str, float]], None] | None = None,
-               model: TalModel | None = None) -> TrainResult:
+               model: TalModel | None = None, adapter: nn.Module | None = None,
+               auxiliary: nn.Module | None = None, auxiliary_weight: float = 1.0) -> TrainResult:
     """Train a TAL head on items (see `sola.tal.data`); return the EMA model and the per-epoch log.
 
-    Runs `warmup_epochs + epochs` epochs of `ceil(len(items) / batch_size)` iterations on
-    `train.device`. Raises `AnnotationError` for items that do not fit the config.
+    Runs `warmup_epochs + epochs` epochs of `len(items) // batch_size` iterations on
+    `train.device`. `adapter` ((B, T, C) -> (B, T, C)) is placed in front of the head and trained
+    with it; `auxiliary(feats (B, T, C), mask (B, T)) -> scalar` is added to the loss with
+    `auxiliary_weight` (its own parameters are optimised too). Raises `AnnotationError` for items
+    that do not fit the config.
     """
     from tqdm import tqdm
 
@@ -115,12 +119,19 @@ def train_head(items: list[dict[str, Any]], config: TalConfig, seed: int | None 
     device = resolve_device(t.device)
     if d.resize_to:
         items = [resize_item(item, d.resize_to) for item in items]
-    model = (model or TalModel(config)).to(device)
+    model = (model or TalModel(config, adapter=adapter)).to(device)
     ema = copy.deepcopy(model).eval() if t.ema_decay > 0 else None
     if ema is not None:
         for param in ema.parameters():
             param.requires_grad_(False)
-    optimizer = torch.optim.AdamW(parameter_groups(model, t.weight_decay), lr=t.lr)
+    groups = parameter_groups(model, t.weight_decay)
+    if auxiliary is not None:
+        auxiliary = auxiliary.to(device).train()
+        known = {id(p) for group in groups for p in group["params"]}
+        extra = parameter_groups(auxiliary, t.weight_decay)
+        for group, more in zip(groups, extra):  # parameters shared with the model (the adapter) once
+            group["params"] += [p for p in more["params"] if id(p) not in known]
+    optimizer = torch.optim.AdamW(groups, lr=t.lr)
     normalizer = LossNormalizer(t.init_loss_norm, t.loss_norm_momentum)
     steps_per_epoch = max(len(items) // t.batch_size, 1)  # drop the last partial batch, as ActionFormer
     total_epochs = t.warmup_epochs + t.epochs
@@ -134,7 +145,7 @@ def train_head(items: list[dict[str, Any]], config: TalConfig, seed: int | None 
         model.train()
         started = time.perf_counter()
         order = rng.permutation(len(items))
-        sums = {"loss": 0.0, "cls_loss": 0.0, "reg_loss": 0.0}
+        sums = {"loss": 0.0, "cls_loss": 0.0, "reg_loss": 0.0, "aux_loss": 0.0}
         for batch_index in range(steps_per_epoch):
             chosen = order[batch_index * t.batch_size : (batch_index + 1) * t.batch_size]
             batch = [random_truncate(items[i], d.max_seq_len, d.trunc_thresh, d.crop_ratio, rng) for i in chosen]
@@ -145,6 +156,11 @@ def train_head(items: list[dict[str, Any]], config: TalConfig, seed: int | None 
             losses = detection_loss(outputs["cls_logits"], outputs["offsets"], outputs["mask"], cls_targets,
                                     reg_targets, normalizer, t.focal_alpha, t.focal_gamma, t.loss_weight,
                                     t.label_smoothing)
+            if auxiliary is not None:
+                losses["aux_loss"] = auxiliary(feats, mask)
+                losses["loss"] = losses["loss"] + auxiliary_weight * losses["aux_loss"]
+            else:
+                losses["aux_loss"] = torch.zeros(())
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(step, warmup_steps, total_steps, t.lr)
             optimizer.zero_grad(set_to_none=True)
