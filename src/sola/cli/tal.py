@@ -24,7 +24,7 @@ def register(subparsers) -> None:
                             description="Train the head on data.train_subset and write RUN_DIR/{weights.safetensors, "
                             "config.yaml, classes.json, train_log.json}.")
     add_store_arguments(p)
-    _add_annotation_arguments(p)
+    _add_annotation_arguments(p, bad_segments="clip")
     p.add_argument("--config", default=None, help="YAML config (configs/thumos14_i3d.yaml, configs/activitynet_tsp.yaml, "
                    "configs/tal_synthetic_cpu.yaml); default: the THUMOS14 values")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory to write")
@@ -36,7 +36,7 @@ def register(subparsers) -> None:
                             description="Write predictions {'results': {video: [{label, score, segment}]}} in seconds.")
     p.add_argument("run_dir", metavar="RUN_DIR", help="run directory written by `sola tal train`")
     add_store_arguments(p)
-    _add_annotation_arguments(p)
+    _add_annotation_arguments(p, bad_segments="clip")
     p.add_argument("--subset", default=None, help="subset to predict (default: data.test_subset of the run)")
     p.add_argument("--out", default=None, help="prediction file (default: RUN_DIR/predictions.json)")
     p.add_argument("--video-scores", default=None, help="class-agnostic runs: JSON {video: {label: score}} fused "
@@ -49,7 +49,7 @@ def register(subparsers) -> None:
                             description="Detection mAP (official ActivityNet semantics, sola.metrics) of a prediction "
                             "file, or of RUN_DIR/predictions.json.")
     p.add_argument("predictions", metavar="PREDICTIONS|RUN_DIR", help="prediction file or run directory")
-    _add_annotation_arguments(p)
+    _add_annotation_arguments(p, bad_segments="keep")
     p.add_argument("--subset", default=None, help="subset to evaluate (default: data.test_subset of the run)")
     p.add_argument("--tiou", default=None, help="thresholds: thumos14, activitynet, 0.3,0.5 or 0.3:0.1:0.7 "
                    "(default: test.tiou_thresholds of the run)")
@@ -59,10 +59,13 @@ def register(subparsers) -> None:
     p.set_defaults(func=run_eval)
 
 
-def _add_annotation_arguments(p: argparse.ArgumentParser) -> None:
+def _add_annotation_arguments(p: argparse.ArgumentParser, bad_segments: str) -> None:
     p.add_argument("--annotations", required=True, metavar="ANN", help="annotations in any supported format")
     p.add_argument("--annotation-format", default=None, help="force the annotation format")
     p.add_argument("--metadata", default=None, help="metadata CSV for TSP/BSN annotations")
+    p.add_argument("--bad-segments", default=bad_segments, choices=["error", "clip", "keep"],
+                   help=f"segments outside the video (THUMOS14 has a few): error, clip or keep (default: {bad_segments}; "
+                   "evaluation keeps the ground truth as written, like the official code)")
 
 
 def _add_set_argument(p: argparse.ArgumentParser) -> None:
@@ -87,7 +90,7 @@ def _overrides(pairs: list[str]) -> dict:
 def _annotations(args):
     from sola.annotations import load_annotations
 
-    return load_annotations(args.annotations, args.annotation_format, args.metadata)
+    return load_annotations(args.annotations, args.annotation_format, args.metadata, bad_segments=args.bad_segments)
 
 
 def _run_dir_config(path: Path):

@@ -1,0 +1,109 @@
+"""Inference outputs: the ActivityNet format, the class-agnostic protocol, and real I3D features."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from sola.annotations import load_annotations  # noqa: E402
+from sola.errors import AnnotationError  # noqa: E402
+from sola.stores import open_store  # noqa: E402
+from sola.stores.npy import NpyWriter  # noqa: E402
+from sola.tal.config import load_tal_config  # noqa: E402
+from sola.tal.data import snippets_to_seconds  # noqa: E402
+from sola.tal.experiment import build_items, class_names, evaluate_predictions, fit_config_to_data  # noqa: E402
+from sola.tal.infer import fuse_video_scores, predict_items, to_activitynet  # noqa: E402
+from sola.tal.train import train_head  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+I3D = ROOT.parent / "shared" / "data" / "features" / "i3d_2048_two_stream"
+
+
+@pytest.fixture
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_fuse_video_scores_top2():
+    detections = {"v": {"segments": np.array([[1.0, 2.0], [3.0, 5.0]]), "scores": np.array([0.8, 0.4]),
+                        "labels": np.zeros(2, dtype=np.int64)}}
+    fused = fuse_video_scores(detections, {"v": {"a": 0.9, "b": 0.5, "c": 0.1}}, topk=2)["v"]
+    assert [(p["label"], round(p["score"], 6), p["segment"]) for p in fused] == [
+        ("a", 0.72, [1.0, 2.0]), ("a", 0.36, [3.0, 5.0]), ("b", 0.4, [1.0, 2.0]), ("b", 0.2, [3.0, 5.0])]
+    with pytest.raises(AnnotationError, match="no entry for video v"):
+        fuse_video_scores(detections, {"w": {"a": 1.0}})
+
+
+def activitynet_fixture(tmp_path):
+    """Two videos without fps (snippets spread over the duration), ActivityNet-style JSON."""
+    database = {
+        "v_a": {"subset": "validation", "duration": 50.0,
+                "annotations": [{"label": "Jump", "segment": [10.0, 20.0]}]},
+        "v_b": {"subset": "validation", "duration": 20.0,
+                "annotations": [{"label": "Run", "segment": [2.0, 8.0]}, {"label": "Jump", "segment": [12.0, 16.0]}]},
+    }
+    (tmp_path / "gt.json").write_text(json.dumps({"database": database}))
+    writer = NpyWriter(tmp_path / "feats")
+    rng = np.random.default_rng(0)
+    writer.write("v_a", rng.normal(size=(100, 16)).astype(np.float32))
+    writer.write("v_b", rng.normal(size=(40, 16)).astype(np.float32))
+    return open_store(tmp_path / "feats"), load_annotations(tmp_path / "gt.json")
+
+
+def test_activitynet_items_and_class_agnostic_evaluation(tmp_path):
+    store, annotations = activitynet_fixture(tmp_path)
+    config = load_tal_config(ROOT / "configs" / "activitynet_tsp.yaml")
+    names = class_names(annotations, config)
+    assert names == ["action"]
+    config = fit_config_to_data(config, store.dim(), 2)
+    assert config.data.num_classes == 1 and config.data.input_dim == 16
+    items = build_items(store, annotations, "validation", config, names)
+    a = next(i for i in items if i["video_id"] == "v_a")
+    # 100 snippets over 50 s: snippet i is centred at (i + 0.5) * 0.5 s, so 10 s -> 19.5 and 20 s -> 39.5
+    assert a["segments"].tolist() == [[19.5, 39.5]] and a["labels"].tolist() == [0]
+    seconds = snippets_to_seconds(a["segments"].double(), a["fps"], a["feat_stride"], a["num_frames"])
+    assert seconds.tolist() == [[10.0, 20.0]]
+    # perfect class-agnostic predictions score 1 once ground-truth labels are folded into "action"
+    predictions = {"results": {
+        "v_a": [{"label": "action", "score": 0.9, "segment": [10.0, 20.0]}],
+        "v_b": [{"label": "action", "score": 0.8, "segment": [2.0, 8.0]},
+                {"label": "action", "score": 0.7, "segment": [12.0, 16.0]}]}}
+    result = evaluate_predictions(predictions, annotations, "validation", [0.5, 0.95], class_agnostic=True)
+    assert result.mAP.tolist() == [1.0, 1.0]
+
+
+def test_to_activitynet_format():
+    detections = {"v": {"segments": np.array([[1.0, 2.5]]), "scores": np.array([0.25]), "labels": np.array([1])}}
+    out = to_activitynet(detections, ["a", "b"])
+    assert out["results"] == {"v": [{"label": "b", "score": 0.25, "segment": [1.0, 2.5]}]}
+    json.dumps(out)  # plain JSON types only
+
+
+@pytest.mark.skipif(not I3D.is_dir(), reason="../shared/data/features/i3d_2048_two_stream is absent")
+def test_thumos14_config_on_real_i3d_features(one_thread):
+    store = open_store(I3D)
+    annotations = load_annotations(I3D / "gt.json")
+    config = load_tal_config(ROOT / "configs" / "thumos14_i3d.yaml",
+                             {"train.epochs": 1, "train.warmup_epochs": 0, "data.train_subset": "test"})
+    names = class_names(annotations, config)
+    config = fit_config_to_data(config, store.dim(), len(names))
+    assert config.data.input_dim == 2048
+    items = build_items(store, annotations, "test", config, names)
+    assert sorted(i["video_id"] for i in items) == ["highjump", "tennis26"]  # golf has no features
+    jump = next(i for i in items if i["video_id"] == "highjump")
+    # THUMOS14 grid (30 fps, stride 4, 16 frames): 8.86 s -> (8.86 * 30 - 8) / 4 = 64.45 snippets
+    assert jump["segments"].tolist() == [pytest.approx([64.45, 110.575], abs=1e-4)]
+    assert jump["feats"].shape == (164, 2048)
+    result = train_head(items, config, seed=0, progress=False)  # one step of the published model
+    assert np.isfinite(result.history[0]["loss"])
+    detections = predict_items(result.model, items, config, progress=False)
+    for item in items:
+        det = detections[item["video_id"]]
+        assert 0 < len(det["scores"]) <= 200
+        assert det["segments"].min() >= 0 and det["segments"].max() <= item["duration"]
