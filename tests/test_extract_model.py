@@ -95,6 +95,7 @@ CLASSIFY_CASES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, start, label", CLASSIFY_CASES)
 def test_classify_top5_contains_the_true_class(encoder, name, start, label):
     top = classify_video(shared_path("videos", name), topk=5, encoder=encoder, start=start, max_seconds=2.56)
@@ -111,14 +112,17 @@ def extracted(encoder, tmp_path_factory):
     bad = root / "notes.mp4"
     bad.write_text("not a video")
     out = root / "features"
-    summary = extract_videos([shared_path("videos", "tennis26.mp4"), bad], out, fps=5, batch=4, encoder=encoder, progress=False)
+    videos = [shared_path("videos", "tennis26.mp4"), bad]
+    summary = extract_videos(videos, out, fps=5, batch=4, encoder=encoder, progress=False)
     return summary, out, bad
 
 
+@pytest.mark.slow
 def test_extract_writes_an_npy_store_and_metadata(extracted, encoder):
     summary, out, bad = extracted
     assert summary.extracted == ["tennis26"] and summary.snippets == 4
-    assert len(summary.failed) == 1 and summary.failed[0][0] == str(bad) and "cannot open as a video" in summary.failed[0][1]
+    assert len(summary.failed) == 1 and summary.failed[0][0] == str(bad)
+    assert "cannot open as a video" in summary.failed[0][1]
     store = NpyStore(out)
     assert store.video_ids() == ["tennis26"]
     features = store.read("tennis26")
@@ -148,7 +152,8 @@ def test_rerun_skips_done_videos_without_touching_them(extracted):
 
 def test_cli_extract_reports_skips_and_exits_1_on_failures(extracted, capsys):
     summary, out, bad = extracted
-    code = main(["extract", str(shared_path("videos", "tennis26.mp4")), str(bad), "--out", str(out), "--fps", "5", "--quiet"])
+    video = str(shared_path("videos", "tennis26.mp4"))
+    code = main(["extract", video, str(bad), "--out", str(out), "--fps", "5", "--quiet"])
     captured = capsys.readouterr()
     assert code == 1
     assert "0 extracted (0 snippets), 1 already done, 1 failed" in captured.out

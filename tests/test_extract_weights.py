@@ -42,7 +42,9 @@ def test_conversion_transposes_kernels_and_flattens_batch_norm_statistics():
     kernel = rng.normal(size=(3, 5, 7, 4, 6)).astype(np.float32)  # (T, H, W, C_in, C_out)
     variables = {
         "params": {
-            "Mixed_3b": {"Branch_1": {"Conv3d_0b_3x3": {"Conv_0": {"kernel": kernel}, "BatchNorm_0": {"bias": np.ones(6, np.float32)}}}},
+            "Mixed_3b": {"Branch_1": {"Conv3d_0b_3x3": {
+                "Conv_0": {"kernel": kernel}, "BatchNorm_0": {"bias": np.ones(6, np.float32)},
+            }}},
             "Logits": {"Conv3d_0c_1x1": {"Conv_0": {"kernel": kernel[:1, :1, :1], "bias": np.zeros(6, np.float32)}}},
         },
         "batch_stats": {

@@ -20,7 +20,9 @@ def register(subparsers) -> None:
     )
     extract.add_argument("inputs", nargs="+", metavar="VIDEO_OR_DIR", help="video files and/or directories of videos")
     extract.add_argument("--out", required=True, help="output feature directory")
-    extract.add_argument("--fps", type=float, default=None, help="resample frames to this rate (default: keep the video's)")
+    extract.add_argument(
+        "--fps", type=float, default=None, help="resample frames to this rate (default: keep the video's)"
+    )
     extract.add_argument("--window", type=int, default=16, help="frames per snippet (default 16)")
     extract.add_argument("--stride", type=int, default=16, help="frames between snippet starts (default 16)")
     extract.add_argument("--batch", type=int, default=8, help="snippets per forward pass (default 8)")

@@ -124,7 +124,8 @@ and `max_seconds` stops after that much video (both for partial looks such as `c
     if max_seconds is not None:
         expected = min(expected, num_snippets(round(max_seconds * frame_rate), window, stride))
     outputs: list[np.ndarray] = []
-    with tqdm(total=expected or None, desc=path.name, unit="snippet", leave=False, disable=True if progress is False else None) as bar:
+    disable = True if progress is False else None  # None: bars only on a terminal
+    with tqdm(total=expected or None, desc=path.name, unit="snippet", leave=False, disable=disable) as bar:
         for clips in _batched(iter_clips(frames, window, stride), batch):
             features, logits = encoder.encode(clips)
             outputs.append(features if output == "features" else logits)
