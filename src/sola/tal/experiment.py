@@ -132,8 +132,10 @@ def run_experiment(store, annotations, config: TalConfig, seed: int = 0, out_dir
     config = fit_config_to_data(config, store.dim(), len(names))
     train_items = build_items(store, annotations, config.data.train_subset, config, names)
     test_items = build_items(store, annotations, config.data.test_subset, config, names)
+    from sola.tal.train import seed_everything
     from sola.tal.unified import unified_parts
 
+    seed_everything(seed)  # the adapter's initial weights depend on the seed too
     adapter, auxiliary = unified_parts(mode, config.data.input_dim, sola_config)
     result = train_head(train_items, config, seed=seed, progress=progress, adapter=adapter, auxiliary=auxiliary,
                         auxiliary_weight=sm_weight)
