@@ -19,7 +19,11 @@ _EXPORTS = {
     "make_item": "sola.tal.data",
     "build_items": "sola.tal.experiment",
     "run_experiment": "sola.tal.experiment",
-    "evaluate_run": "sola.tal.experiment",
+    "evaluate_predictions": "sola.tal.experiment",
+    "class_names": "sola.tal.experiment",
+    "fit_config_to_data": "sola.tal.experiment",
+    "unified_parts": "sola.tal.unified",
+    "MODES": "sola.tal.unified",
     "save_run": "sola.tal.run",
     "load_run": "sola.tal.run",
 }
