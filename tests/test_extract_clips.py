@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from sola.errors import ExtractError
-from sola.extract.extract import iter_clips, num_snippets
+from sola.extract.clips import batched, iter_clips, num_snippets
 
 
 def clips_of(frames: int, window: int, stride: int) -> list[list[int]]:
@@ -46,3 +46,10 @@ def test_snippet_count_formula_matches_the_clips(window, stride):
 def test_bad_geometry_is_an_error():
     with pytest.raises(ExtractError, match="window and stride must be at least 1"):
         list(iter_clips(iter([]), 0, 4))
+
+
+def test_batches_stack_consecutive_clips_and_keep_the_remainder():
+    clips = [np.full((2, 1), i) for i in range(5)]
+    shapes = [batch.shape for batch in batched(clips, 2)]
+    assert shapes == [(2, 2, 1), (2, 2, 1), (1, 2, 1)]
+    assert [int(b[:, 0, 0].sum()) for b in batched(clips, 2)] == [1, 5, 4]

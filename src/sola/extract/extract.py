@@ -1,9 +1,5 @@
-"""The snippet loop: videos -> clips of `window` frames every `stride` frames -> one I3D vector each.
-
-Snippet i covers resampled frames `[i * stride, i * stride + window)`, so its centre is at
-`(i * stride + window / 2) / fps` seconds. The number of snippets is
-`ceil(max(N - window, 0) / stride) + 1` for N frames (see `num_snippets`): the last window is the
-first one that reaches the end, padded by repeating the last frame.
+"""From videos to stored snippet features: `extract_videos` (many videos, resumable) and the
+single-video helpers `encode_video` and `classify_video`. Clip geometry lives in `clips.py`.
 """
 
 from __future__ import annotations
@@ -12,76 +8,22 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable
 
 import numpy as np
 
 from sola.atomic import atomic_write_text, remove_stale_temporaries
 from sola.errors import ExtractError
+from sola.extract.clips import ClipSource, iter_clips, num_snippets
 from sola.extract.encoder import SnippetEncoder, kinetics400_labels
-from sola.extract.video import DecodeStats, find_videos, probe_video, read_frames
+from sola.extract.pipeline import BATCH, DONE, ERROR, START, decode_in_background
+from sola.extract.video import find_videos, probe_video
 
 METADATA_NAME = "extract_metadata.json"
 ENCODER_NAME = "i3d_kinetics400_rgb"
 OUTPUTS = {"features": 1024, "logits": 400}
-
-
-def num_snippets(frames: int, window: int, stride: int) -> int:
-    """Snippets for `frames` frames: `ceil(max(frames - window, 0) / stride) + 1` (0 if no frames).
-
-    With `stride > window` clips leave gaps, and a tail inside a gap starts no clip: then it is
-    `ceil(frames / stride)` when that is smaller.
-    """
-    if frames <= 0:
-        return 0
-    return min(-(-max(frames - window, 0) // stride) + 1, -(-frames // stride))
-
-
-def iter_clips(frames: Iterable[np.ndarray], window: int, stride: int) -> Iterator[np.ndarray]:
-    """Group a frame stream into clips `(window, H, W, 3)` starting every `stride` frames.
-
-    Holds at most `max(window, stride)` frames. The last clip repeats the final frame to fill the
-    window when the stream ends inside it; frames after the last clip's start that no window
-    reaches are covered by that rule, so every frame lands in at least one clip.
-    """
-    if window < 1 or stride < 1:
-        raise ExtractError(f"window and stride must be at least 1, got window={window}, stride={stride}")
-    buffer: list[np.ndarray] = []  # frames from the current clip start on
-    skip = 0  # frames still to drop before the next clip start (stride > window)
-    total = 0
-    emitted_until = 0  # frames covered by clips emitted so far
-    for frame in frames:
-        total += 1
-        if skip:
-            skip -= 1
-            continue
-        buffer.append(frame)
-        if len(buffer) == window:
-            yield np.stack(buffer)
-            emitted_until = total
-            if stride >= window:
-                buffer.clear()
-                skip = stride - window
-            else:
-                del buffer[:stride]
-    if total == 0:
-        return
-    # Tail: one clip padded with the last frame when frames after the last full clip remain
-    # (with stride > window an empty buffer means the tail fell in a gap between clips).
-    if emitted_until < total and buffer:
-        buffer.extend([buffer[-1]] * (window - len(buffer)))
-        yield np.stack(buffer)
-
-
-def _batched(clips: Iterator[np.ndarray], batch: int) -> Iterator[np.ndarray]:
-    group: list[np.ndarray] = []
-    for clip in clips:
-        group.append(clip)
-        if len(group) == batch:
-            yield np.stack(group)
-            group = []
-    if group:
-        yield np.stack(group)
+__all__ = ["extract_videos", "encode_video", "classify_video", "load_metadata", "ExtractSummary",
+           "num_snippets", "iter_clips"]  # fmt: skip
 
 
 def encode_video(
@@ -101,50 +43,26 @@ def encode_video(
     Returns `(array, info)`: array `(T, 1024)` features or `(T, 400)` logits (float32) and a dict
     with fps (of the resampled frames), window and stride (frames), num_frames, num_snippets,
     duration (seconds) and the source frame rate and count. `start` (seconds) skips the beginning
-and `max_seconds` stops after that much video (both for partial looks such as `classify`).
+    and `max_seconds` stops after that much video (both for partial looks such as `classify`).
     Raises `ExtractError` if the video cannot be read.
     """
     from tqdm import tqdm
 
-    path = Path(path)
     if output not in OUTPUTS:
         raise ExtractError(f"unknown output {output!r}; use one of {', '.join(OUTPUTS)}")
-    if batch < 1:
-        raise ExtractError(f"batch must be at least 1, got {batch}")
-    header = probe_video(path)
-    frame_rate = fps if fps is not None else header.fps
-    if not frame_rate:
-        raise ExtractError(f"{path}: the container does not state a frame rate; pass --fps")
-    stats = DecodeStats()
-    frames: Iterable[np.ndarray] = read_frames(path, fps=fps, stats=stats, start=start)
-    if max_seconds is not None:
-        limit = max(1, round(max_seconds * frame_rate))
-        frames = (frame for _, frame in zip(range(limit), frames))
-    expected = num_snippets(round(max(header.duration - start, 0.0) * frame_rate) or header.frames, window, stride)
-    if max_seconds is not None:
-        expected = min(expected, num_snippets(round(max_seconds * frame_rate), window, stride))
+    source = ClipSource(path, fps, window, stride, batch, start, max_seconds)
     outputs: list[np.ndarray] = []
     disable = True if progress is False else None  # None: bars only on a terminal
-    with tqdm(total=expected or None, desc=path.name, unit="snippet", leave=False, disable=disable) as bar:
-        for clips in _batched(iter_clips(frames, window, stride), batch):
+    bar = tqdm(total=source.expected or None, desc=source.path.name, unit="snippet", leave=False, disable=disable)
+    with bar:
+        for clips in source.batches():
             features, logits = encoder.encode(clips)
             outputs.append(features if output == "features" else logits)
             bar.update(len(clips))
     if not outputs:
-        raise ExtractError(f"{path}: no frame could be decoded; re-download or re-encode it")
+        raise ExtractError(f"{source.path}: no frame could be decoded; re-download or re-encode it")
     array = np.concatenate(outputs).astype(np.float32, copy=False)
-    info = {
-        "fps": float(frame_rate),
-        "window": window,
-        "stride": stride,
-        "num_frames": stats.frames,
-        "num_snippets": int(array.shape[0]),
-        "duration": round(stats.duration, 6),
-        "source_fps": header.fps,
-        "source_frames": stats.source_frames,
-        "header_duration": round(header.duration, 6),
-    }
-    return array, info
+    return array, source.info(array.shape[0])
 
 
 @dataclass
@@ -213,15 +131,17 @@ def extract_videos(
     cache: str | os.PathLike | None = None,
     encoder: SnippetEncoder | None = None,
     progress: bool | None = None,
+    workers: int = 2,
 ) -> ExtractSummary:
     """Encode videos into `out_dir/<stem>.npy` `(T, 1024)` float32 plus `out_dir/extract_metadata.json`.
 
     `inputs` are video files and/or directories (their video files, not recursive). `fps=None`
-    keeps each video's own frame rate; window and stride count resampled frames. Videos already
-    in the metadata with their `.npy` present are skipped (resumable); unreadable ones are reported
-    in `summary.failed` and the run goes on. Each file is written atomically, the `.npy` first.
-    The output directory reads back with `sola.stores.npy.NpyStore`. Raises `ExtractError` if
-    `out_dir` holds an extraction with other settings, or the weights cannot be fetched.
+    keeps each video's own frame rate; window and stride count resampled frames. `workers`
+    threads decode videos in parallel while the encoder runs. Videos already in the metadata
+    with their `.npy` present are skipped (resumable); unreadable ones are reported in
+    `summary.failed` and the run goes on. Each file is written atomically, the `.npy` first. The
+    output directory reads back with `sola.stores.npy.NpyStore`. Raises `ExtractError` if `out_dir`
+    holds an extraction with other settings, or the weights cannot be fetched.
     """
     from tqdm import tqdm
 
@@ -231,8 +151,10 @@ def extract_videos(
         inputs = [inputs]
     if output not in OUTPUTS:
         raise ExtractError(f"unknown output {output!r}; use one of {', '.join(OUTPUTS)}")
-    if window < 1 or stride < 1 or batch < 1:
-        raise ExtractError(f"window, stride and batch must be at least 1 (got {window}, {stride}, {batch})")
+    if window < 1 or stride < 1 or batch < 1 or workers < 1:
+        raise ExtractError(
+            f"window, stride, batch and workers must be at least 1 (got {window}, {stride}, {batch}, {workers})"
+        )
     if fps is not None and not fps > 0:
         raise ExtractError(f"fps must be positive, got {fps}")
     out_dir = Path(out_dir)
@@ -249,34 +171,69 @@ def extract_videos(
     summary = ExtractSummary(out_dir, out_dir / METADATA_NAME)
     videos, problems = find_videos(list(inputs))
     summary.failed.extend((str(path), message) for path, message in problems)
-    sources: dict[str, Path] = {}
-    for path in tqdm(videos, desc="videos", unit="video", disable=True if progress is False else None):
+
+    todo: dict[str, Path] = {}
+    seen: dict[str, Path] = {}
+    for path in videos:
         video_id = path.stem
-        if video_id in sources:
-            summary.failed.append((str(path), f"{path}: same name as {sources[video_id]}; rename one of them"))
-            continue
-        sources[video_id] = path
-        if video_id in metadata["videos"] and writer.has(video_id):
+        if video_id in seen:
+            summary.failed.append((str(path), f"{path}: same name as {seen[video_id]}; rename one of them"))
+        elif video_id in metadata["videos"] and writer.has(video_id):
+            seen[video_id] = path
             summary.skipped.append(video_id)
-            continue
-        try:
-            if encoder is None:
-                probe_video(path)  # a bad first video fails before the model loads
-                encoder = SnippetEncoder(device, cache)
-            array, info = encode_video(path, encoder, fps, window, stride, batch, output, progress=progress)
-        except ExtractError as exc:
-            summary.failed.append((str(path), str(exc)))
-            continue
-        if decoded_short(info):
-            summary.warnings.append(
-                f"{path}: decoded {info['duration']:.2f} s of the {info['header_duration']:.2f} s its header "
-                "states; the file may be truncated (features cover the decoded part)"
-            )
-        writer.write(video_id, array)
-        metadata["videos"][video_id] = {**info, "source": str(path.resolve())}
-        atomic_write_text(summary.metadata, json.dumps(metadata, indent=1, sort_keys=True) + "\n")
-        summary.extracted.append(video_id)
-        summary.snippets += array.shape[0]
+        else:
+            seen[video_id] = path
+            todo[video_id] = path
+
+    def make_source(path: Path):
+        return lambda: ClipSource(path, fps, window, stride, batch)
+
+    disable = True if progress is False else None  # None: bars only on a terminal
+    jobs = [(video_id, make_source(path)) for video_id, path in todo.items()]
+    outputs: dict[str, list[np.ndarray]] = {}
+    bars: dict[str, tqdm] = {}
+    overall = tqdm(total=len(jobs), desc="videos", unit="video", disable=disable)
+    events = decode_in_background(jobs, workers)
+    try:
+        for video_id, kind, payload in events:
+            path = todo[video_id]
+            if kind == START:
+                outputs[video_id] = []
+                bars[video_id] = tqdm(
+                    total=payload.expected or None, desc=path.name, unit="snippet", leave=False, disable=disable
+                )
+            elif kind == BATCH:
+                if encoder is None:  # loaded once a video has decoded: bad inputs alone never load it
+                    encoder = SnippetEncoder(device, cache)
+                features, logits = encoder.encode(payload)
+                outputs[video_id].append(features if output == "features" else logits)
+                bars[video_id].update(len(payload))
+            elif kind in (DONE, ERROR):
+                if video_id in bars:
+                    bars.pop(video_id).close()
+                overall.update(1)
+                chunks = outputs.pop(video_id, [])
+                if kind == ERROR or not chunks:
+                    message = payload if kind == ERROR else f"{path}: no frame could be decoded; re-encode it"
+                    summary.failed.append((str(path), message))
+                    continue
+                array = np.concatenate(chunks).astype(np.float32, copy=False)
+                info = payload.info(array.shape[0])
+                if decoded_short(info):
+                    summary.warnings.append(
+                        f"{path}: decoded {info['duration']:.2f} s of the {info['header_duration']:.2f} s its "
+                        "header states; the file may be truncated (features cover the decoded part)"
+                    )
+                writer.write(video_id, array)
+                metadata["videos"][video_id] = {**info, "source": str(path.resolve())}
+                atomic_write_text(summary.metadata, json.dumps(metadata, indent=1, sort_keys=True) + "\n")
+                summary.extracted.append(video_id)
+                summary.snippets += array.shape[0]
+    finally:
+        events.close()  # stops the decoding threads, also on an error or Ctrl-C here
+        for bar in bars.values():
+            bar.close()
+        overall.close()
     if not summary.metadata.is_file():
         atomic_write_text(summary.metadata, json.dumps(metadata, indent=1, sort_keys=True) + "\n")
     return summary
