@@ -225,3 +225,19 @@ def test_pandas_style_csv_with_index_column_and_numbered_header(tmp_path):
         writer.write(video_id, store.read(video_id))
     assert (tmp_path / "out" / "a.csv").read_text() == (tmp_path / "in" / "a.csv").read_text()
     assert (tmp_path / "out" / "b.csv").read_text() == (tmp_path / "in" / "b.csv").read_text()
+
+
+@pytest.mark.parametrize("layout", sorted(WRITERS))
+def test_opening_a_writer_leaves_other_writers_temporaries_alone(tmp_path, layout):
+    # Under DDP every rank opens a writer while others may be writing: cleanup waits for close().
+    writer_cls, name, _ = WRITERS[layout]
+    first = writer_cls(tmp_path / name)
+    folder = (tmp_path / name) if (tmp_path / name).is_dir() else first.parts
+    in_flight = folder / ".vid.npy.x1y2.tmp"
+    in_flight.write_bytes(b"being written")
+    second = writer_cls(tmp_path / name)
+    assert in_flight.exists()
+    second.write("vid", np.zeros((2, 3), np.float32))
+    second.close()
+    assert not in_flight.exists()
+    assert open_store(tmp_path / name).video_ids() == ["vid"]

@@ -196,17 +196,21 @@ class DirectoryStore(FeatureStore):
 
 
 class DirectoryWriter(StoreWriter):
-    """Writes `OUT/{prefix}{id}{suffix}{ext}`, each file atomically; stale temporaries are removed."""
+    """Writes `OUT/{prefix}{id}{suffix}{ext}`, each file atomically; `close()` removes stale temporaries."""
 
     extension = ""
 
     def __init__(self, path: str | os.PathLike, prefix: str = "", suffix: str = "") -> None:
-        from sola.atomic import remove_stale_temporaries
-
         self.path, self.prefix, self.suffix = Path(path), prefix, suffix
         if self.path.exists() and not self.path.is_dir():
             raise StoreError(f"output {self.path} exists and is not a directory; choose another --out")
         self.path.mkdir(parents=True, exist_ok=True)
+
+    def close(self) -> None:
+        """Remove `.NAME.*.tmp` leftovers of killed runs (at the end: under DDP the other ranks'
+        temporaries are in flight until every rank has finished)."""
+        from sola.atomic import remove_stale_temporaries
+
         remove_stale_temporaries(self.path)
 
     def file(self, video_id: str) -> Path:

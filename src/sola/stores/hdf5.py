@@ -179,9 +179,6 @@ class Hdf5Writer(StoreWriter):
             raise StoreError(f"output {self.path} is a directory; an HDF5 store needs a file path (--out FILE.h5)")
         self.parts = self.path.parent / f".{self.path.name}.parts"
         self.parts.mkdir(parents=True, exist_ok=True)
-        remove_stale_temporaries(self.parts)
-        for stale in self.path.parent.glob(f".{self.path.name}.*.tmp"):  # a killed close()
-            stale.unlink(missing_ok=True)
         self._done = self._finished_ids()
 
     def _finished_ids(self) -> set[str]:
@@ -193,6 +190,12 @@ class Hdf5Writer(StoreWriter):
             return set(store.video_ids())
         finally:
             store.close()
+
+    def _remove_stale_temporaries(self) -> None:
+        """Leftovers of killed runs: part temporaries and a half-built output file."""
+        remove_stale_temporaries(self.parts)
+        for stale in self.path.parent.glob(f".{self.path.name}.*.tmp"):
+            stale.unlink(missing_ok=True)
 
     def _part(self, video_id: str) -> Path:
         if "/" in video_id or video_id.startswith("."):
@@ -209,6 +212,7 @@ class Hdf5Writer(StoreWriter):
 
     def close(self) -> None:
         """Build the HDF5 file from the previous output (if any) and the parts; rename it into place."""
+        self._remove_stale_temporaries()
         parts = {p.name[: -len(".npy")]: p for p in self.parts.glob("*.npy") if not p.name.startswith(".")}
         if not parts and self.path.is_file():
             shutil.rmtree(self.parts, ignore_errors=True)

@@ -84,7 +84,10 @@ class NpyWriter(StoreWriter):
         if self.path.exists() and not self.path.is_dir():
             raise StoreError(f"output {self.path} exists and is not a directory; choose another --out")
         self.path.mkdir(parents=True, exist_ok=True)
-        remove_stale_temporaries(self.path)  # leftovers of a killed run
+
+    def close(self) -> None:
+        """Remove `.NAME.*.tmp` leftovers of killed runs (at the end, when no rank is writing)."""
+        remove_stale_temporaries(self.path)
 
     def _file(self, video_id: str) -> Path:
         return self.path / f"{self.prefix}{video_id}{self.suffix}.npy"

@@ -9,7 +9,6 @@ of pickles or HDF5 for datasets larger than memory.
 
 from __future__ import annotations
 
-import io
 import os
 import pickle
 import shutil
@@ -215,10 +214,13 @@ class PickleFileWriter(StoreWriter):
             raise StoreError(f"output {self.path} is a directory; a one-file pickle store needs a file path")
         self.parts = self.path.parent / f".{self.path.name}.parts"
         self.parts.mkdir(parents=True, exist_ok=True)
+        self._done = set(PickleFileStore(self.path).video_ids()) if self.path.is_file() else set()
+
+    def _remove_stale_temporaries(self) -> None:
+        """Leftovers of killed runs: part temporaries and a half-built output file."""
         remove_stale_temporaries(self.parts)
         for stale in self.path.parent.glob(f".{self.path.name}.*.tmp"):
             stale.unlink(missing_ok=True)
-        self._done = set(PickleFileStore(self.path).video_ids()) if self.path.is_file() else set()
 
     def _part(self, video_id: str) -> Path:
         if "/" in video_id or video_id.startswith("."):
@@ -235,6 +237,7 @@ class PickleFileWriter(StoreWriter):
 
     def close(self) -> None:
         """Pickle the previous output (if any) and the parts as one dict, sorted by id; rename into place."""
+        self._remove_stale_temporaries()
         parts = {p.name[: -len(".npy")]: p for p in self.parts.glob("*.npy") if not p.name.startswith(".")}
         if not parts and self.path.is_file():
             shutil.rmtree(self.parts, ignore_errors=True)
@@ -254,9 +257,3 @@ class PickleFileWriter(StoreWriter):
                 _dump(handle, data)
         shutil.rmtree(self.parts, ignore_errors=True)
 
-
-def dumps(obj: Any) -> bytes:
-    """Pickle bytes as the writers produce them (fixed protocol); for tests and converters."""
-    buffer = io.BytesIO()
-    _dump(buffer, obj)
-    return buffer.getvalue()
