@@ -73,7 +73,12 @@ def make_stores(root: Path, size_gb: float, length: int, dim: int, long_factor: 
     h5.close()
     long_video = rng.standard_normal((length * long_factor, dim), dtype=np.float32)
     long_store.write("long", long_video)
-    size = lambda p: sum(f.stat().st_size for f in Path(p).rglob("*") if f.is_file()) if Path(p).is_dir() else Path(p).stat().st_size  # noqa: E731
+
+    def size(path: Path) -> int:
+        if path.is_file():
+            return path.stat().st_size
+        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
     largest = video_bytes / 1e6
     return {
         "npy": {"path": root / "A", "videos": count, "bytes": size(root / "A"), "largest_mb": largest},

@@ -35,7 +35,8 @@ def test_inspect_matches_v_prefixed_features_to_bare_annotation_ids(tmp_path, ca
     tsp = DATA / "annotations" / "activitynet" / "tsp_activitynet_v1-3_valid_tsp_groundtruth.csv"
     assert main(["inspect", str(tmp_path / "anet.h5"), "--annotations", str(tsp), "--quiet"]) == 2  # bad segments
     assert "lies outside the video" in capsys.readouterr().err
-    assert main(["inspect", str(tmp_path / "anet.h5"), "--annotations", str(tsp), "--bad-segments", "clip", "--quiet"]) == 0
+    clipped = ["--bad-segments", "clip", "--quiet"]
+    assert main(["inspect", str(tmp_path / "anet.h5"), "--annotations", str(tsp), *clipped]) == 0
     out = capsys.readouterr().out
     assert "layout:       hdf5" in out and "1 videos matched; 0 with features but no annotation" in out
 

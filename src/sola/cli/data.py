@@ -14,10 +14,14 @@ def register(subparsers) -> None:
         "NaN/Inf values, empty or unreadable videos, or mixed feature dims (or ids do not match with --strict).",
     )
     inspect.add_argument("features", help="feature store: a directory of per-video files or one file")
-    inspect.add_argument("--layout", default=None, help="force the layout (npy, csv, hdf5, pickle, pickle-dir, npz, pt, twostream)")
+    inspect.add_argument(
+        "--layout", default=None, help="force the layout (npy, csv, hdf5, pickle, pickle-dir, npz, pt, twostream)"
+    )
     inspect.add_argument("--prefix", default=None, help="file-name prefix before the video id (e.g. v_)")
     inspect.add_argument("--suffix", default=None, help="file-name suffix after the video id (before the extension)")
-    inspect.add_argument("--key", default=None, help="array/dataset name inside each file (npz, pt, pickle, hdf5 groups)")
+    inspect.add_argument(
+        "--key", default=None, help="array/dataset name inside each file (npz, pt, pickle, hdf5 groups)"
+    )
     inspect.add_argument("--flow", default=None, help="a flow store to combine with FEATURES (RGB) along channels")
     add_annotation_arguments(inspect, required=False)
     inspect.add_argument("--subset", default=None, help="compare ids with this annotation subset only")
@@ -73,7 +77,9 @@ def run_inspect(args: argparse.Namespace) -> int:
     if summary.dims:
         dims = ", ".join(f"{d} ({n} videos)" for d, n in sorted(summary.dims.items()))
         print(f"feature dim:  {dims if len(summary.dims) > 1 else next(iter(summary.dims))}")
-        print(f"dtype:        {', '.join(f'{t} ({n} videos)' if len(summary.dtypes) > 1 else t for t, n in summary.dtypes.items())}")
+        mixed = len(summary.dtypes) > 1
+        dtypes = ", ".join(f"{t} ({n} videos)" if mixed else t for t, n in summary.dtypes.items())
+        print(f"dtype:        {dtypes}")
         lengths = np.asarray(summary.lengths)
         print(
             f"length:       min {lengths.min()} / median {float(np.median(lengths)):g} / max {lengths.max()} "

@@ -81,7 +81,9 @@ class NpzWriter(DirectoryWriter):
 
     extension = ".npz"
 
-    def __init__(self, path: Path, prefix: str = "", suffix: str = "", key: str = "feats", compressed: bool = False) -> None:
+    def __init__(
+        self, path: Path, prefix: str = "", suffix: str = "", key: str = "feats", compressed: bool = False
+    ) -> None:
         super().__init__(path, prefix, suffix)
         self.key, self.compressed = key, compressed
 

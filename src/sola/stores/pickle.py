@@ -19,7 +19,14 @@ import numpy as np
 
 from sola.atomic import atomic_path, remove_stale_temporaries
 from sola.errors import StoreError, UnsafePickleError
-from sola.stores.base import DirectoryStore, DirectoryWriter, FeatureStore, StoreWriter, check_features, register_layout
+from sola.stores.base import (
+    DirectoryStore,
+    DirectoryWriter,
+    FeatureStore,
+    StoreWriter,
+    check_features,
+    register_layout,
+)
 
 PICKLE_SUFFIXES = (".pkl", ".pickle")
 PROTOCOL = 4  # fixed, so that output bytes do not depend on the Python version's default
@@ -82,7 +89,9 @@ def _as_array(value: Any, key: str | None, where: str) -> tuple[np.ndarray, str 
             if key is None and len(arrays) == 1:
                 key = next(iter(arrays))
         if key is None or key not in arrays:
-            raise StoreError(f"{where}: a dict with keys {sorted(map(str, value))}; say which holds the features (key=...)")
+            raise StoreError(
+                f"{where}: a dict with keys {sorted(map(str, value))}; say which holds the features (key=...)"
+            )
         value = arrays[key]
     if isinstance(value, list):
         try:

@@ -96,10 +96,8 @@ class TwoStreamStore(FeatureStore):
         rgb, flow = self.rgb.read(video_id), self.flow.read(video_id)
         length = self._paired_length(video_id, rgb.shape[0], flow.shape[0])
         dtype = np.result_type(rgb.dtype, flow.dtype)
-        return np.concatenate(
-            [resample_time(rgb, length).astype(dtype, copy=False), resample_time(flow, length).astype(dtype, copy=False)],
-            axis=1,
-        )  # (T, C_rgb + C_flow)
+        streams = [resample_time(rgb, length), resample_time(flow, length)]
+        return np.concatenate([s.astype(dtype, copy=False) for s in streams], axis=1)  # (T, C_rgb + C_flow)
 
     def shape(self, video_id: str) -> tuple[int, int]:
         (rgb_length, rgb_dim), (flow_length, flow_dim) = self.rgb.shape(video_id), self.flow.shape(video_id)
