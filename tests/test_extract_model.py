@@ -140,10 +140,17 @@ def test_extract_writes_an_npy_store_and_metadata(extracted, encoder):
     assert kinetics400_labels()[int(logits.mean(0).argmax())] == "playing tennis"
 
 
+class UnusedEncoder:
+    device = torch.device("cpu")
+
+    def encode(self, clips):
+        raise AssertionError("the encoder ran on a video that was already done")
+
+
 def test_rerun_skips_done_videos_without_touching_them(extracted):
     summary, out, bad = extracted
     before = (out / "tennis26.npy").stat().st_mtime_ns
-    unused = object()  # any use of the encoder would raise: done videos must not be recomputed
+    unused = UnusedEncoder()  # done videos must not be recomputed
     again = extract_videos([shared_path("videos", "tennis26.mp4")], out, fps=5, encoder=unused, progress=False)
     assert again.skipped == ["tennis26"] and again.extracted == [] and again.ok
     assert (out / "tennis26.npy").stat().st_mtime_ns == before

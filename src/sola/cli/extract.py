@@ -27,7 +27,9 @@ def register(subparsers) -> None:
     extract.add_argument("--stride", type=int, default=16, help="frames between snippet starts (default 16)")
     extract.add_argument("--batch", type=int, default=8, help="snippets per forward pass (default 8)")
     extract.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
-    extract.add_argument("--workers", type=int, default=2, help="threads decoding videos in parallel (default 2)")
+    extract.add_argument(
+        "--workers", type=int, default=None, help="threads decoding videos in parallel (default: 8 on a GPU, else 2)"
+    )
     extract.add_argument(
         "--output", choices=["features", "logits"], default="features",
         help="features: Mixed_5c averaged, 1024-d (default); logits: the 400 Kinetics logits",

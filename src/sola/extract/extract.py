@@ -15,7 +15,7 @@ import numpy as np
 from sola.atomic import atomic_write_text, remove_stale_temporaries
 from sola.errors import ExtractError
 from sola.extract.clips import ClipSource, iter_clips, num_snippets
-from sola.extract.encoder import SnippetEncoder, kinetics400_labels
+from sola.extract.encoder import SnippetEncoder, kinetics400_labels, resolve_device
 from sola.extract.pipeline import BATCH, DONE, ERROR, START, decode_in_background
 from sola.extract.video import find_videos, probe_video
 
@@ -131,13 +131,14 @@ def extract_videos(
     cache: str | os.PathLike | None = None,
     encoder: SnippetEncoder | None = None,
     progress: bool | None = None,
-    workers: int = 2,
+    workers: int | None = None,
 ) -> ExtractSummary:
     """Encode videos into `out_dir/<stem>.npy` `(T, 1024)` float32 plus `out_dir/extract_metadata.json`.
 
     `inputs` are video files and/or directories (their video files, not recursive). `fps=None`
     keeps each video's own frame rate; window and stride count resampled frames. `workers`
-    threads decode videos in parallel while the encoder runs. Videos already in the metadata
+    threads decode videos in parallel while the encoder runs (None: 8 on a GPU, where decoding
+    is the bottleneck, else 2). Videos already in the metadata
     with their `.npy` present are skipped (resumable); unreadable ones are reported in
     `summary.failed` and the run goes on. Each file is written atomically, the `.npy` first. The
     output directory reads back with `sola.stores.npy.NpyStore`. Raises `ExtractError` if `out_dir`
@@ -151,6 +152,9 @@ def extract_videos(
         inputs = [inputs]
     if output not in OUTPUTS:
         raise ExtractError(f"unknown output {output!r}; use one of {', '.join(OUTPUTS)}")
+    target = encoder.device if encoder is not None else resolve_device(device)  # a bad name fails here
+    if workers is None:
+        workers = min(8, os.cpu_count() or 1) if target.type == "cuda" else 2
     if window < 1 or stride < 1 or batch < 1 or workers < 1:
         raise ExtractError(
             f"window, stride, batch and workers must be at least 1 (got {window}, {stride}, {batch}, {workers})"
