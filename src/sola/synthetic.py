@@ -40,7 +40,7 @@ class SyntheticConfig:
     context_scale: float = 2.5  # per-video constant: dominates the features
     drift_scale: float = 1.0  # slow within-video change unrelated to actions
     prototype_scale: float = 1.2  # class evidence inside actions
-    motion_scale: float = 1.0  # within-video motion that changes over a few seconds
+    motion_scale: float = 0.0  # option: a distractor that changes over a few seconds, unrelated to actions
     motion_smoothing: float = 5.0  # snippets
     noise_scale: float = 0.8
     noise_smoothing: float = 1.5  # snippets: temporal correlation of the noise
