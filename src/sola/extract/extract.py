@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -119,6 +120,46 @@ def load_metadata(out_dir: str | os.PathLike) -> dict | None:
     return metadata
 
 
+class _MetadataFile:
+    """The metadata JSON of an output directory, rewritten atomically at most every `interval` s.
+
+    Rewriting after every video would cost O(videos^2) on large datasets; a video whose `.npy`
+    landed but whose entry did not (a kill between flushes) is simply extracted again.
+    """
+
+    def __init__(self, path: Path, metadata: dict, interval: float = 10.0) -> None:
+        self.path, self.metadata, self.interval = path, metadata, interval
+        self.last = time.monotonic()
+        self.dirty = not path.is_file()
+
+    def add(self, video_id: str, info: dict) -> None:
+        self.metadata["videos"][video_id] = info
+        self.dirty = True
+        if time.monotonic() - self.last >= self.interval:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.dirty:
+            atomic_write_text(self.path, json.dumps(self.metadata, indent=1, sort_keys=True) + "\n")
+            self.dirty, self.last = False, time.monotonic()
+
+
+def _store_video(path: Path, video_id: str, chunks: list[np.ndarray], source: ClipSource, writer, metadata_file,
+                 summary: "ExtractSummary") -> None:  # fmt: skip
+    """Write one finished video (`.npy` first, then its metadata entry) and count it."""
+    array = np.concatenate(chunks).astype(np.float32, copy=False)  # (T, C)
+    info = source.info(array.shape[0])
+    if decoded_short(info):
+        summary.warnings.append(
+            f"{path}: decoded {info['duration']:.2f} s of the {info['header_duration']:.2f} s its "
+            "header states; the file may be truncated (features cover the decoded part)"
+        )
+    writer.write(video_id, array)
+    metadata_file.add(video_id, {**info, "source": str(path.resolve())})
+    summary.extracted.append(video_id)
+    summary.snippets += array.shape[0]
+
+
 def extract_videos(
     inputs: str | os.PathLike | Iterable[str | os.PathLike],
     out_dir: str | os.PathLike,
@@ -138,10 +179,9 @@ def extract_videos(
     `inputs` are video files and/or directories (their video files, not recursive). `fps=None`
     keeps each video's own frame rate; window and stride count resampled frames. `workers`
     threads decode videos in parallel while the encoder runs (None: 8 on a GPU, where decoding
-    is the bottleneck, else 2). Videos already in the metadata
-    with their `.npy` present are skipped (resumable); unreadable ones are reported in
-    `summary.failed` and the run goes on. Each file is written atomically, the `.npy` first. The
-    output directory reads back with `sola.stores.npy.NpyStore`. Raises `ExtractError` if `out_dir`
+    is the bottleneck, else 2). Videos already in the metadata with their `.npy` present are
+    skipped (resumable); unreadable ones are reported in `summary.failed` and the run goes on.
+    Files are written atomically, each `.npy` before its metadata entry. The output directory reads back with `sola.stores.npy.NpyStore`. Raises `ExtractError` if `out_dir`
     holds an extraction with other settings, or the weights cannot be fetched.
     """
     from tqdm import tqdm
@@ -193,6 +233,7 @@ def extract_videos(
         return lambda: ClipSource(path, fps, window, stride, batch)
 
     disable = True if progress is False else None  # None: bars only on a terminal
+    metadata_file = _MetadataFile(summary.metadata, metadata)
     jobs = [(video_id, make_source(path)) for video_id, path in todo.items()]
     outputs: dict[str, list[np.ndarray]] = {}
     bars: dict[str, tqdm] = {}
@@ -217,29 +258,17 @@ def extract_videos(
                     bars.pop(video_id).close()
                 overall.update(1)
                 chunks = outputs.pop(video_id, [])
-                if kind == ERROR or not chunks:
+                if kind == DONE and chunks:
+                    _store_video(path, video_id, chunks, payload, writer, metadata_file, summary)
+                else:
                     message = payload if kind == ERROR else f"{path}: no frame could be decoded; re-encode it"
                     summary.failed.append((str(path), message))
-                    continue
-                array = np.concatenate(chunks).astype(np.float32, copy=False)
-                info = payload.info(array.shape[0])
-                if decoded_short(info):
-                    summary.warnings.append(
-                        f"{path}: decoded {info['duration']:.2f} s of the {info['header_duration']:.2f} s its "
-                        "header states; the file may be truncated (features cover the decoded part)"
-                    )
-                writer.write(video_id, array)
-                metadata["videos"][video_id] = {**info, "source": str(path.resolve())}
-                atomic_write_text(summary.metadata, json.dumps(metadata, indent=1, sort_keys=True) + "\n")
-                summary.extracted.append(video_id)
-                summary.snippets += array.shape[0]
     finally:
         events.close()  # stops the decoding threads, also on an error or Ctrl-C here
+        metadata_file.flush()  # what finished is recorded, also when interrupted
         for bar in bars.values():
             bar.close()
         overall.close()
-    if not summary.metadata.is_file():
-        atomic_write_text(summary.metadata, json.dumps(metadata, indent=1, sort_keys=True) + "\n")
     return summary
 
 

@@ -44,6 +44,8 @@ def _open(path: Path):
         raise ExtractError(f"{path}: not a file; pass video files or a directory of videos")
     try:
         container = av.open(str(path))
+    except PermissionError:
+        raise ExtractError(f"{path}: permission denied; make the file readable (chmod +r)") from None
     except (av.FFmpegError, OSError, ValueError) as exc:
         raise ExtractError(f"{path}: cannot open as a video ({_reason(exc)}); {REENCODE_HINT}") from None
     if not container.streams.video:
@@ -211,12 +213,4 @@ def find_videos(inputs: list[str | os.PathLike]) -> tuple[list[Path], list[tuple
         else:
             problems.append((path, f"{path}: no such file or directory; check the path"))
     return videos, problems
-
-
-def native_fps(path: str | os.PathLike) -> float:
-    """The stream's average frame rate (frames per second); raises `ExtractError` if unknown."""
-    info = probe_video(path)
-    if not info.fps:
-        raise ExtractError(f"{path}: the container does not state a frame rate; pass --fps")
-    return info.fps
 
