@@ -27,7 +27,8 @@ def apply_adapter(
     """Adapt one whole video `(T, C)` -> `(T, C)` in its own dtype.
 
     The residual g(f) is computed in float32 in chunks of `chunk_size` snippets, each with the
-    adapter's receptive radius of real context on both sides, so chunking equals one pass. The
+    adapter's receptive radius of real context on both sides, so chunking equals one pass (up to
+    float rounding: conv kernels may sum in another order for another length). The
     sum f + tanh(alpha) g(f) is taken at the input's precision: an untrained adapter returns the
     input bit for bit, whatever its dtype.
     """
