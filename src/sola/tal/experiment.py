@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from sola.errors import AnnotationError, ConfigError
+from sola.errors import AnnotationError
 from sola.tal.config import TalConfig
 from sola.tal.data import make_item
 
@@ -124,7 +124,8 @@ def run_experiment(store, annotations, config: TalConfig, seed: int = 0, out_dir
     """
     from sola.tal.infer import fuse_video_scores, predict_items, to_activitynet
     from sola.tal.run import save_run, write_json
-    from sola.tal.train import resolve_device, train_head
+    from sola.tal.train import resolve_device, seed_everything, train_head
+    from sola.tal.unified import unified_parts
 
     names = class_names(annotations, config)
     if not names:
@@ -132,9 +133,6 @@ def run_experiment(store, annotations, config: TalConfig, seed: int = 0, out_dir
     config = fit_config_to_data(config, store.dim(), len(names))
     train_items = build_items(store, annotations, config.data.train_subset, config, names)
     test_items = build_items(store, annotations, config.data.test_subset, config, names)
-    from sola.tal.train import seed_everything
-    from sola.tal.unified import unified_parts
-
     seed_everything(seed)  # the adapter's initial weights depend on the seed too
     adapter, auxiliary = unified_parts(mode, config.data.input_dim, sola_config)
     result = train_head(train_items, config, seed=seed, progress=progress, adapter=adapter, auxiliary=auxiliary,
@@ -144,6 +142,10 @@ def run_experiment(store, annotations, config: TalConfig, seed: int = 0, out_dir
                                device=resolve_device(config.train.device), progress=progress)
     infer_seconds = time.perf_counter() - started
     agnostic = config.data.num_classes == 1
+    if agnostic and video_scores is None and config.test.video_scores:
+        from sola.tal.infer import load_video_scores
+
+        video_scores = load_video_scores(config.test.video_scores)
     if agnostic and video_scores is not None:
         scoring = "class-agnostic proposals x video-level class scores"
         predictions = {"version": "VERSION 1.3", "results": fuse_video_scores(detections, video_scores,
