@@ -107,3 +107,30 @@ def test_thumos14_config_on_real_i3d_features(one_thread):
         det = detections[item["video_id"]]
         assert 0 < len(det["scores"]) <= 200
         assert det["segments"].min() >= 0 and det["segments"].max() <= item["duration"]
+
+
+THUMOS_JSON = ROOT.parent / "shared" / "data" / "annotations" / "thumos14" / "thumos14.json"
+
+
+@pytest.mark.skipif(not THUMOS_JSON.is_file(), reason="../shared/data/annotations/thumos14/thumos14.json is absent")
+def test_thumos14_annotations_map_onto_the_i3d_grid(tmp_path):
+    annotations = load_annotations(THUMOS_JSON, bad_segments="clip")
+    chosen = ["video_validation_0000051", "video_validation_0000052", "video_test_0000004"]
+    writer = NpyWriter(tmp_path / "feats")
+    for video_id in chosen:  # as many snippets as a 4-frame stride gives at 30 fps
+        snippets = int(annotations[video_id].duration * 30 / 4)
+        writer.write(video_id, np.zeros((snippets, 8), dtype=np.float32))
+    store = open_store(tmp_path / "feats")
+    config = load_tal_config(ROOT / "configs" / "thumos14_i3d.yaml")
+    names = class_names(annotations, config)
+    assert len(names) == 20 and names[0] == "BaseballPitch"
+    config = fit_config_to_data(config, store.dim(), len(names))
+    assert config.data.num_classes == 20
+    train = build_items(store, annotations, config.data.train_subset, config, names)
+    test = build_items(store, annotations, config.data.test_subset, config, names)
+    assert [i["video_id"] for i in train] == chosen[:2] and [i["video_id"] for i in test] == chosen[2:]
+    first = train[0]
+    # Billiards 67.5-75.9 s at 30 fps, stride 4, 16 frames: (67.5 * 30 - 8) / 4 = 504.25
+    assert first["segments"][0].tolist() == pytest.approx([504.25, 567.25])
+    assert names[int(first["labels"][0])] == "Billiards"
+    assert (first["fps"], first["feat_stride"], first["num_frames"]) == (30.0, 4.0, 16.0)
