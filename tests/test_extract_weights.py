@@ -82,3 +82,12 @@ def test_cache_location_follows_sola_cache(monkeypatch, tmp_path):
     assert weights_path() == tmp_path / "i3d" / "i3d_kinetics400_rgb.safetensors"
     monkeypatch.delenv("SOLA_CACHE")
     assert cache_dir() == cache_dir().home() / ".cache" / "sola"
+
+
+def test_unwritable_cache_is_a_one_line_error(tmp_path):
+    from sola.extract.weights import ensure_weights
+
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the cache directory should be")
+    with pytest.raises(ExtractError, match="cannot write the weights cache .*set SOLA_CACHE"):
+        ensure_weights(blocker)

