@@ -13,7 +13,7 @@ from typing import Iterable
 
 import numpy as np
 
-from sola.atomic import atomic_write_text, remove_stale_temporaries
+from sola.atomic import atomic_write_text
 from sola.errors import ExtractError
 from sola.extract.clips import ClipSource, iter_clips, num_snippets
 from sola.extract.encoder import SnippetEncoder, kinetics400_labels, resolve_device
@@ -211,7 +211,6 @@ def extract_videos(
             "use another --out or the same settings"
         )
     writer = NpyWriter(out_dir)
-    remove_stale_temporaries(out_dir)
     summary = ExtractSummary(out_dir, out_dir / METADATA_NAME)
     videos, problems = find_videos(list(inputs))
     summary.failed.extend((str(path), message) for path, message in problems)
@@ -266,6 +265,7 @@ def extract_videos(
     finally:
         events.close()  # stops the decoding threads, also on an error or Ctrl-C here
         metadata_file.flush()  # what finished is recorded, also when interrupted
+        writer.close()  # removes temporaries that killed earlier runs left behind
         for bar in bars.values():
             bar.close()
         overall.close()
