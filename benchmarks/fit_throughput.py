@@ -1,9 +1,10 @@
 """Throughput of SoLa fitting and transform on a store shaped like HACS I3D features (2048-d).
 
-Measures, in one run on the same data:
-  - training windows/s of our fit step (memory-mapped windows, batch 256, reference adapter),
-  - the same adapter step fed the way the reference does it (np.load of the whole file per window),
-  - window loading alone both ways (the part the two differ in),
+Measures, in one run on the same data, interleaved batch by batch (medians):
+  - window loading: memory-mapped (ours) vs np.load of the whole file per window (the reference's),
+  - the optimiser step (batch 256, reference adapter and projector): the adapter run at the N=8
+    gathered positions only (ours) vs over all L=23 snippets of the window (the reference's),
+  - training windows/s both ways and their ratio,
   - transform snippets/s, and the peak RSS of the process.
 
     python benchmarks/fit_throughput.py [--videos 96] [--steps 6] [--dim 2048]
@@ -21,10 +22,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from sola.adapter import SoLaAdapter
 from sola.config import SoLaConfig
-from sola.matching import SimilarityMatching
+from sola.matching import SimilarityMatching, similarity_map
 from sola.sampling import epoch_plan, open_window_source
 from sola.stores import open_store
 from sola.transform import transform_store
@@ -78,29 +80,50 @@ def main() -> None:
         batches = [(videos[i : i + args.batch], starts[i : i + args.batch])
                    for i in range(0, args.steps * args.batch, args.batch)]
 
-        def step(windows: np.ndarray) -> None:
-            loss = model(torch.from_numpy(windows))
+        def gathered_loss(windows: torch.Tensor) -> torch.Tensor:
+            return model(windows)  # the adapter runs at the N gathered positions only
+
+        def full_window_loss(windows: torch.Tensor) -> torch.Tensor:
+            # The reference way: adapt all L snippets of the window, then gather N of them.
+            z = F.normalize(model.adapter(windows)[:, model.positions], dim=-1)
+            predicted = similarity_map(z, model.projector(z), config.matching.clamp_eps)
+            return F.binary_cross_entropy(predicted, model.target.expand_as(predicted))
+
+        def step(loss_fn, windows: np.ndarray) -> None:
+            loss = loss_fn(torch.from_numpy(windows))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
 
-        results = {}
-        for name, load in (("sola (mmap)", lambda v, s: data.batch(v, s, window)),
-                           ("naive (reload per window)", lambda v, s: naive_batch(files, v, s, window).astype(np.float32))):
-            step(load(*batches[0]))  # warm-up: page cache, allocator
-            load_seconds = step_seconds = 0.0
-            for v, s in batches:
+        loaders = {
+            "mmap (sola)": lambda v, s: data.batch(v, s, window),
+            "reload per window (reference)": lambda v, s: naive_batch(files, v, s, window).astype(np.float32),
+        }
+        steps = {"gathered positions (sola)": gathered_loss, "full window (reference)": full_window_loss}
+        for load in loaders.values():  # warm-up: page cache, allocator
+            for loss_fn in steps.values():
+                step(loss_fn, load(*batches[0]))
+        load_times = {name: [] for name in loaders}
+        step_times = {name: [] for name in steps}
+        for v, s in batches:  # interleaved, so a change in machine load hits every method alike
+            for name, load in loaders.items():
                 t0 = time.perf_counter()
                 windows = load(v, s)
-                t1 = time.perf_counter()
-                step(windows)
-                load_seconds += t1 - t0
-                step_seconds += time.perf_counter() - t1
-            count = args.steps * args.batch
-            results[name] = (count / (load_seconds + step_seconds), count / load_seconds)
-            print(f"{name:28s} training {results[name][0]:8.1f} windows/s   loading alone {results[name][1]:10.1f} windows/s")
-        ours, naive = results["sola (mmap)"], results["naive (reload per window)"]
-        print(f"ratio sola / naive: training x{ours[0] / naive[0]:.2f}, window loading x{ours[1] / naive[1]:.1f}")
+                load_times[name].append(time.perf_counter() - t0)
+            for name, loss_fn in steps.items():
+                t0 = time.perf_counter()
+                step(loss_fn, windows)
+                step_times[name].append(time.perf_counter() - t0)
+        rate = {name: args.batch / float(np.median(times)) for name, times in {**load_times, **step_times}.items()}
+        for name in loaders:
+            print(f"window loading, {name:32s} {rate[name]:10.1f} windows/s")
+        for name in steps:
+            print(f"optimiser step, {name:32s} {rate[name]:10.1f} windows/s")
+        ours = 1 / (1 / rate["mmap (sola)"] + 1 / rate["gathered positions (sola)"])
+        naive = 1 / (1 / rate["reload per window (reference)"] + 1 / rate["full window (reference)"])
+        print(f"training, sola: {ours:.1f} windows/s; reference way: {naive:.1f} windows/s; ratio x{ours / naive:.2f}")
+        print(f"  (loading x{rate['mmap (sola)'] / rate['reload per window (reference)']:.1f}, "
+              f"step x{rate['gathered positions (sola)'] / rate['full window (reference)']:.2f})")
 
         adapter = model.adapter.eval()
         with torch.no_grad():

@@ -81,3 +81,11 @@ def test_apply_adapter_rejects_wrong_dim():
 
     with pytest.raises(StoreError, match="dim 8"):
         apply_adapter(SoLaAdapter(8, hidden_dim=4), np.zeros((5, 9), dtype=np.float32))
+
+
+def test_residual_at_gathered_positions_equals_full_pass():
+    torch.manual_seed(0)
+    adapter = SoLaAdapter(6, hidden_dim=10, kernel_size=5, dilation=2)
+    x = torch.randn(3, 23, 6)
+    positions = torch.tensor([4, 6, 9, 18])
+    torch.testing.assert_close(adapter.residual_at(x, positions), adapter.residual(x)[:, positions])

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
@@ -62,6 +63,21 @@ class SoLaAdapter(nn.Module):
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """`f + tanh(alpha) * g(f)` for features `(B, T, C)`."""
         return features + torch.tanh(self.alpha) * self.residual(features)
+
+    def residual_at(self, features: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """g(f) at some positions only: `(B, T, C)`, `(N,)` -> `(B, N, C)`.
+
+        Equals `residual(features)[:, positions]` when every position has the full receptive field
+        inside T (no padding), at N/T of the cost: training needs only the gathered positions.
+        """
+        taps = self.dilation * (torch.arange(self.kernel_size, device=features.device) - self.kernel_size // 2)
+        index = positions[:, None] + taps[None, :]  # (N, k)
+        x = features[:, index].flatten(2)  # (B, N, k*C): each position's receptive field
+        # The convs as matrix products (one GEMM each): conv weight (H, C, k) -> (H, k*C).
+        first = self.temporal.weight.permute(0, 2, 1).flatten(1)
+        x = torch.relu(F.linear(x, first, self.temporal.bias))  # (B, N, H)
+        x = torch.relu(F.linear(x, self.mix.weight.squeeze(-1), self.mix.bias))  # (B, N, H)
+        return F.linear(x, self.out.weight.squeeze(-1), self.out.bias)  # (B, N, C)
 
     def config(self) -> AdapterConfig:
         """The architecture of this adapter as an `AdapterConfig`."""

@@ -61,11 +61,13 @@ class SimilarityMatching(nn.Module):
         Also records `self.departure`: mean ||tanh(alpha) g(f)|| / ||f|| over the batch, how far the
         adapter moves features from the identity (the gate alone can hide a growing g).
         """
-        change = torch.tanh(self.adapter.alpha) * self.adapter.residual(windows)  # (B, L, C)
-        adapted = windows + change  # == self.adapter(windows)
+        # Only the gathered positions enter the loss, and none sees padding (validated), so the
+        # adapter runs there alone: == self.adapter(windows)[:, positions] at N/L of the cost.
+        original = windows[:, self.positions]  # (B, N, C)
+        change = torch.tanh(self.adapter.alpha) * self.adapter.residual_at(windows, self.positions)  # (B, N, C)
         with torch.no_grad():
-            self.departure = (change.norm(dim=-1) / windows.norm(dim=-1).clamp_min(1e-12)).mean()
-        z = F.normalize(adapted[:, self.positions], dim=-1)  # (B, N, C)
+            self.departure = (change.norm(dim=-1) / original.norm(dim=-1).clamp_min(1e-12)).mean()
+        z = F.normalize(original + change, dim=-1)  # (B, N, C)
         p = self.projector(z)  # (B, N, C)
         predicted = similarity_map(z, p, self.config.clamp_eps)  # (B, N, N)
         return F.binary_cross_entropy(predicted, self.target.expand_as(predicted))
