@@ -7,7 +7,7 @@ from sola.demo import run_demo
 
 @pytest.mark.slow
 def test_demo_runs_end_to_end_and_resumes(tmp_path):
-    summary = run_demo(tmp_path / "demo", videos=16, epochs=1, progress=False, log=lambda s: None)
+    summary = run_demo(tmp_path / "demo", num_videos=16, epochs=1, progress=False, log=lambda s: None)
     assert summary["videos"] == 16 and summary["fit"]["epochs"] == 1
     assert summary["transform"]["written"] == 16
     assert len(summary["pictures"]) == 3
@@ -15,10 +15,35 @@ def test_demo_runs_end_to_end_and_resumes(tmp_path):
         with open(picture, "rb") as handle:
             assert handle.read(8) == b"\x89PNG\r\n\x1a\n"
     assert json.loads((tmp_path / "demo" / "summary.json").read_text())["videos"] == 16
-    again = run_demo(tmp_path / "demo", videos=16, epochs=1, progress=False, log=lambda s: None)
+    again = run_demo(tmp_path / "demo", num_videos=16, epochs=1, progress=False, log=lambda s: None)
     assert again["transform"]["written"] == 0 and again["transform"]["skipped"] == 16
     assert set(again["probe"]["rows"]) == {"baseline", "SoLa"}
     assert 0.0 <= again["probe"]["rows"]["SoLa"]["lbfgs_balanced_accuracy"] <= 1.0
     # Other data: the demo's old run and features are replaced, not mixed in.
-    third = run_demo(tmp_path / "demo", videos=20, epochs=1, progress=False, log=lambda s: None)
+    third = run_demo(tmp_path / "demo", num_videos=20, epochs=1, progress=False, log=lambda s: None)
     assert third["transform"]["written"] == 20 and third["fit"]["epochs"] == 1
+
+
+@pytest.mark.slow
+def test_demo_on_real_videos(tmp_path):
+    from tests.conftest import shared_path
+
+    clip = shared_path("videos", "v_ZNVhz7ctTq0.mp4")  # 14 s at 30 fps: 27 snippets of 16 frames
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    (videos / clip.name).symlink_to(clip)
+    (videos / "broken.mp4").write_bytes(b"not a video")
+    logs = []
+    summary = run_demo(tmp_path / "demo", epochs=1, videos_dir=videos, progress=False, log=logs.append)
+    assert summary["videos"] == 1 and summary["probe"] is None
+    assert any("broken.mp4" in line for line in logs)  # reported and skipped
+    features = tmp_path / "demo" / "features" / "v_ZNVhz7ctTq0.npy"
+    import numpy as np
+
+    from sola.extract import load_metadata
+
+    count = load_metadata(tmp_path / "demo" / "features")["videos"]["v_ZNVhz7ctTq0"]["num_snippets"]
+    assert count >= 23 and np.load(features).shape == (count, 1024)
+    assert summary["transform"]["written"] == 1
+    with open(summary["pictures"][0], "rb") as handle:
+        assert handle.read(8) == b"\x89PNG\r\n\x1a\n"

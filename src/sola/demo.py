@@ -1,24 +1,25 @@
-"""`sola demo`: the whole SoLa workflow on the embedded synthetic benchmark, in a few minutes on a CPU.
+"""`sola demo`: the whole SoLa workflow in a few minutes on a CPU.
 
-synthetic features -> fit SoLa (a short schedule, below) -> transform -> TSM pictures
--> linear probe, baseline vs SoLa -> summary.
+Synthetic (default): synthetic benchmark -> fit SoLa (a short schedule, below) -> transform
+-> TSM pictures -> linear probe, baseline vs SoLa -> summary.
+Real videos (`videos_dir`): Kinetics-400 I3D extraction -> fit -> transform -> TSM pictures.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import time
+from dataclasses import asdict
 from pathlib import Path
-
-import numpy as np
+from typing import Callable
 
 from sola.annotations import load_annotations
 from sola.atomic import atomic_write_text
 from sola.config import load_config
 from sola.fit import fit_adapter, metrics_summary
-from sola.probe import compare_probe, format_probe_table, json_ready
-from sola.stores import open_store
+from sola.stores import FeatureStore, open_store
 from sola.synthetic import SyntheticConfig, write_synthetic
 from sola.transform import transform_store
 from sola.tsm import write_tsm_picture
@@ -34,31 +35,39 @@ DEMO_SCHEDULE = {
     "fit.lr": 5e-3,
     "fit.checkpoint_every": 2,
 }
+WINDOWS_PER_EPOCH = 3200  # a few real videos get more windows each, so an epoch stays ~50 steps
 
 
 def run_demo(
     out_dir: str | Path = "demo_out",
-    videos: int | None = None,
+    num_videos: int | None = None,
     epochs: int | None = None,
+    videos_dir: str | Path | None = None,
+    annotations: str | Path | None = None,
+    fps: float | None = None,
     progress: bool = True,
-    log=print,
+    log: Callable[[str], None] = print,
 ) -> dict:
-    """Run the demo into `out_dir` (reusing finished stages) and return its summary dict."""
+    """Run the demo into `out_dir` (reusing finished stages) and return its summary dict.
+
+    Without `videos_dir`: the synthetic benchmark of `num_videos` videos (default 200). With it:
+    I3D features of the videos in `videos_dir` (resampled to `fps` when given), and `annotations`
+    (optional, any format `load_annotations` reads) for the ground truth in the pictures.
+    """
     out_dir = Path(out_dir)
     started = time.perf_counter()
-    data_dir = out_dir / "data"
-    synthetic = SyntheticConfig(videos=videos or SyntheticConfig.videos)
-    if not (data_dir / "annotations.json").is_file() or _synthetic_changed(data_dir, synthetic):
-        log(f"[1/5] writing the synthetic benchmark ({synthetic.videos} videos) to {data_dir}")
-        for stale in ("run", "sola_features"):  # the demo's own outputs of other data
-            shutil.rmtree(out_dir / stale, ignore_errors=True)
-        write_synthetic(data_dir, synthetic, progress=progress)
+    if videos_dir is None:
+        store, labels = _synthetic_features(out_dir, num_videos, progress, log)
     else:
-        log(f"[1/5] reusing the synthetic benchmark in {data_dir}")
-    store = open_store(data_dir / "features")
+        store = _extracted_features(out_dir, Path(videos_dir), fps, progress, log)
+        labels = load_annotations(annotations, bad_segments="clip") if annotations else None
 
     run_dir = out_dir / "run"
-    config = load_config(None, {**DEMO_SCHEDULE, "fit.epochs": epochs or DEMO_SCHEDULE["fit.epochs"]})
+    schedule = dict(DEMO_SCHEDULE)
+    schedule["fit.windows_per_video"] = max(16, math.ceil(WINDOWS_PER_EPOCH / len(store)))
+    if epochs:
+        schedule["fit.epochs"] = epochs
+    config = load_config(None, schedule)
     resume = (run_dir / "state.safetensors").is_file()
     log(f"[2/5] fitting SoLa ({config.fit.epochs} epochs, {config.fit.windows_per_video} windows/video/epoch) in {run_dir}")
     adapter = fit_adapter(store, config, run_dir, resume=resume, progress=progress, log=log)
@@ -66,42 +75,101 @@ def run_demo(
     sola_dir = out_dir / "sola_features"
     log(f"[3/5] transforming every video to {sola_dir}")
     transformed = transform_store(adapter, store, sola_dir, progress=progress)
-    sola_store = open_store(sola_dir)
 
     log(f"[4/5] drawing temporal self-similarity maps in {out_dir}")
-    annotations = load_annotations(data_dir / "annotations.json")
-    validation = sorted(annotations.subset("validation"))
+    if labels is not None and videos_dir is None:
+        shown = sorted(labels.subset("validation"))[:3]
+    else:
+        shown = store.video_ids()[:4]
+    grid = _extraction_grid(store) if videos_dir is not None else {}
     pictures = [
-        str(write_tsm_picture(store, video_id, out_dir / f"tsm_{video_id}.png", adapter=adapter, annotations=annotations))
-        for video_id in validation[:3]
+        str(write_tsm_picture(store, video_id, out_dir / f"tsm_{video_id}.png", adapter=adapter,
+                              annotations=labels, **grid.get(video_id, {})))
+        for video_id in shown
     ]
 
-    log("[5/5] linear probe (action vs background snippets), baseline vs SoLa, same seed")
-    probe = compare_probe(store, annotations, adapted_store=sola_store, seed=0)
-    table = format_probe_table(probe)
-    log(table)
+    probe = None
+    if videos_dir is None:
+        from sola.probe import compare_probe, format_probe_table, json_ready
+
+        log("[5/5] linear probe (action vs background snippets), baseline vs SoLa, same seed")
+        probe = json_ready(compare_probe(store, labels, adapted_store=open_store(sola_dir), seed=0))
+        log(format_probe_table(probe))
+    else:
+        log("[5/5] no probe on a handful of real videos (it needs annotated training and validation splits)")
 
     fit_summary = metrics_summary(run_dir)
     summary = {
         "videos": len(store),
+        "features": str(store.path),
         "fit": fit_summary,
         "transform": transformed,
         "pictures": pictures,
-        "probe": json_ready(probe),
+        "probe": probe,
         "seconds": round(time.perf_counter() - started, 1),
     }
     atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=1))
     log(
         f"demo done in {summary['seconds']:.0f} s: SoLa fitted on {len(store)} videos "
         f"({fit_summary['steps']} steps), loss {fit_summary['first_loss']:.4f} -> {fit_summary['last_loss']:.4f}, "
-        f"gate tanh(alpha) = {fit_summary['gate']:+.3f}, departure {fit_summary['departure']:.3f}; features in {sola_dir}; pictures: {', '.join(pictures)}"
+        f"gate tanh(alpha) = {fit_summary['gate']:+.3f}, departure {fit_summary['departure']:.3f}; "
+        f"features in {sola_dir}; pictures: {', '.join(pictures)}"
     )
     return summary
 
 
-def _synthetic_changed(data_dir: Path, config: SyntheticConfig) -> bool:
-    from dataclasses import asdict
+def _synthetic_features(out_dir: Path, num_videos: int | None, progress: bool, log) -> tuple[FeatureStore, object]:
+    """Stage 1 of the synthetic demo: write (or reuse) the benchmark; returns store and annotations."""
+    data_dir = out_dir / "data"
+    synthetic = SyntheticConfig(videos=num_videos or SyntheticConfig.videos)
+    if _synthetic_changed(data_dir, synthetic):
+        log(f"[1/5] writing the synthetic benchmark ({synthetic.videos} videos) to {data_dir}")
+        _forget_outputs(out_dir)
+        write_synthetic(data_dir, synthetic, progress=progress)
+    else:
+        log(f"[1/5] reusing the synthetic benchmark in {data_dir}")
+    return open_store(data_dir / "features"), load_annotations(data_dir / "annotations.json")
 
+
+def _extracted_features(out_dir: Path, videos_dir: Path, fps: float | None, progress: bool, log) -> FeatureStore:
+    """Stage 1 of the real-video demo: I3D features of every video (resumable); returns the store."""
+    from sola.errors import ExtractError
+    from sola.extract import extract_videos
+
+    features = out_dir / "features"
+    marker = out_dir / "videos.json"
+    source = {"videos": str(videos_dir.resolve()), "fps": fps}
+    if marker.is_file() and json.loads(marker.read_text()) != source:
+        _forget_outputs(out_dir)
+        shutil.rmtree(features, ignore_errors=True)
+    atomic_write_text(marker, json.dumps(source))
+    log(f"[1/5] extracting Kinetics-400 I3D features of {videos_dir} to {features}")
+    summary = extract_videos(videos_dir, features, fps=fps, progress=progress)
+    for path, reason in summary.failed:
+        log(f"skipped {path}: {reason}")
+    if not (summary.extracted or summary.skipped):
+        raise ExtractError(f"{videos_dir}: no video could be read; point --videos at a folder of video files")
+    return open_store(features)
+
+
+def _extraction_grid(store: FeatureStore) -> dict[str, dict]:
+    """Per video, the snippet grid `sola extract` used (fps, stride, window), for the pictures."""
+    from sola.extract import load_metadata
+
+    videos = (load_metadata(store.path) or {}).get("videos", {})
+    return {
+        video_id: {"fps": info["fps"], "feat_stride": info["stride"], "num_frames": info["window"]}
+        for video_id, info in videos.items()
+    }
+
+
+def _forget_outputs(out_dir: Path) -> None:
+    """Remove the demo's own fit and transform outputs (they belong to other data)."""
+    for stale in ("run", "sola_features"):
+        shutil.rmtree(out_dir / stale, ignore_errors=True)
+
+
+def _synthetic_changed(data_dir: Path, config: SyntheticConfig) -> bool:
     try:
         saved = json.loads((data_dir / "annotations.json").read_text()).get("config")
     except (OSError, ValueError):

@@ -1,21 +1,53 @@
-"""Arguments shared by several subcommands (how to open a feature store)."""
+"""Arguments shared by several subcommands: how to open a feature store and its annotations."""
 
 from __future__ import annotations
 
 import argparse
 
+STORE_OPTIONS = ("prefix", "suffix", "key")
+
 
 def add_store_arguments(parser: argparse.ArgumentParser, name: str = "features") -> None:
-    """Add FEATURES plus --layout/--prefix/--suffix to a subcommand."""
+    """Add FEATURES plus --layout/--prefix/--suffix/--key to a subcommand."""
     parser.add_argument(name, help="feature store: a directory of per-video files or one file")
-    parser.add_argument("--layout", default=None, help="force the feature layout instead of detecting it")
+    parser.add_argument(
+        "--layout", default=None,
+        help="force the layout (npy, csv, hdf5, pickle, pickle-dir, npz, pt, twostream) instead of detecting it",
+    )
     parser.add_argument("--prefix", default=None, help="file-name prefix before the video id (e.g. v_)")
-    parser.add_argument("--suffix", default=None, help="file-name suffix after the video id (before .npy)")
+    parser.add_argument("--suffix", default=None, help="file-name suffix after the video id (before the extension)")
+    parser.add_argument("--key", default=None, help="array/dataset name inside each file (npz, pt, pickle, hdf5 groups)")
+
+
+def store_options(args: argparse.Namespace) -> dict:
+    """The layout options given on the command line (only those set)."""
+    return {key: getattr(args, key) for key in STORE_OPTIONS if getattr(args, key, None) is not None}
 
 
 def store_from_args(args: argparse.Namespace, name: str = "features"):
     """Open the feature store described by `add_store_arguments`."""
     from sola.stores import open_store
 
-    options = {key: getattr(args, key) for key in ("prefix", "suffix") if getattr(args, key, None) is not None}
-    return open_store(getattr(args, name), layout=args.layout, **options)
+    return open_store(getattr(args, name), layout=args.layout, **store_options(args))
+
+
+def add_annotation_arguments(parser: argparse.ArgumentParser, required: bool = True, bad_segments: str = "error") -> None:
+    """Add --annotations, --annotation-format, --metadata and --bad-segments to a subcommand."""
+    parser.add_argument(
+        "--annotations", required=required, default=None, metavar="ANN",
+        help="annotation file (ActivityNet/ActionFormer JSON, G-TAD CSV, TSP CSV, BSN JSON)",
+    )
+    parser.add_argument("--annotation-format", default=None, choices=["activitynet", "gtad", "tsp", "bsn"],
+                        help="force the annotation format instead of detecting it")
+    parser.add_argument("--metadata", default=None, help="TSP metadata CSV or BSN video_info CSV")
+    parser.add_argument(
+        "--bad-segments", default=bad_segments, choices=["error", "clip", "keep"],
+        help=f"segments with end < start or outside the video: error, clip them, or keep them (default {bad_segments})",
+    )
+
+
+def annotations_from_args(args: argparse.Namespace):
+    """Load the annotations described by `add_annotation_arguments`; raises `AnnotationError`."""
+    from sola.annotations import load_annotations
+
+    return load_annotations(args.annotations, args.annotation_format, args.metadata, bad_segments=args.bad_segments)

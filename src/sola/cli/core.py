@@ -44,9 +44,15 @@ def register(subparsers) -> None:
     transform.add_argument("--quiet", action="store_true", help="no progress bar")
     transform.set_defaults(func=run_transform)
 
-    demo = subparsers.add_parser("demo", help="synthetic data -> fit -> transform -> TSM pictures -> summary")
+    demo = subparsers.add_parser(
+        "demo", help="synthetic (or your) videos -> fit SoLa -> transform -> TSM pictures -> probe table"
+    )
     demo.add_argument("--out", default="demo_out", help="output directory (default demo_out)")
-    demo.add_argument("--videos", type=int, default=None, help="number of synthetic videos (default 200)")
+    demo.add_argument("--videos", metavar="DIR", default=None,
+                      help="run on the videos in DIR (I3D extraction first) instead of the synthetic benchmark")
+    demo.add_argument("--annotations", default=None, help="with --videos: ground truth to draw in the pictures")
+    demo.add_argument("--fps", type=float, default=None, help="with --videos: resample videos to this frame rate")
+    demo.add_argument("--num-videos", type=int, default=None, help="synthetic videos (default 200)")
     demo.add_argument("--epochs", type=int, default=None, help="fit epochs (default: the demo schedule)")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
     demo.set_defaults(func=run_demo)
@@ -138,5 +144,6 @@ def run_transform(args: argparse.Namespace) -> int:
 def run_demo(args: argparse.Namespace) -> int:
     from sola.demo import run_demo as demo
 
-    demo(args.out, videos=args.videos, epochs=args.epochs, progress=not args.quiet)
+    demo(args.out, num_videos=args.num_videos, epochs=args.epochs, videos_dir=args.videos,
+         annotations=args.annotations, fps=args.fps, progress=not args.quiet)
     return 0

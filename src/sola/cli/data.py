@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from sola.cli.common import add_annotation_arguments, add_store_arguments, annotations_from_args, store_options
+
 
 def register(subparsers) -> None:
     """Add the data subcommands to the `sola` parser."""
@@ -13,15 +15,7 @@ def register(subparsers) -> None:
         description="Read every video once and report the store. Exit 0 when clean, 1 when it finds "
         "NaN/Inf values, empty or unreadable videos, or mixed feature dims (or ids do not match with --strict).",
     )
-    inspect.add_argument("features", help="feature store: a directory of per-video files or one file")
-    inspect.add_argument(
-        "--layout", default=None, help="force the layout (npy, csv, hdf5, pickle, pickle-dir, npz, pt, twostream)"
-    )
-    inspect.add_argument("--prefix", default=None, help="file-name prefix before the video id (e.g. v_)")
-    inspect.add_argument("--suffix", default=None, help="file-name suffix after the video id (before the extension)")
-    inspect.add_argument(
-        "--key", default=None, help="array/dataset name inside each file (npz, pt, pickle, hdf5 groups)"
-    )
+    add_store_arguments(inspect)
     inspect.add_argument("--flow", default=None, help="a flow store to combine with FEATURES (RGB) along channels")
     add_annotation_arguments(inspect, required=False)
     inspect.add_argument("--subset", default=None, help="compare ids with this annotation subset only")
@@ -30,33 +24,11 @@ def register(subparsers) -> None:
     inspect.set_defaults(func=run_inspect)
 
 
-def add_annotation_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
-    """Add --annotations, --annotation-format, --metadata and --bad-segments to a subcommand."""
-    parser.add_argument(
-        "--annotations", required=required, default=None,
-        help="annotation file (ActivityNet/ActionFormer JSON, G-TAD CSV, TSP CSV, BSN JSON)",
-    )
-    parser.add_argument("--annotation-format", default=None, choices=["activitynet", "gtad", "tsp", "bsn"],
-                        help="force the annotation format instead of detecting it")
-    parser.add_argument("--metadata", default=None, help="TSP metadata CSV or BSN video_info CSV")
-    parser.add_argument(
-        "--bad-segments", default="error", choices=["error", "clip", "keep"],
-        help="segments with end < start or outside the video: error (default), clip them, or keep them",
-    )
-
-
-def annotations_from_args(args: argparse.Namespace):
-    """Load the annotations described by `add_annotation_arguments`; raises `AnnotationError`."""
-    from sola.annotations import load_annotations
-
-    return load_annotations(args.annotations, args.annotation_format, args.metadata, bad_segments=args.bad_segments)
-
-
 def _open(args: argparse.Namespace):
     from sola.stores import open_store
     from sola.stores.twostream import TwoStreamStore
 
-    options = {k: getattr(args, k) for k in ("prefix", "suffix", "key") if getattr(args, k) is not None}
+    options = store_options(args)
     if args.flow:
         rgb = open_store(args.features, layout=args.layout, **options)
         return TwoStreamStore(rgb=rgb, flow=open_store(args.flow, layout=args.layout, **options))

@@ -8,7 +8,7 @@ import sys
 import warnings
 
 from sola.cli.common import add_store_arguments, store_from_args
-from sola.cli.data import add_annotation_arguments, annotations_from_args
+from sola.cli.common import add_annotation_arguments, annotations_from_args
 
 
 def register(subparsers) -> None:

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from sola.cli.common import add_store_arguments, store_from_args
+from sola.cli.common import add_annotation_arguments, add_store_arguments, annotations_from_args, store_from_args
 
 
 def register(subparsers) -> None:
@@ -24,7 +24,7 @@ def register(subparsers) -> None:
                             description="Train the head on data.train_subset and write RUN_DIR/{weights.safetensors, "
                             "config.yaml, classes.json, train_log.json}.")
     add_store_arguments(p)
-    _add_annotation_arguments(p, bad_segments="clip")
+    add_annotation_arguments(p, bad_segments="clip")
     p.add_argument("--config", default=None, help="YAML config (configs/thumos14_i3d.yaml, configs/activitynet_tsp.yaml, "
                    "configs/tal_synthetic_cpu.yaml); default: the THUMOS14 values")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory to write")
@@ -36,7 +36,7 @@ def register(subparsers) -> None:
                             description="Write predictions {'results': {video: [{label, score, segment}]}} in seconds.")
     p.add_argument("run_dir", metavar="RUN_DIR", help="run directory written by `sola tal train`")
     add_store_arguments(p)
-    _add_annotation_arguments(p, bad_segments="clip")
+    add_annotation_arguments(p, bad_segments="clip")
     p.add_argument("--subset", default=None, help="subset to predict (default: data.test_subset of the run)")
     p.add_argument("--out", default=None, help="prediction file (default: RUN_DIR/predictions.json)")
     p.add_argument("--video-scores", default=None, help="class-agnostic runs: JSON {video: {label: score}} fused "
@@ -49,7 +49,7 @@ def register(subparsers) -> None:
                             description="Detection mAP (official ActivityNet semantics, sola.metrics) of a prediction "
                             "file, or of RUN_DIR/predictions.json.")
     p.add_argument("predictions", metavar="PREDICTIONS|RUN_DIR", help="prediction file or run directory")
-    _add_annotation_arguments(p, bad_segments="keep")
+    add_annotation_arguments(p, bad_segments="keep")
     p.add_argument("--subset", default=None, help="subset to evaluate (default: data.test_subset of the run)")
     p.add_argument("--tiou", default=None, help="thresholds: thumos14, activitynet, 0.3,0.5 or 0.3:0.1:0.7 "
                    "(default: test.tiou_thresholds of the run)")
@@ -57,15 +57,6 @@ def register(subparsers) -> None:
                    help="score every segment as one class 'action' (default: when the run has one class)")
     p.add_argument("--json", default=None, metavar="OUT", help="also write the result as JSON (atomically)")
     p.set_defaults(func=run_eval)
-
-
-def _add_annotation_arguments(p: argparse.ArgumentParser, bad_segments: str) -> None:
-    p.add_argument("--annotations", required=True, metavar="ANN", help="annotations in any supported format")
-    p.add_argument("--annotation-format", default=None, help="force the annotation format")
-    p.add_argument("--metadata", default=None, help="metadata CSV for TSP/BSN annotations")
-    p.add_argument("--bad-segments", default=bad_segments, choices=["error", "clip", "keep"],
-                   help=f"segments outside the video (THUMOS14 has a few): error, clip or keep (default: {bad_segments}; "
-                   "evaluation keeps the ground truth as written, like the official code)")
 
 
 def _add_set_argument(p: argparse.ArgumentParser) -> None:
@@ -87,12 +78,6 @@ def _overrides(pairs: list[str]) -> dict:
     return out
 
 
-def _annotations(args):
-    from sola.annotations import load_annotations
-
-    return load_annotations(args.annotations, args.annotation_format, args.metadata, bad_segments=args.bad_segments)
-
-
 def _run_dir_config(path: Path):
     """(config, class names) of a run directory, or (None, None) when `path` is not one."""
     from sola.tal.config import load_tal_config
@@ -112,7 +97,7 @@ def run_train(args: argparse.Namespace) -> int:
 
     config = load_tal_config(args.config, _overrides(args.set))
     store = store_from_args(args)
-    annotations = _annotations(args)
+    annotations = annotations_from_args(args)
     names = class_names(annotations, config)
     config = fit_config_to_data(config, store.dim(), len(names))
     items = build_items(store, annotations, config.data.train_subset, config, names)
@@ -138,7 +123,7 @@ def run_infer(args: argparse.Namespace) -> int:
     device = resolve_device(args.device or (config.train.device if config else "auto"))
     model, config, names = load_run(run_dir, device=str(device))
     store = store_from_args(args)
-    annotations = _annotations(args)
+    annotations = annotations_from_args(args)
     subset = args.subset or config.data.test_subset
     items = build_items(store, annotations, subset, config, names)
     detections = predict_items(model, items, config, batch_size=args.batch_size or config.train.batch_size, device=device)
@@ -178,7 +163,7 @@ def run_eval(args: argparse.Namespace) -> int:
         assert isinstance(predictions.get("results"), dict)
     except (ValueError, AssertionError, AttributeError):
         raise PredictionError(f"{path}: not an ActivityNet prediction file {{'results': {{video: [...]}}}}") from None
-    annotations = _annotations(args)
+    annotations = annotations_from_args(args)
     subset = args.subset or (config.data.test_subset if config else None)
     if subset is None:
         subsets = list(annotations.subsets())

@@ -291,6 +291,21 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
     return value
 
 
+def packaged_config(path: str | os.PathLike) -> Path:
+    """`path` itself when it exists, else the config of that name shipped in `sola/configs/`.
+
+    So `--config thumos14_i3d` (or `configs/thumos14_i3d.yaml` from any directory) finds the shipped file.
+    """
+    path = Path(path)
+    if path.is_file():
+        return path
+    shipped = Path(__file__).resolve().parent.parent / "configs" / path.name
+    for candidate in (shipped, shipped.with_name(shipped.name + ".yaml")):
+        if candidate.is_file():
+            return candidate
+    return path
+
+
 def load_tal_config(path: str | os.PathLike | None, overrides: dict[str, Any] | None = None) -> TalConfig:
     """Read a YAML config over the THUMOS14 defaults, apply `{"train.epochs": 3}` overrides, validate.
 
@@ -299,7 +314,7 @@ def load_tal_config(path: str | os.PathLike | None, overrides: dict[str, Any] | 
     data: dict[str, Any] = {}
     where = "config"
     if path is not None:
-        path = Path(path)
+        path = packaged_config(path)
         where = str(path)
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist; pass one of configs/*.yaml")
