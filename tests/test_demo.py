@@ -18,6 +18,10 @@ def test_demo_runs_end_to_end_and_resumes(tmp_path):
     again = run_demo(tmp_path / "demo", num_videos=16, epochs=1, progress=False, log=lambda s: None)
     assert again["transform"]["written"] == 0 and again["transform"]["skipped"] == 16
     assert set(again["probe"]["rows"]) == {"baseline", "SoLa"}
+    assert again["detection"]["modes"] == ["baseline", "sola"]
+    assert again["detection"]["rows"]["sola"]["probe_balanced_accuracy"] == again["probe"]["rows"]["SoLa"][
+        "lbfgs_balanced_accuracy"]
+    assert (tmp_path / "demo" / "compare" / "compare.md").is_file()
     assert 0.0 <= again["probe"]["rows"]["SoLa"]["lbfgs_balanced_accuracy"] <= 1.0
     # Other data: the demo's old run and features are replaced, not mixed in.
     third = run_demo(tmp_path / "demo", num_videos=20, epochs=1, progress=False, log=lambda s: None)

@@ -1,7 +1,7 @@
 """`sola demo`: the whole SoLa workflow in a few minutes on a CPU.
 
 Synthetic (default): synthetic benchmark -> fit SoLa (a short schedule, below) -> transform
--> TSM pictures -> linear probe, baseline vs SoLa -> summary.
+-> TSM pictures -> linear probe, baseline vs SoLa -> the TAL head on both feature sets -> summary.
 Real videos (`videos_dir`): Kinetics-400 I3D extraction -> fit -> transform -> TSM pictures.
 """
 
@@ -69,14 +69,14 @@ def run_demo(
         schedule["fit.epochs"] = epochs
     config = load_config(None, schedule)
     resume = (run_dir / "state.safetensors").is_file()
-    log(f"[2/5] fitting SoLa ({config.fit.epochs} epochs, {config.fit.windows_per_video} windows/video/epoch) in {run_dir}")
+    log(f"[2/6] fitting SoLa ({config.fit.epochs} epochs, {config.fit.windows_per_video} windows/video/epoch) in {run_dir}")
     adapter = fit_adapter(store, config, run_dir, resume=resume, progress=progress, log=log)
 
     sola_dir = out_dir / "sola_features"
-    log(f"[3/5] transforming every video to {sola_dir}")
+    log(f"[3/6] transforming every video to {sola_dir}")
     transformed = transform_store(adapter, store, sola_dir, progress=progress)
 
-    log(f"[4/5] drawing temporal self-similarity maps in {out_dir}")
+    log(f"[4/6] drawing temporal self-similarity maps in {out_dir}")
     if labels is not None and videos_dir is None:
         shown = sorted(labels.subset("validation"))[:3]
     else:
@@ -88,15 +88,23 @@ def run_demo(
         for video_id in shown
     ]
 
-    probe = None
+    probe = detection = None
     if videos_dir is None:
+        from sola.compare import compare, format_markdown
         from sola.probe import compare_probe, format_probe_table, json_ready
+        from sola.tal.config import load_tal_config
 
-        log("[5/5] linear probe (action vs background snippets), baseline vs SoLa, same seed")
-        probe = json_ready(compare_probe(store, labels, adapted_store=open_store(sola_dir), seed=0))
+        sola_store = open_store(sola_dir)
+        log("[5/6] linear probe (action vs background snippets), baseline vs SoLa, same seed")
+        probe = json_ready(compare_probe(store, labels, adapted_store=sola_store, seed=0))
         log(format_probe_table(probe))
+        log("[6/6] the built-in TAL head (configs/tal_synthetic_cpu.yaml) on original vs SoLa features, same seed")
+        detection = compare(store, labels, load_tal_config("tal_synthetic_cpu"), out_dir / "compare",
+                            modes=["baseline", "sola"], seeds=1, adapted_store=sola_store, probe_table=probe,
+                            progress=progress, log=log)
+        log(format_markdown(detection))
     else:
-        log("[5/5] no probe on a handful of real videos (it needs annotated training and validation splits)")
+        log("[5/6] no probe or TAL head on a handful of real videos (they need annotated training and validation splits)")
 
     fit_summary = metrics_summary(run_dir)
     summary = {
@@ -106,6 +114,7 @@ def run_demo(
         "transform": transformed,
         "pictures": pictures,
         "probe": probe,
+        "detection": detection,
         "seconds": round(time.perf_counter() - started, 1),
     }
     atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=1))
@@ -123,11 +132,11 @@ def _synthetic_features(out_dir: Path, num_videos: int | None, progress: bool, l
     data_dir = out_dir / "data"
     synthetic = SyntheticConfig(videos=num_videos or SyntheticConfig.videos)
     if _synthetic_changed(data_dir, synthetic):
-        log(f"[1/5] writing the synthetic benchmark ({synthetic.videos} videos) to {data_dir}")
+        log(f"[1/6] writing the synthetic benchmark ({synthetic.videos} videos) to {data_dir}")
         _forget_outputs(out_dir)
         write_synthetic(data_dir, synthetic, progress=progress)
     else:
-        log(f"[1/5] reusing the synthetic benchmark in {data_dir}")
+        log(f"[1/6] reusing the synthetic benchmark in {data_dir}")
     return open_store(data_dir / "features"), load_annotations(data_dir / "annotations.json")
 
 
@@ -143,7 +152,7 @@ def _extracted_features(out_dir: Path, videos_dir: Path, fps: float | None, prog
         _forget_outputs(out_dir)
         shutil.rmtree(features, ignore_errors=True)
     atomic_write_text(marker, json.dumps(source))
-    log(f"[1/5] extracting Kinetics-400 I3D features of {videos_dir} to {features}")
+    log(f"[1/6] extracting Kinetics-400 I3D features of {videos_dir} to {features}")
     summary = extract_videos(videos_dir, features, fps=fps, progress=progress)
     for path, reason in summary.failed:
         log(f"skipped {path}: {reason}")
@@ -165,7 +174,7 @@ def _extraction_grid(store: FeatureStore) -> dict[str, dict]:
 
 def _forget_outputs(out_dir: Path) -> None:
     """Remove the demo's own fit and transform outputs (they belong to other data)."""
-    for stale in ("run", "sola_features"):
+    for stale in ("run", "sola_features", "compare"):
         shutil.rmtree(out_dir / stale, ignore_errors=True)
 
 

@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "sola.cli.data",
     "sola.cli.extract",
     "sola.cli.tal",
+    "sola.cli.compare",
 ]
 
 

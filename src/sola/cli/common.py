@@ -51,3 +51,24 @@ def annotations_from_args(args: argparse.Namespace):
     from sola.annotations import load_annotations
 
     return load_annotations(args.annotations, args.annotation_format, args.metadata, bad_segments=args.bad_segments)
+
+
+def add_set_argument(parser: argparse.ArgumentParser) -> None:
+    """Add the repeatable --set SECTION.KEY=VALUE config override."""
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one config value, e.g. --set train.epochs=5 (repeatable)")
+
+
+def set_overrides(pairs: list[str]) -> dict:
+    """`["train.epochs=5"]` -> `{"train.epochs": 5}` (values parsed as YAML); raises `ConfigError`."""
+    import yaml
+
+    from sola.errors import ConfigError
+
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or "." not in key:
+            raise ConfigError(f"--set {pair!r}: write SECTION.KEY=VALUE, e.g. --set train.epochs=5")
+        out[key.strip()] = yaml.safe_load(value)
+    return out

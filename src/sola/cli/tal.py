@@ -8,7 +8,14 @@ import sys
 import time
 from pathlib import Path
 
-from sola.cli.common import add_annotation_arguments, add_store_arguments, annotations_from_args, store_from_args
+from sola.cli.common import (
+    add_annotation_arguments,
+    add_set_argument,
+    add_store_arguments,
+    annotations_from_args,
+    set_overrides,
+    store_from_args,
+)
 
 
 def register(subparsers) -> None:
@@ -29,7 +36,7 @@ def register(subparsers) -> None:
                    "configs/tal_synthetic_cpu.yaml); default: the THUMOS14 values")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory to write")
     p.add_argument("--seed", type=int, default=None, help="random seed (default: train.seed of the config)")
-    _add_set_argument(p)
+    add_set_argument(p)
     p.set_defaults(func=run_train)
 
     p = commands.add_parser("infer", help="predict segments with a trained head (official ActivityNet JSON)",
@@ -59,25 +66,6 @@ def register(subparsers) -> None:
     p.set_defaults(func=run_eval)
 
 
-def _add_set_argument(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one config value, e.g. --set train.epochs=5 (repeatable)")
-
-
-def _overrides(pairs: list[str]) -> dict:
-    import yaml
-
-    from sola.errors import ConfigError
-
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or "." not in key:
-            raise ConfigError(f"--set {pair!r}: write SECTION.KEY=VALUE, e.g. --set train.epochs=5")
-        out[key.strip()] = yaml.safe_load(value)
-    return out
-
-
 def _run_dir_config(path: Path):
     """(config, class names) of a run directory, or (None, None) when `path` is not one."""
     from sola.tal.config import load_tal_config
@@ -95,7 +83,7 @@ def run_train(args: argparse.Namespace) -> int:
     from sola.tal.run import save_run
     from sola.tal.train import train_head
 
-    config = load_tal_config(args.config, _overrides(args.set))
+    config = load_tal_config(args.config, set_overrides(args.set))
     store = store_from_args(args)
     annotations = annotations_from_args(args)
     names = class_names(annotations, config)

@@ -1,0 +1,63 @@
+"""`sola compare`: the same TAL head on original and SoLa features, one table."""
+
+from __future__ import annotations
+
+import argparse
+
+from sola.cli.common import (
+    add_annotation_arguments,
+    add_set_argument,
+    add_store_arguments,
+    annotations_from_args,
+    set_overrides,
+    store_from_args,
+)
+
+
+def register(subparsers) -> None:
+    """Add `sola compare` to the `sola` parser."""
+    p = subparsers.add_parser(
+        "compare", help="TAL head on original vs SoLa features (and unified modes): mAP table over seeds",
+        description="Train the built-in TAL head per mode with identical seeds and print mAP per tIoU "
+        "(mean +- std over seeds), probe accuracy and seconds per epoch; writes OUT/compare.md and OUT/compare.json.",
+    )
+    add_store_arguments(p)
+    add_annotation_arguments(p, bad_segments="clip")
+    p.add_argument("--config", required=True, help="TAL config (e.g. configs/thumos14_i3d.yaml or tal_synthetic_cpu)")
+    add_set_argument(p)
+    p.add_argument("--adapter", default=None, help="SoLa adapter (.safetensors or run directory); default: fit one")
+    p.add_argument("--sola-config", default=None, help="SoLa YAML config used when fitting an adapter here")
+    p.add_argument("--modes", default="baseline,sola", help="comma list of baseline, sola, unified, unified+sm")
+    p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 for every mode (default 3)")
+    p.add_argument("--sm-weight", type=float, default=1.0, help="weight of Similarity Matching in unified+sm")
+    p.add_argument("--no-probe", action="store_true", help="skip the linear-probe columns")
+    p.add_argument("--out", default="compare_out", help="output directory (results are resumable)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=run_compare)
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    from sola.compare import compare, format_markdown, parse_modes
+    from sola.config import load_config
+    from sola.errors import ConfigError
+    from sola.tal.config import load_tal_config
+
+    modes = parse_modes(args.modes)
+    if args.seeds < 1:
+        raise ConfigError("--seeds must be at least 1")
+    table = compare(
+        store_from_args(args),
+        annotations_from_args(args),
+        load_tal_config(args.config, set_overrides(args.set)),
+        args.out,
+        modes=modes,
+        seeds=args.seeds,
+        adapter=args.adapter,
+        sola_config=load_config(args.sola_config),
+        sm_weight=args.sm_weight,
+        probe=not args.no_probe,
+        progress=not args.quiet,
+    )
+    print(format_markdown(table))
+    print(f"written to {args.out}/compare.md and {args.out}/compare.json")
+    return 0
