@@ -112,3 +112,20 @@ def test_tsm_on_real_i3d_features(tmp_path):
     assert main(["tsm", str(folder), "--video", "highjump", "--annotations", str(folder / "gt.json"),
                  "--out", str(out)]) == 0
     assert out.read_bytes()[:4] == b"\x89PNG" and out.stat().st_size > 20000
+
+
+def test_select_defaults_to_the_fitted_store(synthetic_small, tmp_path):
+    """Without --features, `sola select` probes the store named in RUN_DIR/run.json."""
+    from sola.cli import main
+    from sola.config import load_config
+    from sola.fit import fit_adapter
+    from sola.stores import open_store
+
+    config = load_config(None, {"adapter.hidden_dim": 8, "matching.projector_dim": 8, "fit.epochs": 2,
+                                "fit.batch_size": 16, "fit.checkpoint_every": 1})
+    run = tmp_path / "run"
+    fit_adapter(open_store(synthetic_small / "features"), config, run, progress=False, log=lambda s: None)
+    code = main(["select", str(run), "--annotations", str(synthetic_small / "annotations.json"), "--quiet"])
+    assert code == 0 and (run / "best.safetensors").is_file()
+    (run / "run.json").unlink()
+    assert main(["select", str(run), "--annotations", str(synthetic_small / "annotations.json"), "--quiet"]) == 2

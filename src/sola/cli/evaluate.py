@@ -6,9 +6,15 @@ import argparse
 import json
 import sys
 import warnings
+from pathlib import Path
 
-from sola.cli.common import add_store_arguments, store_from_args
-from sola.cli.common import add_annotation_arguments, annotations_from_args
+from sola.cli.common import (
+    add_annotation_arguments,
+    add_store_arguments,
+    annotations_from_args,
+    store_from_args,
+    store_options,
+)
 
 
 def register(subparsers) -> None:
@@ -62,10 +68,12 @@ def register(subparsers) -> None:
         "best to RUN_DIR/best.safetensors and write RUN_DIR/select.json.",
     )
     p.add_argument("run_dir", metavar="RUN_DIR", help="a `sola train` run directory")
-    p.add_argument("--features", required=True, help="the feature store the run was trained on")
+    p.add_argument("--features", default=None,
+                   help="the feature store to probe (default: the store the run was fitted on, from RUN_DIR/run.json)")
     p.add_argument("--layout", default=None, help="force the feature layout instead of detecting it")
     p.add_argument("--prefix", default=None, help="file-name prefix before the video id (e.g. v_)")
-    p.add_argument("--suffix", default=None, help="file-name suffix after the video id (before .npy)")
+    p.add_argument("--suffix", default=None, help="file-name suffix after the video id (before the extension)")
+    p.add_argument("--key", default=None, help="array/dataset name inside each file (npz, pt, pickle, hdf5 groups)")
     _add_probe_arguments(p)
     p.add_argument("--metric", default=None, help="column that picks the best checkpoint "
                    "(default lbfgs_balanced_accuracy; sgd_accuracy is the reference protocol's)")
@@ -252,8 +260,10 @@ def run_select(args) -> int:
     from sola.select import BEST_FILE, DEFAULT_METRIC, TABLE_FILE, select_checkpoint
     from sola.stores import open_store
 
-    options = {key: getattr(args, key) for key in ("prefix", "suffix") if getattr(args, key, None) is not None}
-    store = open_store(args.features, layout=args.layout, **options)
+    if args.features is not None:
+        store = open_store(args.features, layout=args.layout, **store_options(args))
+    else:
+        store = _run_store(Path(args.run_dir))
     annotations = annotations_from_args(args)
     log = None if args.quiet else (lambda line: print(line, file=sys.stderr))
     table = select_checkpoint(
@@ -264,6 +274,18 @@ def run_select(args) -> int:
     print(f"best by {table['metric']}: epoch {table['best_epoch']} ({100 * table['best_value']:.2f}); "
           f"wrote {args.run_dir}/{BEST_FILE} and {args.run_dir}/{TABLE_FILE}")
     return 0
+
+
+def _run_store(run_dir: Path):
+    """The feature store a `sola train` run was fitted on (RUN_DIR/run.json); raises `CheckpointError`."""
+    from sola.errors import CheckpointError
+    from sola.stores import open_store
+
+    record = run_dir / "run.json"
+    if not record.is_file():
+        raise CheckpointError(f"{run_dir}: no run.json saying which features it was fitted on; pass --features")
+    fitted = json.loads(record.read_text())
+    return open_store(fitted["features"], layout=fitted["layout"], **fitted["options"])
 
 
 def run_tsm(args) -> int:
