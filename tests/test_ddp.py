@@ -47,3 +47,33 @@ def test_two_process_gloo_train_and_transform(synthetic_small, tmp_path):
     assert sorted(p.name for p in out.glob("*.npy")) == [p.name for p in inputs]
     for path in inputs[:3]:
         np.testing.assert_allclose(np.load(out / path.name), apply_adapter(adapter, np.load(path)), atol=1e-5)
+
+
+@pytest.mark.slow
+def test_two_process_transform_into_one_hdf5_file(synthetic_small, tmp_path):
+    """Both ranks write their videos as parts; one process assembles the single output file."""
+    import torch
+
+    from sola.adapter import SoLaAdapter, save_adapter
+    from sola.stores import open_store
+    from sola.stores.hdf5 import Hdf5Writer
+
+    source = open_store(synthetic_small / "features")
+    writer = Hdf5Writer(tmp_path / "features.h5")
+    for video_id in source.video_ids():
+        writer.write(video_id, source.read(video_id))
+    writer.close()
+    torch.manual_seed(0)
+    adapter = SoLaAdapter(32, hidden_dim=16)
+    with torch.no_grad():
+        adapter.alpha.fill_(0.5)
+    save_adapter(adapter, tmp_path / "adapter.safetensors")
+    out = tmp_path / "sola.h5"
+    result = torchrun("transform", str(tmp_path / "features.h5"), "--adapter", str(tmp_path / "adapter.safetensors"),
+                      "--out", str(out), "--device", "cpu", "--quiet", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    adapted = open_store(out)
+    assert adapted.video_ids() == source.video_ids()
+    for video_id in source.video_ids()[:3]:
+        np.testing.assert_allclose(adapted.read(video_id), apply_adapter(adapter, source.read(video_id)), atol=1e-5)
+    assert not (tmp_path / ".sola.h5.parts").exists()

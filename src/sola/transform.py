@@ -64,7 +64,7 @@ def transform_store(
 ) -> dict:
     """Write `adapter(store)` to a new store of the same layout at `out`; rerunning skips done videos.
 
-    Under `torchrun`, videos are sharded across ranks (layouts that write one file per video).
+    Under `torchrun`, videos are sharded across ranks; the main rank finishes the store at the end.
     `nan_policy` ("error", "zero", "drop-video") decides what happens to videos with NaN/Inf.
     Returns counts: {"videos", "written", "skipped", "dropped", "seconds", "snippets"}. Raises
     `StoreError` when `out` is the input store (inputs are never modified) or a video is bad.
@@ -77,8 +77,7 @@ def transform_store(
     ids = store.video_ids()
     if not ids:
         raise StoreError(f"feature store {store.path} holds no videos")
-    shardable = getattr(writer, "shardable", True)
-    mine = ids[context.rank :: context.world_size] if shardable else (ids if context.is_main else [])
+    mine = ids[context.rank :: context.world_size]  # every layout writes videos one by one, atomically
     started = time.perf_counter()
     written = skipped = dropped = snippets = 0
     bar = tqdm(mine, desc="transform", unit="video", disable=(not progress or not context.is_main) or None)
@@ -94,7 +93,7 @@ def transform_store(
         written += 1
         snippets += features.shape[0]
     barrier(context)
-    if context.is_main or shardable:
+    if context.is_main:  # after every rank's last video: one process finishes the store
         writer.close()
     return {
         "videos": len(ids),

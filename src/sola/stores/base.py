@@ -230,3 +230,53 @@ class DirectoryWriter(StoreWriter):
     @abc.abstractmethod
     def dump(self, handle, video_id: str, features: np.ndarray) -> None:
         """Encode one video's `(T, C)` array into an open binary file; must be deterministic."""
+
+
+class PartsWriter(StoreWriter):
+    """Shared code of layouts with one file for all videos (HDF5, one pickle).
+
+    Each video is written atomically as `.OUT.parts/{id}.npy`, so a killed run loses nothing and a
+    rerun skips finished videos (ranks can share the work); `close()` (one process) assembles the
+    previous output and the parts into a temporary file renamed onto OUT. Subclasses implement
+    `finished_ids` (videos in a complete earlier OUT) and `close`.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        if self.path.is_dir():
+            raise StoreError(f"output {self.path} is a directory; this layout writes one file (--out FILE)")
+        self.parts = self.path.parent / f".{self.path.name}.parts"
+        self.parts.mkdir(parents=True, exist_ok=True)
+        self._done = self.finished_ids() if self.path.is_file() else set()
+
+    @abc.abstractmethod
+    def finished_ids(self) -> set[str]:
+        """Video ids already in the complete output file of an earlier run."""
+
+    def remove_stale_temporaries(self) -> None:
+        """Leftovers of killed runs: part temporaries and a half-built output file."""
+        from sola.atomic import remove_stale_temporaries
+
+        remove_stale_temporaries(self.parts)
+        for stale in self.path.parent.glob(f".{self.path.name}.*.tmp"):
+            stale.unlink(missing_ok=True)
+
+    def part(self, video_id: str) -> Path:
+        """The part file of one video; raises `StoreError` for ids that cannot name a file."""
+        if "/" in video_id or video_id.startswith("."):
+            raise StoreError(f"video id {video_id!r} cannot name a part file")
+        return self.parts / f"{video_id}.npy"
+
+    def finished_parts(self) -> dict[str, Path]:
+        """Video id -> part file of every video written since the last complete output."""
+        return {p.name[: -len(".npy")]: p for p in self.parts.glob("*.npy") if not p.name.startswith(".")}
+
+    def has(self, video_id: str) -> bool:
+        return video_id in self._done or self.part(video_id).is_file()
+
+    def write(self, video_id: str, features: np.ndarray) -> None:
+        from sola.atomic import atomic_path
+
+        with atomic_path(self.part(video_id)) as tmp:
+            with open(tmp, "wb") as handle:
+                np.save(handle, np.ascontiguousarray(features), allow_pickle=False)

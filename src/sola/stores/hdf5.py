@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from sola.atomic import atomic_path, remove_stale_temporaries
+from sola.atomic import atomic_path
 from sola.errors import StoreError
-from sola.stores.base import FeatureStore, StoreWriter, check_features, register_layout
+from sola.stores.base import FeatureStore, PartsWriter, check_features, register_layout
 
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".he5")
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -165,55 +165,27 @@ class Hdf5Store(FeatureStore):
             self._handle = None
 
 
-class Hdf5Writer(StoreWriter):
+class Hdf5Writer(PartsWriter):
     """Resumable HDF5 output: per-video parts in `.OUT.parts/`, assembled and renamed by `close()`."""
-
-    shardable = False  # one output file: a single process assembles it
 
     def __init__(
         self, path: Path, key: str | None = None, group: str = "", dataset_options: dict[str, Any] | None = None
     ) -> None:
-        self.path, self.key, self.group = Path(path), key, group.strip("/")
+        self.key, self.group = key, group.strip("/")
         self.dataset_options = dataset_options or {}
-        if self.path.is_dir():
-            raise StoreError(f"output {self.path} is a directory; an HDF5 store needs a file path (--out FILE.h5)")
-        self.parts = self.path.parent / f".{self.path.name}.parts"
-        self.parts.mkdir(parents=True, exist_ok=True)
-        self._done = self._finished_ids()
+        super().__init__(path)
 
-    def _finished_ids(self) -> set[str]:
-        """Videos already in a complete output file from an earlier run."""
-        if not self.path.is_file():
-            return set()
+    def finished_ids(self) -> set[str]:
         store = Hdf5Store(self.path, key=self.key, group=self.group)
         try:
             return set(store.video_ids())
         finally:
             store.close()
 
-    def _remove_stale_temporaries(self) -> None:
-        """Leftovers of killed runs: part temporaries and a half-built output file."""
-        remove_stale_temporaries(self.parts)
-        for stale in self.path.parent.glob(f".{self.path.name}.*.tmp"):
-            stale.unlink(missing_ok=True)
-
-    def _part(self, video_id: str) -> Path:
-        if "/" in video_id or video_id.startswith("."):
-            raise StoreError(f"video id {video_id!r} cannot name an HDF5 part file")
-        return self.parts / f"{video_id}.npy"
-
-    def has(self, video_id: str) -> bool:
-        return video_id in self._done or self._part(video_id).is_file()
-
-    def write(self, video_id: str, features: np.ndarray) -> None:
-        with atomic_path(self._part(video_id)) as tmp:
-            with open(tmp, "wb") as handle:
-                np.save(handle, np.ascontiguousarray(features), allow_pickle=False)
-
     def close(self) -> None:
         """Build the HDF5 file from the previous output (if any) and the parts; rename it into place."""
-        self._remove_stale_temporaries()
-        parts = {p.name[: -len(".npy")]: p for p in self.parts.glob("*.npy") if not p.name.startswith(".")}
+        self.remove_stale_temporaries()
+        parts = self.finished_parts()
         if not parts and self.path.is_file():
             shutil.rmtree(self.parts, ignore_errors=True)
             return

@@ -17,13 +17,13 @@ from typing import Any
 
 import numpy as np
 
-from sola.atomic import atomic_path, remove_stale_temporaries
+from sola.atomic import atomic_path
 from sola.errors import StoreError, UnsafePickleError
 from sola.stores.base import (
     DirectoryStore,
     DirectoryWriter,
     FeatureStore,
-    StoreWriter,
+    PartsWriter,
     check_features,
     register_layout,
 )
@@ -212,42 +212,20 @@ class PickleFileStore(FeatureStore):
         return PickleFileWriter(Path(out), key=wrapped)
 
 
-class PickleFileWriter(StoreWriter):
+class PickleFileWriter(PartsWriter):
     """One-file pickle output: per-video `.npy` parts in `.OUT.parts/`, pickled together by `close()`."""
 
-    shardable = False
-
     def __init__(self, path: Path, key: str | None = None) -> None:
-        self.path, self.key = Path(path), key
-        if self.path.is_dir():
-            raise StoreError(f"output {self.path} is a directory; a one-file pickle store needs a file path")
-        self.parts = self.path.parent / f".{self.path.name}.parts"
-        self.parts.mkdir(parents=True, exist_ok=True)
-        self._done = set(PickleFileStore(self.path).video_ids()) if self.path.is_file() else set()
+        self.key = key
+        super().__init__(path)
 
-    def _remove_stale_temporaries(self) -> None:
-        """Leftovers of killed runs: part temporaries and a half-built output file."""
-        remove_stale_temporaries(self.parts)
-        for stale in self.path.parent.glob(f".{self.path.name}.*.tmp"):
-            stale.unlink(missing_ok=True)
-
-    def _part(self, video_id: str) -> Path:
-        if "/" in video_id or video_id.startswith("."):
-            raise StoreError(f"video id {video_id!r} cannot name a part file")
-        return self.parts / f"{video_id}.npy"
-
-    def has(self, video_id: str) -> bool:
-        return video_id in self._done or self._part(video_id).is_file()
-
-    def write(self, video_id: str, features: np.ndarray) -> None:
-        with atomic_path(self._part(video_id)) as tmp:
-            with open(tmp, "wb") as handle:
-                np.save(handle, np.ascontiguousarray(features), allow_pickle=False)
+    def finished_ids(self) -> set[str]:
+        return set(PickleFileStore(self.path).video_ids())
 
     def close(self) -> None:
         """Pickle the previous output (if any) and the parts as one dict, sorted by id; rename into place."""
-        self._remove_stale_temporaries()
-        parts = {p.name[: -len(".npy")]: p for p in self.parts.glob("*.npy") if not p.name.startswith(".")}
+        self.remove_stale_temporaries()
+        parts = self.finished_parts()
         if not parts and self.path.is_file():
             shutil.rmtree(self.parts, ignore_errors=True)
             return
