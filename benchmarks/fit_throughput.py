@@ -60,20 +60,22 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=6, help="optimiser steps timed per method")
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
     workdir = Path(tempfile.mkdtemp(prefix="sola_bench_"))
     try:
         snippets = make_store(workdir / "features", args.videos, args.dim)
         size_gb = sum(p.stat().st_size for p in (workdir / "features").iterdir()) / 1e9
         print(f"store: {args.videos} videos, {snippets} snippets x {args.dim} float32 ({size_gb:.2f} GB), "
-              f"{args.threads} torch threads")
+              f"{args.threads} torch threads, device {device}")
         config = SoLaConfig()
         store = open_store(workdir / "features")
         data = open_window_source(store, config.matching.window)
         files = [store.file(v) for v in data.video_ids]
         torch.manual_seed(0)
-        model = SimilarityMatching(SoLaAdapter(args.dim), config.matching)
+        model = SimilarityMatching(SoLaAdapter(args.dim), config.matching).to(device)
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01)
         window = config.matching.window
         videos, starts = epoch_plan(data.lengths, window, -(-args.steps * args.batch // len(data.lengths)), 0, 0)
@@ -90,10 +92,12 @@ def main() -> None:
             return F.binary_cross_entropy(predicted, model.target.expand_as(predicted))
 
         def step(loss_fn, windows: np.ndarray) -> None:
-            loss = loss_fn(torch.from_numpy(windows))
+            loss = loss_fn(torch.from_numpy(windows).to(device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
 
         loaders = {
             "mmap (sola)": lambda v, s: data.batch(v, s, window),
@@ -129,7 +133,7 @@ def main() -> None:
         with torch.no_grad():
             adapter.alpha.fill_(0.5)
         t0 = time.perf_counter()
-        transform_store(adapter, store, workdir / "out", device="cpu", progress=False)
+        transform_store(adapter, store, workdir / "out", device=str(device), progress=False)
         seconds = time.perf_counter() - t0
         print(f"transform: {snippets / seconds:.0f} snippets/s ({snippets} snippets in {seconds:.1f} s, "
               "read + adapter + atomic write)")
