@@ -25,7 +25,8 @@ import torch
 import torch.nn.functional as F
 
 from sola.adapter import SoLaAdapter
-from sola.config import SoLaConfig
+from sola.config import SoLaConfig, load_config
+from sola.fit import fit_adapter
 from sola.matching import SimilarityMatching, similarity_map
 from sola.sampling import epoch_plan, open_window_source
 from sola.stores import open_store
@@ -128,6 +129,15 @@ def main() -> None:
         print(f"training, sola: {ours:.1f} windows/s; reference way: {naive:.1f} windows/s; ratio x{ours / naive:.2f}")
         print(f"  (loading x{rate['mmap (sola)'] / rate['reload per window (reference)']:.1f}, "
               f"step x{rate['gathered positions (sola)'] / rate['full window (reference)']:.2f})")
+
+        # The real loop end to end (sola.fit.fit_adapter: sampling, loading, steps, logging), one epoch.
+        per_video = max(1, args.steps * args.batch // len(data.lengths))
+        fit_config = load_config(None, {"fit.epochs": 1, "fit.windows_per_video": per_video, "fit.device": str(device)})
+        t0 = time.perf_counter()
+        fit_adapter(store, fit_config, progress=False, log=lambda line: None)
+        seconds = time.perf_counter() - t0
+        windows_done = per_video * len(data.lengths)
+        print(f"fit_adapter end to end: {windows_done / seconds:.1f} windows/s ({windows_done} windows in {seconds:.1f} s)")
 
         adapter = model.adapter.eval()
         with torch.no_grad():

@@ -170,7 +170,9 @@ def _train_epoch(
         context.rank,
         context.world_size,
     )
-    total, steps = 0.0, 0
+    total = torch.zeros((), dtype=torch.float64, device=context.device)
+    steps = 0
+    # No host sync inside the loop: on a GPU the next batch is read while the last step runs.
     for first in range(0, len(videos), local_batch):
         rows = slice(first, first + local_batch)
         windows = torch.from_numpy(data.batch(videos[rows], starts[rows], config.matching.window))
@@ -178,9 +180,9 @@ def _train_epoch(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        total += float(loss.detach())
+        total += loss.detach()
         steps += 1
-    return total / max(steps, 1), steps, len(videos)
+    return float(total) / max(steps, 1), steps, len(videos)
 
 
 def metrics_summary(run_dir: str | Path) -> dict:
