@@ -106,6 +106,7 @@ def fit_adapter(
             run_dir / "run.json",
             json.dumps({"features": str(store.path.resolve()), "layout": store.layout, "options": store.options()}),
         )
+    if context.is_main:
         if data.skipped:
             log(f"skipped {len(data.skipped)} video(s) shorter than {matching.window} snippets")
         if data.dropped:
