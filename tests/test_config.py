@@ -54,7 +54,7 @@ def test_yaml_round_trip_and_overrides(tmp_path):
 def test_unknown_keys_and_bad_types(tmp_path):
     with pytest.raises(ConfigError, match="fit.epoch"):
         config_from_dict({"fit": {"epoch": 3}})
-    with pytest.raises(ConfigError, match="unknown config section"):
+    with pytest.raises(ConfigError, match="unknown section"):
         config_from_dict({"training": {}})
     with pytest.raises(ConfigError, match="must be a int"):
         config_from_dict({"fit": {"epochs": "many"}})

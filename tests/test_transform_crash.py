@@ -134,17 +134,7 @@ def test_killed_inside_close_resumes_byte_identical(tmp_path, layout):
     assert digest(tmp_path / "run" / out) == digest(tmp_path / "ref" / out)
 
 
-def _sola_transform_available() -> bool:
-    try:
-        from sola.adapter import save_adapter  # noqa: F401
-        from sola.transform import transform_store  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(not _sola_transform_available(), reason="sola.transform / sola.adapter not built yet")
 @pytest.mark.parametrize("layout", ["npy", "hdf5"])
 def test_sola_transform_sigkill_resume_byte_identical(tmp_path, layout):
     import torch

@@ -8,8 +8,11 @@ a checkpoint every 10 epochs, one window per video per epoch).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -150,73 +153,109 @@ def config_to_dict(config: SoLaConfig) -> dict[str, Any]:
 
 def config_from_dict(data: dict[str, Any] | None, base: SoLaConfig | None = None) -> SoLaConfig:
     """Build a config from a nested dict over `base` (defaults); unknown keys raise `ConfigError`."""
-    config = base if base is not None else SoLaConfig()
-    config = dataclasses.replace(
-        config, **{f.name: dataclasses.replace(getattr(config, f.name)) for f in dataclasses.fields(config)}
-    )
-    for section, values in (data or {}).items():
-        if section not in {f.name for f in dataclasses.fields(config)}:
-            raise ConfigError(
-                f"unknown config section {section!r}; expected one of adapter, matching, fit, transform"
-            )
-        if values is None:
-            continue
-        if not isinstance(values, dict):
-            raise ConfigError(f"config section {section!r} must be a mapping, got {type(values).__name__}")
-        target = getattr(config, section)
-        known = {f.name: f for f in dataclasses.fields(target)}
-        for key, value in values.items():
-            if key not in known:
-                raise ConfigError(
-                    f"unknown config key {section}.{key}; known keys: {', '.join(sorted(known))}"
-                )
-            setattr(target, key, _coerce(f"{section}.{key}", value, getattr(target, key)))
-    return config
-
-
-def _coerce(name: str, value: Any, default: Any) -> Any:
-    """Convert a YAML/CLI value to the type of its default (int stays int, 1e-4 becomes float)."""
-    if isinstance(default, bool):
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"{name} must be true or false, got {value!r}")
-    try:
-        if isinstance(default, int):
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError
-            return int(value)
-        if isinstance(default, float):
-            return float(value)
-        if isinstance(default, str):
-            return str(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name} must be a {type(default).__name__}, got {value!r}") from None
-    return value
+    return apply_sections(base if base is not None else SoLaConfig(), data)
 
 
 def load_config(path: str | os.PathLike | None, overrides: dict[str, Any] | None = None) -> SoLaConfig:
     """Read a YAML config over the defaults, apply `{"fit.epochs": 3, ...}` overrides, validate."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"config file {path} must hold a mapping of sections")
-    config = config_from_dict(data)
-    nested: dict[str, dict[str, Any]] = {}
-    for dotted, value in (overrides or {}).items():
-        if value is None:
-            continue
-        section, _, key = dotted.partition(".")
-        nested.setdefault(section, {})[key] = value
-    return config_from_dict(nested, base=config).validate()
+    config = config_from_dict(read_yaml_sections(path) if path is not None else {})
+    return config_from_dict(nest_dotted(overrides), base=config).validate()
 
 
 def save_config(config: SoLaConfig, path: str | os.PathLike) -> None:
     """Write a config as YAML, atomically."""
     atomic_write_text(Path(path), yaml.safe_dump(config_to_dict(config), sort_keys=False))
+
+
+# -- shared by every sectioned dataclass config (SoLa's here, the TAL head's in sola.tal.config) --
+
+
+def read_yaml_sections(path: str | os.PathLike) -> dict[str, Any]:
+    """The mapping of sections in a YAML config file; raises `ConfigError` naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of sections")
+    return data
+
+
+def nest_dotted(overrides: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """`{"fit.epochs": 3}` -> `{"fit": {"epochs": 3}}`; `None` values (flags not given) are left out."""
+    nested: dict[str, dict[str, Any]] = {}
+    for dotted, value in (overrides or {}).items():
+        if value is not None:
+            section, _, key = dotted.partition(".")
+            nested.setdefault(section, {})[key] = value
+    return nested
+
+
+def apply_sections(config: Any, data: dict[str, Any] | None, where: str = "config") -> Any:
+    """A copy of a dataclass of dataclass sections with the nested dict `data` applied.
+
+    Values are converted to the annotated types (an int stays int, 1e-4 becomes a float, lists are
+    checked item by item). Raises `ConfigError` naming `where` and the key for unknown sections or
+    keys and for values of the wrong type.
+    """
+    config = copy.deepcopy(config)
+    sections = [f.name for f in dataclasses.fields(config)]
+    for section, values in (data or {}).items():
+        if section not in sections:
+            raise ConfigError(f"{where}: unknown section {section!r}; expected one of {', '.join(sections)}")
+        if values is None:
+            continue
+        if not isinstance(values, dict):
+            raise ConfigError(f"{where}: section {section!r} must be a mapping, got {type(values).__name__}")
+        target = getattr(config, section)
+        hints = typing.get_type_hints(type(target))
+        known = {f.name for f in dataclasses.fields(target)}
+        for key, value in values.items():
+            if key not in known:
+                raise ConfigError(f"{where}: unknown key {section}.{key}; known keys: {', '.join(sorted(known))}")
+            setattr(target, key, coerce_value(f"{where}: {section}.{key}", value, hints[key]))
+    return config
+
+
+def coerce_value(name: str, value: Any, hint: Any) -> Any:
+    """Convert a YAML or CLI value to the type `hint`; raises `ConfigError` naming `name`."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return coerce_value(name, value, option)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[-1] if errors else f"{name}: invalid value {value!r}")
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{name} must be a list, got {value!r}")
+        return [coerce_value(name, v, item) for v in value]
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{name} must be true or false, got {value!r}")
+    try:
+        if hint is int:
+            if isinstance(value, (bool, list, tuple, dict)) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            return int(value)
+        if hint is float:
+            if isinstance(value, (bool, list, tuple, dict)):
+                raise ValueError
+            return float(value)
+        if hint is str:
+            return "" if value is None else str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a {getattr(hint, '__name__', hint)}, got {value!r}") from None
+    return value

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 from sola.cli.common import add_store_arguments, store_from_args
 

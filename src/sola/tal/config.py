@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ from typing import Any
 import yaml
 
 from sola.atomic import atomic_write_text
+from sola.config import apply_sections, nest_dotted, read_yaml_sections
 from sola.errors import ConfigError
 
 
@@ -213,82 +212,7 @@ def tal_config_to_dict(config: TalConfig) -> dict[str, Any]:
 def tal_config_from_dict(data: dict[str, Any] | None, base: TalConfig | None = None,
                          where: str = "config") -> TalConfig:
     """Build a config from a nested dict over `base`; unknown sections or keys raise `ConfigError`."""
-    config = _copy(base if base is not None else TalConfig())
-    sections = {f.name: f for f in dataclasses.fields(config)}
-    for section, values in (data or {}).items():
-        if section not in sections:
-            raise ConfigError(f"{where}: unknown section {section!r}; expected one of {', '.join(sections)}")
-        if values is None:
-            continue
-        if not isinstance(values, dict):
-            raise ConfigError(f"{where}: section {section!r} must be a mapping, got {type(values).__name__}")
-        target = getattr(config, section)
-        hints = typing.get_type_hints(type(target))
-        known = {f.name for f in dataclasses.fields(target)}
-        for key, value in values.items():
-            if key not in known:
-                raise ConfigError(f"{where}: unknown key {section}.{key}; known keys: {', '.join(sorted(known))}")
-            setattr(target, key, _coerce(f"{where}: {section}.{key}", value, hints[key]))
-    return config
-
-
-def _copy(config: TalConfig) -> TalConfig:
-    return tal_config_from_plain(dataclasses.asdict(config))
-
-
-def tal_config_from_plain(data: dict[str, Any]) -> TalConfig:
-    """Rebuild a config from `tal_config_to_dict` output without validation of types."""
-    return TalConfig(
-        data=TalDataConfig(**data["data"]),
-        model=TalModelConfig(**data["model"]),
-        train=TalTrainConfig(**data["train"]),
-        test=TalTestConfig(**data["test"]),
-    )
-
-
-def _coerce(name: str, value: Any, hint: Any) -> Any:
-    """Convert a YAML value to the annotated type (int stays int, 1e-4 becomes float, lists checked)."""
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(hint)
-        if value is None and type(None) in options:
-            return None
-        errors = []
-        for option in options:
-            if option is type(None):
-                continue
-            try:
-                return _coerce(name, value, option)
-            except ConfigError as exc:
-                errors.append(str(exc))
-        raise ConfigError(errors[-1] if errors else f"{name}: invalid value {value!r}")
-    if origin is list:
-        (item,) = typing.get_args(hint)
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{name} must be a list, got {value!r}")
-        return [_coerce(name, v, item) for v in value]
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"{name} must be true or false, got {value!r}")
-    try:
-        if hint is int:
-            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-                raise ValueError
-            if isinstance(value, (list, tuple, dict)):
-                raise ValueError
-            return int(value)
-        if hint is float:
-            if isinstance(value, (bool, list, tuple, dict)):
-                raise ValueError
-            return float(value)
-        if hint is str:
-            if value is None:
-                return ""
-            return str(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name} must be a {getattr(hint, '__name__', hint)}, got {value!r}") from None
-    return value
+    return apply_sections(base if base is not None else TalConfig(), data, where)
 
 
 def packaged_config(path: str | os.PathLike) -> Path:
@@ -318,20 +242,9 @@ def load_tal_config(path: str | os.PathLike | None, overrides: dict[str, Any] | 
         where = str(path)
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist; pass one of configs/*.yaml")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"config file {path} must hold a mapping of sections (data, model, train, test)")
+        data = read_yaml_sections(path)
     config = tal_config_from_dict(data, where=where)
-    nested: dict[str, dict[str, Any]] = {}
-    for dotted, value in (overrides or {}).items():
-        if value is None:
-            continue
-        section, _, key = dotted.partition(".")
-        nested.setdefault(section, {})[key] = value
-    config = tal_config_from_dict(nested, base=config, where="override")
+    config = tal_config_from_dict(nest_dotted(overrides), base=config, where="override")
     try:
         return config.validate()
     except ConfigError as exc:
