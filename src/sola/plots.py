@@ -67,6 +67,6 @@ def tsm_figure(
         fig.text(0.99, 0.01, "red bars: ground-truth actions", ha="right", fontsize=8, color="tab:red")
     out = Path(out)
     with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
     return out
