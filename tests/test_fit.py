@@ -64,3 +64,20 @@ def test_existing_run_needs_resume(synthetic_small, tmp_path):
         fit_adapter(store, config, tmp_path / "run", progress=False, log=lambda s: None)
     with pytest.raises(CheckpointError, match="no training state"):
         fit_adapter(store, config, tmp_path / "fresh", resume=True, progress=False, log=lambda s: None)
+
+
+def test_fit_on_a_csv_store_equals_the_npy_store_and_removes_its_cache(synthetic_small, tmp_path):
+    from sola.stores.csv import CsvWriter
+
+    npy = open_store(synthetic_small / "features")
+    writer = CsvWriter(tmp_path / "csv")
+    for video_id in npy.video_ids():
+        writer.write(video_id, npy.read(video_id))
+    writer.close()
+    config = small_config(**{"fit.epochs": 2})
+    quiet = dict(progress=False, log=lambda s: None)
+    fit_adapter(npy, config, tmp_path / "run_npy", **quiet)
+    fit_adapter(open_store(tmp_path / "csv", layout="csv"), config, tmp_path / "run_csv", **quiet)
+    a, b = load_file(tmp_path / "run_npy" / "adapter.safetensors"), load_file(tmp_path / "run_csv" / "adapter.safetensors")
+    assert all(torch.equal(a[key], b[key]) for key in a)
+    assert not (tmp_path / "run_csv" / "window_cache").exists()

@@ -67,3 +67,20 @@ def test_nan_policies_in_training_windows(tmp_path):
     zero = open_window_source(open_store(root), 23, nan_policy="zero")
     batch = zero.batch(np.array([1]), np.array([0]), 23)
     assert np.isfinite(batch).all() and np.all(batch[0, 5] == 0)
+
+
+def test_layouts_without_random_access_are_cached_as_memmaps(tmp_path):
+    from sola.stores.csv import CsvWriter
+
+    root = write_npy_store(tmp_path / "npy", [30, 40], dim=4)
+    writer = CsvWriter(tmp_path / "csv")
+    for name in ("vid000", "vid001"):
+        writer.write(name, np.load(root / f"{name}.npy"))
+    writer.close()
+    csv_store = open_store(tmp_path / "csv", layout="csv")
+    assert not csv_store.random_access and open_store(root).random_access
+    source = open_window_source(csv_store, 23, cache_dir=tmp_path / "cache")
+    assert all(isinstance(s, np.memmap) for s in source.sources)
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["0000000.npy", "0000001.npy"]
+    batch = source.batch(np.array([1]), np.array([5]), 23)
+    assert np.array_equal(batch[0], np.load(root / "vid001.npy")[5:28])

@@ -8,11 +8,14 @@ Run directory layout:
     adapter.safetensors          the latest adapter (weights only)
     checkpoints/epoch_XXXX.safetensors   an adapter every `checkpoint_every` epochs
     state.safetensors            model + projector + optimiser, to resume
+    window_cache/                while fitting a layout without random access (csv, pickle, ...):
+                                 its videos as float32 .npy, memory-mapped; removed at the end
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Callable
@@ -33,6 +36,7 @@ from sola.sampling import WindowSource, epoch_plan, open_window_source
 from sola.stores import FeatureStore
 
 STATE_FILE = "state.safetensors"
+WINDOW_CACHE = "window_cache"  # float32 .npy copies of layouts that cannot be memory-mapped
 ADAPTER_FILE = "adapter.safetensors"
 
 
@@ -84,7 +88,8 @@ def fit_adapter(
             f"{run_dir} already holds a training run; pass --resume to continue it or choose another --out"
         )
 
-    data = open_window_source(store, matching.window, fit.nan_policy)
+    cache_dir = run_dir / WINDOW_CACHE if run_dir is not None else None
+    data = open_window_source(store, matching.window, fit.nan_policy, cache_dir)
     torch.manual_seed(fit.seed)
     adapter = SoLaAdapter.from_config(data.dim, config.adapter)
     model = SimilarityMatching(adapter, matching).to(context.device)
@@ -148,6 +153,8 @@ def fit_adapter(
         barrier(context)
     if context.is_main and run_dir is not None and start_epoch >= fit.epochs:
         log(f"{run_dir} already has {start_epoch} epochs (>= {fit.epochs}); nothing to do")
+    if context.is_main and cache_dir is not None:
+        shutil.rmtree(cache_dir, ignore_errors=True)  # derived data; a killed run keeps it for --resume
     return adapter.cpu().eval()
 
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
+from sola.atomic import atomic_path
 from sola.errors import StoreError
 from sola.stores import FeatureStore
 
@@ -39,17 +43,24 @@ class WindowSource:
         return out
 
 
-def open_window_source(store: FeatureStore, window: int, nan_policy: str = "error") -> WindowSource:
+def open_window_source(
+    store: FeatureStore, window: int, nan_policy: str = "error", cache_dir: str | os.PathLike | None = None
+) -> WindowSource:
     """Open every video of `store` for window sampling; videos shorter than `window` are skipped.
 
-    `nan_policy`: "error" fails on the first batch holding NaN/Inf, "zero" replaces them by 0 in the
-    batches, "drop-video" scans every video once and leaves out those with NaN/Inf.
+    Layouts without random access (csv, pickle, npz, pt, two-stream) are read once and cached as
+    float32 `.npy` files in `cache_dir`, then memory-mapped like the npy layout, so training never
+    holds the dataset in memory nor rereads a file per window (without `cache_dir` they are held in
+    memory). `nan_policy`: "error" fails on the first batch holding NaN/Inf, "zero" replaces them by
+    0 in the batches, "drop-video" scans every video once and leaves out those with NaN/Inf.
     Raises `StoreError` when the store is empty, dims differ or no video is long enough.
     """
     ids, lengths, sources, skipped, dropped = [], [], [], [], []
     dim = None
-    for video_id in store.video_ids():
-        source = store.window_source(video_id)
+    cache = None if store.random_access or cache_dir is None else Path(cache_dir)
+    for index, video_id in enumerate(tqdm(store.video_ids(), desc="caching windows", unit="video",
+                                          disable=True if cache is None else None, leave=False)):
+        source = store.window_source(video_id) if cache is None else _cached(store, video_id, cache / f"{index:07d}.npy")
         length, video_dim = source.shape
         if dim is None:
             dim = video_dim
@@ -75,6 +86,15 @@ def open_window_source(store: FeatureStore, window: int, nan_policy: str = "erro
             "lower matching.window (and start/step/num_positions) in the config"
         )
     return WindowSource(ids, np.asarray(lengths, dtype=np.int64), sources, dim, skipped, dropped, nan_policy)
+
+
+def _cached(store: FeatureStore, video_id: str, file: Path) -> np.ndarray:
+    """One video as a float32 memmap in the window cache (written once, atomically)."""
+    if not file.is_file():
+        with atomic_path(file) as tmp:
+            with open(tmp, "wb") as handle:
+                np.save(handle, np.ascontiguousarray(store.read(video_id), dtype=np.float32), allow_pickle=False)
+    return np.load(file, mmap_mode="r")
 
 
 def epoch_plan(

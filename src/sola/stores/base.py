@@ -58,6 +58,9 @@ class FeatureStore(abc.ABC):
     """Read access to `(T, C)` snippet features of many videos, keyed by video id."""
 
     layout: ClassVar[str] = ""
+    # True when `window_source` slices the file lazily (memmap, HDF5 dataset); otherwise training
+    # caches the videos once as memory-mapped .npy files instead of holding them all in memory.
+    random_access: ClassVar[bool] = False
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
@@ -84,7 +87,8 @@ class FeatureStore(abc.ABC):
     def window_source(self, video_id: str) -> Any:
         """A sliceable `(T, C)` view for drawing training windows without rereading the file.
 
-        Layouts that can memory-map return a memmap; the default reads the array once.
+        Layouts that can memory-map return a memmap (and set `random_access`); the default reads
+        the whole array.
         """
         return self.read(video_id)
 

@@ -33,6 +33,8 @@ def _h5py():
 class Hdf5Store(FeatureStore):
     """`FILE.h5` with a dataset `video_id` (or a group `video_id` holding dataset `key`) per video."""
 
+    random_access = True
+
     def __init__(self, path: str | os.PathLike, key: str | None = None, group: str = "") -> None:
         super().__init__(path)
         if not self.path.is_file():

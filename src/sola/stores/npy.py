@@ -15,6 +15,8 @@ from sola.stores.base import DirectoryStore, DirectoryWriter, check_features, re
 class NpyStore(DirectoryStore):
     """`DIR/{prefix}{video_id}{suffix}.npy`; memory-mapped for training windows."""
 
+    random_access = True
+
     extensions = (".npy",)
 
     def load_file(self, file: Path, mmap: bool = False) -> np.ndarray:
