@@ -16,17 +16,36 @@ from sola.errors import CheckpointError
 STATE_FORMAT = "sola-training-state"
 
 
+def optimizer_tensors(optimizer: torch.optim.Optimizer, prefix: str = "optim.") -> tuple[dict[str, torch.Tensor], str]:
+    """Flatten an optimiser's state for safetensors: ({prefix}{param index}.{key} -> tensor, param groups as JSON)."""
+    optim = optimizer.state_dict()
+    tensors = {}
+    for index, state in optim["state"].items():
+        for key, value in state.items():
+            tensor = value if torch.is_tensor(value) else torch.tensor(value)
+            tensors[f"{prefix}{index}.{key}"] = tensor.detach().cpu().contiguous()
+    return tensors, json.dumps(optim["param_groups"])
+
+
+def load_optimizer_tensors(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], param_groups: str,
+                           prefix: str = "optim.") -> None:
+    """Inverse of `optimizer_tensors`; other keys of `tensors` are ignored. Raises what `load_state_dict` raises."""
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        if key.startswith(prefix):
+            index, name = key[len(prefix) :].split(".", 1)
+            state.setdefault(int(index), {})[name] = value
+    optimizer.load_state_dict({"state": state, "param_groups": json.loads(param_groups)})
+
+
 def save_training_state(
     path: str | os.PathLike, model: torch.nn.Module, optimizer: torch.optim.Optimizer, epoch: int
 ) -> None:
     """Write model + optimiser state after `epoch` completed epochs, atomically (no pickle)."""
     tensors = {f"model.{name}": t.detach().cpu().contiguous() for name, t in model.state_dict().items()}
-    optim = optimizer.state_dict()
-    for index, state in optim["state"].items():
-        for key, value in state.items():
-            tensor = value if torch.is_tensor(value) else torch.tensor(value)
-            tensors[f"optim.{index}.{key}"] = tensor.detach().cpu().contiguous()
-    metadata = {"format": STATE_FORMAT, "epoch": str(epoch), "param_groups": json.dumps(optim["param_groups"])}
+    optim_tensors, param_groups = optimizer_tensors(optimizer)
+    tensors.update(optim_tensors)
+    metadata = {"format": STATE_FORMAT, "epoch": str(epoch), "param_groups": param_groups}
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
 
@@ -47,14 +66,9 @@ def load_training_state(
     if metadata.get("format") != STATE_FORMAT:
         raise CheckpointError(f"{path}: not a SoLa training state")
     model_state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
-    optim_state: dict[int, dict[str, torch.Tensor]] = {}
-    for key, value in tensors.items():
-        if key.startswith("optim."):
-            _, index, name = key.split(".", 2)
-            optim_state.setdefault(int(index), {})[name] = value
     try:
         model.load_state_dict(model_state, strict=True)
-        optimizer.load_state_dict({"state": optim_state, "param_groups": json.loads(metadata["param_groups"])})
+        load_optimizer_tensors(optimizer, tensors, metadata["param_groups"])
     except (RuntimeError, ValueError, KeyError) as exc:
         raise CheckpointError(
             f"{path}: the saved state does not match this model/config ({exc}); resume with the run's own config"

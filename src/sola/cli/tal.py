@@ -29,13 +29,16 @@ def register(subparsers) -> None:
 
     p = commands.add_parser("train", help="train the head on the training subset; writes a run directory",
                             description="Train the head on data.train_subset and write RUN_DIR/{weights.safetensors, "
-                            "config.yaml, classes.json, train_log.json}.")
+                            "config.yaml, classes.json, train_log.json}. The state after each epoch is kept in "
+                            "RUN_DIR/train_state.safetensors; rerun the same command with --resume to continue.")
     add_store_arguments(p)
     add_annotation_arguments(p, bad_segments="clip")
     p.add_argument("--config", default=None, help="YAML config (configs/thumos14_i3d.yaml, configs/activitynet_tsp.yaml, "
                    "configs/tal_synthetic_cpu.yaml); default: the THUMOS14 values")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory to write")
     p.add_argument("--seed", type=int, default=None, help="random seed (default: train.seed of the config)")
+    p.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR from its last finished epoch "
+                   "(same data, config and seed; a finished run is not retrained)")
     add_set_argument(p)
     p.set_defaults(func=run_train)
 
@@ -77,12 +80,21 @@ def _run_dir_config(path: Path):
 
 
 def run_train(args: argparse.Namespace) -> int:
-    """`sola tal train`: train on data.train_subset and write the run directory."""
+    """`sola tal train`: train on data.train_subset and write the run directory (resumable)."""
+    from sola.atomic import remove_stale_temporaries
+    from sola.errors import CheckpointError
     from sola.tal.config import load_tal_config
     from sola.tal.experiment import build_items, class_names, fit_config_to_data
-    from sola.tal.run import save_run
+    from sola.tal.run import TRAIN_STATE, WEIGHTS, save_run
     from sola.tal.train import train_head
 
+    out = Path(args.out)
+    has_state, has_weights = (out / TRAIN_STATE).is_file(), (out / WEIGHTS).is_file()
+    if (has_state or has_weights) and not args.resume:
+        raise CheckpointError(f"{out}: already holds a TAL run; pass --resume to continue it, or choose another --out")
+    if has_weights and not has_state:
+        raise CheckpointError(f"{out}: a finished run without {TRAIN_STATE} (nothing to resume); choose another --out")
+    remove_stale_temporaries(out)  # leftovers of a killed writer
     config = load_tal_config(args.config, set_overrides(args.set))
     store = store_from_args(args)
     annotations = annotations_from_args(args)
@@ -92,10 +104,15 @@ def run_train(args: argparse.Namespace) -> int:
     print(f"sola tal train: {len(items)} {config.data.train_subset} videos, {config.data.num_classes} classes, "
           f"input dim {config.data.input_dim}, {config.train.warmup_epochs + config.train.epochs} epochs", file=sys.stderr)
     started = time.perf_counter()
-    result = train_head(items, config, seed=args.seed)
-    save_run(args.out, result.model, config, names, result.history)
-    print(f"trained in {time.perf_counter() - started:.1f} s ({result.seconds_per_epoch:.2f} s/epoch, final loss "
-          f"{result.history[-1]['loss']:.4f}); run written to {args.out}")
+    result = train_head(items, config, seed=args.seed, state_dir=out, resume=args.resume)
+    save_run(out, result.model, config, names, result.history)
+    if result.resumed_epochs and result.resumed_epochs == len(result.history):
+        print(f"already trained ({len(result.history)} epochs, final loss {result.history[-1]['loss']:.4f}); "
+              f"not retrained; run written to {out}")
+        return 0
+    resumed = f"resumed after epoch {result.resumed_epochs}, " if result.resumed_epochs else ""
+    print(f"trained in {time.perf_counter() - started:.1f} s ({resumed}{result.seconds_per_epoch:.2f} s/epoch, "
+          f"final loss {result.history[-1]['loss']:.4f}); run written to {out}")
     return 0
 
 

@@ -1,6 +1,8 @@
 """A trained head on disk: `RUN_DIR/{weights.safetensors, config.yaml, classes.json, train_log.json}`.
 
 Runs of unified training also hold `adapter.json` (the shape of the SoLa adapter in front of the head).
+`sola tal train` also keeps `train_state.safetensors` there: the resumable state after the last
+finished epoch (see `sola.tal.train.train_head(state_dir=...)`).
 
 Weights are the evaluation (EMA) model as safetensors; no pickles are written or read.
 """
@@ -17,6 +19,7 @@ from sola.errors import CheckpointError, ConfigError
 from sola.tal.config import TalConfig, load_tal_config, save_tal_config
 
 WEIGHTS = "weights.safetensors"
+TRAIN_STATE = "train_state.safetensors"
 
 
 def write_json(path: str | os.PathLike, data: Any) -> None:

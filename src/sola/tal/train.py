@@ -3,27 +3,40 @@
 Each iteration draws `batch_size` items, cuts a random training window from each
 (`random_truncate`), pads them into one `(B, T, C)` batch, assigns targets to every pyramid point
 and minimises focal + DIoU loss. The returned model is the EMA copy (what ActionFormer evaluates).
+
+With a `state_dir`, the state after every epoch (model, EMA, AdamW moments, loss normaliser,
+step, RNG streams, log) is written atomically to `state_dir/train_state.safetensors`, and
+`resume=True` continues from it: on the CPU the resumed run is bitwise equal to an uninterrupted one.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import math
+import os
 import random
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import torch
 from torch import nn
 
-from sola.errors import AnnotationError, ConfigError
+from sola.atomic import atomic_path
+from sola.checkpoint import load_optimizer_tensors, optimizer_tensors
+from sola.errors import AnnotationError, CheckpointError, ConfigError
 from sola.tal.assignment import assign_targets
-from sola.tal.config import TalConfig
+from sola.tal.config import TalConfig, tal_config_to_dict
 from sola.tal.data import check_item, pad_batch, random_truncate, resize_item
 from sola.tal.losses import LossNormalizer, detection_loss
 from sola.tal.model import TalModel, make_points
+from sola.tal.run import TRAIN_STATE
+
+STATE_FORMAT = "sola-tal-train-state-1"
 
 
 @dataclass
@@ -32,6 +45,7 @@ class TrainResult:
 
     model: TalModel
     history: list[dict[str, float]] = field(default_factory=list)
+    resumed_epochs: int = 0  # epochs restored from a training state rather than trained in this call
 
     @property
     def seconds_per_epoch(self) -> float:
@@ -96,17 +110,102 @@ def batch_targets(items: list[dict[str, Any]], length: int, config: TalConfig,
     return torch.stack(cls), torch.stack(reg)
 
 
+def run_fingerprint(items: list[dict[str, Any]], config: TalConfig, seed: int) -> dict[str, Any]:
+    """What a resumed run must share with the saved one: config (device aside), seed and training videos."""
+    settings = tal_config_to_dict(config)
+    settings["train"].pop("device", None)  # a run may move between machines
+    videos = hashlib.sha256("\n".join(str(item.get("video_id", i)) for i, item in enumerate(items)).encode())
+    # through JSON, so that it compares equal to the saved one (tuples become lists)
+    return json.loads(json.dumps({"config": settings, "seed": seed, "videos": videos.hexdigest()}))
+
+
+def save_train_state(path: str | os.PathLike, epoch: int, step: int, modules: dict[str, nn.Module | None],
+                     optimizer: torch.optim.Optimizer, normalizer: LossNormalizer, rng: np.random.Generator,
+                     history: list[dict[str, float]], fingerprint: dict[str, Any]) -> None:
+    """Write the state after `epoch` finished epochs to one safetensors file, atomically (no pickle).
+
+    Tensors: `{name}.{key}` for each module's state_dict, the AdamW moments (`optim.*`) and the torch
+    RNG states as uint8 (`rng.torch`, `rng.cuda.N`); the JSON metadata `state` holds the scalars,
+    the NumPy and Python RNG states, the log and the fingerprint.
+    """
+    from safetensors.torch import save_file
+
+    tensors = {}
+    for name, module in modules.items():
+        if module is not None:  # clone: the adapter is shared by the model and the auxiliary loss
+            tensors.update({f"{name}.{key}": value.detach().cpu().clone().contiguous()
+                            for key, value in module.state_dict().items()})
+    optim, param_groups = optimizer_tensors(optimizer)
+    tensors.update(optim)
+    tensors["rng.torch"] = torch.get_rng_state()
+    if torch.cuda.is_available():
+        tensors.update({f"rng.cuda.{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
+    version, internal, gauss = random.getstate()
+    state = {"epoch": epoch, "step": step, "loss_norm": normalizer.value, "param_groups": param_groups,
+             "numpy_rng": rng.bit_generator.state, "python_rng": [version, list(internal), gauss],
+             "history": history, "fingerprint": fingerprint}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"format": STATE_FORMAT, "state": json.dumps(state)})
+
+
+def load_train_state(path: str | os.PathLike, modules: dict[str, nn.Module | None],
+                     optimizer: torch.optim.Optimizer, normalizer: LossNormalizer, rng: np.random.Generator,
+                     fingerprint: dict[str, Any]) -> tuple[int, int, list[dict[str, float]]]:
+    """Restore what `save_train_state` wrote (RNG streams included); return (epoch, step, history).
+
+    Raises `CheckpointError` for an unreadable file or one saved with another config, seed or data.
+    """
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            metadata = handle.metadata() or {}
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+        state = json.loads(metadata["state"])
+    except Exception as exc:  # safetensors raises its own error types
+        raise CheckpointError(f"{path}: unreadable training state ({exc}); delete it to train from scratch") from None
+    if metadata.get("format") != STATE_FORMAT:
+        raise CheckpointError(f"{path}: not a TAL training state; delete it or choose another run directory")
+    if state["fingerprint"] != fingerprint:
+        changed = [key for key in fingerprint if state["fingerprint"].get(key) != fingerprint[key]]
+        raise CheckpointError(f"{path}: the saved run differs in {', '.join(changed)}; resume with the run's own "
+                              "config, seed and data, or choose another run directory")
+    try:
+        for name, module in modules.items():
+            if module is not None:
+                prefix = f"{name}."
+                module.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+        load_optimizer_tensors(optimizer, tensors, state["param_groups"])
+    except (RuntimeError, ValueError, KeyError) as exc:
+        first = str(exc).splitlines()[0]
+        raise CheckpointError(f"{path}: the saved state does not match this model ({first})") from None
+    normalizer.value = state["loss_norm"]
+    rng.bit_generator.state = state["numpy_rng"]
+    version, internal, gauss = state["python_rng"]
+    random.setstate((version, tuple(internal), gauss))
+    torch.set_rng_state(tensors["rng.torch"])
+    cuda = [tensors[f"rng.cuda.{i}"] for i in range(torch.cuda.device_count()) if f"rng.cuda.{i}" in tensors]
+    if cuda and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
+    return int(state["epoch"]), int(state["step"]), list(state["history"])
+
+
 def train_head(items: list[dict[str, Any]], config: TalConfig, seed: int | None = None,
                progress: bool | None = None, on_epoch: Callable[[int, dict[str, float]], None] | None = None,
                model: TalModel | None = None, adapter: nn.Module | None = None,
-               auxiliary: nn.Module | None = None, auxiliary_weight: float = 1.0) -> TrainResult:
+               auxiliary: nn.Module | None = None, auxiliary_weight: float = 1.0,
+               state_dir: str | os.PathLike | None = None, resume: bool = False) -> TrainResult:
     """Train a TAL head on items (see `sola.tal.data`); return the EMA model and the per-epoch log.
 
     Runs `warmup_epochs + epochs` epochs of `len(items) // batch_size` iterations on
     `train.device`. `adapter` ((B, T, C) -> (B, T, C)) is placed in front of the head and trained
     with it; `auxiliary(feats (B, T, C), mask (B, T)) -> scalar` is added to the loss with
-    `auxiliary_weight` (its own parameters are optimised too). Raises `AnnotationError` for items
-    that do not fit the config.
+    `auxiliary_weight` (its own parameters are optimised too).
+
+    With `state_dir`, the training state is written to `state_dir/train_state.safetensors` after
+    every epoch; with `resume=True` an existing state is continued (a finished one returns at once,
+    untrained; none yet: start from scratch). Raises `AnnotationError` for items that do not fit the
+    config, `CheckpointError` for a state that exists without `resume` or does not match the run.
     """
     from tqdm import tqdm
 
@@ -115,7 +214,12 @@ def train_head(items: list[dict[str, Any]], config: TalConfig, seed: int | None 
     d, t = config.data, config.train
     for item in items:
         check_item(item, d.input_dim, d.num_classes)
-    rng = seed_everything(t.seed if seed is None else seed)
+    seed = t.seed if seed is None else seed
+    state_path = None if state_dir is None else Path(state_dir) / TRAIN_STATE
+    if state_path is not None and state_path.exists() and not resume:
+        raise CheckpointError(f"{state_path}: a training state exists; pass resume=True to continue it "
+                              "or choose another state_dir")
+    rng = seed_everything(seed)
     device = resolve_device(t.device)
     if d.resize_to:
         items = [resize_item(item, d.resize_to) for item in items]
@@ -139,9 +243,16 @@ def train_head(items: list[dict[str, Any]], config: TalConfig, seed: int | None 
     warmup_steps = t.warmup_epochs * steps_per_epoch
     multiple = 2 ** config.model.branch_layers
     result = TrainResult(model=ema if ema is not None else model)
-    step = 0
-    bar = tqdm(total=total_steps, desc="tal train", unit="it", disable=None if progress is None else not progress)
-    for epoch in range(total_epochs):
+    modules = {"model": model, "ema": ema, "auxiliary": auxiliary}
+    fingerprint = run_fingerprint(items, config, seed)
+    first_epoch = step = 0
+    if state_path is not None and state_path.exists():
+        first_epoch, step, result.history = load_train_state(state_path, modules, optimizer, normalizer, rng,
+                                                             fingerprint)
+        result.resumed_epochs = first_epoch
+    bar = tqdm(total=total_steps, initial=step, desc="tal train", unit="it",
+               disable=None if progress is None else not progress)
+    for epoch in range(first_epoch, total_epochs):
         model.train()
         started = time.perf_counter()
         order = rng.permutation(len(items))
@@ -179,6 +290,9 @@ def train_head(items: list[dict[str, Any]], config: TalConfig, seed: int | None 
         record = {key: value / steps_per_epoch for key, value in sums.items()}
         record.update(epoch=epoch + 1, seconds=time.perf_counter() - started, lr=optimizer.param_groups[0]["lr"])
         result.history.append(record)
+        if state_path is not None:
+            save_train_state(state_path, epoch + 1, step, modules, optimizer, normalizer, rng, result.history,
+                             fingerprint)
         bar.set_postfix(loss=f"{record['loss']:.3f}")
         if on_epoch is not None:
             on_epoch(epoch + 1, record)
