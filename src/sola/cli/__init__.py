@@ -50,5 +50,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sola {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"sola {args.command}: interrupted; rerun the same command to resume", file=sys.stderr)
+        print(f"sola {args.command}: interrupted; rerun the same command (with --resume for training) to continue",
+              file=sys.stderr)
         return 130
