@@ -101,7 +101,8 @@ def compare(
                 log(f"training the head: {mode}, seed {seed}")
                 features = stores["sola"] if mode == "sola" else store
                 training = "baseline" if mode in ("baseline", "sola") else mode
-                result = run_experiment(features, annotations, tal_config, seed=seed, progress=None if progress else False,
+                result = run_experiment(features, annotations, tal_config, seed=seed,
+                                        progress=None if progress else False,  # None: bars on a terminal only
                                         mode=training, sm_weight=sm_weight, sola_config=sola_config)
                 result.pop("history", None)
                 atomic_write_text(saved, json.dumps(result))
