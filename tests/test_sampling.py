@@ -81,6 +81,6 @@ def test_layouts_without_random_access_are_cached_as_memmaps(tmp_path):
     assert not csv_store.random_access and open_store(root).random_access
     source = open_window_source(csv_store, 23, cache_dir=tmp_path / "cache")
     assert all(isinstance(s, np.memmap) for s in source.sources)
-    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["0000000.npy", "0000001.npy"]
+    assert len(list((tmp_path / "cache").glob("*.npy"))) == 2
     batch = source.batch(np.array([1]), np.array([5]), 23)
     assert np.array_equal(batch[0], np.load(root / "vid001.npy")[5:28])

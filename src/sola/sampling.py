@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,9 +59,9 @@ def open_window_source(
     ids, lengths, sources, skipped, dropped = [], [], [], [], []
     dim = None
     cache = None if store.random_access or cache_dir is None else Path(cache_dir)
-    for index, video_id in enumerate(tqdm(store.video_ids(), desc="caching windows", unit="video",
-                                          disable=True if cache is None else None, leave=False)):
-        source = store.window_source(video_id) if cache is None else _cached(store, video_id, cache / f"{index:07d}.npy")
+    for video_id in tqdm(store.video_ids(), desc="caching windows", unit="video",
+                         disable=True if cache is None else None, leave=False):
+        source = store.window_source(video_id) if cache is None else _cached(store, video_id, cache)
         length, video_dim = source.shape
         if dim is None:
             dim = video_dim
@@ -88,8 +89,12 @@ def open_window_source(
     return WindowSource(ids, np.asarray(lengths, dtype=np.int64), sources, dim, skipped, dropped, nan_policy)
 
 
-def _cached(store: FeatureStore, video_id: str, file: Path) -> np.ndarray:
-    """One video as a float32 memmap in the window cache (written once, atomically)."""
+def _cached(store: FeatureStore, video_id: str, cache: Path) -> np.ndarray:
+    """One video as a float32 memmap in the window cache (written once, atomically).
+
+    Files are named by a hash of the id: any id is a valid name, and a resumed run finds its videos.
+    """
+    file = cache / f"{hashlib.sha256(video_id.encode()).hexdigest()[:24]}.npy"
     if not file.is_file():
         with atomic_path(file) as tmp:
             with open(tmp, "wb") as handle:
