@@ -1,10 +1,18 @@
-"""Data subcommands: `sola inspect` (what a feature store holds, and whether it is clean)."""
+"""Data subcommands: `sola inspect` (what a feature store holds, and whether it is clean) and
+`sola splice` (trimmed-clip features -> a pseudo-untrimmed localization benchmark)."""
 
 from __future__ import annotations
 
 import argparse
 
-from sola.cli.common import add_annotation_arguments, add_store_arguments, annotations_from_args, store_options
+from sola.cli.common import (
+    add_annotation_arguments,
+    add_store_arguments,
+    annotations_from_args,
+    store_from_args,
+    store_options,
+)
+from sola.splice import SpliceConfig
 
 
 def register(subparsers) -> None:
@@ -22,6 +30,27 @@ def register(subparsers) -> None:
     inspect.add_argument("--strict", action="store_true", help="fail when feature and annotation ids differ")
     inspect.add_argument("--quiet", action="store_true", help="no progress bar")
     inspect.set_defaults(func=run_inspect)
+
+    splice = subparsers.add_parser(
+        "splice",
+        help="concatenate trimmed-clip features into pseudo-untrimmed videos (a localization benchmark)",
+        description="Clips are named CLASS_N; --actions classes become actions, the others background. "
+        "Training and validation videos use disjoint clips. Writes OUT/features (npy) and OUT/annotations.json.",
+    )
+    add_store_arguments(splice, name="clips")
+    splice.add_argument("out", help="output directory (must be new or empty)")
+    splice.add_argument("--videos", type=int, default=SpliceConfig.videos, help="videos to write (default %(default)s)")
+    splice.add_argument("--actions", type=int, default=SpliceConfig.actions,
+                        help="classes that are actions; the rest are background (default %(default)s)")
+    splice.add_argument("--seed", type=int, default=SpliceConfig.seed, help="which classes, clips and orders")
+    splice.add_argument("--clips-per-video", default=f"{SpliceConfig.min_clips}:{SpliceConfig.max_clips}",
+                        metavar="A:B", help="clips per video, uniform in [A, B] (default %(default)s)")
+    splice.add_argument("--action-fraction", type=float, default=SpliceConfig.action_fraction,
+                        help="chance that a clip is an action clip (default %(default)s)")
+    splice.add_argument("--validation-fraction", type=float, default=SpliceConfig.validation_fraction,
+                        help="share of the videos, and of each class's clips, for validation (default %(default)s)")
+    splice.add_argument("--quiet", action="store_true", help="no progress bar")
+    splice.set_defaults(func=run_splice)
 
 
 def _open(args: argparse.Namespace):
@@ -76,3 +105,19 @@ def run_inspect(args: argparse.Namespace) -> int:
     for line in problems:
         print(f"problem:      {line}")
     return 1 if problems else 0
+
+
+def run_splice(args: argparse.Namespace) -> int:
+    from sola.splice import parse_clip_range, splice_store
+
+    low, high = parse_clip_range(args.clips_per_video)
+    config = SpliceConfig(videos=args.videos, actions=args.actions, min_clips=low, max_clips=high,
+                          action_fraction=args.action_fraction, validation_fraction=args.validation_fraction,
+                          seed=args.seed)
+    summary = splice_store(store_from_args(args, name="clips"), args.out, config, progress=not args.quiet)
+    print(
+        f"wrote {summary['videos']} videos ({summary['validation_videos']} validation; "
+        f"{summary['min_length']}-{summary['max_length']} snippets, {summary['segments']} actions of "
+        f"{len(summary['actions'])} classes, dim {summary['dim']}) to {summary['features']} and {summary['annotations']}"
+    )
+    return 0
