@@ -14,6 +14,10 @@ Metrics: accuracy, balanced accuracy, average precision of the action class and 
 Snippets whose centre lies only in an "Ambiguous" segment are left out. Deterministic on the CPU
 for a given seed; the same seed gives the baseline and the adapted features the same
 initialisation and the same batches.
+
+`collect_snippets` trains on one subset and measures on another (the `sola probe` report);
+`collect_heldout_snippets` splits the videos of ONE subset into a probe-training part and a
+held-out part (checkpoint selection, which must never look at the evaluation subset).
 """
 
 from __future__ import annotations
@@ -27,10 +31,11 @@ import torch
 from tqdm.auto import tqdm
 
 from sola.annotations import Annotations, canonical_subset, grid_for, match_ids, snippet_labels
-from sola.errors import AnnotationError
+from sola.errors import AnnotationError, ConfigError
 
 REFERENCE = {"epochs": 16, "lr": 0.01, "momentum": 0.9, "batch_size": 256, "report_from": 6}
 METRICS = ("accuracy", "balanced_accuracy", "average_precision", "boundary_accuracy")
+HOLDOUT = 0.25  # share of a subset's videos held out by `collect_heldout_snippets`
 
 
 @dataclass
@@ -59,6 +64,7 @@ class ProbeData:
     val_subset: str
     boundary_k: int
     skipped: list[str] = field(default_factory=list)  # annotated videos without features
+    holdout: float | None = None  # set when train/val are two parts of one subset (`collect_heldout_snippets`)
 
 
 def boundary_mask(action: np.ndarray, k: int = 2) -> np.ndarray:
@@ -122,20 +128,112 @@ def collect_snippets(
             raise AnnotationError(
                 f"no video of subset {name!r} has features ({matched.summary()}); check the store and --*-subset"
             )
-        snippet_set = SnippetSet([], [], [], [], [])
-        for video_id in tqdm(chosen, desc=f"reading {name}", disable=None if progress else True, leave=False):
-            features = np.asarray(store.read(by_annotation[video_id]), dtype=np.float32)
-            video = annotations[video_id]
-            grid = grid_for(video, len(features), feat_stride, num_frames, fps)
-            labels = snippet_labels(video, len(features), grid)
-            snippet_set.video_ids.append(video_id)
-            snippet_set.features.append(features)
-            snippet_set.action.append(labels.action)
-            snippet_set.keep.append(labels.action | ~labels.ambiguous)
-            snippet_set.boundary.append(boundary_mask(labels.action, boundary_k))
-        sets[name] = snippet_set
+        sets[name] = read_snippets(store, annotations, chosen, by_annotation, boundary_k, feat_stride, num_frames,
+                                   fps, progress, f"reading {name}")
     return ProbeData(sets[train_name], sets[val_name], train_name, val_name, boundary_k,
                      skipped=matched.annotations_without_features)
+
+
+def read_snippets(
+    store,
+    annotations: Annotations,
+    video_ids: list[str],
+    feature_ids: dict[str, str],
+    boundary_k: int = 2,
+    feat_stride: float | None = None,
+    num_frames: float | None = None,
+    fps: float | None = None,
+    progress: bool = False,
+    desc: str = "reading",
+) -> SnippetSet:
+    """The SnippetSet of `video_ids` (annotation ids, in this order); `feature_ids` maps them to store ids."""
+    snippet_set = SnippetSet([], [], [], [], [])
+    for video_id in tqdm(video_ids, desc=desc, disable=None if progress else True, leave=False):
+        features = np.asarray(store.read(feature_ids[video_id]), dtype=np.float32)
+        video = annotations[video_id]
+        grid = grid_for(video, len(features), feat_stride, num_frames, fps)
+        labels = snippet_labels(video, len(features), grid)
+        snippet_set.video_ids.append(video_id)
+        snippet_set.features.append(features)
+        snippet_set.action.append(labels.action)
+        snippet_set.keep.append(labels.action | ~labels.ambiguous)
+        snippet_set.boundary.append(boundary_mask(labels.action, boundary_k))
+    return snippet_set
+
+
+def split_videos(video_ids, holdout: float = HOLDOUT, seed: int = 0) -> tuple[list[str], list[str]]:
+    """`(probe-train, held-out)` video ids: a seeded permutation of the sorted ids; both parts sorted.
+
+    The held-out part has `round(holdout * n)` videos, at least 1 and at most n - 1; the same ids
+    (in any order) and seed give the same split. Raises `AnnotationError` for fewer than 2 videos
+    and `ConfigError` for a `holdout` outside (0, 1).
+    """
+    ids = sorted(set(video_ids))
+    if not 0 < holdout < 1:
+        raise ConfigError(f"the held-out share must lie strictly between 0 and 1, got {holdout}")
+    if len(ids) < 2:
+        raise AnnotationError(
+            f"a held-out split needs at least 2 videos with features, got {len(ids)}: {ids}"
+        )
+    count = min(max(int(holdout * len(ids) + 0.5), 1), len(ids) - 1)
+    order = np.random.default_rng(seed).permutation(len(ids))
+    held = sorted(ids[i] for i in order[:count])
+    rest = sorted(ids[i] for i in order[count:])
+    return rest, held
+
+
+def selection_subset(annotations: Annotations, video_ids) -> str:
+    """The subset a TAL head trains on among `video_ids`: training, else validation (THUMOS14).
+
+    The same first choice as `choose_splits`. Raises `AnnotationError` when neither is present.
+    """
+    present = {canonical_subset(annotations[v].subset) for v in video_ids}
+    for name in ("training", "validation"):
+        if name in present:
+            return name
+    raise AnnotationError(
+        f"no training or validation videos with features (subsets {sorted(present)}); name the subset to "
+        "select on with --subset (the one the TAL head trains on, never the evaluation subset)"
+    )
+
+
+def collect_heldout_snippets(
+    store,
+    annotations: Annotations,
+    subset: str | None = None,
+    holdout: float = HOLDOUT,
+    seed: int = 0,
+    boundary_k: int = 2,
+    feat_stride: float | None = None,
+    num_frames: float | None = None,
+    fps: float | None = None,
+    progress: bool = False,
+) -> ProbeData:
+    """Snippets of ONE subset, its videos split by `split_videos(holdout, seed)`: the probe trains on
+    the rest and is measured on the held-out videos.
+
+    `subset` defaults to `selection_subset` (training, else validation). Videos of other subsets are
+    never read. `train_subset` and `val_subset` of the result both name `subset`; `holdout` is set.
+    Raises `AnnotationError` when the subset has fewer than 2 videos with features.
+    """
+    if boundary_k < 1:
+        raise AnnotationError(f"boundary k must be at least 1 snippet, got {boundary_k}")
+    matched = match_ids(store.video_ids(), annotations.keys())
+    by_annotation = {a: f for f, a in matched.pairs.items()}
+    name = canonical_subset(subset) if subset else selection_subset(annotations, list(by_annotation))
+    chosen = [v for v in by_annotation if canonical_subset(annotations[v].subset) == name]
+    if len(chosen) < 2:
+        present = sorted({canonical_subset(annotations[v].subset) for v in by_annotation})
+        raise AnnotationError(
+            f"subset {name!r} has {len(chosen)} video(s) with features ({matched.summary()}; subsets with "
+            f"features: {present}); a held-out split needs at least 2"
+        )
+    train_ids, held_ids = split_videos(chosen, holdout, seed)
+    grid = (boundary_k, feat_stride, num_frames, fps, progress)
+    train = read_snippets(store, annotations, train_ids, by_annotation, *grid, desc=f"reading {name} (probe-train)")
+    held = read_snippets(store, annotations, held_ids, by_annotation, *grid, desc=f"reading {name} (held out)")
+    skipped = [v for v in matched.annotations_without_features if canonical_subset(annotations[v].subset) == name]
+    return ProbeData(train, held, name, name, boundary_k, skipped=skipped, holdout=holdout)
 
 
 def build_matrix(snippets: SnippetSet, adapter=None, device: str | torch.device = "cpu") -> tuple[torch.Tensor, ...]:
@@ -382,9 +480,14 @@ def format_probe_table(table: dict) -> str:
                for m, short in zip(METRICS, ("acc", "bal.acc", "AP", f"bnd±{table['boundary_k']}"))]
     name_width = max(len(name) for name in table["rows"]) + 2
     header = " " * name_width + "".join(f"{title:>14}" for _, title in columns)
+    if table.get("holdout"):
+        where = (f"train on {table['train_videos']} videos of {table['train_subset']}, measure on the other "
+                 f"{table['val_videos']} (held out: {table['holdout']:g}, seed {table.get('seed', 0)})")
+    else:
+        where = (f"train {table['train_subset']} ({table['train_videos']} videos), "
+                 f"measure {table['val_subset']} ({table['val_videos']} videos)")
     lines = [
-        f"linear probe: train {table['train_subset']} ({table['train_videos']} videos), "
-        f"measure {table['val_subset']} ({table['val_videos']} videos); sgd = reference protocol "
+        f"linear probe: {where}; sgd = reference protocol "
         f"(mean of epochs {REFERENCE['report_from']}-{REFERENCE['epochs'] - 1}), lbfgs = converged "
         "class-balanced logistic regression",
         header,

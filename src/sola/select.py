@@ -1,9 +1,18 @@
-"""Checkpoint selection: probe every saved adapter of a run and mark the best as `best.safetensors`.
+"""Checkpoint selection that cannot make things worse: the identity is a candidate, and it wins ties.
 
-The reference's advice is to keep the checkpoint with the best linear probe. The default metric is
-the converging probe's balanced accuracy (`lbfgs_balanced_accuracy`): the reference protocol's
-accuracy (`sgd_accuracy`, also available) can sit at the majority-class rate on small sets, where
-it cannot tell checkpoints apart.
+Candidates are the identity (epoch 0: the original features) and every
+`checkpoints/epoch_XXXX.safetensors` of a run. A `checkpoints/epoch_0000.safetensors` whose gate
+tanh(alpha) is 0 (the adapter at init) *is* the identity and is probed as such. Every candidate is
+probed on a held-out part of ONE subset, the one the TAL head trains on (training, else validation
+as for THUMOS14): the linear probe trains on the other videos of that subset
+(`sola.probe.collect_heldout_snippets`). The evaluation subset is never read. A checkpoint must do
+strictly better than the identity (by more than `min_gain`) to win; ties go to the identity, then
+to the earliest epoch. When the identity wins, `best.safetensors` is an identity adapter (epoch 0's
+when it exists, else a fresh one with gate 0: its output equals its input bit for bit).
+
+The default metric is the converging probe's balanced accuracy (`lbfgs_balanced_accuracy`): the
+reference protocol's accuracy (`sgd_accuracy`, also available) can sit at the majority-class rate
+on small sets, where it cannot tell checkpoints apart.
 """
 
 from __future__ import annotations
@@ -14,14 +23,17 @@ import os
 import re
 from pathlib import Path
 
+import torch
+
 from sola.atomic import atomic_write_bytes, atomic_write_text
 from sola.errors import CheckpointError, ConfigError
-from sola.probe import METRICS, collect_snippets, json_ready, probe_features
+from sola.probe import HOLDOUT, METRICS, collect_heldout_snippets, json_ready, probe_features
 
 DEFAULT_METRIC = "lbfgs_balanced_accuracy"
 SELECTABLE = tuple(f"{p}_{m}" for p in ("sgd", "lbfgs") for m in METRICS)
 BEST_FILE = "best.safetensors"
 TABLE_FILE = "select.json"
+IDENTITY = "identity"
 _EPOCH = re.compile(r"epoch_(\d+)\.safetensors$")
 
 
@@ -45,6 +57,22 @@ def list_checkpoints(run_dir: str | os.PathLike) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
+def identity_adapter(like):
+    """A `SoLaAdapter` of the architecture of `like` with gate tanh(0) = 0: an exact identity.
+
+    Its weights are a seeded fresh initialisation (the global random state is left alone), so the
+    file it is saved to is the same every time.
+    """
+    from sola.adapter import SoLaAdapter
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        adapter = SoLaAdapter(like.dim, like.hidden_dim, like.kernel_size, like.dilation)
+    with torch.no_grad():
+        adapter.alpha.zero_()
+    return adapter.eval()
+
+
 def select_checkpoint(
     run_dir: str | os.PathLike,
     store,
@@ -54,55 +82,126 @@ def select_checkpoint(
     progress: bool = False,
     log=None,
     device=None,
-    **options,
+    subset: str | None = None,
+    holdout: float = HOLDOUT,
+    min_gain: float = 0.0,
+    boundary_k: int = 2,
+    feat_stride: float | None = None,
+    num_frames: float | None = None,
+    fps: float | None = None,
 ) -> dict:
-    """Probe the identity and every checkpoint; copy the best checkpoint to `RUN_DIR/best.safetensors`.
+    """Probe the identity and every checkpoint on a held-out part of `subset`; write the winner to
+    `RUN_DIR/best.safetensors` and the table to `RUN_DIR/select.json` (both atomically).
 
-    `options` go to `sola.probe.collect_snippets` (subsets, boundary_k, grid). Writes
-    `RUN_DIR/select.json` (the table) atomically and returns it:
-    `{"metric", "best_epoch", "best_value", "rows": {"baseline": {...}, "epoch_0010": {...}}, ...}`.
-    Ties go to the earliest epoch. Raises `ConfigError` for an unknown metric, `CheckpointError`
-    for a missing or unreadable checkpoint.
+    `subset`: the subset the TAL head trains on (default: training, else validation); `holdout`
+    of its videos (by a permutation seeded with `seed`) measure the probe, the rest train it.
+    A checkpoint wins only with `metric` > identity + `min_gain`; ties go to the identity, then to
+    the earliest epoch; NaN never wins. `boundary_k`, `feat_stride`, `num_frames`, `fps`: the
+    probe's snippet labels (`sola.probe.collect_heldout_snippets`).
+
+    Returns the table: `{"metric", "best" ("identity" or "epoch_0040"), "best_epoch" (0 for the
+    identity), "best_value", "identity_value", "gain", "min_gain", "identity_wins",
+    "best_checkpoint" (path, None for an identity without epoch 0), "identity_checkpoint",
+    "checkpoints", "features", "subset", "holdout", "heldout_videos", "train_videos", "val_videos",
+    "train_subset", "val_subset", "boundary_k", "seed", "rows": {"identity": {...},
+    "epoch_0010": {...}, ...}, "message"}`. Raises `ConfigError` for an unknown metric or a bad
+    `min_gain`/`holdout`, `CheckpointError` for a missing, unreadable or mismatched checkpoint,
+    `AnnotationError` when the subset has fewer than 2 videos with features.
     """
-    from sola.adapter import load_adapter
+    from sola.adapter import load_adapter, save_adapter
 
     if metric not in SELECTABLE:
         raise ConfigError(f"unknown probe metric {metric!r}; choose one of {', '.join(SELECTABLE)}")
+    if not (math.isfinite(min_gain) and min_gain >= 0):
+        raise ConfigError(f"min_gain must be a finite number >= 0, got {min_gain}")
     run_dir = Path(run_dir)
     checkpoints = list_checkpoints(run_dir)
-    data = collect_snippets(store, annotations, progress=progress, **options)
-    rows = {"baseline": probe_features(data, None, seed, device)}
-    for epoch, path in checkpoints:
-        if log:
-            log(f"probing {path.name}")
+    data = collect_heldout_snippets(store, annotations, subset, holdout, seed, boundary_k, feat_stride, num_frames,
+                                    fps, progress)
+
+    def load(path):
         adapter = load_adapter(path)
         if adapter.dim != store.dim():
             raise CheckpointError(
                 f"{path}: adapter of dim {adapter.dim} does not fit features of dim {store.dim()}; "
                 "select with the features the run was trained on"
             )
-        rows[f"epoch_{epoch:04d}"] = probe_features(data, adapter, seed, device)
-    best_epoch, best_path, best_value = None, None, -math.inf
+        return adapter
+
+    identity_path = None
+    if checkpoints[0][0] == 0 and load(checkpoints[0][1]).gate == 0.0:
+        identity_path = checkpoints[0][1]  # the adapter at init: the identity itself
+    if log:
+        log("probing the identity (the original features)")
+    rows = {IDENTITY: probe_features(data, None, seed, device)}
+    identity_value = rows[IDENTITY][metric]
+    threshold = identity_value + min_gain
+    winner = None  # (name, epoch, path, value)
+    template = None
     for epoch, path in checkpoints:
-        value = rows[f"epoch_{epoch:04d}"][metric]
-        if value > best_value:  # strict: ties keep the earlier epoch
-            best_epoch, best_path, best_value = epoch, path, value
-    if best_path is None:  # every value NaN (e.g. no snippet near a boundary)
-        best_epoch, best_path = checkpoints[-1]
-        best_value = rows[f"epoch_{best_epoch:04d}"][metric]
-    atomic_write_bytes(run_dir / BEST_FILE, best_path.read_bytes())
+        if path == identity_path:
+            continue
+        if log:
+            log(f"probing {path.name}")
+        adapter = template = load(path)
+        name = f"epoch_{epoch:04d}"
+        rows[name] = probe_features(data, adapter, seed, device)
+        value = rows[name][metric]
+        # strict, and NaN fails both tests: ties keep the identity, then the earlier epoch
+        if value > threshold and (winner is None or value > winner[3]):
+            winner = (name, epoch, path, value)
+
+    if winner is not None:
+        best, best_epoch, best_path, best_value = winner
+        atomic_write_bytes(run_dir / BEST_FILE, best_path.read_bytes())
+    else:
+        best, best_epoch, best_path, best_value = IDENTITY, 0, identity_path, identity_value
+        if identity_path is not None:
+            atomic_write_bytes(run_dir / BEST_FILE, identity_path.read_bytes())
+        else:
+            save_adapter(identity_adapter(template or load(checkpoints[-1][1])), run_dir / BEST_FILE,
+                         {"epoch": 0, "identity": True})
     table = {
         "metric": metric,
+        "best": best,
         "best_epoch": best_epoch,
         "best_value": best_value,
-        "best_checkpoint": str(best_path),
-        "train_subset": data.train_subset,
-        "val_subset": data.val_subset,
+        "identity_value": identity_value,
+        "gain": best_value - identity_value,
+        "min_gain": min_gain,
+        "identity_wins": winner is None,
+        "best_checkpoint": None if best_path is None else str(best_path),
+        "identity_checkpoint": None if identity_path is None else str(identity_path),
+        "checkpoints": [f"epoch_{epoch:04d}" for epoch, _ in checkpoints],
+        "features": str(Path(store.path).resolve()),
+        "subset": data.train_subset,
+        "holdout": holdout,
+        "heldout_videos": list(data.val.video_ids),
         "train_videos": len(data.train.video_ids),
         "val_videos": len(data.val.video_ids),
+        "train_subset": data.train_subset,
+        "val_subset": data.val_subset,
         "boundary_k": data.boundary_k,
         "seed": seed,
         "rows": rows,
     }
-    atomic_write_text(run_dir / TABLE_FILE, json.dumps(json_ready(table), indent=1) + "\n")
+    table["message"] = selection_message(table)
+    table = json_ready(table)
+    atomic_write_text(run_dir / TABLE_FILE, json.dumps(table, indent=1) + "\n")
     return table
+
+
+def selection_message(table: dict) -> str:
+    """One plain line: which candidate won, by how much, on what data."""
+    where = f"held-out {table['val_videos']} videos of subset {table['subset']}"
+    metric = table["metric"]
+    if table["identity_wins"]:
+        margin = f" by more than {table['min_gain']:g}" if table["min_gain"] else ""
+        return (f"identity wins: no checkpoint beats the original features on {metric}{margin} "
+                f"(identity {_value(table['identity_value'])}; {where}); {BEST_FILE} is the identity")
+    return (f"{table['best']} wins: {metric} {_value(table['best_value'])} vs identity "
+            f"{_value(table['identity_value'])} ({where}); {BEST_FILE} is {table['best']}")
+
+
+def _value(value) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"

@@ -63,9 +63,11 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser(
         "select",
-        help="probe every checkpoint of a run and mark the best as RUN_DIR/best.safetensors",
-        description="Probe the identity and every checkpoints/epoch_XXXX.safetensors of a run; copy the "
-        "best to RUN_DIR/best.safetensors and write RUN_DIR/select.json.",
+        help="probe the identity and every checkpoint of a run; the best becomes RUN_DIR/best.safetensors",
+        description="Probe the identity (the original features) and every checkpoints/epoch_XXXX.safetensors "
+        "of a run on a held-out part of the subset the TAL head trains on (never the evaluation subset); "
+        "copy the winner to RUN_DIR/best.safetensors (an identity adapter when no checkpoint beats the "
+        "original features) and write RUN_DIR/select.json.",
     )
     p.add_argument("run_dir", metavar="RUN_DIR", help="a `sola train` run directory")
     p.add_argument("--features", default=None,
@@ -74,7 +76,14 @@ def register(subparsers) -> None:
     p.add_argument("--prefix", default=None, help="file-name prefix before the video id (e.g. v_)")
     p.add_argument("--suffix", default=None, help="file-name suffix after the video id (before the extension)")
     p.add_argument("--key", default=None, help="array/dataset name inside each file (npz, pt, pickle, hdf5 groups)")
-    _add_probe_arguments(p)
+    add_annotation_arguments(p)
+    p.add_argument("--subset", default=None, help="the subset to select on, the one the TAL head trains on "
+                   "(default: training, or validation when there is none, as for THUMOS14); never the evaluation subset")
+    p.add_argument("--holdout", type=float, default=None, help="share of its videos held out to measure the probe "
+                   "(default 0.25; the probe trains on the rest)")
+    p.add_argument("--min-gain", type=float, default=0.0, help="a checkpoint must beat the identity by more than "
+                   "this on --metric (default 0: any strict gain)")
+    _add_grid_arguments(p)
     p.add_argument("--metric", default=None, help="column that picks the best checkpoint "
                    "(default lbfgs_balanced_accuracy; sgd_accuracy is the reference protocol's)")
     p.set_defaults(func=run_select)
@@ -101,12 +110,16 @@ def _add_probe_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--train-subset", default=None, help="subset the probe trains on (default: training, "
                    "or validation when there is no training subset, as for THUMOS14)")
     p.add_argument("--val-subset", default=None, help="subset it is measured on (default: validation, or test)")
+    _add_grid_arguments(p)
+
+
+def _add_grid_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--boundary-k", type=int, default=2, help="boundary accuracy counts snippets within +-k "
                    "of a transition (default 2)")
     p.add_argument("--feat-stride", type=float, default=None, help="frames between snippets (else from annotations)")
     p.add_argument("--num-frames", type=float, default=None, help="frames per snippet")
     p.add_argument("--fps", type=float, default=None, help="frames per second (else from annotations)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="probe seed (and, for select, the held-out split's)")
     p.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default: cuda when present)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -115,6 +128,12 @@ def _probe_options(args) -> dict:
     return {
         "train_subset": args.train_subset,
         "val_subset": args.val_subset,
+        **_grid_options(args),
+    }
+
+
+def _grid_options(args) -> dict:
+    return {
         "boundary_k": args.boundary_k,
         "feat_stride": args.feat_stride,
         "num_frames": args.num_frames,
@@ -255,8 +274,9 @@ def run_probe(args) -> int:
 
 
 def run_select(args) -> int:
-    """`sola select`: probe every checkpoint, print the table, write best.safetensors and select.json."""
-    from sola.probe import format_probe_table
+    """`sola select`: probe the identity and every checkpoint, print the table and the winner, write
+    best.safetensors and select.json."""
+    from sola.probe import HOLDOUT, format_probe_table
     from sola.select import BEST_FILE, DEFAULT_METRIC, TABLE_FILE, select_checkpoint
     from sola.stores import open_store
 
@@ -268,11 +288,12 @@ def run_select(args) -> int:
     log = None if args.quiet else (lambda line: print(line, file=sys.stderr))
     table = select_checkpoint(
         args.run_dir, store, annotations, metric=args.metric or DEFAULT_METRIC, seed=args.seed,
-        progress=not args.quiet, log=log, device=_device(args), **_probe_options(args),
+        progress=not args.quiet, log=log, device=_device(args), subset=args.subset,
+        holdout=HOLDOUT if args.holdout is None else args.holdout, min_gain=args.min_gain, **_grid_options(args),
     )
     print(format_probe_table(table))
-    print(f"best by {table['metric']}: epoch {table['best_epoch']} ({100 * table['best_value']:.2f}); "
-          f"wrote {args.run_dir}/{BEST_FILE} and {args.run_dir}/{TABLE_FILE}")
+    print(table["message"])
+    print(f"wrote {args.run_dir}/{BEST_FILE} and {args.run_dir}/{TABLE_FILE}")
     return 0
 
 
