@@ -28,9 +28,10 @@ def test_compare_every_mode_over_seeds_and_resume(synthetic_small, tmp_path, mon
     tal = load_tal_config("tal_synthetic_cpu", TINY_TAL)
     sola_config = load_config(None, TINY_SOLA)
     modes = ["baseline", "sola", "unified", "unified+sm"]
+    # select=False: the run's final adapter, so the transformed store is exercised (selection: below)
     table = compare(store, annotations, tal, tmp_path / "cmp", modes=modes, seeds=2, sola_config=sola_config,
-                    progress=False, log=lambda s: None)
-    assert table["modes"] == modes
+                    progress=False, log=lambda s: None, select=False)
+    assert table["modes"] == modes and not table["sola_adapter"]["selected"]
     baseline, adapted = table["rows"]["baseline"], table["rows"]["sola"]
     assert baseline["seeds"] == [0, 1] and list(baseline["mAP_mean"]) == ["0.30", "0.40", "0.50", "0.60", "0.70"]
     runs = [json.loads((tmp_path / "cmp" / "results" / f"baseline_seed{s}.json").read_text()) for s in (0, 1)]
@@ -48,7 +49,7 @@ def test_compare_every_mode_over_seeds_and_resume(synthetic_small, tmp_path, mon
 
     monkeypatch.setattr(sola.tal, "run_experiment", lambda *a, **k: pytest.fail("retrained a finished run"))
     again = compare(store, annotations, tal, tmp_path / "cmp", modes=modes, seeds=2, sola_config=sola_config,
-                    progress=False, log=lambda s: None)
+                    progress=False, log=lambda s: None, select=False)
     assert again == table
 
 
@@ -58,3 +59,109 @@ def test_compare_cli_rejects_bad_modes(synthetic_small, capsys):
     code = main(["compare", str(synthetic_small / "features"), "--annotations",
                  str(synthetic_small / "annotations.json"), "--config", "tal_synthetic_cpu", "--modes", "nope"])
     assert code == 2 and "--modes" in capsys.readouterr().err
+
+
+def fake_experiment(calls):
+    """A stand-in for `sola.tal.run_experiment` that records the features of each call (in mode order)."""
+
+    def run(features, annotations, config, seed=0, **kwargs):
+        calls.append(features)
+        return {"mAP": {"0.50": 0.5}, "average_mAP": 0.5, "seconds_per_epoch": 0.1, "seed": seed,
+                "mode": "multi-class detection"}
+
+    return run
+
+
+def scrambled_run(root, dim):
+    """A run directory whose checkpoints (and final adapter) drown the features in a random residual."""
+    import torch
+
+    from sola.adapter import SoLaAdapter, save_adapter
+
+    torch.manual_seed(0)
+    run = root / "scrambled_run"
+    for epoch in (5, 10):
+        adapter = SoLaAdapter(dim, 8)
+        with torch.no_grad():
+            adapter.alpha.fill_(3.0)
+            adapter.out.weight.mul_(200.0)
+            adapter.out.bias.normal_(0, 50.0)
+        save_adapter(adapter, run / "checkpoints" / f"epoch_{epoch:04d}.safetensors", {"epoch": epoch})
+    save_adapter(adapter, run / "adapter.safetensors")
+    return run
+
+
+def test_compare_selects_by_default_and_records_the_winner(synthetic_small, tmp_path, monkeypatch):
+    import sola.tal
+
+    calls = []
+    monkeypatch.setattr(sola.tal, "run_experiment", fake_experiment(calls))
+    store = open_store(synthetic_small / "features")
+    annotations = load_annotations(synthetic_small / "annotations.json")
+    tal = load_tal_config("tal_synthetic_cpu", TINY_TAL)
+    sola_config = load_config(None, {**TINY_SOLA, "fit.epochs": 2, "fit.checkpoint_every": 1})
+    out = tmp_path / "cmp"
+    table = compare(store, annotations, tal, out, seeds=1, sola_config=sola_config, probe=False,
+                    progress=False, log=lambda s: None)
+    used = table["sola_adapter"]
+    selection = json.loads((out / "sola_run" / "select.json").read_text())
+    assert used["selected"] and used["best"] == selection["best"] and used["message"] == selection["message"]
+    assert selection["subset"] == "training" and selection["checkpoints"][-2:] == ["epoch_0001", "epoch_0002"]
+    assert set(selection["rows"]) == {"identity", "epoch_0001", "epoch_0002"}  # epoch 0 (if saved) is the identity
+    assert all(annotations[v].subset == "training" for v in selection["heldout_videos"])
+    assert json.loads((out / "compare.json").read_text())["sola_adapter"] == used
+    assert used["message"] in format_markdown(table)
+    trained_on = calls[1]
+    if used["best"] == "identity":
+        assert trained_on is store and not (out / "sola_features").exists()
+    else:
+        assert trained_on.path == out / "sola_features" and used["features"] == str(out / "sola_features")
+    # A rerun reuses the selection and every result.
+    monkeypatch.setattr(sola.tal, "run_experiment", lambda *a, **k: pytest.fail("retrained a finished run"))
+    import sola.select
+
+    monkeypatch.setattr(sola.select, "probe_features", lambda *a, **k: pytest.fail("selected again"))
+    assert compare(store, annotations, tal, out, seeds=1, sola_config=sola_config, probe=False,
+                   progress=False, log=lambda s: None) == table
+
+
+def test_compare_uses_the_identity_when_it_wins_and_no_select_turns_selection_off(tmp_path, monkeypatch, capsys):
+    import sola.tal
+    from sola.cli import main
+    from tests.test_probe import DIM, make_toy
+
+    calls = []
+    monkeypatch.setattr(sola.tal, "run_experiment", fake_experiment(calls))
+    make_toy(tmp_path, flip=0)  # separable snippets: the scrambled checkpoints are clearly worse
+    run = scrambled_run(tmp_path, DIM)
+    features = tmp_path / "features"
+    args = ["compare", str(features), "--annotations", str(tmp_path / "annotations.json"),
+            "--config", "tal_synthetic_cpu", "--adapter", str(run), "--seeds", "1", "--no-probe", "--quiet"]
+    assert main([*args, "--out", str(tmp_path / "selected")]) == 0
+    out = capsys.readouterr().out
+    assert "sola features: identity wins: no checkpoint beats the original features" in out
+    used = json.loads((tmp_path / "selected" / "compare.json").read_text())["sola_adapter"]
+    assert used["best"] == "identity" and used["features"] == str(features)
+    assert calls[1].path == features and not (tmp_path / "selected" / "sola_features").exists()
+    assert json.loads((run / "select.json").read_text())["best"] == "identity"
+
+    calls.clear()
+    assert main([*args, "--out", str(tmp_path / "plain"), "--no-select"]) == 0
+    capsys.readouterr()
+    used = json.loads((tmp_path / "plain" / "compare.json").read_text())["sola_adapter"]
+    assert not used["selected"] and used["best"] is None
+    assert used["source"] == str(run / "best.safetensors")  # the run's best as it is, as before
+    assert calls[1].path == features  # that best is the identity written above: gate 0, nothing to transform
+
+    # Without best.safetensors, --no-select takes the final adapter; one output directory never
+    # mixes the sola results of two adapters.
+    (run / "best.safetensors").unlink()
+    calls.clear()
+    assert main([*args, "--out", str(tmp_path / "final"), "--no-select"]) == 0
+    assert calls[1].path == tmp_path / "final" / "sola_features"
+    used = json.loads((tmp_path / "final" / "compare.json").read_text())["sola_adapter"]
+    assert used["source"] == str(run / "adapter.safetensors")
+    capsys.readouterr()
+    assert main([*args, "--out", str(tmp_path / "final")]) == 2
+    err = capsys.readouterr().err
+    assert "made with another adapter" in err and "new --out" in err

@@ -11,6 +11,7 @@ comparison resumes where it stopped.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -24,6 +25,7 @@ from sola.errors import ConfigError
 from sola.stores import FeatureStore, open_store
 
 MODES = ("baseline", "sola", "unified", "unified+sm")
+SOLA_RECORD = "sola_adapter.json"  # in OUT: which adapter made the "sola" features (and so its results)
 
 
 def parse_modes(text: str) -> list[str]:
@@ -43,22 +45,155 @@ def sola_features(
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> FeatureStore:
-    """The SoLa-transformed copy of `store` in `out_dir/sola_features` (fitting an adapter first if none)."""
-    from sola.adapter import load_adapter
+    """The SoLa-transformed copy of `store` in `out_dir/sola_features` (fitting an adapter first if none).
+
+    No checkpoint selection (it needs annotations): see `sola_store`.
+    """
+    return sola_store(store, out_dir, adapter=adapter, sola_config=sola_config, select=False,
+                      progress=progress, log=log)[0]
+
+
+def sola_store(
+    store: FeatureStore,
+    out_dir: Path,
+    annotations=None,
+    tal_config=None,
+    adapter=None,
+    sola_config: SoLaConfig | None = None,
+    select: bool = True,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> tuple[FeatureStore, dict]:
+    """The features of the "sola" mode and a record of the adapter that made them.
+
+    Without `adapter`, one is fitted in `out_dir/sola_run`. With `select` (and `annotations`), the
+    adapter is chosen among the identity and the run's checkpoints by `sola.select.select_checkpoint`
+    on a held-out part of the head's training subset (`tal_config.data.train_subset`); a run
+    directory given as `adapter` is selected on the same way (its `select.json` is reused when it
+    was made on that subset, store and checkpoints). An adapter file or object is used as given.
+    When the identity wins (or the adapter's gate is 0), the "sola" features are `store` itself:
+    nothing is written. Otherwise `out_dir/sola_features` holds the transformed copy.
+
+    The record (`compare.json`'s "sola_adapter"): {"source", "selected", "best", "message",
+    "features", "digest"}. Raises `ConfigError` when `out_dir` holds "sola" outputs of another adapter.
+    """
+    from sola.adapter import load_adapter, resolve_adapter_path
     from sola.fit import fit_adapter
     from sola.transform import transform_store
 
+    out_dir = Path(out_dir)
+    run_dir = chosen = None
     if adapter is None:
         run_dir = out_dir / "sola_run"
         log(f"fitting a SoLa adapter in {run_dir}")
         config = sola_config or SoLaConfig()
-        adapter = fit_adapter(store, config, run_dir, resume=(run_dir / "state.safetensors").is_file(),
-                              progress=progress, log=log)
-    elif not hasattr(adapter, "residual"):
-        adapter = load_adapter(adapter)
+        chosen = fit_adapter(store, config, run_dir, resume=(run_dir / "state.safetensors").is_file(),
+                             progress=progress, log=log)
+        source = str(run_dir / "adapter.safetensors")
+    elif hasattr(adapter, "residual"):
+        chosen, source = adapter, "the adapter passed in"
+    elif Path(adapter).is_dir():
+        run_dir = Path(adapter)
+        source = str(run_dir)
+    else:
+        source = str(resolve_adapter_path(adapter))
+        chosen = load_adapter(source)
+    record = {"source": source, "selected": False, "best": None, "message": None}
+    if select and run_dir is not None and annotations is not None and _has_checkpoints(run_dir):
+        table = _selection(run_dir, store, annotations, tal_config, progress, log)
+        log(table["message"])
+        record.update(selected=True, best=table["best"], message=table["message"],
+                      source=str(run_dir / "checkpoints"), select_table=str(run_dir / "select.json"))
+        chosen = None if table["identity_wins"] else load_adapter(table["best_checkpoint"])
+    elif chosen is None:  # a run directory, not selected here: its best.safetensors, else adapter.safetensors
+        if select and annotations is not None:
+            log(f"{run_dir}: no checkpoints to select from; using its adapter as it is")
+        record["source"] = str(resolve_adapter_path(run_dir))
+        chosen = load_adapter(run_dir)
+    if chosen is not None and chosen.gate == 0.0:
+        chosen = None  # an identity adapter: output == input
+    record["digest"] = "identity" if chosen is None else _adapter_digest(chosen)
     target = out_dir / "sola_features"
-    transform_store(adapter, store, target, progress=progress)
-    return open_store(target, layout=store.layout, **store.options())
+    record["features"] = str(store.path) if chosen is None else str(target)
+    _check_previous(out_dir, record)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out_dir / SOLA_RECORD, json.dumps(record, indent=1))  # before any output it vouches for
+    if chosen is None:
+        log("the sola mode uses the original features as they are (the identity; cheaper than writing a copy)")
+        return store, record
+    transform_store(chosen, store, target, progress=progress)
+    return open_store(target, layout=store.layout, **store.options()), record
+
+
+def _has_checkpoints(run_dir: Path) -> bool:
+    return any((run_dir / "checkpoints").glob("epoch_*.safetensors"))
+
+
+def _selection(run_dir: Path, store: FeatureStore, annotations, tal_config, progress: bool, log) -> dict:
+    """`select_checkpoint` on the head's training subset, or the run's `select.json` when it still holds."""
+    from sola.annotations import canonical_subset
+    from sola.select import BEST_FILE, TABLE_FILE, list_checkpoints, select_checkpoint
+
+    subset = tal_config.data.train_subset if tal_config is not None else None
+    saved = run_dir / TABLE_FILE
+    if saved.is_file() and (run_dir / BEST_FILE).is_file():
+        try:
+            previous = json.loads(saved.read_text())
+        except ValueError:
+            previous = {}
+        current = [f"epoch_{epoch:04d}" for epoch, _ in list_checkpoints(run_dir)]
+        if ("best" in previous and previous.get("checkpoints") == current
+                and previous.get("features") == str(Path(store.path).resolve())
+                and (subset is None or canonical_subset(previous.get("subset", "")) == canonical_subset(subset))):
+            log(f"reusing the selection in {saved}")
+            return previous
+    log(f"selecting among the identity and the checkpoints of {run_dir} on held-out videos of subset "
+        f"{subset or '(default)'}")
+    grid = _probe_grid(annotations, subset, tal_config) if tal_config is not None else {}
+    return select_checkpoint(run_dir, store, annotations, subset=subset, progress=progress,
+                             log=log, **grid)
+
+
+def _probe_grid(annotations, subset: str | None, tal_config) -> dict:
+    """Snippet-grid options for the probe that follow the head's (`sola.tal.experiment.build_items`)."""
+    data = tal_config.data
+    videos = list((annotations.subset(subset) if subset else annotations).values())
+    fps = data.default_fps or None
+    if videos and all(v.feat_stride is not None for v in videos):
+        return {"fps": fps}  # each annotation's own stride
+    if fps or (videos and all(v.fps for v in videos)):
+        return {"feat_stride": data.feat_stride, "num_frames": data.num_frames, "fps": fps}
+    return {}  # snippets spread over the annotated duration
+
+
+def _adapter_digest(adapter) -> str:
+    """SHA-256 of an adapter's architecture and weights."""
+    digest = hashlib.sha256(repr((adapter.dim, adapter.hidden_dim, adapter.kernel_size, adapter.dilation)).encode())
+    for name, tensor in sorted(adapter.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _check_previous(out_dir: Path, record: dict) -> None:
+    """Refuse to mix "sola" outputs of two adapters in one `out_dir` (results resume per mode and seed)."""
+    marker = out_dir / SOLA_RECORD
+    if not (any((out_dir / "results").glob("sola_seed*.json")) or (out_dir / "sola_features").is_dir()):
+        return
+    if marker.is_file():
+        previous = json.loads(marker.read_text())
+        if previous.get("digest") == record["digest"]:
+            return
+        why = f"were made with another adapter ({previous.get('best') or previous.get('source')})"
+    elif not record["selected"]:
+        return  # from before these records, without selection: resumed as it was started
+    else:
+        why = "were made before checkpoint selection, by the run's final adapter"
+    raise ConfigError(
+        f"{out_dir}: its sola features/results {why}, not {record['best'] or record['source']}; compare in a new "
+        f"--out, or delete {out_dir / 'sola_features'}, {out_dir / 'results'}/sola_seed*.json and {marker}"
+        + ("; --no-select resumes it as it was started" if record["selected"] and not marker.is_file() else "")
+    )
 
 
 def compare(
@@ -76,21 +211,32 @@ def compare(
     log: Callable[[str], None] = print,
     adapted_store: FeatureStore | None = None,
     probe_table: dict | None = None,
+    select: bool = True,
 ) -> dict:
     """Train and evaluate the head per mode and seed; write `compare.json` and `compare.md` in `out_dir`.
 
     `adapter`: a `SoLaAdapter`, an adapter file or run directory for the "sola" mode; without it one
-    is fitted with `sola_config` (Similarity Matching, no labels). `adapted_store`: SoLa features
-    already written (then no adapter work here). `probe_table`: a `sola.probe.compare_probe` result
-    to reuse for the probe columns. Returns the table as a dict.
+    is fitted with `sola_config` (Similarity Matching, no labels). `select`: choose the "sola"
+    adapter among the identity and the checkpoints of the fitted run (or of a run directory given
+    as `adapter`) on held-out videos of `tal_config.data.train_subset` (`sola_store`); an adapter
+    file or object is never selected on. `adapted_store`: SoLa features already written (then no
+    adapter work here). `probe_table`: a `sola.probe.compare_probe` result to reuse for the probe
+    columns. Returns the table as a dict; its "sola_adapter" says which adapter made the "sola" features.
     """
     from sola.tal import run_experiment
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     stores = {"original": store}
+    used = None
     if "sola" in modes:
-        stores["sola"] = adapted_store or sola_features(store, out_dir, adapter, sola_config, progress, log)
+        if adapted_store is not None:
+            stores["sola"] = adapted_store
+            used = {"source": str(adapted_store.path), "selected": False, "best": None, "message": None,
+                    "features": str(adapted_store.path)}
+        else:
+            stores["sola"], used = sola_store(store, out_dir, annotations, tal_config, adapter, sola_config,
+                                              select, progress, log)
     results: dict[str, list[dict]] = {}
     for mode in modes:
         for seed in range(seeds):
@@ -109,6 +255,8 @@ def compare(
             results.setdefault(mode, []).append(result)
     probes = _probe_rows(stores, annotations, probe_table) if probe else {}
     table = summarise(results, probes, tal_config, sm_weight)
+    if used is not None:
+        table["sola_adapter"] = {key: value for key, value in used.items() if key != "digest"}
     atomic_write_text(out_dir / "compare.json", json.dumps(table, indent=1))
     atomic_write_text(out_dir / "compare.md", format_markdown(table))
     return table
@@ -168,4 +316,8 @@ def format_markdown(table: dict) -> str:
         f"{seeds} seed(s); scoring: {next(iter(rows.values()))['scoring']}. Probe: reference SGD accuracy and "
         "converged class-balanced logistic regression (action vs background snippets)."
     )
+    used = table.get("sola_adapter")
+    if used and "sola" in rows:
+        lines.append("")
+        lines.append(f"SoLa features: {used['message'] or 'from ' + used['source']}.")
     return "\n".join(lines) + "\n"

@@ -25,7 +25,11 @@ def register(subparsers) -> None:
     add_annotation_arguments(p, bad_segments="clip")
     p.add_argument("--config", required=True, help="TAL config (e.g. configs/thumos14_i3d.yaml or tal_synthetic_cpu)")
     add_set_argument(p)
-    p.add_argument("--adapter", default=None, help="SoLa adapter (.safetensors or run directory); default: fit one")
+    p.add_argument("--adapter", default=None, help="SoLa adapter: a .safetensors file (used as given) or a run "
+                   "directory (selected on, like a run fitted here); default: fit one in OUT/sola_run")
+    p.add_argument("--no-select", action="store_true", help="use the run's final adapter (a run directory: its "
+                   "best.safetensors, else adapter.safetensors) instead of selecting among the identity and its "
+                   "checkpoints on held-out videos of the head's training subset")
     p.add_argument("--sola-config", default=None, help="SoLa YAML config used when fitting an adapter here")
     p.add_argument("--modes", default="baseline,sola", help="comma list of baseline, sola, unified, unified+sm")
     p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 for every mode (default 3)")
@@ -57,7 +61,11 @@ def run_compare(args: argparse.Namespace) -> int:
         sm_weight=args.sm_weight,
         probe=not args.no_probe,
         progress=not args.quiet,
+        select=not args.no_select,
     )
     print(format_markdown(table))
+    used = table.get("sola_adapter")
+    if used:
+        print(f"sola features: {used['message'] or used['source']}")
     print(f"written to {args.out}/compare.md and {args.out}/compare.json")
     return 0
