@@ -39,6 +39,8 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=None, help="random seed (default: train.seed of the config)")
     p.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR from its last finished epoch "
                    "(same data, config and seed; a finished run is not retrained)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar and no per-epoch lines (without it: a bar on "
+                   "a terminal, one line per epoch with loss, lr and seconds otherwise)")
     add_set_argument(p)
     p.set_defaults(func=run_train)
 
@@ -104,7 +106,8 @@ def run_train(args: argparse.Namespace) -> int:
     print(f"sola tal train: {len(items)} {config.data.train_subset} videos, {config.data.num_classes} classes, "
           f"input dim {config.data.input_dim}, {config.train.warmup_epochs + config.train.epochs} epochs", file=sys.stderr)
     started = time.perf_counter()
-    result = train_head(items, config, seed=args.seed, state_dir=out, resume=args.resume)
+    result = train_head(items, config, seed=args.seed, state_dir=out, resume=args.resume,
+                        progress=False if args.quiet else None)
     save_run(out, result.model, config, names, result.history)
     if result.resumed_epochs and result.resumed_epochs == len(result.history):
         print(f"already trained ({len(result.history)} epochs, final loss {result.history[-1]['loss']:.4f}); "

@@ -114,10 +114,20 @@ class MaskedSelfAttention(nn.Module):
 
 
 class TransformerLayer(nn.Module):
-    """Pre-LN transformer layer; with `downsample` it first halves the length by max-pooling (k=3, s=2)."""
+    """Pre-LN transformer layer; with `downsample` it first halves the length by max-pooling (k=3, s=2).
+
+    x <- x + drop_path(scale_attn * attn(LN(x))), then x <- x + drop_path(scale_mlp * mlp(LN(x))).
+    `layer_scale_init > 0` gives the learnable per-channel scales `scale_attn`, `scale_mlp` (shape (C,),
+    initialised to that value: ActionFormer's AffineDropPath); otherwise there are none (scale 1, no parameter).
+
+    Departures from ActionFormer's TransformerBlock: q, k and v are linear projections of LN(x) (ActionFormer
+    first applies a depthwise Conv1d k=3 and a LayerNorm to each), and a downsampling layer max-pools its input
+    and then runs at half length (ActionFormer normalises the full-length input and downsamples inside the
+    attention, with its depthwise q/k/v convs at stride 2; its skip path is the same max-pool).
+    """
 
     def __init__(self, dim: int, n_head: int, window: int, mlp_ratio: int, dropout: float,
-                 drop_path: float, downsample: bool = False) -> None:
+                 drop_path: float, downsample: bool = False, layer_scale_init: float = 0.0) -> None:
         super().__init__()
         self.downsample = downsample
         self.norm_attn = nn.LayerNorm(dim)
@@ -128,6 +138,12 @@ class TransformerLayer(nn.Module):
             nn.Linear(mlp_ratio * dim, dim), nn.Dropout(dropout),
         )
         self.drop_path = DropPath(drop_path)
+        if layer_scale_init > 0:
+            self.scale_attn = nn.Parameter(torch.full((dim,), float(layer_scale_init)))
+            self.scale_mlp = nn.Parameter(torch.full((dim,), float(layer_scale_init)))
+        else:
+            self.register_parameter("scale_attn", None)
+            self.register_parameter("scale_mlp", None)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, T, C), (B, T) -> (B, T', C), (B, T') with T' = ceil(T / 2) when downsampling, else T."""
@@ -138,8 +154,10 @@ class TransformerLayer(nn.Module):
             mask = mask[:, ::2]
             x = pooled.masked_fill(~mask.unsqueeze(-1), 0.0)
         valid = mask.unsqueeze(-1).to(x.dtype)
-        x = x + self.drop_path(self.attn(self.norm_attn(x), mask))
-        x = x + self.drop_path(self.mlp(self.norm_mlp(x)) * valid)
+        attn = self.attn(self.norm_attn(x), mask)
+        x = x + self.drop_path(attn if self.scale_attn is None else attn * self.scale_attn)
+        mlp = self.mlp(self.norm_mlp(x)) * valid
+        x = x + self.drop_path(mlp if self.scale_mlp is None else mlp * self.scale_mlp)
         return x, mask
 
 

@@ -12,6 +12,7 @@ Units: everything positional in `model` and `train` is in snippets of the input 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,8 +54,12 @@ class TalModelConfig:
     n_head: int = 4
     window_size: int | list[int] = 19  # local attention window; <= 1 means global; a list gives one per level
     mlp_ratio: int = 4
-    dropout: float = 0.1  # on the attention and MLP outputs (ActionFormer's default)
-    drop_path: float = 0.1
+    dropout: float = 0.0  # on the attention and MLP outputs; ActionFormer's default, unset in its THUMOS14 config
+    drop_path: float = 0.1  # stochastic depth of each residual branch
+    # Learnable per-channel scale on each residual branch (attention and MLP): x + drop_path(scale * branch(x)),
+    # initialised to this value (ActionFormer's AffineDropPath). As in ActionFormer the scale exists only when
+    # drop_path > 0; <= 0 turns it off (branches added unscaled).
+    layer_scale_init: float = 1e-4
     use_abs_pe: bool = False  # sinusoidal position encoding added after the projection
     head_dim: int = 512
     head_kernel_size: int = 3
@@ -62,6 +67,14 @@ class TalModelConfig:
     regression_range: list[list[float]] = field(
         default_factory=lambda: [[0, 4], [4, 8], [8, 16], [16, 32], [32, 64], [64, 10000]]
     )  # per level, in snippets of the input grid (as ActionFormer's point generator)
+
+    def branch_scale_init(self) -> float:
+        """Initial value of the residual-branch scales; 0.0 when the layers have none.
+
+        ActionFormer's rule: the scales exist when drop path is on (`drop_path > 0`); `layer_scale_init <= 0`
+        turns them off.
+        """
+        return float(self.layer_scale_init) if self.layer_scale_init > 0 and self.drop_path > 0 else 0.0
 
 
 @dataclass
@@ -191,6 +204,9 @@ def validate_tal_config(config: TalConfig) -> None:
                         "train.cls_prior_prob": t.cls_prior_prob, "test.voting_thresh": s.voting_thresh}.items():
         if not 0 <= value < 1 or (name == "train.cls_prior_prob" and value == 0):
             raise ConfigError(f"{name} must be in [0, 1), got {value}")
+    if not math.isfinite(m.layer_scale_init):
+        raise ConfigError(f"model.layer_scale_init must be a finite number (<= 0 turns it off), "
+                          f"got {m.layer_scale_init}")
     if t.lr <= 0 or t.weight_decay < 0 or t.init_loss_norm <= 0 or t.center_sample_radius <= 0:
         raise ConfigError("train.lr, train.init_loss_norm, train.center_sample_radius must be > 0 "
                           "and train.weight_decay >= 0")

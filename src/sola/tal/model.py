@@ -1,7 +1,9 @@
 """The TAL head: an anchor-free multi-scale detector of the ActionFormer family.
 
 projection (Conv1d -> LayerNorm -> ReLU, x `embd_layers`) -> stem (pre-LN local-window transformer
-layers) -> branch (layers that halve the length: a pyramid of `branch_layers + 1` levels) ->
+layers; with drop path on, each residual branch scaled by a learnable per-channel factor initialised to
+`layer_scale_init`, as ActionFormer's AffineDropPath) -> branch (layers that halve the length: a pyramid
+of `branch_layers + 1` levels) ->
 identity neck (LayerNorm per level) -> classification and regression heads shared across levels
 (the regression head has one learnable scale per level). Inputs and outputs are `(B, T, C)`.
 """
@@ -56,13 +58,15 @@ class TalModel(nn.Module):
         )
         self.embed_norms = nn.ModuleList(nn.LayerNorm(b) for b in dims[1:])
         windows = config.level_windows()
+        scale = m.branch_scale_init()  # ActionFormer's AffineDropPath scales, present when drop_path > 0
         self.stem = nn.ModuleList(
-            TransformerLayer(m.embd_dim, m.n_head, windows[0], m.mlp_ratio, m.dropout, m.drop_path)
+            TransformerLayer(m.embd_dim, m.n_head, windows[0], m.mlp_ratio, m.dropout, m.drop_path,
+                             layer_scale_init=scale)
             for _ in range(m.stem_layers)
         )
         self.branch = nn.ModuleList(
             TransformerLayer(m.embd_dim, m.n_head, windows[level + 1], m.mlp_ratio, m.dropout, m.drop_path,
-                             downsample=True)
+                             downsample=True, layer_scale_init=scale)
             for level in range(m.branch_layers)
         )
         self.neck_norms = nn.ModuleList(nn.LayerNorm(m.embd_dim) for _ in range(self.num_levels))

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sola.atomic import atomic_path, atomic_write_text
+from sola.config import read_yaml_sections
 from sola.errors import CheckpointError, ConfigError
 from sola.tal.config import TalConfig, load_tal_config, save_tal_config
 
@@ -49,6 +50,28 @@ def save_run(run_dir: str | os.PathLike, model, config: TalConfig, class_names: 
     return run_dir
 
 
+def state_mismatch(exc: Exception, limit: int = 300) -> str:
+    """The telling part of a `load_state_dict` error on one line: which keys are missing, unexpected or misshapen."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    detail = "; ".join(lines[1:] if len(lines) > 1 and lines[0].startswith("Error(s) in loading") else lines)
+    return detail if len(detail) <= limit else detail[: limit - 3] + "..."
+
+
+def legacy_overrides(config_path: str | os.PathLike) -> dict[str, Any]:
+    """Settings a run's `config.yaml` implies by leaving out keys added after it was written.
+
+    `config.yaml` holds every key of its time, so a missing `model.layer_scale_init` means a run of a
+    head without residual-branch scales: it is rebuilt without them (0.0), and its weights load.
+    """
+    try:
+        model = read_yaml_sections(config_path).get("model")
+    except ConfigError:
+        return {}  # load_tal_config reports it
+    if isinstance(model, dict) and "layer_scale_init" not in model:
+        return {"model.layer_scale_init": 0.0}
+    return {}
+
+
 def load_run(run_dir: str | os.PathLike, device: str = "cpu"):
     """Load `(model, config, class_names)` from a run directory; raises `CheckpointError` naming the fix."""
     from safetensors.torch import load_file
@@ -61,7 +84,7 @@ def load_run(run_dir: str | os.PathLike, device: str = "cpu"):
         raise CheckpointError(f"{run_dir}: not a TAL run directory (missing {', '.join(missing)}); "
                               "train one with `sola tal train`")
     try:
-        config = load_tal_config(run_dir / "config.yaml")
+        config = load_tal_config(run_dir / "config.yaml", legacy_overrides(run_dir / "config.yaml"))
     except ConfigError as exc:
         raise CheckpointError(f"{run_dir / 'config.yaml'}: {exc}") from None
     try:
@@ -78,6 +101,6 @@ def load_run(run_dir: str | os.PathLike, device: str = "cpu"):
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
-        first = str(exc).splitlines()[0]
-        raise CheckpointError(f"{run_dir / WEIGHTS}: weights do not match config.yaml ({first})") from None
+        raise CheckpointError(f"{run_dir / WEIGHTS}: weights do not match config.yaml ({state_mismatch(exc)}); "
+                              "retrain with `sola tal train` or restore the run's own config.yaml") from None
     return model.to(device).eval(), config, list(names)

@@ -17,6 +17,7 @@ import json
 import math
 import os
 import random
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +35,7 @@ from sola.tal.config import TalConfig, tal_config_to_dict
 from sola.tal.data import check_item, pad_batch, random_truncate, resize_item
 from sola.tal.losses import LossNormalizer, detection_loss
 from sola.tal.model import TalModel, make_points
-from sola.tal.run import TRAIN_STATE
+from sola.tal.run import TRAIN_STATE, state_mismatch
 
 STATE_FORMAT = "sola-tal-train-state-1"
 
@@ -148,6 +149,19 @@ def save_train_state(path: str | os.PathLike, epoch: int, step: int, modules: di
         save_file(tensors, str(tmp), metadata={"format": STATE_FORMAT, "state": json.dumps(state)})
 
 
+def changed_config_keys(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """Dotted keys whose values differ between two config dicts; `key (not in the saved run)` for new keys."""
+    keys = []
+    for section in sorted(set(saved) | set(current)):
+        old, new = saved.get(section) or {}, current.get(section) or {}
+        for key in sorted(set(old) | set(new)):
+            if key not in old:
+                keys.append(f"{section}.{key} (not in the saved run)")
+            elif old.get(key) != new.get(key):
+                keys.append(f"{section}.{key}")
+    return keys
+
+
 def load_train_state(path: str | os.PathLike, modules: dict[str, nn.Module | None],
                      optimizer: torch.optim.Optimizer, normalizer: LossNormalizer, rng: np.random.Generator,
                      fingerprint: dict[str, Any]) -> tuple[int, int, list[dict[str, float]]]:
@@ -167,9 +181,12 @@ def load_train_state(path: str | os.PathLike, modules: dict[str, nn.Module | Non
     if metadata.get("format") != STATE_FORMAT:
         raise CheckpointError(f"{path}: not a TAL training state; delete it or choose another run directory")
     if state["fingerprint"] != fingerprint:
-        changed = [key for key in fingerprint if state["fingerprint"].get(key) != fingerprint[key]]
-        raise CheckpointError(f"{path}: the saved run differs in {', '.join(changed)}; resume with the run's own "
-                              "config, seed and data, or choose another run directory")
+        saved = state["fingerprint"]
+        changed = [key for key in fingerprint if saved.get(key) != fingerprint[key]]
+        keys = changed_config_keys(saved.get("config") or {}, fingerprint["config"]) if "config" in changed else []
+        detail = f" ({', '.join(keys[:8])}{', ...' if len(keys) > 8 else ''})" if keys else ""
+        raise CheckpointError(f"{path}: the saved run differs in {', '.join(changed)}{detail}; resume with the run's "
+                              "own config, seed and data, or choose another run directory")
     try:
         for name, module in modules.items():
             if module is not None:
@@ -177,8 +194,7 @@ def load_train_state(path: str | os.PathLike, modules: dict[str, nn.Module | Non
                 module.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
         load_optimizer_tensors(optimizer, tensors, state["param_groups"])
     except (RuntimeError, ValueError, KeyError) as exc:
-        first = str(exc).splitlines()[0]
-        raise CheckpointError(f"{path}: the saved state does not match this model ({first})") from None
+        raise CheckpointError(f"{path}: the saved state does not match this model ({state_mismatch(exc)})") from None
     normalizer.value = state["loss_norm"]
     rng.bit_generator.state = state["numpy_rng"]
     version, internal, gauss = state["python_rng"]
@@ -188,6 +204,22 @@ def load_train_state(path: str | os.PathLike, modules: dict[str, nn.Module | Non
     if cuda and len(cuda) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(cuda)
     return int(state["epoch"]), int(state["step"]), list(state["history"])
+
+
+def on_terminal(stream: Any) -> bool:
+    """Whether `stream` is an interactive terminal (False for files, pipes, captured or closed streams)."""
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+def epoch_line(record: dict[str, float], total_epochs: int, with_aux: bool = False) -> str:
+    """One line of the per-epoch log: epoch, mean losses, learning rate at the end of the epoch, seconds."""
+    aux = f", aux {record['aux_loss']:.4f}" if with_aux else ""
+    return (f"tal train: epoch {record['epoch']}/{total_epochs}  loss {record['loss']:.4f} "
+            f"(cls {record['cls_loss']:.4f}, reg {record['reg_loss']:.4f}{aux})  lr {record['lr']:.3g}  "
+            f"{record['seconds']:.2f} s")
 
 
 def train_head(items: list[dict[str, Any]], config: TalConfig, seed: int | None = None,
@@ -206,6 +238,10 @@ def train_head(items: list[dict[str, Any]], config: TalConfig, seed: int | None 
     every epoch; with `resume=True` an existing state is continued (a finished one returns at once,
     untrained; none yet: start from scratch). Raises `AnnotationError` for items that do not fit the
     config, `CheckpointError` for a state that exists without `resume` or does not match the run.
+
+    `progress`: None (default) shows a tqdm bar when stderr is a terminal and otherwise prints one line
+    per epoch to stderr (epoch, losses, learning rate, seconds: see `epoch_line`); True always shows the
+    bar; False prints nothing.
     """
     from tqdm import tqdm
 
@@ -250,8 +286,10 @@ def train_head(items: list[dict[str, Any]], config: TalConfig, seed: int | None 
         first_epoch, step, result.history = load_train_state(state_path, modules, optimizer, normalizer, rng,
                                                              fingerprint)
         result.resumed_epochs = first_epoch
-    bar = tqdm(total=total_steps, initial=step, desc="tal train", unit="it",
-               disable=None if progress is None else not progress)
+    # progress None: a bar on a terminal, else one line per epoch; True: the bar anywhere; False: nothing
+    show_bar = on_terminal(sys.stderr) if progress is None else bool(progress)
+    log_epochs = progress is None and not show_bar
+    bar = tqdm(total=total_steps, initial=step, desc="tal train", unit="it", disable=not show_bar)
     for epoch in range(first_epoch, total_epochs):
         model.train()
         started = time.perf_counter()
@@ -294,6 +332,8 @@ def train_head(items: list[dict[str, Any]], config: TalConfig, seed: int | None 
             save_train_state(state_path, epoch + 1, step, modules, optimizer, normalizer, rng, result.history,
                              fingerprint)
         bar.set_postfix(loss=f"{record['loss']:.3f}")
+        if log_epochs:
+            print(epoch_line(record, total_epochs, with_aux=auxiliary is not None), file=sys.stderr, flush=True)
         if on_epoch is not None:
             on_epoch(epoch + 1, record)
     bar.close()
