@@ -3,13 +3,17 @@
 Every default of the SoLa reference lives here once:
 adapter (H=512, k=5, dilation 1), Similarity Matching (L=23, s=2, start=4, N=8, K=16,
 projector 512) and fitting (AdamW lr 1e-4, weight decay 0.01, batch 256, 150 epochs,
-a checkpoint every 10 epochs, one window per video per epoch).
+a checkpoint every 10 epochs, one window per video per epoch, a constant lr).
+Beyond the reference (options, off by default): a budget in optimiser steps (`fit.steps`), a
+linear warm-up and cosine decay; the fit's guardrails (`fit.max_departure`, `fit.collapse_ratio`,
+`fit.frozen_epochs`) only stop a fit that has diverged or collapsed.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import os
 import types
 import typing
@@ -55,6 +59,15 @@ class FitConfig:
     weight_decay: float = 0.01
     windows_per_video: int = 1  # beyond the reference: more optimiser steps per epoch
     checkpoint_every: int = 10  # epochs between adapter checkpoints
+    # Beyond the reference (options): a step budget and an lr schedule.
+    steps: int = 0  # > 0: train exactly this many optimiser steps (overrides epochs)
+    warmup_steps: int = 0  # linear warm-up from 0 to lr over the first steps
+    schedule: str = "constant"  # constant | cosine (decay to 0 over the steps after the warm-up)
+    # Guardrails: stop (keeping the last healthy adapter) when a figure says the fit went wrong.
+    max_departure: float = 10.0  # mean ||tanh(alpha) g(f)|| / ||f||: the residual dwarfs the features
+    collapse_ratio: float = 0.2  # adapted effective rank or angular spread below this x the original's
+    frozen_epochs: int = 3  # epochs in a row with the loss unchanged (rel. 1e-5) or at the constant-map loss
+    health_windows: int = 16  # the fixed windows on which feature health is measured every epoch
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     nan_policy: str = "error"  # error | zero | drop-video: what to do with NaN/Inf features
@@ -109,6 +122,7 @@ def validate_config(config: SoLaConfig) -> None:
         "fit.batch_size": f.batch_size,
         "fit.windows_per_video": f.windows_per_video,
         "fit.checkpoint_every": f.checkpoint_every,
+        "fit.health_windows": f.health_windows,
         "transform.chunk_size": t.chunk_size,
     }
     for name, value in positive.items():
@@ -124,10 +138,21 @@ def validate_config(config: SoLaConfig) -> None:
         raise ConfigError(f"matching.start must be a non-negative integer, got {m.start!r}")
     if not 0 < m.clamp_eps < 0.5:
         raise ConfigError(f"matching.clamp_eps must be in (0, 0.5), got {m.clamp_eps}")
-    if m.target_k <= 0:
+    if not (math.isfinite(m.target_k) and m.target_k > 0):
         raise ConfigError(f"matching.target_k must be positive, got {m.target_k}")
-    if f.lr <= 0 or f.weight_decay < 0:
-        raise ConfigError(f"fit.lr must be > 0 and fit.weight_decay >= 0 (got {f.lr}, {f.weight_decay})")
+    if not (math.isfinite(f.lr) and f.lr > 0 and math.isfinite(f.weight_decay) and f.weight_decay >= 0):
+        raise ConfigError(f"fit.lr must be > 0 and fit.weight_decay >= 0, both finite (got {f.lr}, {f.weight_decay})")
+    for name, value in (("fit.steps", f.steps), ("fit.warmup_steps", f.warmup_steps), ("fit.frozen_epochs", f.frozen_epochs)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ConfigError(f"{name} must be a non-negative integer (0: off), got {value!r}")
+    if f.steps and f.warmup_steps >= f.steps:
+        raise ConfigError(f"fit.warmup_steps ({f.warmup_steps}) must be below fit.steps ({f.steps})")
+    if f.schedule not in ("constant", "cosine"):
+        raise ConfigError(f"fit.schedule must be constant or cosine, got {f.schedule!r}")
+    if not (f.max_departure > 0):  # also refuses NaN
+        raise ConfigError(f"fit.max_departure must be > 0 (inf: no bound), got {f.max_departure}")
+    if not 0 <= f.collapse_ratio < 1:
+        raise ConfigError(f"fit.collapse_ratio must be in [0, 1) (0: no collapse check), got {f.collapse_ratio}")
     radius = receptive_radius(a)
     positions = gathered_positions(m)
     first, last = positions[0], positions[-1]

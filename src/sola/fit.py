@@ -4,9 +4,11 @@ Run directory layout:
     config.yaml                  the full config used
     run.json                     which feature store it was fitted on (path, layout, options)
     metrics.jsonl                one JSON line per epoch: epoch, loss, gate = tanh(alpha), departure
-                                 (mean ||tanh(alpha) g(f)|| / ||f|| on the epoch's last batch), seconds, steps
-    adapter.safetensors          the latest adapter (weights only)
-    checkpoints/epoch_XXXX.safetensors   an adapter every `checkpoint_every` epochs
+                                 (mean ||tanh(alpha) g(f)|| / ||f|| on the epoch's last batch), seconds, steps,
+                                 lr, health (feature-health figures of a fixed batch, see sola.health),
+                                 constant_map (the loss sits at a constant map's), stopped (why a guard fired)
+    adapter.safetensors          the latest adapter (weights only); after a guard fired, the last healthy one
+    checkpoints/epoch_XXXX.safetensors   the identity (epoch 0) and an adapter every `checkpoint_every` epochs
     state.safetensors            model + projector + optimiser, to resume
     window_cache/                while fitting a layout without random access (csv, pickle, ...):
                                  its videos as float32 .npy, memory-mapped; removed at the end
@@ -31,8 +33,10 @@ from sola.checkpoint import load_training_state, save_training_state
 from sola.config import SoLaConfig, load_config, save_config
 from sola.distributed import DistributedContext, barrier, mean_across_ranks, setup_distributed
 from sola.errors import CheckpointError, ConfigError
+from sola.health import FitDiverged, FitGuard, constant_map_loss, feature_health, health_windows, spread_figures
 from sola.matching import SimilarityMatching
 from sola.sampling import WindowSource, epoch_plan, open_window_source
+from sola.schedule import lr_factor, steps_per_epoch, total_epochs, total_steps
 from sola.stores import FeatureStore
 
 STATE_FILE = "state.safetensors"
@@ -69,9 +73,12 @@ def fit_adapter(
 ) -> SoLaAdapter:
     """Fit a SoLa adapter on the unlabeled features of `store`; return it (on the CPU, eval mode).
 
-    With `run_dir`, writes config, metrics, checkpoints and a resumable state there; `resume=True`
-    continues from `run_dir/state.safetensors` (bitwise equal to an uninterrupted run on the CPU).
-    Under `torchrun`, each rank trains on a disjoint shard of videos with DDP.
+    With `run_dir`, writes config, metrics, checkpoints (the identity at epoch 0 included) and a
+    resumable state there; `resume=True` continues from `run_dir/state.safetensors` (bitwise equal
+    to an uninterrupted run on the CPU). Under `torchrun`, each rank trains on a disjoint shard of
+    videos with DDP. After every epoch the guardrails (`sola.health`) check the loss and the
+    feature health of a fixed batch; a fit that diverged or collapsed raises `FitDiverged`, with
+    `run_dir/adapter.safetensors` holding the last healthy adapter.
     Raises `ConfigError`, `StoreError` or `CheckpointError` with the fix in the message.
     """
     config.validate()
@@ -100,62 +107,118 @@ def fit_adapter(
             raise CheckpointError("resume needs a run directory")
         start_epoch = load_training_state(run_dir / STATE_FILE, model, optimizer)
     trainer = DistributedDataParallel(model) if context.enabled else model
+    per_epoch = steps_per_epoch(len(data.video_ids), fit.windows_per_video, context.world_size, local_batch)
+    budget, epochs = total_steps(fit, per_epoch), total_epochs(fit, per_epoch)
 
     metrics_path = run_dir / "metrics.jsonl" if run_dir is not None else None
     metrics_lines = _read_metrics(metrics_path, start_epoch) if (metrics_path and resume) else []
     if context.is_main and run_dir is not None:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(config, run_dir / "config.yaml")
-        atomic_write_text(metrics_path, "".join(line + "\n" for line in metrics_lines))
-        atomic_write_text(
-            run_dir / "run.json",
-            json.dumps({"features": str(store.path.resolve()), "layout": store.layout, "options": store.options()}),
-        )
+        _start_run_dir(run_dir, store, config, metrics_lines, adapter if start_epoch == 0 else None)
     if context.is_main:
-        if data.skipped:
-            log(f"skipped {len(data.skipped)} video(s) shorter than {matching.window} snippets")
-        if data.dropped:
-            log(f"dropped {len(data.dropped)} video(s) with NaN/Inf values (nan_policy=drop-video)")
-        log(
-            f"fitting on {len(data.video_ids)} videos of dim {data.dim} "
-            f"({len(data.skipped)} skipped), {context.world_size} process(es) on {context.device}"
-        )
+        _log_start(data, matching, context, per_epoch, budget, epochs, log)
 
-    epochs = range(start_epoch, fit.epochs)
-    bar = tqdm(epochs, desc="fit", unit="epoch", disable=(not progress or not context.is_main) or None)
+    health_batch = torch.from_numpy(
+        data.batch(*health_windows(data.lengths, matching.window, fit.health_windows, fit.seed), matching.window)
+    ).to(context.device)
+    original = spread_figures(health_batch)
+    guard = FitGuard(fit, constant_map_loss(model.target, matching.clamp_eps))
+    healthy = _adapter_state(adapter), start_epoch
+    warned = False
+    bar = tqdm(range(start_epoch, epochs), desc="fit", unit="epoch",
+               disable=(not progress or not context.is_main) or None)
     for epoch in bar:
         started = time.perf_counter()
-        loss, steps, windows = _train_epoch(trainer, optimizer, data, config, epoch, context, local_batch)
+        first_step = epoch * per_epoch
+        loss, steps, windows = _train_epoch(trainer, optimizer, data, config, epoch, context, local_batch,
+                                            first_step, budget)
         loss = mean_across_ranks(loss, context)
         departure = mean_across_ranks(float(model.departure), context)
-        seconds = time.perf_counter() - started
+        health = feature_health(adapter, health_batch, original)
+        reason = guard.check(loss, health)
         done = epoch + 1
         record = {
             "epoch": done,
             "loss": loss,
             "gate": adapter.gate,
             "departure": departure,
-            "seconds": round(seconds, 4),
+            "seconds": round(time.perf_counter() - started, 4),
             "steps": steps,
+            "lr": optimizer.param_groups[0]["lr"],
             "windows": windows * context.world_size,
             "videos": len(data.video_ids),
             "skipped_videos": len(data.skipped),
             "dropped_videos": len(data.dropped),
+            "health": health,
+            "constant_map": guard.at_constant_map(loss),
         }
+        if reason is not None:
+            record["stopped"] = reason
         bar.set_postfix(loss=f"{loss:.4f}", gate=f"{adapter.gate:+.4f}", departure=f"{departure:.3f}")
+        if context.is_main and record["constant_map"] and not warned:
+            warned = True
+            log(f"note: epoch {done}: the loss {loss:.4f} sits at the loss of a constant similarity map "
+                f"({guard.constant_loss:.4f}); the objective is learning little here")
         if context.is_main and run_dir is not None:
             metrics_lines.append(json.dumps(record))
             atomic_write_text(metrics_path, "".join(line + "\n" for line in metrics_lines))
-            if done % fit.checkpoint_every == 0 or done == fit.epochs:
+        if reason is not None:
+            _stop_unhealthy(adapter, healthy, run_dir, context, done, reason)
+        if context.is_main and run_dir is not None:
+            if done % fit.checkpoint_every == 0 or done == epochs:
                 save_adapter(adapter, checkpoint_path(run_dir, done), {"epoch": done})
                 save_adapter(adapter, run_dir / ADAPTER_FILE, {"epoch": done})
             save_training_state(run_dir / STATE_FILE, model, optimizer, done)
+        healthy = _adapter_state(adapter), done
         barrier(context)
-    if context.is_main and run_dir is not None and start_epoch >= fit.epochs:
-        log(f"{run_dir} already has {start_epoch} epochs (>= {fit.epochs}); nothing to do")
+    if context.is_main and run_dir is not None and start_epoch >= epochs:
+        log(f"{run_dir} already has {start_epoch} epochs (>= {epochs}); nothing to do")
     if context.is_main and cache_dir is not None:
         shutil.rmtree(cache_dir, ignore_errors=True)  # derived data; a killed run keeps it for --resume
     return adapter.cpu().eval()
+
+
+def _start_run_dir(run_dir: Path, store: FeatureStore, config: SoLaConfig, metrics_lines: list[str],
+                   identity: SoLaAdapter | None) -> None:
+    """Write config, metrics so far, run.json and (for a new run) the identity as epoch 0."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(config, run_dir / "config.yaml")
+    atomic_write_text(run_dir / "metrics.jsonl", "".join(line + "\n" for line in metrics_lines))
+    atomic_write_text(
+        run_dir / "run.json",
+        json.dumps({"features": str(store.path.resolve()), "layout": store.layout, "options": store.options()}),
+    )
+    if identity is not None:  # tanh(0) = 0: exactly the original features, a candidate for selection
+        save_adapter(identity, checkpoint_path(run_dir, 0), {"epoch": 0})
+
+
+def _log_start(data, matching, context, per_epoch: int, budget: int, epochs: int, log) -> None:
+    if data.skipped:
+        log(f"skipped {len(data.skipped)} video(s) shorter than {matching.window} snippets")
+    if data.dropped:
+        log(f"dropped {len(data.dropped)} video(s) with NaN/Inf values (nan_policy=drop-video)")
+    log(
+        f"fitting on {len(data.video_ids)} videos of dim {data.dim} "
+        f"({len(data.skipped)} skipped), {context.world_size} process(es) on {context.device}: "
+        f"{budget} steps, {epochs} epochs of {per_epoch}"
+    )
+
+
+def _adapter_state(adapter: SoLaAdapter) -> dict[str, torch.Tensor]:
+    return {name: t.detach().cpu().clone() for name, t in adapter.state_dict().items()}
+
+
+def _stop_unhealthy(adapter: SoLaAdapter, healthy: tuple[dict, int], run_dir: Path | None,
+                    context: DistributedContext, epoch: int, reason: str) -> None:
+    """Put the last healthy weights back (and in `run_dir/adapter.safetensors`), then raise `FitDiverged`."""
+    state, healthy_epoch = healthy
+    adapter.load_state_dict(state)
+    where = ""
+    if run_dir is not None:
+        if context.is_main:
+            save_adapter(adapter, run_dir / ADAPTER_FILE, {"epoch": healthy_epoch, "stopped_at": epoch})
+        where = f"; {run_dir}/{ADAPTER_FILE} is the last healthy adapter (epoch {healthy_epoch})"
+    barrier(context)
+    raise FitDiverged(f"fit stopped at epoch {epoch}: {reason}{where}")
 
 
 def _train_epoch(
@@ -166,31 +229,40 @@ def _train_epoch(
     epoch: int,
     context: DistributedContext,
     local_batch: int,
+    first_step: int,
+    budget: int,
 ) -> tuple[float, int, int]:
-    """One epoch of Similarity Matching; returns (mean loss over steps, steps, windows on this rank)."""
+    """One epoch of Similarity Matching, stopping at step `budget`; returns (mean loss, steps, windows)."""
+    fit = config.fit
     trainer.train()
     videos, starts = epoch_plan(
         data.lengths,
         config.matching.window,
-        config.fit.windows_per_video,
-        config.fit.seed,
+        fit.windows_per_video,
+        fit.seed,
         epoch,
         context.rank,
         context.world_size,
     )
     total = torch.zeros((), dtype=torch.float64, device=context.device)
-    steps = 0
+    steps = windows = 0
     # No host sync inside the loop: on a GPU the next batch is read while the last step runs.
     for first in range(0, len(videos), local_batch):
+        step = first_step + steps
+        if step >= budget:
+            break
+        for group in optimizer.param_groups:
+            group["lr"] = fit.lr * lr_factor(step, budget, fit.warmup_steps, fit.schedule)
         rows = slice(first, first + local_batch)
-        windows = torch.from_numpy(data.batch(videos[rows], starts[rows], config.matching.window))
-        loss = trainer(windows.to(context.device, non_blocking=True))
+        batch = torch.from_numpy(data.batch(videos[rows], starts[rows], config.matching.window))
+        loss = trainer(batch.to(context.device, non_blocking=True))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         total += loss.detach()
         steps += 1
-    return float(total) / max(steps, 1), steps, len(videos)
+        windows += len(batch)
+    return float(total) / max(steps, 1), steps, windows
 
 
 def metrics_summary(run_dir: str | Path) -> dict:

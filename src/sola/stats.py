@@ -1,0 +1,57 @@
+"""Small statistics for comparison tables: mean +- std over seeds and paired differences with a 95% interval."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+# Two-sided 95% quantiles of Student's t, t_{0.975}(df), df = 1..30 (scipy.stats.t.ppf(0.975, df);
+# scipy is not a dependency). Beyond 30 the normal quantile is within 2% of t.
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
+         2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
+         2.045, 2.042)
+
+
+def t_quantile_975(df: int) -> float:
+    """t_{0.975} with `df` degrees of freedom (>= 1); the normal 1.960 beyond the table."""
+    if df < 1:
+        raise ValueError(f"degrees of freedom must be >= 1, got {df}")
+    return _T975[df - 1] if df <= len(_T975) else 1.960
+
+
+def mean_std(values) -> dict[str, float]:
+    """`{"mean", "std", "n"}` of `values` (population std, as the tables have always shown; n=1: std NaN)."""
+    values = np.asarray(values, dtype=np.float64)
+    return {"mean": float(values.mean()), "std": float(values.std()) if len(values) > 1 else math.nan,
+            "n": int(len(values))}
+
+
+def paired_difference(treated, control) -> dict[str, float]:
+    """Mean paired difference `treated - control` (same seeds), its sample std and 95% t-interval.
+
+    Returns `{"mean", "std", "n", "low", "high"}`; with one pair the interval is NaN.
+    """
+    diff = np.asarray(treated, dtype=np.float64) - np.asarray(control, dtype=np.float64)
+    n = len(diff)
+    mean = float(diff.mean())
+    if n < 2:
+        return {"mean": mean, "std": math.nan, "n": n, "low": math.nan, "high": math.nan}
+    std = float(diff.std(ddof=1))
+    half = t_quantile_975(n - 1) * std / math.sqrt(n)
+    return {"mean": mean, "std": std, "n": n, "low": mean - half, "high": mean + half}
+
+
+def format_mean_std(summary: dict[str, float], scale: float = 100.0, digits: int = 1) -> str:
+    """`"51.3 ± 2.0"`, or `"51.3 (n=1)"` for one value."""
+    if summary["n"] < 2 or math.isnan(summary["std"]):
+        return f"{scale * summary['mean']:.{digits}f} (n=1)"
+    return f"{scale * summary['mean']:.{digits}f} ± {scale * summary['std']:.{digits}f}"
+
+
+def format_difference(summary: dict[str, float], scale: float = 100.0, digits: int = 1) -> str:
+    """`"+1.2 [-0.3, +2.7]"`: the mean paired difference and its 95% interval (n=1: no interval)."""
+    if summary["n"] < 2:
+        return f"{scale * summary['mean']:+.{digits}f} (n=1)"
+    return (f"{scale * summary['mean']:+.{digits}f} "
+            f"[{scale * summary['low']:+.{digits}f}, {scale * summary['high']:+.{digits}f}]")
