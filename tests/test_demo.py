@@ -10,6 +10,9 @@ def test_demo_runs_end_to_end_and_resumes(tmp_path):
     summary = run_demo(tmp_path / "demo", num_videos=16, epochs=1, progress=False, log=lambda s: None)
     assert summary["videos"] == 16 and summary["fit"]["epochs"] == 1
     assert summary["transform"]["written"] == 16
+    selection = json.loads((tmp_path / "demo" / "run" / "select.json").read_text())
+    assert summary["selected"] == selection["best"] and selection["subset"] == "training"
+    assert set(selection["rows"]) == {"identity", "epoch_0001"}
     assert len(summary["pictures"]) == 3
     for picture in summary["pictures"]:
         with open(picture, "rb") as handle:

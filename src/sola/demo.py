@@ -24,15 +24,17 @@ from sola.synthetic import SyntheticConfig, write_synthetic
 from sola.transform import transform_store
 from sola.tsm import write_tsm_picture
 
-# The demo's schedule, beyond the reference (150 epochs at lr 1e-4 with one window per video):
-# on 200 videos that is one optimiser step per epoch, and the gate tanh(alpha) moves by about lr
-# per step, so a short run at the reference lr barely leaves the identity. More windows per video,
-# a smaller batch and a larger lr give hundreds of steps in about a minute on 2 CPU cores.
+# The demo's schedule, beyond the reference (150 epochs of one window per video, batch 256, lr 1e-4):
+# on 200 videos the reference takes one optimiser step per epoch, 150 in all. The demo keeps the
+# reference lr and buys updates with a budget of steps instead (more windows per video, a smaller
+# batch). The earlier demo schedule (lr 5e-3) looked fine on the synthetic data and destroyed real
+# I3D features (departure 44 after one epoch; see the README's evidence), so the lr stays at the
+# reference value. A checkpoint every 2 epochs (about 50 steps) gives selection its candidates.
 DEMO_SCHEDULE = {
-    "fit.epochs": 8,
+    "fit.steps": 400,
     "fit.windows_per_video": 16,
     "fit.batch_size": 64,
-    "fit.lr": 5e-3,
+    "fit.lr": 1e-4,
     "fit.checkpoint_every": 2,
 }
 WINDOWS_PER_EPOCH = 3200  # a few real videos get more windows each, so an epoch stays ~50 steps
@@ -66,11 +68,22 @@ def run_demo(
     schedule = dict(DEMO_SCHEDULE)
     schedule["fit.windows_per_video"] = max(16, math.ceil(WINDOWS_PER_EPOCH / len(store)))
     if epochs:
-        schedule["fit.epochs"] = epochs
+        schedule.update({"fit.steps": 0, "fit.epochs": epochs})
     config = load_config(None, schedule)
     resume = (run_dir / "state.safetensors").is_file()
-    log(f"[2/6] fitting SoLa ({config.fit.epochs} epochs, {config.fit.windows_per_video} windows/video/epoch) in {run_dir}")
+    budget = f"{config.fit.steps} steps" if config.fit.steps else f"{config.fit.epochs} epochs"
+    log(f"[2/6] fitting SoLa ({budget} at lr {config.fit.lr:g}, {config.fit.windows_per_video} windows/video/epoch) "
+        f"in {run_dir}")
     adapter = fit_adapter(store, config, run_dir, resume=resume, progress=progress, log=log)
+    selection = None
+    if videos_dir is None:
+        from sola.adapter import load_adapter
+        from sola.select import select_checkpoint
+
+        log("      selecting a checkpoint on held-out training videos (the identity is a candidate)")
+        selection = select_checkpoint(run_dir, store, labels, subset="training", progress=progress)
+        log(f"      {selection['message']}")
+        adapter = load_adapter(run_dir / "best.safetensors")
 
     sola_dir = out_dir / "sola_features"
     log(f"[3/6] transforming every video to {sola_dir}")
@@ -111,6 +124,7 @@ def run_demo(
         "videos": len(store),
         "features": str(store.path),
         "fit": fit_summary,
+        "selected": None if selection is None else selection["best"],
         "transform": transformed,
         "pictures": pictures,
         "probe": probe,

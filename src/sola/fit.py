@@ -266,7 +266,7 @@ def _train_epoch(
 
 
 def metrics_summary(run_dir: str | Path) -> dict:
-    """First and last metrics of a run (loss, gate, total seconds)."""
+    """First and last metrics of a run (loss, gate, departure, feature health, total seconds and steps)."""
     lines = [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines() if line]
     if not lines:
         return {}
@@ -278,4 +278,6 @@ def metrics_summary(run_dir: str | Path) -> dict:
         "departure": lines[-1]["departure"],
         "seconds": float(np.sum([line["seconds"] for line in lines])),
         "steps": int(np.sum([line["steps"] for line in lines])),
+        "health": lines[-1].get("health"),
+        "constant_map": bool(lines[-1].get("constant_map", False)),
     }

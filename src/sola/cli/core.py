@@ -27,6 +27,9 @@ def register(subparsers) -> None:
     train.add_argument("--batch-size", type=int)
     train.add_argument("--lr", type=float)
     train.add_argument("--windows-per-video", type=int, help="training windows per video per epoch")
+    train.add_argument("--steps", type=int, help="optimiser steps in all (overrides --epochs; 0: use epochs)")
+    train.add_argument("--warmup-steps", type=int, help="linear lr warm-up steps (default 0)")
+    train.add_argument("--schedule", choices=["constant", "cosine"], help="lr after the warm-up (default constant)")
     train.add_argument("--device", help="auto | cpu | cuda | cuda:N")
     train.add_argument("--nan-policy", choices=["error", "zero", "drop-video"], help="NaN/Inf features (default error)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -80,6 +83,9 @@ def run_train(args: argparse.Namespace) -> int:
         "fit.batch_size": args.batch_size,
         "fit.lr": args.lr,
         "fit.windows_per_video": args.windows_per_video,
+        "fit.steps": args.steps,
+        "fit.warmup_steps": args.warmup_steps,
+        "fit.schedule": args.schedule,
         "fit.device": args.device,
         "fit.nan_policy": args.nan_policy,
     }
@@ -109,6 +115,13 @@ def run_train(args: argparse.Namespace) -> int:
                 f"loss {summary['first_loss']:.4f} -> {summary['last_loss']:.4f}, "
                 f"gate tanh(alpha) = {summary['gate']:+.4f}; adapter in {run_dir}/adapter.safetensors"
             )
+            health = summary.get("health") or {}
+            if health.get("finite"):
+                print(f"feature health: departure {health['departure']:.3f}, effective rank x{health['rank_ratio']:.2f} "
+                      f"and angular spread x{health['spread_ratio']:.2f} of the original features")
+            if summary.get("constant_map"):
+                print("note: the loss sits at the loss of a constant similarity map: the objective is learning "
+                      "little on these features; `sola select` keeps the identity when no checkpoint helps")
     return 0
 
 
