@@ -2,7 +2,7 @@
 
 For every data seed (a `sola splice` of the real I3D gym clips, or a `sola synth` benchmark) and
 every fit seed: fit SoLa with one schedule, select a checkpoint on held-out training videos (the
-identity included), then measure on the evaluation subset, original vs SoLa with the same seeds:
+identity included; on spliced data the clip-disjoint "holdout" subset), then measure on the evaluation subset, original vs SoLa with the same seeds:
 the linear probe (reference SGD protocol and converged L-BFGS) and the built-in head's mAP. Both
 the selected adapter and the last one ("as fitted", no selection) are measured. Every cell is
 saved as it finishes, so an interrupted run resumes. Prints, and writes OUT/evidence.md and
@@ -20,6 +20,8 @@ import json
 import sys
 import time
 from pathlib import Path
+
+import torch
 
 from sola.annotations import load_annotations
 from sola.atomic import atomic_write_text
@@ -105,15 +107,19 @@ def run_cell(bench: str, data_seed: int, fit_seed: int, schedule: dict, root: Pa
         atomic_write_text(run_dir / "done", json.dumps({"stopped": stopped,
                                                          "seconds": time.perf_counter() - started}))
     stopped = json.loads((run_dir / "done").read_text())["stopped"]
-    selection = cached(cell / "select.json", lambda: select_checkpoint(run_dir, store, annotations, seed=fit_seed,
-                                                                        subset=tal_config.data.train_subset))
+    # Spliced training videos share clips, so selection measures on the clip-disjoint "holdout" subset.
+    heldout = "holdout" if bench == "splice" else None
+    selection = cached(cell / "select.json", lambda: select_checkpoint(
+        run_dir, store, annotations, seed=fit_seed, subset=tal_config.data.train_subset, heldout_subset=heldout))
     last = load_adapter(run_dir / "adapter.safetensors")
     fitted = cached(cell / "fitted.json",
                     lambda: measure(store, annotations, probe_data, last, tal_config, fit_seed, cell / "fitted"))
-    if selection["identity_wins"]:
+    best = None if selection["identity_wins"] else load_adapter(selection["best_checkpoint"])
+    if best is None:
         selected = dict(original)  # the same features and seeds: the same numbers
+    elif all(torch.equal(a, b) for a, b in zip(best.state_dict().values(), last.state_dict().values())):
+        selected = dict(fitted)  # the last checkpoint won
     else:
-        best = load_adapter(selection["best_checkpoint"])
         selected = cached(cell / "selected.json",
                           lambda: measure(store, annotations, probe_data, best, tal_config, fit_seed, cell / "selected"))
     metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]

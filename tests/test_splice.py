@@ -36,12 +36,14 @@ def test_clip_class_and_range():
 def test_training_and_validation_clips_are_disjoint(spliced):
     out, summary = spliced
     database = json.loads((out / "annotations.json").read_text())["database"]
-    used = {"training": set(), "validation": set()}
+    used = {"training": set(), "validation": set(), "holdout": set()}
     for entry in database.values():
         used[entry["subset"]].update(entry["clips"])
-    assert used["training"] and used["validation"]
+    assert all(used.values())
     assert not used["training"] & used["validation"]
+    assert not used["training"] & used["holdout"] and not used["validation"] & used["holdout"]
     assert sum(e["subset"] == "validation" for e in database.values()) == summary["validation_videos"] == 6
+    assert sum(e["subset"] == "holdout" for e in database.values()) == summary["holdout_videos"] == 4  # 0.2 x 18
 
 
 def test_features_are_the_clips_concatenated_and_annotations_line_up(spliced, gym_clips):
@@ -65,6 +67,12 @@ def test_features_are_the_clips_concatenated_and_annotations_line_up(spliced, gy
             assert first["segment"][1] < second["segment"][0] or first["label"] != second["label"]
 
 
+def test_without_holdout_two_subsets(gym_clips, tmp_path):
+    splice_store(gym_clips, tmp_path / "b", SpliceConfig(videos=8, actions=3, holdout_fraction=0.0), progress=False)
+    database = json.loads((tmp_path / "b" / "annotations.json").read_text())["database"]
+    assert {e["subset"] for e in database.values()} == {"training", "validation"}
+
+
 def test_deterministic_and_refuses_a_used_directory(gym_clips, tmp_path):
     config = SpliceConfig(videos=6, actions=3, min_clips=3, max_clips=5, seed=1)
     splice_store(gym_clips, tmp_path / "a", config, progress=False)
@@ -84,3 +92,23 @@ def test_cli_errors_are_one_line(gym_clips, tmp_path, capsys):
     assert "--clips-per-video" in capsys.readouterr().err
     assert main(["splice", clips, str(tmp_path / "z"), "--videos", "4", "--actions", "2", "--quiet"]) == 0
     assert "wrote 4 videos" in capsys.readouterr().out
+
+
+def test_selection_measures_on_the_holdout_subset(spliced, tmp_path):
+    from sola.config import load_config
+    from sola.errors import AnnotationError
+    from sola.fit import fit_adapter
+    from sola.select import select_checkpoint
+
+    out, _ = spliced
+    store = open_store(out / "features")
+    annotations = load_annotations(out / "annotations.json")
+    config = load_config(None, {"adapter.hidden_dim": 16, "matching.projector_dim": 16, "fit.epochs": 1})
+    fit_adapter(store, config, tmp_path / "run", progress=False, log=lambda s: None)
+    table = select_checkpoint(tmp_path / "run", store, annotations, subset="training", heldout_subset="holdout")
+    held = set(table["heldout_videos"])
+    assert held == {v for v in annotations.keys() if annotations[v].subset == "holdout"}
+    assert table["train_videos"] == 14 and table["val_subset"] == "holdout"
+    assert "measured on 4 videos of holdout" in table["message"]
+    with pytest.raises(AnnotationError, match="another subset"):
+        select_checkpoint(tmp_path / "run", store, annotations, subset="training", heldout_subset="training")

@@ -63,6 +63,7 @@ def sola_store(
     select: bool = True,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    heldout_subset: str | None = None,
 ) -> tuple[FeatureStore, dict]:
     """The features of the "sola" mode and a record of the adapter that made them.
 
@@ -100,7 +101,7 @@ def sola_store(
         chosen = load_adapter(source)
     record = {"source": source, "selected": False, "best": None, "message": None}
     if select and run_dir is not None and annotations is not None and _has_checkpoints(run_dir):
-        table = _selection(run_dir, store, annotations, tal_config, progress, log)
+        table = _selection(run_dir, store, annotations, tal_config, progress, log, heldout_subset)
         log(table["message"])
         record.update(selected=True, best=table["best"], message=table["message"],
                       source=str(run_dir / "checkpoints"), select_table=str(run_dir / "select.json"))
@@ -129,7 +130,8 @@ def _has_checkpoints(run_dir: Path) -> bool:
     return any((run_dir / "checkpoints").glob("epoch_*.safetensors"))
 
 
-def _selection(run_dir: Path, store: FeatureStore, annotations, tal_config, progress: bool, log) -> dict:
+def _selection(run_dir: Path, store: FeatureStore, annotations, tal_config, progress: bool, log,
+               heldout_subset: str | None = None) -> dict:
     """`select_checkpoint` on the head's training subset, or the run's `select.json` when it still holds."""
     from sola.annotations import canonical_subset
     from sola.select import BEST_FILE, TABLE_FILE, list_checkpoints, select_checkpoint
@@ -144,14 +146,21 @@ def _selection(run_dir: Path, store: FeatureStore, annotations, tal_config, prog
         current = [f"epoch_{epoch:04d}" for epoch, _ in list_checkpoints(run_dir)]
         if ("best" in previous and previous.get("checkpoints") == current
                 and previous.get("features") == str(Path(store.path).resolve())
-                and (subset is None or canonical_subset(previous.get("subset", "")) == canonical_subset(subset))):
+                and (subset is None or canonical_subset(previous.get("subset", "")) == canonical_subset(subset))
+                and (heldout_subset is None
+                     or canonical_subset(previous.get("val_subset", "")) == canonical_subset(heldout_subset))):
             log(f"reusing the selection in {saved}")
             return previous
     log(f"selecting among the identity and the checkpoints of {run_dir} on held-out videos of subset "
         f"{subset or '(default)'}")
     grid = _probe_grid(annotations, subset, tal_config) if tal_config is not None else {}
+    if heldout_subset and tal_config is not None and (
+            canonical_subset(heldout_subset) == canonical_subset(tal_config.data.test_subset)):
+        from sola.errors import ConfigError
+
+        raise ConfigError(f"--heldout-subset {heldout_subset} is the evaluation subset; selection must never see it")
     return select_checkpoint(run_dir, store, annotations, subset=subset, progress=progress,
-                             log=log, **grid)
+                             log=log, heldout_subset=heldout_subset, **grid)
 
 
 def _probe_grid(annotations, subset: str | None, tal_config) -> dict:
@@ -212,6 +221,7 @@ def compare(
     adapted_store: FeatureStore | None = None,
     probe_table: dict | None = None,
     select: bool = True,
+    heldout_subset: str | None = None,
 ) -> dict:
     """Train and evaluate the head per mode and seed; write `compare.json` and `compare.md` in `out_dir`.
 
@@ -219,7 +229,8 @@ def compare(
     is fitted with `sola_config` (Similarity Matching, no labels). `select`: choose the "sola"
     adapter among the identity and the checkpoints of the fitted run (or of a run directory given
     as `adapter`) on held-out videos of `tal_config.data.train_subset` (`sola_store`); an adapter
-    file or object is never selected on. `adapted_store`: SoLa features already written (then no
+    file or object is never selected on; `heldout_subset` (never the evaluation subset): measure the
+    selection probe on that subset instead (`sola splice`'s "holdout"). `adapted_store`: SoLa features already written (then no
     adapter work here). `probe_table`: a `sola.probe.compare_probe` result to reuse for the probe
     columns. Returns the table as a dict; its "sola_adapter" says which adapter made the "sola" features.
     """
@@ -236,7 +247,7 @@ def compare(
                     "features": str(adapted_store.path)}
         else:
             stores["sola"], used = sola_store(store, out_dir, annotations, tal_config, adapter, sola_config,
-                                              select, progress, log)
+                                              select, progress, log, heldout_subset)
     results: dict[str, list[dict]] = {}
     for mode in modes:
         for seed in range(seeds):

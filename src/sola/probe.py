@@ -208,12 +208,15 @@ def collect_heldout_snippets(
     num_frames: float | None = None,
     fps: float | None = None,
     progress: bool = False,
+    heldout_subset: str | None = None,
 ) -> ProbeData:
     """Snippets of ONE subset, its videos split by `split_videos(holdout, seed)`: the probe trains on
     the rest and is measured on the held-out videos.
 
     `subset` defaults to `selection_subset` (training, else validation). Videos of other subsets are
     never read. `train_subset` and `val_subset` of the result both name `subset`; `holdout` is set.
+    With `heldout_subset` (e.g. `sola splice`'s "holdout", whose clips the training videos never
+    use), the probe trains on every video of `subset` and is measured on that subset instead.
     Raises `AnnotationError` when the subset has fewer than 2 videos with features.
     """
     if boundary_k < 1:
@@ -228,12 +231,24 @@ def collect_heldout_snippets(
             f"subset {name!r} has {len(chosen)} video(s) with features ({matched.summary()}; subsets with "
             f"features: {present}); a held-out split needs at least 2"
         )
-    train_ids, held_ids = split_videos(chosen, holdout, seed)
+    held_name = name
+    if heldout_subset:
+        held_name = canonical_subset(heldout_subset)
+        held_ids = sorted(v for v in by_annotation if canonical_subset(annotations[v].subset) == held_name)
+        if held_name == name or not held_ids:
+            raise AnnotationError(
+                f"held-out subset {heldout_subset!r} must be another subset than {name!r} with videos that have "
+                f"features ({len(held_ids)} found)"
+            )
+        train_ids, holdout = sorted(chosen), None
+    else:
+        train_ids, held_ids = split_videos(chosen, holdout, seed)
     grid = (boundary_k, feat_stride, num_frames, fps, progress)
     train = read_snippets(store, annotations, train_ids, by_annotation, *grid, desc=f"reading {name} (probe-train)")
-    held = read_snippets(store, annotations, held_ids, by_annotation, *grid, desc=f"reading {name} (held out)")
-    skipped = [v for v in matched.annotations_without_features if canonical_subset(annotations[v].subset) == name]
-    return ProbeData(train, held, name, name, boundary_k, skipped=skipped, holdout=holdout)
+    held = read_snippets(store, annotations, held_ids, by_annotation, *grid, desc=f"reading {held_name} (held out)")
+    skipped = [v for v in matched.annotations_without_features
+               if canonical_subset(annotations[v].subset) in (name, held_name)]
+    return ProbeData(train, held, name, held_name, boundary_k, skipped=skipped, holdout=holdout)
 
 
 def build_matrix(snippets: SnippetSet, adapter=None, device: str | torch.device = "cpu") -> tuple[torch.Tensor, ...]:

@@ -89,6 +89,7 @@ def select_checkpoint(
     feat_stride: float | None = None,
     num_frames: float | None = None,
     fps: float | None = None,
+    heldout_subset: str | None = None,
 ) -> dict:
     """Probe the identity and every checkpoint on a held-out part of `subset`; write the winner to
     `RUN_DIR/best.safetensors` and the table to `RUN_DIR/select.json` (both atomically).
@@ -97,7 +98,9 @@ def select_checkpoint(
     of its videos (by a permutation seeded with `seed`) measure the probe, the rest train it.
     A checkpoint wins only with `metric` > identity + `min_gain`; ties go to the identity, then to
     the earliest epoch; NaN never wins. `boundary_k`, `feat_stride`, `num_frames`, `fps`: the
-    probe's snippet labels (`sola.probe.collect_heldout_snippets`).
+    probe's snippet labels (`sola.probe.collect_heldout_snippets`). `heldout_subset`: measure on
+    that subset instead of a held-out part of `subset` (the probe then trains on all of `subset`):
+    for data whose videos share content within a subset, such as `sola splice`'s ("holdout").
 
     Returns the table: `{"metric", "best" ("identity" or "epoch_0040"), "best_epoch" (0 for the
     identity), "best_value", "identity_value", "gain", "min_gain", "identity_wins",
@@ -117,7 +120,7 @@ def select_checkpoint(
     run_dir = Path(run_dir)
     checkpoints = list_checkpoints(run_dir)
     data = collect_heldout_snippets(store, annotations, subset, holdout, seed, boundary_k, feat_stride, num_frames,
-                                    fps, progress)
+                                    fps, progress, heldout_subset)
 
     def load(path):
         adapter = load_adapter(path)
@@ -193,7 +196,10 @@ def select_checkpoint(
 
 def selection_message(table: dict) -> str:
     """One plain line: which candidate won, by how much, on what data."""
-    where = f"held-out {table['val_videos']} videos of subset {table['subset']}"
+    if table.get("val_subset", table["subset"]) != table["subset"]:
+        where = f"probe trained on {table['subset']}, measured on {table['val_videos']} videos of {table['val_subset']}"
+    else:
+        where = f"held-out {table['val_videos']} videos of subset {table['subset']}"
     metric = table["metric"]
     if table["identity_wins"]:
         margin = f" by more than {table['min_gain']:g}" if table["min_gain"] else ""

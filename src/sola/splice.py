@@ -4,8 +4,11 @@ Trimmed clips (one class each, the class read from the clip id: `push-up_12` -> 
 concatenated into longer sequences. `actions` classes, drawn by the seed, are the actions; every
 other class is background. Each clip slot is an action clip with probability `action_fraction`
 (a class drawn uniformly among the actions, never the class of an action clip right before it, so
-two instances never touch), else a background clip. Training and validation videos draw from
-disjoint clips (each class's clips are split once), so a head is measured on clips it never saw.
+two instances never touch), else a background clip. Training, validation and holdout videos
+draw from disjoint clips (each class's clips are split once), so a head is measured on clips it
+never saw. Clips repeat across the videos of one subset, so a held-out part of the training videos
+would share their clips: the "holdout" subset (its own clips) is where checkpoint selection
+measures (`sola select --heldout-subset holdout`); the head trains on "training" only.
 
 Written as an npy feature store (the clips' dtype kept) plus an ActivityNet-style
 `annotations.json` on a fixed snippet grid: snippet i covers seconds [i, i + 1) * feat_stride / fps,
@@ -42,6 +45,7 @@ class SpliceConfig:
     max_clips: int = 32
     action_fraction: float = 0.5  # chance that a clip slot holds an action clip
     validation_fraction: float = 0.25  # of the videos, and of each class's clips
+    holdout_fraction: float = 0.2  # of the other videos and clips: subset "holdout", for checkpoint selection
     fps: float = 30.0  # the nominal snippet grid of the annotations
     feat_stride: int = 16
     num_frames: int = 16
@@ -61,6 +65,10 @@ class SpliceConfig:
             raise ConfigError(f"splice: action_fraction must be in (0, 1], got {self.action_fraction}")
         if not 0 < self.validation_fraction < 1:
             raise ConfigError(f"splice: validation_fraction must be in (0, 1), got {self.validation_fraction}")
+        if not 0 <= self.holdout_fraction < 1:
+            raise ConfigError(f"splice: --holdout-fraction must be in [0, 1), got {self.holdout_fraction}")
+        if self.holdout_fraction and self.videos < 3:
+            raise ConfigError(f"splice: --videos must be at least 3 with a holdout subset, got {self.videos}")
         if not (self.fps > 0 and self.feat_stride > 0 and self.num_frames > 0):
             raise ConfigError("splice: fps, feat_stride and num_frames must be positive")
         return self
@@ -86,26 +94,46 @@ def clip_class(clip_id: str) -> str:
 def split_clips(
     classes: dict[str, list[str]], config: SpliceConfig, rng: np.random.Generator
 ) -> tuple[list[str], dict[str, dict[str, list[str]]]]:
-    """Choose the action classes and split each class's clips into training and validation pools.
+    """Choose the action classes and split each class's clips into disjoint pools per subset.
 
-    Returns (action class names, sorted; {"training"|"validation": {class: clip ids}}). Classes
-    with a single clip cannot be split and are left out. Raises `ConfigError` when fewer than
-    `actions` classes (plus one for the background) have two clips or more.
+    Returns (action class names, sorted; {subset: {class: clip ids}}) with subsets "training",
+    "validation" and, when `holdout_fraction` > 0, "holdout". Classes with too few clips to give
+    each subset one are left out. Raises `ConfigError` when fewer than `actions` classes (plus one
+    for the background) remain.
     """
-    usable = sorted(name for name, clips in classes.items() if len(clips) >= 2)
+    needed = 3 if config.holdout_fraction else 2
+    usable = sorted(name for name, clips in classes.items() if len(clips) >= needed)
     if len(usable) < config.actions + 1:
         raise ConfigError(
-            f"splice: {len(usable)} classes have at least 2 clips, need --actions ({config.actions}) plus at "
-            "least one background class; lower --actions"
+            f"splice: {len(usable)} classes have at least {needed} clips, need --actions ({config.actions}) plus "
+            "at least one background class; lower --actions"
         )
     actions = sorted(rng.choice(usable, size=config.actions, replace=False).tolist())
-    pools: dict[str, dict[str, list[str]]] = {"training": {}, "validation": {}}
+    pools: dict[str, dict[str, list[str]]] = {name: {} for name in subset_names(config)}
     for name in usable:
         clips = rng.permutation(sorted(classes[name])).tolist()
-        held = min(len(clips) - 1, max(1, int(round(len(clips) * config.validation_fraction))))
-        pools["validation"][name] = clips[:held]
-        pools["training"][name] = clips[held:]
+        for subset, fraction in (("validation", config.validation_fraction), ("holdout", config.holdout_fraction)):
+            if subset in pools:
+                held = min(len(clips) - 1, max(1, int(round(len(clips) * fraction))))
+                pools[subset][name], clips = clips[:held], clips[held:]
+        pools["training"][name] = clips
     return actions, pools
+
+
+def subset_names(config: SpliceConfig) -> list[str]:
+    """The subsets written: training, validation and (with a holdout fraction) holdout."""
+    return ["training", "validation"] + (["holdout"] if config.holdout_fraction else [])
+
+
+def video_subsets(config: SpliceConfig, rng: np.random.Generator) -> np.ndarray:
+    """The subset of each video, shuffled: validation_fraction of them, then holdout_fraction of the rest."""
+    num_validation = max(1, int(round(config.videos * config.validation_fraction)))
+    rest = config.videos - num_validation
+    num_holdout = max(1, int(round(rest * config.holdout_fraction))) if config.holdout_fraction else 0
+    if rest - num_holdout < 1:
+        raise ConfigError(f"splice: {config.videos} videos leave none for training; raise --videos")
+    names = ["validation"] * num_validation + ["holdout"] * num_holdout + ["training"] * (rest - num_holdout)
+    return rng.permutation(names)
 
 
 def draw_video(
@@ -144,8 +172,7 @@ def splice_store(
         classes.setdefault(clip_class(clip_id), []).append(clip_id)
     rng = np.random.default_rng(config.seed)
     actions, pools = split_clips(classes, config, rng)
-    num_validation = max(1, int(round(config.videos * config.validation_fraction)))
-    subsets = rng.permutation(["validation"] * num_validation + ["training"] * (config.videos - num_validation))
+    subsets = video_subsets(config, rng)
     seconds_per_snippet = config.feat_stride / config.fps
     cache: dict[str, np.ndarray] = {}
     dim = None
@@ -198,13 +225,15 @@ def splice_store(
         "source": str(clips.path.resolve()),
         "actions": actions,
         "background": sorted(name for name in pools["training"] if name not in actions),
+        "subsets": subset_names(config),
         "database": database,
     }
     atomic_write_text(out_dir / "annotations.json", json.dumps(annotations, indent=1))
     lengths = np.asarray(lengths)
     return {
         "videos": config.videos,
-        "validation_videos": num_validation,
+        "validation_videos": int((subsets == "validation").sum()),
+        "holdout_videos": int((subsets == "holdout").sum()),
         "segments": num_segments,
         "snippets": int(lengths.sum()),
         "min_length": int(lengths.min()),

@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 
 from sola.cli.common import (
+    NON_NEGATIVE,
     add_annotation_arguments,
     add_set_argument,
     add_store_arguments,
     annotations_from_args,
+    integer,
     set_overrides,
     store_from_args,
 )
@@ -30,10 +32,13 @@ def register(subparsers) -> None:
     p.add_argument("--no-select", action="store_true", help="use the run's final adapter (a run directory: its "
                    "best.safetensors, else adapter.safetensors) instead of selecting among the identity and its "
                    "checkpoints on held-out videos of the head's training subset")
+    p.add_argument("--heldout-subset", default=None, metavar="SUBSET",
+                   help="select on this subset instead of held-out videos of the head's training subset "
+                   "(`sola splice` data: holdout)")
     p.add_argument("--sola-config", default=None, help="SoLa YAML config used when fitting an adapter here")
     p.add_argument("--modes", default="baseline,sola", help="comma list of baseline, sola, unified, unified+sm")
-    p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 for every mode (default 3)")
-    p.add_argument("--sm-weight", type=float, default=1.0, help="weight of Similarity Matching in unified+sm")
+    p.add_argument("--seeds", type=integer(1), default=3, help="seeds 0..N-1 for every mode (default 3)")
+    p.add_argument("--sm-weight", type=NON_NEGATIVE, default=1.0, help="weight of Similarity Matching in unified+sm")
     p.add_argument("--no-probe", action="store_true", help="skip the linear-probe columns")
     p.add_argument("--out", default="compare_out", help="output directory (results are resumable)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -62,6 +67,7 @@ def run_compare(args: argparse.Namespace) -> int:
         probe=not args.no_probe,
         progress=not args.quiet,
         select=not args.no_select,
+        heldout_subset=args.heldout_subset,
     )
     print(format_markdown(table))
     used = table.get("sola_adapter")

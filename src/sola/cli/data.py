@@ -49,6 +49,9 @@ def register(subparsers) -> None:
                         help="chance that a clip is an action clip (default %(default)s)")
     splice.add_argument("--validation-fraction", type=float, default=SpliceConfig.validation_fraction,
                         help="share of the videos, and of each class's clips, for validation (default %(default)s)")
+    splice.add_argument("--holdout-fraction", type=float, default=SpliceConfig.holdout_fraction,
+                        help="share of the other videos and clips in a 'holdout' subset for checkpoint selection "
+                        "(default %(default)s; 0: none)")
     splice.add_argument("--quiet", action="store_true", help="no progress bar")
     splice.set_defaults(func=run_splice)
 
@@ -113,10 +116,11 @@ def run_splice(args: argparse.Namespace) -> int:
     low, high = parse_clip_range(args.clips_per_video)
     config = SpliceConfig(videos=args.videos, actions=args.actions, min_clips=low, max_clips=high,
                           action_fraction=args.action_fraction, validation_fraction=args.validation_fraction,
-                          seed=args.seed)
+                          holdout_fraction=args.holdout_fraction, seed=args.seed)
     summary = splice_store(store_from_args(args, name="clips"), args.out, config, progress=not args.quiet)
     print(
-        f"wrote {summary['videos']} videos ({summary['validation_videos']} validation; "
+        f"wrote {summary['videos']} videos ({summary['validation_videos']} validation, "
+        f"{summary['holdout_videos']} holdout; "
         f"{summary['min_length']}-{summary['max_length']} snippets, {summary['segments']} actions of "
         f"{len(summary['actions'])} classes, dim {summary['dim']}) to {summary['features']} and {summary['annotations']}"
     )

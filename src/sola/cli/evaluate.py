@@ -9,10 +9,14 @@ import warnings
 from pathlib import Path
 
 from sola.cli.common import (
+    NON_NEGATIVE,
+    POSITIVE,
     add_annotation_arguments,
     add_store_arguments,
     annotations_from_args,
     store_from_args,
+    integer,
+    number,
     store_options,
 )
 
@@ -42,7 +46,7 @@ def register(subparsers) -> None:
     _add_ground_truth_arguments(p)
     p.add_argument("proposals", metavar="PROPOSALS", help="proposals: ActivityNet JSON {'results': {video: [{score, segment}]}} or the "
                    "other prediction layouts (labels ignored)")
-    p.add_argument("--max-proposals", type=float, default=100.0, help="AN of the last budget (BMN: 100; 0 = all)")
+    p.add_argument("--max-proposals", type=NON_NEGATIVE, default=100.0, help="AN of the last budget (BMN: 100; 0 = all)")
     p.add_argument("--tiou", default="activitynet", help="thresholds (default 0.5:0.05:0.95)")
     p.add_argument("--json", default=None, metavar="OUT", help="write the results as JSON (atomically)")
     p.set_defaults(func=run_eval_proposals)
@@ -79,9 +83,12 @@ def register(subparsers) -> None:
     add_annotation_arguments(p)
     p.add_argument("--subset", default=None, help="the subset to select on, the one the TAL head trains on "
                    "(default: training, or validation when there is none, as for THUMOS14); never the evaluation subset")
-    p.add_argument("--holdout", type=float, default=None, help="share of its videos held out to measure the probe "
+    p.add_argument("--holdout", type=number(0.0, 1.0, above=True), default=None, help="share of its videos held out to measure the probe "
                    "(default 0.25; the probe trains on the rest)")
-    p.add_argument("--min-gain", type=float, default=0.0, help="a checkpoint must beat the identity by more than "
+    p.add_argument("--heldout-subset", default=None, metavar="SUBSET",
+                   help="measure the probe on this subset instead of a held-out part of --subset "
+                   "(e.g. holdout for `sola splice` data, whose training videos share clips)")
+    p.add_argument("--min-gain", type=number(), default=0.0, help="a checkpoint must beat the identity by more than "
                    "this on --metric (default 0: any strict gain)")
     _add_grid_arguments(p)
     p.add_argument("--metric", default=None, help="column that picks the best checkpoint "
@@ -98,9 +105,9 @@ def register(subparsers) -> None:
     p.add_argument("--video", required=True, help="video id in the store")
     p.add_argument("--adapter", default=None, help="adapter .safetensors or run directory: adds the SoLa panel")
     add_annotation_arguments(p, required=False)  # draws the ground-truth segments
-    p.add_argument("--feat-stride", type=float, default=None, help="frames between snippets (else from annotations)")
-    p.add_argument("--num-frames", type=float, default=None, help="frames per snippet")
-    p.add_argument("--fps", type=float, default=None, help="frames per second (else from annotations)")
+    p.add_argument("--feat-stride", type=POSITIVE, default=None, help="frames between snippets (else from annotations)")
+    p.add_argument("--num-frames", type=NON_NEGATIVE, default=None, help="frames per snippet")
+    p.add_argument("--fps", type=POSITIVE, default=None, help="frames per second (else from annotations)")
     p.add_argument("--out", required=True, help="PNG file to write")
     p.set_defaults(func=run_tsm)
 
@@ -114,12 +121,12 @@ def _add_probe_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _add_grid_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--boundary-k", type=int, default=2, help="boundary accuracy counts snippets within +-k "
+    p.add_argument("--boundary-k", type=integer(1), default=2, help="boundary accuracy counts snippets within +-k "
                    "of a transition (default 2)")
-    p.add_argument("--feat-stride", type=float, default=None, help="frames between snippets (else from annotations)")
-    p.add_argument("--num-frames", type=float, default=None, help="frames per snippet")
-    p.add_argument("--fps", type=float, default=None, help="frames per second (else from annotations)")
-    p.add_argument("--seed", type=int, default=0, help="probe seed (and, for select, the held-out split's)")
+    p.add_argument("--feat-stride", type=POSITIVE, default=None, help="frames between snippets (else from annotations)")
+    p.add_argument("--num-frames", type=NON_NEGATIVE, default=None, help="frames per snippet")
+    p.add_argument("--fps", type=POSITIVE, default=None, help="frames per second (else from annotations)")
+    p.add_argument("--seed", type=integer(0), default=0, help="probe seed (and, for select, the held-out split's)")
     p.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default: cuda when present)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -289,7 +296,7 @@ def run_select(args) -> int:
     table = select_checkpoint(
         args.run_dir, store, annotations, metric=args.metric or DEFAULT_METRIC, seed=args.seed,
         progress=not args.quiet, log=log, device=_device(args), subset=args.subset,
-        holdout=HOLDOUT if args.holdout is None else args.holdout, min_gain=args.min_gain, **_grid_options(args),
+        holdout=HOLDOUT if args.holdout is None else args.holdout, min_gain=args.min_gain, heldout_subset=args.heldout_subset, **_grid_options(args),
     )
     print(format_probe_table(table))
     print(table["message"])
