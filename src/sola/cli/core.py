@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import argparse
 
-from sola.cli.common import add_store_arguments, store_from_args
+from sola.cli.common import POSITIVE, add_store_arguments, integer, store_from_args
 
 
 def register(subparsers) -> None:
     """Add the core subcommands to the `sola` parser."""
     synth = subparsers.add_parser("synth", help="write a seeded synthetic untrimmed-video benchmark")
     synth.add_argument("out", help="output directory (features/ and annotations.json)")
-    synth.add_argument("--videos", type=int, default=200)
-    synth.add_argument("--dim", type=int, default=256, help="feature dimension C")
-    synth.add_argument("--classes", type=int, default=10)
-    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--videos", type=integer(1), default=200)
+    synth.add_argument("--dim", type=integer(1), default=256, help="feature dimension C")
+    synth.add_argument("--classes", type=integer(1), default=10)
+    synth.add_argument("--seed", type=integer(0), default=0)
     synth.set_defaults(func=run_synth)
 
     train = subparsers.add_parser("train", help="fit a SoLa adapter by Similarity Matching (no labels)")
@@ -22,13 +22,13 @@ def register(subparsers) -> None:
     train.add_argument("--out", help="run directory (config, metrics, checkpoints)")
     train.add_argument("--config", help="YAML config overriding the reference defaults")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR")
-    train.add_argument("--epochs", type=int)
-    train.add_argument("--seed", type=int)
-    train.add_argument("--batch-size", type=int)
-    train.add_argument("--lr", type=float)
-    train.add_argument("--windows-per-video", type=int, help="training windows per video per epoch")
-    train.add_argument("--steps", type=int, help="optimiser steps in all (overrides --epochs; 0: use epochs)")
-    train.add_argument("--warmup-steps", type=int, help="linear lr warm-up steps (default 0)")
+    train.add_argument("--epochs", type=integer(1))
+    train.add_argument("--seed", type=integer(0))
+    train.add_argument("--batch-size", type=integer(1))
+    train.add_argument("--lr", type=POSITIVE)
+    train.add_argument("--windows-per-video", type=integer(1), help="training windows per video per epoch")
+    train.add_argument("--steps", type=integer(0), help="optimiser steps in all (overrides --epochs; 0: use epochs)")
+    train.add_argument("--warmup-steps", type=integer(0), help="linear lr warm-up steps (default 0)")
     train.add_argument("--schedule", choices=["constant", "cosine"], help="lr after the warm-up (default constant)")
     train.add_argument("--device", help="auto | cpu | cuda | cuda:N")
     train.add_argument("--nan-policy", choices=["error", "zero", "drop-video"], help="NaN/Inf features (default error)")
@@ -39,7 +39,8 @@ def register(subparsers) -> None:
     add_store_arguments(transform)
     transform.add_argument("--adapter", required=True, help="adapter .safetensors or a run directory")
     transform.add_argument("--out", required=True, help="new store, same layout as FEATURES")
-    transform.add_argument("--chunk-size", type=int, default=None, help="snippets per forward pass")
+    transform.add_argument("--chunk-size", type=integer(1), default=None,
+                           help="snippets per forward pass (default 8192)")
     transform.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N")
     transform.add_argument("--nan-policy", choices=["error", "zero", "drop-video"], default="error",
                            help="NaN/Inf features: fail (default), replace by 0, or skip the video")
@@ -53,9 +54,9 @@ def register(subparsers) -> None:
     demo.add_argument("--videos", metavar="DIR", default=None,
                       help="run on the videos in DIR (I3D extraction first) instead of the synthetic benchmark")
     demo.add_argument("--annotations", default=None, help="with --videos: ground truth to draw in the pictures")
-    demo.add_argument("--fps", type=float, default=None, help="with --videos: resample videos to this frame rate")
-    demo.add_argument("--num-videos", type=int, default=None, help="synthetic videos (default 200)")
-    demo.add_argument("--epochs", type=int, default=None, help="fit epochs (default: the demo schedule)")
+    demo.add_argument("--fps", type=POSITIVE, default=None, help="with --videos: resample videos to this frame rate")
+    demo.add_argument("--num-videos", type=integer(1), default=None, help="synthetic videos (default 200)")
+    demo.add_argument("--epochs", type=integer(1), default=None, help="fit epochs (default: the demo schedule)")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
     demo.set_defaults(func=run_demo)
 
@@ -84,6 +85,7 @@ def run_train(args: argparse.Namespace) -> int:
         "fit.lr": args.lr,
         "fit.windows_per_video": args.windows_per_video,
         "fit.steps": args.steps,
+        "fit.checkpoint_every": args.checkpoint_every,
         "fit.warmup_steps": args.warmup_steps,
         "fit.schedule": args.schedule,
         "fit.device": args.device,
@@ -139,7 +141,7 @@ def run_transform(args: argparse.Namespace) -> int:
         adapter,
         store,
         args.out,
-        chunk_size=args.chunk_size or defaults.chunk_size,
+        chunk_size=defaults.chunk_size if args.chunk_size is None else args.chunk_size,
         device=args.device or defaults.device,
         progress=not args.quiet,
         nan_policy=args.nan_policy,
