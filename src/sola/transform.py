@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 
 from sola.adapter import SoLaAdapter
 from sola.distributed import barrier, setup_distributed
-from sola.errors import StoreError
+from sola.errors import ConfigError, StoreError
 from sola.stores import FeatureStore
 from sola.stores.checks import apply_nan_policy
 
@@ -32,6 +32,7 @@ def apply_adapter(
     sum f + tanh(alpha) g(f) is taken at the input's precision: an untrained adapter returns the
     input bit for bit, whatever its dtype.
     """
+    check_chunk_size(chunk_size)
     if features.ndim != 2 or features.shape[1] != adapter.dim:
         raise StoreError(
             f"features of shape {tuple(features.shape)} do not fit an adapter of dim {adapter.dim}; "
@@ -53,6 +54,12 @@ def apply_adapter(
     return out.astype(features.dtype, copy=False)
 
 
+def check_chunk_size(chunk_size: int) -> None:
+    """Raise `ConfigError` unless `chunk_size` is a positive number of snippets."""
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
+        raise ConfigError(f"chunk size must be a positive number of snippets (--chunk-size), got {chunk_size!r}")
+
+
 def transform_store(
     adapter: SoLaAdapter,
     store: FeatureStore,
@@ -69,6 +76,7 @@ def transform_store(
     Returns counts: {"videos", "written", "skipped", "dropped", "seconds", "snippets"}. Raises
     `StoreError` when `out` is the input store (inputs are never modified) or a video is bad.
     """
+    check_chunk_size(chunk_size)
     out = Path(out)
     if out.resolve() == store.path.resolve():
         raise StoreError(f"--out {out} is the input store; choose a new directory (inputs are never modified)")

@@ -1,13 +1,16 @@
 """The `sola` command: thin wrappers that parse arguments, call the library and print.
 
 Each area registers its subcommands from its own module (`sola.cli.<area>.register`), so the
-command line grows without one large file. Any `SolaError` becomes one line on stderr and exit 2.
+command line grows without one large file. Any `SolaError`, a usage error or an `OSError` (a
+permission, a full disk, a dangling link) becomes one line on stderr and exit 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import os
 import sys
 
 from sola import __version__
@@ -24,9 +27,16 @@ COMMAND_MODULES = [
 ]
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line naming the flag (subparsers inherit it)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (all subcommands)."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="sola",
         description="SoLa (Soft-Landing): unsupervised temporal adapters for frozen video features.",
     )
@@ -45,11 +55,53 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe (`sola inspect | head`) is reported here, not at exit
+        return code
     except SolaError as exc:
         print(f"sola {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # `sola inspect | head`: the reader left; stop quietly like other tools
+        _silence_stdout()
+        return 141
+    except OSError as exc:
+        print(f"sola {args.command}: error: {os_error_message(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"sola {args.command}: interrupted; rerun the same command (with --resume for training) to continue",
               file=sys.stderr)
         return 130
+
+
+_OS_ERROR_FIXES = {
+    errno.EACCES: "permission denied; fix its permissions (chmod) or choose a path you can read and write",
+    errno.EPERM: "operation not permitted; fix its permissions (chmod) or choose another path",
+    errno.EROFS: "read-only file system; choose an output path on a writable disk",
+    errno.ENOSPC: "no space left on the device; free some space or choose an output on another disk, then "
+                  "rerun (finished files are kept, half-written ones are not)",
+    errno.EDQUOT: "disk quota exceeded; free some space or choose an output on another disk, then rerun",
+    errno.ENOENT: "does not exist (a missing folder, or a link to nothing?); fix the path",
+    errno.EISDIR: "is a directory; give a file path",
+    errno.ENOTDIR: "a part of this path is a file, not a directory; fix the path",
+    errno.EEXIST: "already exists; remove it or choose another path",
+    errno.ELOOP: "a loop of symbolic links; fix the link",
+}
+
+
+def os_error_message(exc: OSError) -> str:
+    """One line for an `OSError`: the path it concerns and what to do about it."""
+    path = f"{exc.filename}: " if exc.filename else ""
+    return path + _OS_ERROR_FIXES.get(exc.errno, exc.strerror or str(exc))
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that the interpreter's final flush does not fail again."""
+    try:
+        sys.stdout.flush()
+    except OSError:
+        pass
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # stdout without a file descriptor (captured)
+        pass

@@ -3,8 +3,49 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 STORE_OPTIONS = ("prefix", "suffix", "key")
+
+
+def integer(minimum: int):
+    """An argparse type: an integer >= `minimum` (so that 0 or -5 never silently mean something else)."""
+
+    def convert(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    convert.__name__ = "integer"
+    return convert
+
+
+def number(minimum: float = -math.inf, maximum: float = math.inf, above: bool = False):
+    """An argparse type: a finite number in [minimum, maximum] (> minimum when `above`)."""
+
+    def convert(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        low = value > minimum if above else value >= minimum
+        if not (math.isfinite(value) and low and value <= maximum):
+            bounds = ([f"{'>' if above else '>='} {minimum:g}"] if math.isfinite(minimum) else []) + (
+                [f"<= {maximum:g}"] if math.isfinite(maximum) else [])
+            limits = "".join(f" {'and ' if i else ''}{bound}" for i, bound in enumerate(bounds))
+            raise argparse.ArgumentTypeError(f"must be a finite number{limits}, got {text}")
+        return value
+
+    convert.__name__ = "number"
+    return convert
+
+
+POSITIVE = number(0.0, above=True)  # seconds, rates, learning rates
+NON_NEGATIVE = number(0.0)
 
 
 def add_store_arguments(parser: argparse.ArgumentParser, name: str = "features") -> None:

@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from sola.cli.common import NON_NEGATIVE, POSITIVE, integer
+
 
 def register(subparsers) -> None:
     """Add `extract` and `classify` to the `sola` parser."""
@@ -21,14 +23,14 @@ def register(subparsers) -> None:
     extract.add_argument("inputs", nargs="+", metavar="VIDEO_OR_DIR", help="video files and/or directories of videos")
     extract.add_argument("--out", required=True, help="output feature directory")
     extract.add_argument(
-        "--fps", type=float, default=None, help="resample frames to this rate (default: keep the video's)"
+        "--fps", type=POSITIVE, default=None, help="resample frames to this rate (default: keep the video's)"
     )
-    extract.add_argument("--window", type=int, default=16, help="frames per snippet (default 16)")
-    extract.add_argument("--stride", type=int, default=16, help="frames between snippet starts (default 16)")
-    extract.add_argument("--batch", type=int, default=8, help="snippets per forward pass (default 8)")
+    extract.add_argument("--window", type=integer(1), default=16, help="frames per snippet (default 16)")
+    extract.add_argument("--stride", type=integer(1), default=16, help="frames between snippet starts (default 16)")
+    extract.add_argument("--batch", type=integer(1), default=8, help="snippets per forward pass (default 8)")
     extract.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
     extract.add_argument(
-        "--workers", type=int, default=None, help="threads decoding videos in parallel (default: 8 on a GPU, else 2)"
+        "--workers", type=integer(1), default=None, help="threads decoding videos in parallel (default: 8 on a GPU, else 2)"
     )
     extract.add_argument(
         "--output", choices=["features", "logits"], default="features",
@@ -45,12 +47,12 @@ def register(subparsers) -> None:
         "logits averaged over clips, softmax, top-k class names with probabilities.",
     )
     classify.add_argument("video", help="a video file")
-    classify.add_argument("--topk", type=int, default=5, help="how many classes to print (default 5)")
+    classify.add_argument("--topk", type=integer(1), default=5, help="how many classes to print (default 5)")
     classify.add_argument("--json", action="store_true", help="print JSON [{label, probability}, ...]")
-    classify.add_argument("--fps", type=float, default=25.0, help="frame rate of the clips (default 25, as Kinetics)")
-    classify.add_argument("--window", type=int, default=64, help="frames per clip (default 64)")
-    classify.add_argument("--start", type=float, default=0.0, help="seconds to skip at the start (default 0)")
-    classify.add_argument("--seconds", type=float, default=None, help="classify only this many seconds")
+    classify.add_argument("--fps", type=POSITIVE, default=25.0, help="frame rate of the clips (default 25, as Kinetics)")
+    classify.add_argument("--window", type=integer(1), default=64, help="frames per clip (default 64)")
+    classify.add_argument("--start", type=NON_NEGATIVE, default=0.0, help="seconds to skip at the start (default 0)")
+    classify.add_argument("--seconds", type=POSITIVE, default=None, help="classify only this many seconds")
     classify.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
     classify.add_argument("--cache", default=None, help="weights cache directory (default $SOLA_CACHE or ~/.cache/sola)")
     classify.set_defaults(func=run_classify)

@@ -13,6 +13,7 @@ from sola.cli.common import (
     add_set_argument,
     add_store_arguments,
     annotations_from_args,
+    integer,
     set_overrides,
     store_from_args,
 )
@@ -36,7 +37,7 @@ def register(subparsers) -> None:
     p.add_argument("--config", default=None, help="YAML config (configs/thumos14_i3d.yaml, configs/activitynet_tsp.yaml, "
                    "configs/tal_synthetic_cpu.yaml); default: the THUMOS14 values")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory to write")
-    p.add_argument("--seed", type=int, default=None, help="random seed (default: train.seed of the config)")
+    p.add_argument("--seed", type=integer(0), default=None, help="random seed (default: train.seed of the config)")
     p.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR from its last finished epoch "
                    "(same data, config and seed; a finished run is not retrained)")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no per-epoch lines (without it: a bar on "
@@ -53,7 +54,7 @@ def register(subparsers) -> None:
     p.add_argument("--out", default=None, help="prediction file (default: RUN_DIR/predictions.json)")
     p.add_argument("--video-scores", default=None, help="class-agnostic runs: JSON {video: {label: score}} fused "
                    "with the proposals (ActivityNet protocol)")
-    p.add_argument("--batch-size", type=int, default=None, help="videos per forward pass (default: train.batch_size)")
+    p.add_argument("--batch-size", type=integer(1), default=None, help="videos per forward pass (default: train.batch_size)")
     p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (default: train.device of the run)")
     p.set_defaults(func=run_infer)
 

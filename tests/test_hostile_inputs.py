@@ -1,0 +1,127 @@
+"""Hostile inputs through the CLI (issue 10): a bad store, annotation, prediction, config, flag,
+permission or disk gives exit != 0 and one line on stderr naming the file or flag and the fix, no
+traceback, and nothing written or modified (or, where the input is legal, the correct result).
+
+Most cases call `sola.cli.main` in-process (fast); a few run `python -m sola` to see what a shell sees.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from sola.adapter import SoLaAdapter, save_adapter
+from sola.cli import main
+from sola.transform import apply_adapter, transform_store
+from sola.stores import open_store
+
+
+def run(capsys, *args) -> tuple[int, str, str]:
+    """`sola ARGS` in-process: (exit status, stdout, stderr); usage errors exit through SystemExit."""
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_line(err: str) -> str:
+    """The only non-empty stderr line (no traceback, no progress bars)."""
+    assert "Traceback" not in err, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def fails(capsys, *args, says: tuple[str, ...] = ()) -> str:
+    """Run `sola ARGS`, check exit != 0 and one line containing every string of `says`; return the line."""
+    code, _, err = run(capsys, *args)
+    line = one_line(err)
+    assert code not in (0, None), line
+    for text in says:
+        assert text in line, line
+    return line
+
+
+def snapshot(*roots: Path) -> dict[str, str]:
+    """Path -> sha256 of every file under `roots` (missing roots map to nothing)."""
+    found = {}
+    for root in roots:
+        files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
+        for path in files:
+            found[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return found
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    """A 6-video synthetic benchmark (dim 16) and a non-identity adapter for it."""
+    from sola.synthetic import SyntheticConfig, write_synthetic
+
+    root = tmp_path_factory.mktemp("bench")
+    write_synthetic(root / "data", SyntheticConfig(videos=6, dim=16, classes=2, min_length=40, max_length=80),
+                    progress=False)
+    torch.manual_seed(0)
+    adapter = SoLaAdapter(16, hidden_dim=8)
+    with torch.no_grad():
+        adapter.alpha.fill_(0.5)
+    save_adapter(adapter, root / "adapter.safetensors")
+    return {"features": root / "data" / "features", "annotations": root / "data" / "annotations.json",
+            "adapter": root / "adapter.safetensors", "root": root}
+
+
+# -- size and count arguments: 0 or -5 never silently mean a default (bug 1) --------------------------
+
+USAGE_ERRORS = [
+    (["transform", "{features}", "--adapter", "{adapter}", "--out", "{out}", "--chunk-size", "-5"], "--chunk-size"),
+    (["transform", "{features}", "--adapter", "{adapter}", "--out", "{out}", "--chunk-size", "0"], "--chunk-size"),
+    (["eval-proposals", "{annotations}", "{annotations}", "--max-proposals", "-5"], "--max-proposals"),
+    (["compare", "{features}", "--annotations", "{annotations}", "--config", "x.yaml", "--out", "{out}",
+      "--sm-weight", "nan"], "--sm-weight"),
+    (["compare", "{features}", "--annotations", "{annotations}", "--config", "x.yaml", "--out", "{out}",
+      "--seeds", "0"], "--seeds"),
+    (["train", "{features}", "--out", "{out}", "--epochs", "0"], "--epochs"),
+    (["train", "{features}", "--out", "{out}", "--batch-size", "-1"], "--batch-size"),
+    (["train", "{features}", "--out", "{out}", "--lr", "nan"], "--lr"),
+    (["train", "{features}", "--out", "{out}", "--lr", "-0.1"], "--lr"),
+    (["train", "{features}", "--out", "{out}", "--steps", "-3"], "--steps"),
+    (["train", "{features}", "--out", "{out}", "--seed", "-1"], "--seed"),
+    (["synth", "{out}", "--videos", "0"], "--videos"),
+    (["synth", "{out}", "--dim", "-4"], "--dim"),
+    (["tal", "infer", "{out}", "{features}", "--annotations", "{annotations}", "--batch-size", "0"], "--batch-size"),
+    (["probe", "{features}", "--annotations", "{annotations}", "--boundary-k", "0"], "--boundary-k"),
+    (["probe", "{features}", "--annotations", "{annotations}", "--fps", "inf"], "--fps"),
+    (["select", "{out}", "--annotations", "{annotations}", "--holdout", "1.5"], "--holdout"),
+    (["extract", "{out}", "--out", "{out}", "--window", "0"], "--window"),
+    (["classify", "x.mp4", "--topk", "0"], "--topk"),
+    (["demo", "--out", "{out}", "--num-videos", "0"], "--num-videos"),
+]
+
+
+@pytest.mark.parametrize("args, flag", USAGE_ERRORS, ids=[" ".join(a[:1] + a[-2:]) for a, _ in USAGE_ERRORS])
+def test_bad_sizes_and_counts_are_refused_naming_the_flag(capsys, bench, tmp_path, args, flag):
+    values = {**{k: str(v) for k, v in bench.items()}, "out": str(tmp_path / "out")}
+    line = fails(capsys, *[a.format(**values) for a in args], says=(flag, "must be"))
+    assert "--help" in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_library_refuses_a_chunk_size_below_one(bench, tmp_path):
+    from sola.adapter import load_adapter
+    from sola.errors import ConfigError
+
+    adapter = load_adapter(bench["adapter"])
+    with pytest.raises(ConfigError, match="chunk size"):
+        apply_adapter(adapter, np.zeros((10, 16), np.float32), chunk_size=0)
+    with pytest.raises(ConfigError, match="chunk size"):
+        transform_store(adapter, open_store(bench["features"]), tmp_path / "out", chunk_size=-5, progress=False)
+    assert not (tmp_path / "out").exists()
