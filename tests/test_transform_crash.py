@@ -192,3 +192,35 @@ def _transform_killed_and_resumed(tmp_path: Path, layout: str) -> None:
     assert digest(out) != digest(tmp_path / "ref" / name) if out.exists() else True
     assert main(["transform", *common, "--out", str(out)]) == 0
     assert digest(out) == digest(tmp_path / "ref" / name)
+
+
+@pytest.mark.slow
+def test_sola_train_outputs_are_byte_identical_across_processes_and_resume(tmp_path):
+    """Two `sola train` processes (different PYTHONHASHSEED) write the same bytes, and so does a run
+    stopped after one epoch and resumed: safetensors metadata is written in a fixed order."""
+    features = tmp_path / "features"
+    writer = NpyWriter(features)
+    for i in range(8):
+        writer.write(f"vid{i:02d}", video(i)[:60])
+    config = tmp_path / "small.yaml"
+    config.write_text("adapter: {hidden_dim: 16}\nmatching: {projector_dim: 16}\n"
+                      "fit: {batch_size: 4, lr: 0.001, checkpoint_every: 1, device: cpu}\n")
+
+    def train(seed: str, *extra: str) -> None:
+        env = {**os.environ, "PYTHONHASHSEED": seed, "OMP_NUM_THREADS": "1"}
+        command = [sys.executable, "-m", "sola", "train", str(features), "--quiet", *extra]
+        result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+        assert result.returncode == 0, result.stderr
+
+    def outputs(run: Path) -> dict[str, str]:
+        files = [run / "adapter.safetensors", run / "state.safetensors", *sorted((run / "checkpoints").iterdir())]
+        return {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in files}
+
+    train("1", "--out", str(tmp_path / "a"), "--config", str(config), "--epochs", "3")
+    train("2", "--out", str(tmp_path / "b"), "--config", str(config), "--epochs", "3")
+    train("3", "--out", str(tmp_path / "c"), "--config", str(config), "--epochs", "1")
+    train("4", "--resume", str(tmp_path / "c"), "--epochs", "3")
+    reference = outputs(tmp_path / "a")
+    assert len(reference) == 6  # adapter, state, epochs 0..3
+    assert outputs(tmp_path / "b") == reference
+    assert outputs(tmp_path / "c") == reference

@@ -13,10 +13,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from safetensors import safe_open
-from safetensors.torch import save_file
 from torch import nn
 
-from sola.atomic import atomic_path
+from sola.checkpoint import write_safetensors
 from sola.config import AdapterConfig
 from sola.errors import CheckpointError
 
@@ -103,8 +102,7 @@ def save_adapter(adapter: SoLaAdapter, path: str | os.PathLike, extra: dict | No
     """Write the adapter (weights only, no projector) as safetensors, atomically."""
     path = Path(path)
     tensors = {name: t.detach().cpu().contiguous() for name, t in adapter.state_dict().items()}
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=adapter_metadata(adapter, extra))
+    write_safetensors(path, tensors, adapter_metadata(adapter, extra))
     return path
 
 

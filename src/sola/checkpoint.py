@@ -1,4 +1,8 @@
-"""Resumable training state in safetensors: model, optimiser moments and the epoch reached."""
+"""Resumable training state in safetensors: model, optimiser moments and the epoch reached.
+
+Every safetensors file sola writes goes through `write_safetensors`, so that the same tensors and
+metadata give the same bytes in every process (a resumed or repeated run is byte-identical).
+"""
 
 from __future__ import annotations
 
@@ -8,12 +12,28 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save
 
 from sola.atomic import atomic_path
 from sola.errors import CheckpointError
 
 STATE_FORMAT = "sola-training-state"
+
+
+def write_safetensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+    """Write `tensors` and string `metadata` as a safetensors file, atomically and deterministically.
+
+    safetensors keeps the metadata in a Rust HashMap whose order changes from process to process,
+    so its header is rewritten here with the metadata keys sorted (tensor entries and data as written).
+    """
+    data = save(tensors, metadata=metadata)
+    size = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + size])
+    header["__metadata__"] = dict(sorted(header.get("__metadata__", {}).items()))
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+    text += b" " * (-len(text) % 8)  # the header is padded to 8 bytes, as safetensors does
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(len(text).to_bytes(8, "little") + text + data[8 + size :])
 
 
 def optimizer_tensors(optimizer: torch.optim.Optimizer, prefix: str = "optim.") -> tuple[dict[str, torch.Tensor], str]:
@@ -46,8 +66,7 @@ def save_training_state(
     optim_tensors, param_groups = optimizer_tensors(optimizer)
     tensors.update(optim_tensors)
     metadata = {"format": STATE_FORMAT, "epoch": str(epoch), "param_groups": param_groups}
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=metadata)
+    write_safetensors(path, tensors, metadata)
 
 
 def load_training_state(

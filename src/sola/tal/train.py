@@ -27,8 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from sola.atomic import atomic_path
-from sola.checkpoint import load_optimizer_tensors, optimizer_tensors
+from sola.checkpoint import load_optimizer_tensors, optimizer_tensors, write_safetensors
 from sola.errors import AnnotationError, CheckpointError, ConfigError
 from sola.tal.assignment import assign_targets
 from sola.tal.config import TalConfig, tal_config_to_dict
@@ -129,8 +128,6 @@ def save_train_state(path: str | os.PathLike, epoch: int, step: int, modules: di
     RNG states as uint8 (`rng.torch`, `rng.cuda.N`); the JSON metadata `state` holds the scalars,
     the NumPy and Python RNG states, the log and the fingerprint.
     """
-    from safetensors.torch import save_file
-
     tensors = {}
     for name, module in modules.items():
         if module is not None:  # clone: the adapter is shared by the model and the auxiliary loss
@@ -145,8 +142,7 @@ def save_train_state(path: str | os.PathLike, epoch: int, step: int, modules: di
     state = {"epoch": epoch, "step": step, "loss_norm": normalizer.value, "param_groups": param_groups,
              "numpy_rng": rng.bit_generator.state, "python_rng": [version, list(internal), gauss],
              "history": history, "fingerprint": fingerprint}
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"format": STATE_FORMAT, "state": json.dumps(state)})
+    write_safetensors(path, tensors, {"format": STATE_FORMAT, "state": json.dumps(state)})
 
 
 def changed_config_keys(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
