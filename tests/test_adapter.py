@@ -76,6 +76,24 @@ def test_save_load_roundtrip_and_errors(tmp_path):
         load_adapter(tmp_path / "missing.safetensors")
 
 
+def test_nonfinite_weights_are_neither_saved_nor_loaded(tmp_path):
+    from sola.adapter import adapter_metadata
+    from sola.checkpoint import write_safetensors
+
+    adapter = SoLaAdapter(6, hidden_dim=4)
+    with torch.no_grad():
+        adapter.mix.weight[0, 0] = float("nan")
+        adapter.alpha.fill_(float("inf"))
+    with pytest.raises(CheckpointError, match=r"diverged.*fit.lr") as raised:
+        save_adapter(adapter, tmp_path / "adapter.safetensors")
+    assert "mix.weight" in str(raised.value) and "alpha" in str(raised.value)
+    assert list(tmp_path.iterdir()) == []
+    tensors = {name: t.contiguous() for name, t in adapter.state_dict().items()}
+    write_safetensors(tmp_path / "diverged.safetensors", tensors, adapter_metadata(adapter))  # an older sola
+    with pytest.raises(CheckpointError, match=r"diverged.safetensors: .*NaN/Inf"):
+        load_adapter(tmp_path / "diverged.safetensors")
+
+
 def test_apply_adapter_rejects_wrong_dim():
     from sola.errors import StoreError
 

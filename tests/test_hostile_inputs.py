@@ -125,3 +125,27 @@ def test_library_refuses_a_chunk_size_below_one(bench, tmp_path):
     with pytest.raises(ConfigError, match="chunk size"):
         transform_store(adapter, open_store(bench["features"]), tmp_path / "out", chunk_size=-5, progress=False)
     assert not (tmp_path / "out").exists()
+
+
+# -- a diverged adapter is refused (bug 3) -------------------------------------------------------------
+
+
+def test_transform_with_a_nan_adapter_writes_nothing(capsys, bench, tmp_path):
+    from sola.adapter import adapter_metadata
+    from sola.checkpoint import write_safetensors
+
+    adapter = SoLaAdapter(16, hidden_dim=8)
+    tensors = {name: torch.full_like(t, float("nan")) for name, t in adapter.state_dict().items()}
+    write_safetensors(tmp_path / "nan.safetensors", tensors, adapter_metadata(adapter))
+    fails(capsys, "transform", bench["features"], "--adapter", tmp_path / "nan.safetensors", "--out", tmp_path / "out",
+          "--quiet", says=("nan.safetensors", "NaN/Inf", "fit.lr"))
+    assert not (tmp_path / "out").exists()
+
+
+def test_yaml_lr_inf_is_refused_before_a_run_directory_exists(capsys, bench, tmp_path):
+    config = tmp_path / "bad.yaml"
+    for text in ("fit: {lr: .inf}", "fit: {weight_decay: .nan}", "matching: {target_k: .nan}"):
+        config.write_text(text + "\n")
+        fails(capsys, "train", bench["features"], "--config", config, "--out", tmp_path / "run", "--quiet",
+              says=(text.split("{")[1].split(":")[0].strip(),))
+        assert not (tmp_path / "run").exists()

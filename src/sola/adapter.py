@@ -98,10 +98,25 @@ def adapter_metadata(adapter: SoLaAdapter, extra: dict | None = None) -> dict[st
     return meta
 
 
+def nonfinite_weights(tensors: dict[str, torch.Tensor]) -> list[str]:
+    """Names of the tensors holding NaN or Inf (a diverged fit)."""
+    return [name for name, tensor in tensors.items() if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
+
+
 def save_adapter(adapter: SoLaAdapter, path: str | os.PathLike, extra: dict | None = None) -> Path:
-    """Write the adapter (weights only, no projector) as safetensors, atomically."""
+    """Write the adapter (weights only, no projector) as safetensors, atomically.
+
+    Raises `CheckpointError` (writing nothing) when a weight is NaN/Inf: such an adapter turns every
+    feature into NaN.
+    """
     path = Path(path)
     tensors = {name: t.detach().cpu().contiguous() for name, t in adapter.state_dict().items()}
+    bad = nonfinite_weights(tensors)
+    if bad:
+        raise CheckpointError(
+            f"{path}: not written: the adapter's weights {', '.join(bad)} hold NaN/Inf (the fit diverged); "
+            "fit again with a lower fit.lr"
+        )
     write_safetensors(path, tensors, adapter_metadata(adapter, extra))
     return path
 
@@ -120,7 +135,8 @@ def resolve_adapter_path(path: str | os.PathLike) -> Path:
 
 
 def load_adapter(path: str | os.PathLike, device: str | torch.device = "cpu") -> SoLaAdapter:
-    """Load an adapter saved by `save_adapter` (or a run directory); raises `CheckpointError`."""
+    """Load an adapter saved by `save_adapter` (or a run directory); raises `CheckpointError`, also
+    for NaN/Inf weights."""
     path = resolve_adapter_path(path)
     try:
         with safe_open(str(path), framework="pt", device="cpu") as handle:
@@ -137,4 +153,10 @@ def load_adapter(path: str | os.PathLike, device: str | torch.device = "cpu") ->
         adapter.load_state_dict(tensors, strict=True)
     except (KeyError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"{path}: adapter weights do not match their metadata ({exc})") from None
+    bad = nonfinite_weights(tensors)
+    if bad:
+        raise CheckpointError(
+            f"{path}: the adapter's weights {', '.join(bad)} hold NaN/Inf, so it would turn every feature into "
+            "NaN (a diverged fit); fit again with a lower fit.lr, or use a checkpoint from before it diverged"
+        )
     return adapter.to(device).eval()
