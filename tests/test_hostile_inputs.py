@@ -149,3 +149,18 @@ def test_yaml_lr_inf_is_refused_before_a_run_directory_exists(capsys, bench, tmp
         fails(capsys, "train", bench["features"], "--config", config, "--out", tmp_path / "run", "--quiet",
               says=(text.split("{")[1].split(":")[0].strip(),))
         assert not (tmp_path / "run").exists()
+
+
+# -- NaN/Inf anywhere in the features stops `sola train` before it starts (bug 4) ----------------------
+
+
+def test_train_names_a_video_with_one_nan_before_any_epoch(capsys, tmp_path):
+    from tests.conftest import write_npy_store
+
+    features = write_npy_store(tmp_path / "features", [526, 300, 300], dim=8)
+    bad = np.load(features / "vid000.npy")
+    bad[5, 3] = np.nan  # one value, where few training windows would look
+    np.save(features / "vid000.npy", bad)
+    fails(capsys, "train", features, "--out", tmp_path / "run", "--epochs", "40", "--quiet",
+          says=("'vid000'", "NaN", "--nan-policy"))
+    assert not (tmp_path / "run" / "checkpoints").exists() and not (tmp_path / "run" / "metrics.jsonl").exists()

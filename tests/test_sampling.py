@@ -52,9 +52,33 @@ def test_window_source_errors(tmp_path):
     bad = np.load(nan / "vid000.npy")
     bad[:] = np.nan
     np.save(nan / "vid000.npy", bad)
-    source = open_window_source(open_store(nan), 23)
-    with pytest.raises(StoreError, match="vid000"):
-        source.batch(np.array([0]), np.array([0]), 23)
+    with pytest.raises(StoreError, match="vid000.*--nan-policy zero"):
+        open_window_source(open_store(nan), 23)
+
+
+@pytest.mark.parametrize("layout", ["npy", "hdf5", "csv"])
+def test_nan_anywhere_is_found_up_front_naming_the_video(tmp_path, layout):
+    from sola.sampling import all_finite
+    from sola.stores.csv import CsvWriter
+    from sola.stores.hdf5 import Hdf5Writer
+    from sola.stores.npy import NpyWriter
+
+    writer_cls, out = {"npy": (NpyWriter, "f"), "hdf5": (Hdf5Writer, "f.h5"), "csv": (CsvWriter, "f")}[layout]
+    writer = writer_cls(tmp_path / out)
+    rng = np.random.default_rng(0)
+    for index, row in enumerate([None, 5, 525]):  # clean; a NaN where no window may look; the last row
+        features = rng.standard_normal((526, 4)).astype(np.float32)
+        if row is not None:
+            features[row, 1] = np.nan if index == 1 else np.inf
+        writer.write(f"vid{index}", features)
+    writer.close()
+    store = open_store(tmp_path / out)
+    for index, clean in enumerate([True, False, False]):
+        assert all_finite(store.window_source(f"vid{index}"), values=64) is clean  # 16 rows a block
+    with pytest.raises(StoreError, match="'vid1'"):
+        open_window_source(store, 23, cache_dir=tmp_path / "cache")
+    dropped = open_window_source(store, 23, nan_policy="drop-video", cache_dir=tmp_path / "cache")
+    assert dropped.video_ids == ["vid0"] and dropped.dropped == ["vid1", "vid2"]
 
 
 def test_nan_policies_in_training_windows(tmp_path):

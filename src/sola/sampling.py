@@ -52,9 +52,11 @@ def open_window_source(
     Layouts without random access (csv, pickle, npz, pt, two-stream) are read once and cached as
     float32 `.npy` files in `cache_dir`, then memory-mapped like the npy layout, so training never
     holds the dataset in memory nor rereads a file per window (without `cache_dir` they are held in
-    memory). `nan_policy`: "error" fails on the first batch holding NaN/Inf, "zero" replaces them by
-    0 in the batches, "drop-video" scans every video once and leaves out those with NaN/Inf.
-    Raises `StoreError` when the store is empty, dims differ or no video is long enough.
+    memory). `nan_policy`: "error" scans every video once up front (a few snippets at a time) and
+    fails naming the first with NaN/Inf, "zero" replaces them by 0 in the batches, "drop-video" scans
+    the same way and leaves out the videos with NaN/Inf.
+    Raises `StoreError` when the store is empty, dims differ, a video holds NaN/Inf under "error" or
+    no video is long enough.
     """
     ids, lengths, sources, skipped, dropped = [], [], [], [], []
     dim = None
@@ -73,9 +75,14 @@ def open_window_source(
         if length < window:
             skipped.append(video_id)
             continue
-        if nan_policy == "drop-video" and not np.isfinite(source).all():
-            dropped.append(video_id)
-            continue
+        if nan_policy != "zero" and not all_finite(source):
+            if nan_policy == "drop-video":
+                dropped.append(video_id)
+                continue
+            raise StoreError(
+                f"video {video_id!r} in {store.path} holds NaN/Inf values; fix the features (`sola inspect` "
+                "counts them), or choose --nan-policy zero (replace them by 0) or drop-video (leave such videos out)"
+            )
         ids.append(video_id)
         lengths.append(length)
         sources.append(source)
@@ -87,6 +94,13 @@ def open_window_source(
             "lower matching.window (and start/step/num_positions) in the config"
         )
     return WindowSource(ids, np.asarray(lengths, dtype=np.int64), sources, dim, skipped, dropped, nan_policy)
+
+
+def all_finite(source: Any, values: int = 1 << 22) -> bool:
+    """True when every value of a `(T, C)` source is finite; memmaps and HDF5 datasets are read a
+    block of about `values` values at a time, never whole."""
+    rows = max(1, values // max(1, source.shape[1]))
+    return all(np.isfinite(source[first : first + rows]).all() for first in range(0, source.shape[0], rows))
 
 
 def _cached(store: FeatureStore, video_id: str, cache: Path) -> np.ndarray:
