@@ -164,3 +164,40 @@ def test_train_names_a_video_with_one_nan_before_any_epoch(capsys, tmp_path):
     fails(capsys, "train", features, "--out", tmp_path / "run", "--epochs", "40", "--quiet",
           says=("'vid000'", "NaN", "--nan-policy"))
     assert not (tmp_path / "run" / "checkpoints").exists() and not (tmp_path / "run" / "metrics.jsonl").exists()
+
+
+# -- stale outputs are never reused (bug 2) ------------------------------------------------------------
+
+
+def test_transform_into_an_output_of_another_adapter_is_refused(capsys, bench, tmp_path):
+    out = tmp_path / "out"
+    code, printed, _ = run(capsys, "transform", bench["features"], "--adapter", bench["adapter"], "--out", out, "--quiet")
+    assert code == 0 and "transformed 6 videos" in printed
+    before = snapshot(out)
+    other = SoLaAdapter(16, hidden_dim=8)
+    with torch.no_grad():
+        other.alpha.fill_(-0.2)
+    save_adapter(other, tmp_path / "other.safetensors")
+    fails(capsys, "transform", bench["features"], "--adapter", tmp_path / "other.safetensors", "--out", out, "--quiet",
+          says=(str(out), "another adapter", "new --out"))
+    assert snapshot(out) == before
+
+
+def test_transform_into_copies_of_the_inputs_is_refused(capsys, bench, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    for file in bench["features"].iterdir():
+        (out / file.name).symlink_to(file)
+    fails(capsys, "transform", bench["features"], "--adapter", bench["adapter"], "--out", out, "--quiet",
+          says=("already holds features", "sola_transform.json"))
+    assert all(p.is_symlink() for p in out.iterdir())
+
+
+def test_transform_names_the_file_of_another_dimension(capsys, bench, tmp_path):
+    features = tmp_path / "features"
+    features.mkdir()
+    for file in sorted(bench["features"].iterdir())[:2]:
+        (features / file.name).write_bytes(file.read_bytes())
+    np.save(features / "odd.npy", np.zeros((50, 12), np.float32))
+    fails(capsys, "transform", features, "--adapter", bench["adapter"], "--out", tmp_path / "out", "--quiet",
+          says=(str(features / "odd.npy"), "dim 12", "dim 16"))

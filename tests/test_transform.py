@@ -1,4 +1,5 @@
 import hashlib
+import json
 
 import numpy as np
 import pytest
@@ -101,3 +102,59 @@ def test_nan_policy(tmp_path, adapter):
     zeroed = np.nan_to_num(bad, nan=0.0)
     np.testing.assert_allclose(np.load(tmp_path / "zero" / "vid001.npy"), apply_adapter(adapter, zeroed), atol=1e-6)
     assert np.isnan(np.load(root / "vid001.npy")).sum() == 1  # input untouched
+
+
+def tree_digest(root):
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*"))
+            if p.is_file()}
+
+
+@pytest.mark.parametrize("layout", ["npy", "hdf5"])
+def test_an_output_of_another_adapter_input_or_setting_is_refused(tmp_path, adapter, layout):
+    from sola.stores.hdf5 import Hdf5Writer
+    from sola.stores.npy import NpyWriter
+    from sola.transform import PROVENANCE
+
+    name = "in.h5" if layout == "hdf5" else "in"
+    for folder in ("a", "b"):  # two input stores holding the same videos
+        writer = (Hdf5Writer if layout == "hdf5" else NpyWriter)(tmp_path / folder / name)
+        for i in range(3):
+            writer.write(f"vid{i:03d}", np.random.default_rng(i).standard_normal((30 + i, 8)).astype(np.float32))
+        writer.close()
+    store, out = open_store(tmp_path / "a" / name), tmp_path / "out" / name
+    transform_store(adapter, store, out, progress=False)
+    record = out / PROVENANCE if layout == "npy" else out.with_name(f"{name}.{PROVENANCE}")  # beside one file
+    assert json.loads(record.read_text())["input"]["path"] == str(store.path.resolve())
+    reference = tree_digest(tmp_path)
+    other = SoLaAdapter(8, hidden_dim=16)
+    with pytest.raises(StoreError, match="another adapter"):
+        transform_store(other, store, out, progress=False)
+    with pytest.raises(StoreError, match="another --nan-policy"):
+        transform_store(adapter, store, out, progress=False, nan_policy="zero")
+    with pytest.raises(StoreError, match="another input store"):
+        transform_store(adapter, open_store(tmp_path / "b" / name), out, progress=False)
+    assert tree_digest(tmp_path) == reference
+    assert transform_store(adapter, store, out, progress=False)["skipped"] == 3  # the same run resumes
+
+
+def test_a_killed_run_is_not_resumed_with_another_adapter(tmp_path, adapter):
+    root = write_npy_store(tmp_path / "in", [30, 31, 32], dim=8)
+    store = open_store(root)
+    transform_store(adapter, store, tmp_path / "out", progress=False)
+    (tmp_path / "out" / "vid002.npy").unlink()  # as if killed before the last video
+    other = SoLaAdapter(8, hidden_dim=16)
+    with pytest.raises(StoreError, match="another adapter.*never mixed"):
+        transform_store(other, store, tmp_path / "out", progress=False)
+    assert not (tmp_path / "out" / "vid002.npy").exists()
+
+
+@pytest.mark.parametrize("link", [False, True])
+def test_outputs_without_a_record_are_refused(tmp_path, adapter, link):
+    root = write_npy_store(tmp_path / "in", [30, 31], dim=8)
+    out = tmp_path / "out"
+    out.mkdir()
+    for file in root.iterdir():  # a directory pre-filled with the inputs passes for adapted features
+        (out / file.name).symlink_to(file) if link else (out / file.name).write_bytes(file.read_bytes())
+    with pytest.raises(StoreError, match="no sola_transform.json"):
+        transform_store(adapter, open_store(root), out, progress=False)
+    assert sorted(p.name for p in out.iterdir()) == ["vid000.npy", "vid001.npy"]

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -96,6 +97,15 @@ def adapter_metadata(adapter: SoLaAdapter, extra: dict | None = None) -> dict[st
     for key, value in (extra or {}).items():
         meta[key] = value if isinstance(value, str) else json.dumps(value)
     return meta
+
+
+def adapter_digest(adapter: SoLaAdapter) -> str:
+    """SHA-256 of an adapter's architecture and weights (what its outputs depend on)."""
+    digest = hashlib.sha256(repr((adapter.dim, adapter.hidden_dim, adapter.kernel_size, adapter.dilation)).encode())
+    for name, tensor in sorted(adapter.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def nonfinite_weights(tensors: dict[str, torch.Tensor]) -> list[str]:

@@ -1,7 +1,18 @@
-"""Apply a fitted adapter to whole videos and whole stores, format-preserving and resumable."""
+"""Apply a fitted adapter to whole videos and whole stores, format-preserving and resumable.
+
+An output store records what produced it in a small JSON file (`PROVENANCE`): the adapter's
+SHA-256 (architecture and weights), the input store (resolved path, layout, options) and the
+settings that change the values (`nan_policy`, `chunk_size`). Directory layouts keep it inside the
+output directory (`OUT/sola_transform.json`; no layout reads `.json` files as videos); one-file
+layouts (HDF5, one pickle) keep it beside the file (`OUT.h5.sola_transform.json`), as their file
+format has no place for it that every reader ignores. A rerun resumes only when the record
+matches; an output of another adapter, input or setting, or one without a record (copies or links
+of the inputs, an older run), is refused rather than silently reused or mixed.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -10,11 +21,16 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from sola.adapter import SoLaAdapter
+from sola.adapter import SoLaAdapter, adapter_digest
+from sola.atomic import atomic_write_text
 from sola.distributed import barrier, setup_distributed
 from sola.errors import ConfigError, StoreError
-from sola.stores import FeatureStore
+from sola.stores import FeatureStore, StoreWriter
+from sola.stores.base import PartsWriter
 from sola.stores.checks import apply_nan_policy
+
+PROVENANCE = "sola_transform.json"
+PROVENANCE_FORMAT = "sola-transform-1"
 
 
 @torch.inference_mode()
@@ -74,17 +90,23 @@ def transform_store(
     Under `torchrun`, videos are sharded across ranks; the main rank finishes the store at the end.
     `nan_policy` ("error", "zero", "drop-video") decides what happens to videos with NaN/Inf.
     Returns counts: {"videos", "written", "skipped", "dropped", "seconds", "snippets"}. Raises
-    `StoreError` when `out` is the input store (inputs are never modified) or a video is bad.
+    `StoreError` when `out` is the input store (inputs are never modified), when `out` holds
+    features its provenance record does not vouch for (see the module docstring) or a video is bad.
     """
     check_chunk_size(chunk_size)
     out = Path(out)
     if out.resolve() == store.path.resolve():
         raise StoreError(f"--out {out} is the input store; choose a new directory (inputs are never modified)")
-    context = setup_distributed(device)
-    writer = store.writer(out)
     ids = store.video_ids()
     if not ids:
         raise StoreError(f"feature store {store.path} holds no videos")
+    context = setup_distributed(device)
+    writer = store.writer(out)
+    record = provenance(adapter, store, nan_policy, chunk_size)
+    check_provenance(writer, record, ids)
+    if context.is_main and not provenance_file(writer).is_file():
+        atomic_write_text(provenance_file(writer), json.dumps(record, indent=1, sort_keys=True) + "\n")
+    barrier(context)  # every rank checked the output before any video of this run is written
     mine = ids[context.rank :: context.world_size]  # every layout writes videos one by one, atomically
     started = time.perf_counter()
     written = skipped = dropped = snippets = 0
@@ -93,10 +115,16 @@ def transform_store(
         if writer.has(video_id):
             skipped += 1
             continue
-        features = apply_nan_policy(store.read(video_id), nan_policy, f"video {video_id!r} in {store.path}")
+        where = video_source(store, video_id)
+        features = apply_nan_policy(store.read(video_id), nan_policy, where)
         if features is None:
             dropped += 1
             continue
+        if features.shape[1] != adapter.dim:
+            raise StoreError(
+                f"{where}: feature dim {features.shape[1]} but the adapter was fitted on dim {adapter.dim}; "
+                "all videos of a store must come from one extractor (`sola inspect` lists the dims)"
+            )
         writer.write(video_id, apply_adapter(adapter, features, chunk_size, context.device))
         written += 1
         snippets += features.shape[0]
@@ -112,3 +140,56 @@ def transform_store(
         "seconds": round(time.perf_counter() - started, 3),
         "out": str(out),
     }
+
+
+def video_source(store: FeatureStore, video_id: str) -> str:
+    """Where one video's features live, for messages: its file, or `STORE[video_id]`."""
+    file = getattr(store, "file", None)
+    return str(file(video_id)) if callable(file) else f"video {video_id!r} in {store.path}"
+
+
+def provenance(adapter: SoLaAdapter, store: FeatureStore, nan_policy: str, chunk_size: int) -> dict:
+    """What an output store is made of: adapter digest, input store and value-changing settings."""
+    return {
+        "format": PROVENANCE_FORMAT,
+        "adapter": adapter_digest(adapter),
+        "input": {"path": str(store.path.resolve()), "layout": store.layout,
+                  "options": json.loads(json.dumps(store.options(), default=str))},
+        "nan_policy": nan_policy,
+        "chunk_size": int(chunk_size),
+    }
+
+
+def provenance_file(writer: StoreWriter) -> Path:
+    """The provenance record of an output: inside an output directory, beside a one-file output."""
+    if isinstance(writer, PartsWriter):
+        return writer.path.with_name(f"{writer.path.name}.{PROVENANCE}")
+    return writer.path / PROVENANCE
+
+
+def check_provenance(writer: StoreWriter, record: dict, video_ids: list[str]) -> None:
+    """Raise `StoreError` unless the output is new or was made by the same adapter, input and settings."""
+    path, out = provenance_file(writer), writer.path
+    if not path.is_file():
+        done = [video_id for video_id in video_ids if writer.has(video_id)]
+        if done:
+            raise StoreError(
+                f"--out {out} already holds features of {len(done)} of these videos (e.g. {done[0]!r}) but no "
+                f"{path.name} saying that `sola transform` made them (copies of the inputs, another tool, or an "
+                f"older sola); choose a new --out, or delete them to transform again"
+            )
+        return
+    try:
+        previous = json.loads(path.read_text())
+    except ValueError:
+        raise StoreError(f"{path}: unreadable provenance record; delete {out} and {path.name} to transform again") from None
+    what = {"adapter": "another adapter", "input": "another input store", "nan_policy": "another --nan-policy",
+            "chunk_size": "another --chunk-size", "format": "another sola version"}
+    differ = [what[key] for key in what if previous.get(key) != record[key]]
+    if differ:
+        made = previous.get("input", {}).get("path", "?") if "another input store" in differ else None
+        raise StoreError(
+            f"--out {out} holds features made with {' and '.join(differ)}"
+            f"{f' (from {made})' if made else ''} (recorded in {path}); choose a new --out, or delete {out} "
+            f"and {path.name} to transform again (features of two runs are never mixed)"
+        )
