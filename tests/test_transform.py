@@ -158,3 +158,23 @@ def test_outputs_without_a_record_are_refused(tmp_path, adapter, link):
     with pytest.raises(StoreError, match="no sola_transform.json"):
         transform_store(adapter, open_store(root), out, progress=False)
     assert sorted(p.name for p in out.iterdir()) == ["vid000.npy", "vid001.npy"]
+
+
+def test_transform_of_a_two_stream_store_returns_the_written_store(tmp_path):
+    from sola.compare import sola_store
+    from sola.stores.twostream import TwoStreamStore
+
+    rgb = write_npy_store(tmp_path / "rgb", [30, 40], dim=4, seed=1)
+    flow = write_npy_store(tmp_path / "flow", [30, 40], dim=4, seed=2)
+    store = TwoStreamStore(rgb=open_store(rgb), flow=open_store(flow))
+    torch.manual_seed(0)
+    model = SoLa()
+    model.adapter_ = SoLaAdapter(8, hidden_dim=16)
+    with torch.no_grad():
+        model.adapter_.alpha.fill_(0.5)
+    out = model.transform(store, tmp_path / "out", progress=False)
+    assert out.path == tmp_path / "out" and out.dim() == 8
+    np.testing.assert_allclose(out.read("vid000"), apply_adapter(model.adapter_, store.read("vid000")), atol=1e-6)
+    adapted, _ = sola_store(store, tmp_path / "cmp", adapter=model.adapter_, select=False, log=lambda line: None)
+    assert adapted.path == tmp_path / "cmp" / "sola_features" and adapted.dim() == 8
+    assert not np.allclose(adapted.read("vid001"), store.read("vid001"))

@@ -22,7 +22,7 @@ import numpy as np
 from sola.atomic import atomic_write_text
 from sola.config import SoLaConfig
 from sola.errors import ConfigError
-from sola.stores import FeatureStore, open_store
+from sola.stores import FeatureStore
 
 MODES = ("baseline", "sola", "unified", "unified+sm")
 SOLA_RECORD = "sola_adapter.json"  # in OUT: which adapter made the "sola" features (and so its results)
@@ -123,7 +123,7 @@ def sola_store(
         log("the sola mode uses the original features as they are (the identity; cheaper than writing a copy)")
         return store, record
     transform_store(chosen, store, target, progress=progress)
-    return open_store(target, layout=store.layout, **store.options()), record
+    return store.open_output(target), record
 
 
 def _has_checkpoints(run_dir: Path) -> bool:

@@ -59,7 +59,7 @@ class SoLa:
         store = as_store(features)
         settings = self.config.transform
         transform_store(self._fitted(), store, out, settings.chunk_size, settings.device, progress, settings.nan_policy)
-        return open_store(out, layout=store.layout, **store.options())
+        return store.open_output(out)
 
     def fit_transform(
         self, features: FeatureStore | str | os.PathLike, out: str | os.PathLike, **fit_options: Any

@@ -100,6 +100,12 @@ class FeatureStore(abc.ABC):
         """Layout options needed to reopen this store the same way (e.g. prefix/suffix)."""
         return {}
 
+    def open_output(self, out: str | os.PathLike) -> "FeatureStore":
+        """The store that `writer(out)` wrote, opened with this store's layout and options."""
+        from sola.stores import open_store
+
+        return open_store(out, layout=self.layout, **self.options())
+
     # -- shared conveniences ----------------------------------------------------------------
     def __len__(self) -> int:
         return len(self.video_ids())

@@ -109,3 +109,7 @@ class TwoStreamStore(FeatureStore):
     def writer(self, out: str | os.PathLike) -> StoreWriter:
         """The combined features are written as one store in the RGB store's layout."""
         return self.rgb.writer(out)
+
+    def open_output(self, out: str | os.PathLike) -> FeatureStore:
+        """The combined store `writer(out)` wrote: one store of the RGB layout (not two streams)."""
+        return self.rgb.open_output(out)
