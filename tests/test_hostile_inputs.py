@@ -201,3 +201,33 @@ def test_transform_names_the_file_of_another_dimension(capsys, bench, tmp_path):
     np.save(features / "odd.npy", np.zeros((50, 12), np.float32))
     fails(capsys, "transform", features, "--adapter", bench["adapter"], "--out", tmp_path / "out", "--quiet",
           says=(str(features / "odd.npy"), "dim 12", "dim 16"))
+
+
+# -- annotations -----------------------------------------------------------------------------------------
+
+
+def edited_annotations(bench, tmp_path: Path, edit) -> Path:
+    """A copy of the benchmark's annotations changed by `edit(database)`."""
+    data = json.loads(bench["annotations"].read_text())
+    edit(data["database"])
+    path = tmp_path / "annotations.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def first_segment(database: dict) -> tuple[str, dict]:
+    video_id = next(v for v in sorted(database) if database[v]["annotations"])
+    return video_id, database[video_id]["annotations"][0]
+
+
+@pytest.mark.parametrize("label", ["missing", None, "", "  "])
+def test_tal_train_refuses_a_segment_without_label(capsys, bench, tmp_path, label):
+    def unlabel(database):
+        _, segment = first_segment(database)
+        segment.pop("label") if label == "missing" else segment.update(label=label)  # None: JSON null
+
+    annotations = edited_annotations(bench, tmp_path, unlabel)
+    video_id, _ = first_segment(json.loads(annotations.read_text())["database"])
+    fails(capsys, "tal", "train", bench["features"], "--annotations", annotations, "--config", "tal_synthetic_cpu",
+          "--out", tmp_path / "run", "--quiet", says=(f"video {video_id!r} segment 0", "no label", "num_classes=1"))
+    assert not (tmp_path / "run").exists()

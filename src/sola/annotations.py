@@ -293,7 +293,7 @@ def _optional_number(value, path: Path, where: str) -> float | None:
 
 
 def _make_segment(start, end, label: str, label_id, path: Path, where: str) -> Segment:
-    label = str(label).strip()
+    label = "" if label is None else str(label).strip()  # JSON null is no label, not the class "None"
     ambiguous = label.lower() == AMBIGUOUS
     return Segment(
         start=_number(start, path, where),

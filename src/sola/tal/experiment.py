@@ -24,9 +24,20 @@ AGNOSTIC_LABEL = "action"
 
 
 def class_names(annotations, config: TalConfig) -> list[str]:
-    """Class names in head order: sorted labels of all subsets, or ["action"] when class-agnostic."""
+    """Class names in head order: sorted labels of all subsets, or ["action"] when class-agnostic.
+
+    Raises `AnnotationError` naming the video and the segment when a (non-ambiguous) segment has no label.
+    """
     if config.data.num_classes == 1:
         return [AGNOSTIC_LABEL]
+    for video_id in annotations:
+        for k, seg in enumerate(annotations[video_id].segments):
+            if not seg.ambiguous and not seg.label:
+                raise AnnotationError(
+                    f"{getattr(annotations, 'source', 'annotations')}: video {video_id!r} segment {k} "
+                    f"[{seg.start:g}, {seg.end:g}] has no label; label it, or train one class-agnostic head "
+                    "(--set data.num_classes=1)"
+                )
     return list(annotations.labels())
 
 
