@@ -231,3 +231,79 @@ def test_tal_train_refuses_a_segment_without_label(capsys, bench, tmp_path, labe
     fails(capsys, "tal", "train", bench["features"], "--annotations", annotations, "--config", "tal_synthetic_cpu",
           "--out", tmp_path / "run", "--quiet", says=(f"video {video_id!r} segment 0", "no label", "num_classes=1"))
     assert not (tmp_path / "run").exists()
+
+
+# -- predictions ---------------------------------------------------------------------------------------
+
+
+def predictions_file(bench, tmp_path: Path, name: str, extra: list[tuple[str, dict]] = ()) -> Path:
+    """Perfect detections of the benchmark's validation videos (score 0.9) plus `extra` (video, prediction)."""
+    database = json.loads(bench["annotations"].read_text())["database"]
+    results = {video: [{"label": a["label"], "score": 0.9, "segment": a["segment"]} for a in entry["annotations"]]
+               for video, entry in database.items() if entry["subset"] == "validation"}
+    for video, prediction in extra:
+        results.setdefault(video, []).append(prediction)
+    path = tmp_path / name
+    path.write_text(json.dumps({"version": "VERSION 1.3", "results": results}))
+    return path
+
+
+def average_map(out: str) -> float:
+    return float(next(line for line in out.splitlines() if line.startswith("avg")).split()[1].rstrip("%"))
+
+
+def test_a_prediction_that_ends_before_it_starts_is_a_false_positive(capsys, bench, tmp_path):
+    database = json.loads(bench["annotations"].read_text())["database"]
+    video = next(v for v, e in sorted(database.items()) if e["subset"] == "validation" and e["annotations"])
+    label = database[video]["annotations"][0]["label"]
+    flipped = predictions_file(bench, tmp_path, "flipped.json",
+                               [(video, {"label": label, "score": 0.95, "segment": [0.0, -2e-05]})])
+    far = predictions_file(bench, tmp_path, "far.json",
+                           [(video, {"label": label, "score": 0.95, "segment": [1e6, 1e6 + 1]})])
+    gt = ["eval-detection", bench["annotations"], "--subset", "validation", "--tiou", "0.5"]
+    code, out, err = run(capsys, *gt, flipped)
+    assert code == 0, err
+    assert f"1 prediction(s) end before they start (e.g. video {video!r} [0, -2e-05])" in one_line(err)
+    code, reference, _ = run(capsys, *gt, far)
+    assert code == 0 and average_map(out) == average_map(reference) < 100.0
+
+    from sola.metrics.reference import reference_average_precision
+    from sola.predictions import ground_truth_segments, read_predictions
+    from sola.annotations import load_annotations
+
+    truth = ground_truth_segments(load_annotations(bench["annotations"]), "validation")
+    _, ap = reference_average_precision(truth, read_predictions(flipped), [0.5])  # the official loop
+    assert average_map(out) == pytest.approx(round(100 * ap.mean(), 2))
+
+
+def test_ground_truth_that_ends_before_it_starts_stays_an_error(capsys, bench, tmp_path):
+    def flip(database):
+        video = next(v for v, e in sorted(database.items()) if e["subset"] == "validation" and e["annotations"])
+        segment = database[video]["annotations"][0]
+        segment["segment"] = segment["segment"][::-1]
+
+    annotations = edited_annotations(bench, tmp_path, flip)
+    fails(capsys, "eval-detection", annotations, predictions_file(bench, tmp_path, "p.json"), "--subset", "validation",
+          says=("annotations.json", "ends before it starts"))
+
+
+def test_predictions_of_unknown_videos_are_counted(capsys, bench, tmp_path):
+    extra = [("nowhere", {"label": "x", "score": 0.5, "segment": [1.0, 2.0]})] * 3
+    predictions = predictions_file(bench, tmp_path, "p.json", extra)
+    code, _, err = run(capsys, "eval-detection", bench["annotations"], predictions, "--subset", "validation")
+    assert code == 0
+    assert "3 prediction(s) of 1 video(s) without ground truth here (e.g. 'nowhere')" in err
+    code, _, err = run(capsys, "eval-proposals", bench["annotations"], predictions, "--subset", "validation")
+    assert code == 0 and "are left out" in one_line(err)
+
+
+@pytest.mark.parametrize("command", ["eval-detection", "eval-proposals", "tal eval"])
+def test_a_score_that_is_no_number_is_one_line(capsys, bench, tmp_path, command):
+    extra = [("v", {"label": "x", "score": "high", "segment": [1.0, 2.0]})]
+    predictions = predictions_file(bench, tmp_path, "p.json", extra)
+    if command == "tal eval":
+        args = ["tal", "eval", predictions, "--annotations", bench["annotations"], "--subset", "validation"]
+    else:
+        args = [command, bench["annotations"], predictions, "--subset", "validation"]
+    line = fails(capsys, *args, says=("p.json", "'high' is not a number"))
+    assert "np.str_" not in line

@@ -69,7 +69,8 @@ def test_three_layouts_read_the_same(tmp_path):
     [
         ("{not json", "not valid JSON"),
         (json.dumps({"results": {"v": [{"label": "a", "score": 1.0}]}}), "segment"),
-        (json.dumps({"results": {"v": [{"label": "a", "score": 1.0, "segment": [3, 1]}]}}), "ends before it starts"),
+        (json.dumps({"results": {"v": [{"label": "a", "score": "high", "segment": [1, 3]}]}}), "'high' is not a number"),
+        (json.dumps({"results": {"v": [{"label": "a", "score": 1.0, "segment": [1, "x"]}]}}), "end time 'x'"),
         (json.dumps({"results": {"v": {"segments": [[0, 1]], "scores": [1.0, 2.0], "labels": [0]}}}), "2 scores"),
         (json.dumps([1, 2]), "unrecognised prediction layout"),
     ],
@@ -80,6 +81,12 @@ def test_bad_prediction_files_name_the_problem(tmp_path, content, message):
     with pytest.raises(PredictionError, match=message) as info:
         read_predictions(path, label_names={0: "a"})
     assert str(path) in str(info.value)
+
+
+def test_a_prediction_that_ends_before_it_starts_is_kept(tmp_path):
+    # the official evaluator scores it (tIoU 0 with everything: a false positive); ground truth stays strict
+    path = write(tmp_path / "p.json", {"results": {"v": [{"label": "a", "score": 1.0, "segment": [3, 1]}]}})
+    assert read_predictions(path).end.tolist() == [1.0]
 
 
 def test_class_ids_need_a_label_map(tmp_path):

@@ -57,7 +57,7 @@ def read_predictions(
         ) from None
     video, start, end, label, score = segments
     label = _names(label, label_names, path, require_labels)
-    return Segments.build(video, start, end, label, score, where=str(path))
+    return Segments.build(video, start, end, label, score, where=str(path), allow_reversed=True)
 
 
 def _load(path: Path) -> Any:
@@ -170,6 +170,24 @@ def ground_truth_segments(annotations, subset: str | None = None) -> Segments:
             f"subsets present: {annotations.subsets()}"
         )
     return Segments.build(video, start, end, label, where=str(getattr(annotations, "source", "ground truth")))
+
+
+def prediction_notes(predictions: Segments, ground_truth_ids, unknown_fate: str) -> list[str]:
+    """One line each about predictions an evaluator treats specially: segments that end before they
+    start (false positives) and predictions of videos without ground truth (`unknown_fate`: what the
+    evaluator does with them, e.g. "scored as false positives")."""
+    notes = []
+    reversed_note = predictions.reversed_note()
+    if reversed_note:
+        notes.append(reversed_note)
+    unknown = ~np.isin(predictions.video, np.asarray(list(ground_truth_ids), dtype=str))
+    if unknown.any():
+        videos = np.unique(predictions.video[unknown])
+        notes.append(
+            f"{int(unknown.sum())} prediction(s) of {len(videos)} video(s) without ground truth here (e.g. "
+            f"{str(videos[0])!r}) {unknown_fate}, as the official evaluator does; check --subset and the video ids"
+        )
+    return notes
 
 
 def align_video_ids(predictions: Segments, ground_truth_ids) -> Segments:

@@ -200,12 +200,14 @@ def run_eval_detection(args) -> int:
     """`sola eval-detection`: print mAP per threshold; optionally write JSON."""
     from sola.atomic import atomic_write_text
     from sola.metrics import evaluate_detection, parse_tiou
-    from sola.predictions import align_video_ids, read_predictions
+    from sola.predictions import align_video_ids, prediction_notes, read_predictions
 
     annotations, ground_truth = _load_ground_truth(args)
     thresholds = parse_tiou(args.tiou, default_tiou_preset(annotations.keys(), str(args.ground_truth)))
     predictions = read_predictions(args.predictions, label_names=_label_names(annotations))
     predictions = align_video_ids(predictions, annotations.keys())
+    for note in prediction_notes(predictions, annotations.keys(), "are scored as false positives"):
+        print(f"sola eval-detection: note: {note}", file=sys.stderr)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = evaluate_detection(ground_truth, predictions, thresholds)
@@ -231,12 +233,14 @@ def run_eval_proposals(args) -> int:
     """`sola eval-proposals`: print AR@AN and AUC; optionally write JSON."""
     from sola.atomic import atomic_write_text
     from sola.metrics import evaluate_proposals, parse_tiou
-    from sola.predictions import align_video_ids, read_predictions
+    from sola.predictions import align_video_ids, prediction_notes, read_predictions
 
     annotations, ground_truth = _load_ground_truth(args)
     thresholds = parse_tiou(args.tiou)
     proposals = read_predictions(args.proposals, label_names=_label_names(annotations), require_labels=False)
     proposals = align_video_ids(proposals, annotations.keys())
+    for note in prediction_notes(proposals, annotations.keys(), "are left out"):
+        print(f"sola eval-proposals: note: {note}", file=sys.stderr)
     result = evaluate_proposals(ground_truth, proposals, args.max_proposals or None, thresholds)
     summary = result.to_dict()
     print(f"{len(ground_truth)} ground-truth segments in {len(annotations)} videos; {len(proposals)} proposals")

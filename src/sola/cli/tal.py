@@ -156,7 +156,8 @@ def run_eval(args: argparse.Namespace) -> int:
     """`sola tal eval`: detection mAP table of a prediction file or a run's predictions."""
     from sola.errors import PredictionError
     from sola.metrics import parse_tiou
-    from sola.tal.experiment import evaluate_predictions
+    from sola.predictions import prediction_notes
+    from sola.tal.experiment import evaluate_predictions, prediction_segments
     from sola.tal.run import write_json
 
     path = Path(args.predictions)
@@ -187,7 +188,10 @@ def run_eval(args: argparse.Namespace) -> int:
         tiou = parse_tiou(None, default="thumos14")
     agnostic = args.class_agnostic if args.class_agnostic is not None else bool(config and config.data.num_classes == 1
                                                                                and not _fused(predictions))
-    result = evaluate_predictions(predictions, annotations, subset, tiou, class_agnostic=agnostic)
+    for note in prediction_notes(prediction_segments(predictions, str(path)), annotations.subset(subset).keys(),
+                                 "are scored as false positives"):
+        print(f"sola tal eval: note: {note}", file=sys.stderr)
+    result = evaluate_predictions(predictions, annotations, subset, tiou, class_agnostic=agnostic, where=str(path))
     print(f"{'tIoU':>6}  {'mAP':>7}")
     for threshold, value in zip(result.tiou_thresholds, result.mAP):
         print(f"{threshold:6.2f}  {100 * value:6.2f}%")

@@ -32,19 +32,21 @@ class Segments:
     score: np.ndarray | None = None  # (N,) float64, predictions only
 
     @classmethod
-    def build(cls, video, start, end, label=None, score=None, *, where: str = "segments") -> "Segments":
+    def build(cls, video, start, end, label=None, score=None, *, where: str = "segments",
+              allow_reversed: bool = False) -> "Segments":
         """Check and convert parallel sequences; raises `PredictionError` naming `where` and the fix.
 
-        A segment must have finite times with start <= end; a score must be finite.
+        A segment must have finite times with start <= end (with `allow_reversed`, for predictions,
+        end < start is kept: it overlaps nothing, so the evaluators score it as a false positive, as
+        the official code does); a score must be finite.
         """
         video = np.asarray(video, dtype=str).reshape(-1)
         n = len(video)
-        start = np.asarray(start, dtype=np.float64).reshape(-1)
-        end = np.asarray(end, dtype=np.float64).reshape(-1)
+        start, end = _numbers(start, "start time", video, where), _numbers(end, "end time", video, where)
         label = np.full(n, "", dtype=str) if label is None else np.asarray(label, dtype=str).reshape(-1)
         arrays = {"start": start, "end": end, "label": label}
         if score is not None:
-            score = np.asarray(score, dtype=np.float64).reshape(-1)
+            score = _numbers(score, "score", video, where)
             arrays["score"] = score
         for name, array in arrays.items():
             if len(array) != n:
@@ -53,23 +55,32 @@ class Segments:
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             raise PredictionError(
-                f"{where}: video {video[i]!r} has a segment with a non-finite time "
+                f"{where}: video {str(video[i])!r} has a segment with a non-finite time "
                 f"[{start[i]}, {end[i]}]; write finite start and end seconds"
             )
         bad = end < start
-        if bad.any():
+        if bad.any() and not allow_reversed:
             i = int(np.flatnonzero(bad)[0])
             raise PredictionError(
-                f"{where}: video {video[i]!r} has a segment that ends before it starts "
+                f"{where}: video {str(video[i])!r} has a segment that ends before it starts "
                 f"[{start[i]}, {end[i]}] ({int(bad.sum())} such); write [start, end] with start <= end"
             )
         if score is not None and not np.isfinite(score).all():
             i = int(np.flatnonzero(~np.isfinite(score))[0])
-            raise PredictionError(f"{where}: video {video[i]!r} has a non-finite score {score[i]}; scores must be finite")
+            raise PredictionError(f"{where}: video {str(video[i])!r} has a non-finite score {score[i]}; scores must be finite")
         return cls(video=video, start=start, end=end, label=label, score=score)
 
     def __len__(self) -> int:
         return len(self.video)
+
+    def reversed_note(self) -> str | None:
+        """One line about segments that end before they start (scored as false positives), or None."""
+        bad = np.flatnonzero(self.end < self.start)
+        if not len(bad):
+            return None
+        i = int(bad[0])
+        return (f"{len(bad)} prediction(s) end before they start (e.g. video {str(self.video[i])!r} "
+                f"[{self.start[i]:g}, {self.end[i]:g}]); scored as false positives (tIoU 0), as the official evaluator does")
 
     def select(self, mask: np.ndarray) -> "Segments":
         """The segments where `mask` (N,) is true (or at the given indices)."""
@@ -80,6 +91,22 @@ class Segments:
             label=self.label[mask],
             score=None if self.score is None else self.score[mask],
         )
+
+
+def _numbers(values, name: str, video: np.ndarray, where: str) -> np.ndarray:
+    """`values` as a float64 vector; raises `PredictionError` naming the first value that is no number."""
+    try:
+        return np.asarray(values, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        pass
+    for i, value in enumerate(values):
+        try:
+            float(value)
+        except (TypeError, ValueError):
+            owner = f"video {str(video[i])!r}: " if i < len(video) else ""
+            raise PredictionError(f"{where}: {owner}{name} {value!r} is not a number; write numbers for each "
+                                  "segment's start and end (seconds) and score") from None
+    raise PredictionError(f"{where}: the {name}s are not a flat list of numbers")
 
 
 def segment_iou(start_a, end_a, start_b, end_b) -> np.ndarray:
