@@ -307,3 +307,95 @@ def test_a_score_that_is_no_number_is_one_line(capsys, bench, tmp_path, command)
         args = [command, bench["annotations"], predictions, "--subset", "validation"]
     line = fails(capsys, *args, says=("p.json", "'high' is not a number"))
     assert "np.str_" not in line
+
+
+# -- outputs: links to nothing, files where directories go, the input store itself ---------------------
+
+
+def small_config(tmp_path: Path) -> Path:
+    config = tmp_path / "small.yaml"
+    config.write_text("adapter: {hidden_dim: 8}\nmatching: {projector_dim: 8}\n"
+                      "fit: {epochs: 1, batch_size: 4, checkpoint_every: 1, device: cpu}\n")
+    return config
+
+
+@pytest.mark.parametrize("command", ["synth", "train", "tal train", "transform", "eval-detection"])
+def test_an_output_that_is_a_dangling_link_is_one_line(capsys, bench, tmp_path, command):
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "missing" / "target")
+    args = {
+        "synth": ["synth", link, "--videos", "2", "--dim", "4"],
+        "train": ["train", bench["features"], "--config", small_config(tmp_path), "--out", link, "--quiet"],
+        "tal train": ["tal", "train", bench["features"], "--annotations", bench["annotations"], "--config",
+                      "tal_synthetic_cpu", "--out", link, "--quiet"],
+        "transform": ["transform", bench["features"], "--adapter", bench["adapter"], "--out", link, "--quiet"],
+        "eval-detection": ["eval-detection", bench["annotations"], predictions_file(bench, tmp_path, "p.json"),
+                           "--subset", "validation", "--json", link],
+    }[command]
+    if command == "eval-detection":  # a file output: the atomic rename replaces the link itself
+        code, _, err = run(capsys, *args)
+        assert code == 0 and json.loads(link.read_text())["tiou_thresholds"]
+        return
+    fails(capsys, *args, says=(str(link), "a link to", "does not exist", "remove the link"))
+    assert link.is_symlink() and not (tmp_path / "missing").exists()
+
+
+def test_synth_into_a_directory_of_another_benchmark_is_refused(capsys, tmp_path):
+    assert run(capsys, "synth", tmp_path / "out", "--videos", "4", "--dim", "4")[0] == 0
+    assert run(capsys, "synth", tmp_path / "out", "--videos", "4", "--dim", "4")[0] == 0  # the same: rewritten
+    before = snapshot(tmp_path / "out")
+    fails(capsys, "synth", tmp_path / "out", "--videos", "2", "--dim", "4", says=("synth_0002.npy", "new directory"))
+    assert snapshot(tmp_path / "out") == before
+    (tmp_path / "file").write_text("x")
+    fails(capsys, "synth", tmp_path / "file", "--videos", "2", "--dim", "4", says=("file", "not a directory"))
+
+
+def test_train_out_inside_the_input_store_is_refused(capsys, bench, tmp_path):
+    before = snapshot(bench["features"])
+    fails(capsys, "train", bench["features"], "--config", small_config(tmp_path), "--out", bench["features"] / "run",
+          "--quiet", says=("inside the input store", "never modified"))
+    assert snapshot(bench["features"]) == before and not (bench["features"] / "run").exists()
+
+
+def test_resuming_on_another_store_is_refused(capsys, bench, tmp_path):
+    run_dir = tmp_path / "run"
+    code, _, err = run(capsys, "train", bench["features"], "--config", small_config(tmp_path), "--out", run_dir, "--quiet")
+    assert code == 0, err
+    other = tmp_path / "other"
+    other.mkdir()
+    for file in bench["features"].iterdir():
+        (other / file.name).write_bytes(file.read_bytes())
+    before = snapshot(run_dir)
+    fails(capsys, "train", other, "--resume", run_dir, "--epochs", "2", "--quiet",
+          says=(f"fitted on {bench['features'].resolve()}", "run.json"))
+    assert snapshot(run_dir) == before
+
+
+@pytest.fixture(scope="module")
+def head(bench):
+    """A TAL head trained one epoch on the benchmark (training subset)."""
+    run_dir = bench["root"] / "head"
+    code = main(["tal", "train", str(bench["features"]), "--annotations", str(bench["annotations"]), "--config",
+                 "tal_synthetic_cpu", "--out", str(run_dir), "--quiet", "--set", "train.epochs=1",
+                 "--set", "train.warmup_epochs=0", "--set", "data.train_subset=training",
+                 "--set", "data.test_subset=validation"])
+    assert code == 0
+    return run_dir
+
+
+def test_tal_infer_errors_are_one_line(capsys, bench, head, tmp_path):
+    infer = ["tal", "infer", head, "--annotations", bench["annotations"], "--subset", "validation"]
+    (tmp_path / "dir").mkdir()
+    fails(capsys, *infer[:3], bench["features"], *infer[3:], "--out", tmp_path / "dir",
+          says=(str(tmp_path / "dir"), "is a directory", "file path"))
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "missing" / "predictions.json")
+    code, out, err = run(capsys, *infer[:3], bench["features"], *infer[3:], "--out", link)
+    assert code == 0 and "written to" in out and not link.is_symlink()  # the atomic rename replaces the link
+    wide = tmp_path / "wide"
+    wide.mkdir()
+    for file in bench["features"].iterdir():
+        np.save(wide / file.name, np.zeros((np.load(file).shape[0], 32), np.float32))
+    fails(capsys, *infer[:3], wide, *infer[3:], "--out", tmp_path / "p.json",
+          says=(str(wide), "dim 32", "dim 16"))
+    assert not (tmp_path / "p.json").exists()

@@ -137,10 +137,20 @@ def synthesize_video(
 def write_synthetic(out_dir: str | os.PathLike, config: SyntheticConfig | None = None, progress: bool = True) -> dict:
     """Write the benchmark: `OUT/features/*.npy` and `OUT/annotations.json`; returns a summary.
 
-    Deterministic in `config.seed`; rerunning with the same config rewrites identical files.
+    Deterministic in `config.seed`; rerunning with the same config rewrites identical files. Raises
+    `ConfigError` (writing nothing) when `OUT/features` holds videos this benchmark does not have.
     """
     config = (config or SyntheticConfig()).validate()
     out_dir = Path(out_dir)
+    features = out_dir / "features"
+    names = {f"synth_{index:04d}.npy" for index in range(config.videos)}
+    stale = sorted(p.name for p in features.glob("*.npy")) if features.is_dir() else []
+    stale = [name for name in stale if name not in names]
+    if stale:
+        raise ConfigError(
+            f"{features} already holds {len(stale)} video(s) this benchmark does not have (e.g. {stale[0]}, from "
+            "another `sola synth`); choose a new directory, or delete it first"
+        )
     rng = np.random.default_rng(config.seed)
     world = np.random.default_rng([config.seed, 1])  # the encoder and classes, fixed per seed
     prototypes = world.standard_normal((config.classes, config.latent_dim))

@@ -115,7 +115,7 @@ def transform_store(
         if writer.has(video_id):
             skipped += 1
             continue
-        where = video_source(store, video_id)
+        where = store.source_of(video_id)
         features = apply_nan_policy(store.read(video_id), nan_policy, where)
         if features is None:
             dropped += 1
@@ -140,12 +140,6 @@ def transform_store(
         "seconds": round(time.perf_counter() - started, 3),
         "out": str(out),
     }
-
-
-def video_source(store: FeatureStore, video_id: str) -> str:
-    """Where one video's features live, for messages: its file, or `STORE[video_id]`."""
-    file = getattr(store, "file", None)
-    return str(file(video_id)) if callable(file) else f"video {video_id!r} in {store.path}"
 
 
 def provenance(adapter: SoLaAdapter, store: FeatureStore, nan_policy: str, chunk_size: int) -> dict:

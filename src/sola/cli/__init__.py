@@ -54,21 +54,22 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    command = " ".join(name for name in (args.command, getattr(args, "tal_command", None)) if name)
     try:
         code = int(args.func(args) or 0)
         sys.stdout.flush()  # a closed pipe (`sola inspect | head`) is reported here, not at exit
         return code
     except SolaError as exc:
-        print(f"sola {args.command}: error: {exc}", file=sys.stderr)
+        print(f"sola {command}: error: {exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `sola inspect | head`: the reader left; stop quietly like other tools
         _silence_stdout()
         return 141
     except OSError as exc:
-        print(f"sola {args.command}: error: {os_error_message(exc)}", file=sys.stderr)
+        print(f"sola {command}: error: {os_error_message(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"sola {args.command}: interrupted; rerun the same command (with --resume for training) to continue",
+        print(f"sola {command}: interrupted; rerun the same command (with --resume for training) to continue",
               file=sys.stderr)
         return 130
 
@@ -90,8 +91,15 @@ _OS_ERROR_FIXES = {
 
 def os_error_message(exc: OSError) -> str:
     """One line for an `OSError`: the path it concerns and what to do about it."""
+    if exc.filename and os.path.islink(exc.filename) and not os.path.exists(exc.filename):
+        return dangling_link_message(exc.filename)
     path = f"{exc.filename}: " if exc.filename else ""
     return path + _OS_ERROR_FIXES.get(exc.errno, exc.strerror or str(exc))
+
+
+def dangling_link_message(path) -> str:
+    """The message for a symbolic link whose target does not exist."""
+    return f"{path}: a link to {os.readlink(path)}, which does not exist; remove the link or create its target"
 
 
 def _silence_stdout() -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
+from pathlib import Path
 
 STORE_OPTIONS = ("prefix", "suffix", "key")
 
@@ -46,6 +48,19 @@ def number(minimum: float = -math.inf, maximum: float = math.inf, above: bool = 
 
 POSITIVE = number(0.0, above=True)  # seconds, rates, learning rates
 NON_NEGATIVE = number(0.0)
+
+
+def check_output_dir(path: str | os.PathLike, flag: str = "--out") -> None:
+    """Refuse, before any work, an output directory that cannot be written: a link to nothing or a
+    file. Raises `ConfigError`."""
+    from sola.cli import dangling_link_message
+    from sola.errors import ConfigError
+
+    path = Path(path)
+    if path.is_symlink() and not path.exists():
+        raise ConfigError(f"{flag} {dangling_link_message(path)}")
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{flag} {path}: a file, not a directory; choose another output directory")
 
 
 def add_store_arguments(parser: argparse.ArgumentParser, name: str = "features") -> None:

@@ -13,6 +13,7 @@ from sola.cli.common import (
     add_set_argument,
     add_store_arguments,
     annotations_from_args,
+    check_output_dir,
     integer,
     set_overrides,
     store_from_args,
@@ -92,6 +93,7 @@ def run_train(args: argparse.Namespace) -> int:
     from sola.tal.train import train_head
 
     out = Path(args.out)
+    check_output_dir(out)
     has_state, has_weights = (out / TRAIN_STATE).is_file(), (out / WEIGHTS).is_file()
     if (has_state or has_weights) and not args.resume:
         raise CheckpointError(f"{out}: already holds a TAL run; pass --resume to continue it, or choose another --out")

@@ -100,6 +100,10 @@ class FeatureStore(abc.ABC):
         """Layout options needed to reopen this store the same way (e.g. prefix/suffix)."""
         return {}
 
+    def source_of(self, video_id: str) -> str:
+        """Where one video's features live, for messages (layouts with a file per video name it)."""
+        return f"{self.path}[{video_id}]"
+
     def open_output(self, out: str | os.PathLike) -> "FeatureStore":
         """The store that `writer(out)` wrote, opened with this store's layout and options."""
         from sola.stores import open_store
@@ -200,6 +204,9 @@ class DirectoryStore(FeatureStore):
     def read(self, video_id: str) -> np.ndarray:
         file = self.file(video_id)
         return check_features(self.load_file(file), str(file))
+
+    def source_of(self, video_id: str) -> str:
+        return str(self.file(video_id))
 
     def options(self) -> dict[str, Any]:
         return {"prefix": self.prefix, "suffix": self.suffix}

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from sola.errors import AnnotationError
+from sola.errors import AnnotationError, StoreError
 from sola.tal.config import TalConfig
 from sola.tal.data import make_item
 
@@ -71,6 +71,11 @@ def build_items(store, annotations, subset: str, config: TalConfig, names: list[
     for feature_id, annotation_id in sorted(match.pairs.items()):
         video = chosen[annotation_id]
         feats = store.read(feature_id)
+        if feats.shape[1] != config.data.input_dim:
+            raise StoreError(
+                f"{store.source_of(feature_id)}: features of dim {feats.shape[1]}, but the head takes dim "
+                f"{config.data.input_dim} (data.input_dim); use features of the extractor it was trained on"
+            )
         length = feats.shape[0]
         fps = config.data.default_fps or video.fps
         if video.feat_stride is not None and fps:
