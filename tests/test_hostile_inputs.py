@@ -399,3 +399,97 @@ def test_tal_infer_errors_are_one_line(capsys, bench, head, tmp_path):
     fails(capsys, *infer[:3], wide, *infer[3:], "--out", tmp_path / "p.json",
           says=(str(wide), "dim 32", "dim 16"))
     assert not (tmp_path / "p.json").exists()
+
+
+# -- configs -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("pair, says", [
+    ("train.lr=nan", ("--set: train.lr", "finite")),
+    ("train.weight_decay=.inf", ("--set: train.weight_decay", "finite")),
+    ("test.nms_sigma=nan", ("--set: test.nms_sigma", "finite")),
+    ("train.batch_size=0", ("--set: train.batch_size", "positive")),
+])
+def test_tal_set_errors_blame_the_override(capsys, bench, tmp_path, pair, says):
+    config = tmp_path / "tal.yaml"
+    config.write_text("train: {epochs: 1}\n")
+    fails(capsys, "tal", "train", bench["features"], "--annotations", bench["annotations"], "--config", config,
+          "--out", tmp_path / "run", "--quiet", "--set", pair, says=says)
+    assert not (tmp_path / "run").exists()
+
+
+def test_tal_yaml_errors_still_name_the_file(capsys, bench, tmp_path):
+    config = tmp_path / "tal.yaml"
+    config.write_text("train: {lr: .nan}\n")
+    fails(capsys, "tal", "train", bench["features"], "--annotations", bench["annotations"], "--config", config,
+          "--out", tmp_path / "run", "--quiet", says=(str(config), "train.lr"))
+
+
+def test_lr_1e30_stops_with_one_line(capsys, bench, tmp_path):
+    fails(capsys, "train", bench["features"], "--config", small_config(tmp_path), "--epochs", "3", "--lr", "1e30",
+          "--out", tmp_path / "run", "--quiet", says=("fit.lr", "last healthy adapter"))
+
+
+# -- stores: mixed HDF5, NaN in the probe, .pt pickles, messages that name real options ----------------
+
+
+def test_hdf5_mixing_datasets_and_groups_is_reported_not_a_traceback(capsys, tmp_path):
+    import h5py
+
+    for name, group_first in (("datasets_first.h5", False), ("groups_first.h5", True)):
+        with h5py.File(tmp_path / name, "w") as handle:
+            handle.create_group("a" if group_first else "b")["feats"] = np.zeros((30, 4), np.float32)
+            handle["b" if group_first else "a"] = np.zeros((30, 4), np.float32)
+        code, out, err = run(capsys, "inspect", tmp_path / name, "--quiet")
+        assert code == 1 and "Traceback" not in err
+        problem = next(line for line in out.splitlines() if line.startswith("problem:"))
+        assert name in problem and "the same way" in problem
+
+
+def test_probe_names_a_video_with_nan_features(capsys, bench, tmp_path):
+    features = tmp_path / "features"
+    features.mkdir()
+    for file in bench["features"].iterdir():
+        array = np.load(file)
+        if file.name == sorted(p.name for p in bench["features"].iterdir())[1]:
+            array[3, 2] = np.nan
+            bad = file.name
+        np.save(features / file.name, array)
+    fails(capsys, "probe", features, "--annotations", bench["annotations"], "--device", "cpu", "--quiet",
+          says=(str(features / bad), "NaN/Inf"))
+
+
+def test_probe_says_when_no_annotated_video_has_features(capsys, bench, tmp_path):
+    annotations = edited_annotations(bench, tmp_path, lambda db: db.update({f"x_{k}": db.pop(k) for k in list(db)}))
+    line = fails(capsys, "probe", bench["features"], "--annotations", annotations, "--device", "cpu", "--quiet",
+                 says=("no annotated video has features", "sola inspect"))
+    assert "[]" not in line
+
+
+def test_a_negative_duration_is_not_called_outside_the_video(capsys, bench, tmp_path):
+    annotations = edited_annotations(bench, tmp_path, lambda db: db[sorted(db)[0]].update(duration=-5))
+    line = fails(capsys, "probe", bench["features"], "--annotations", annotations, "--device", "cpu", "--quiet",
+                 says=("duration -5", "negative"))
+    assert "outside" not in line
+
+
+def test_pt_with_code_gets_our_refusal_not_torchs(capsys, tmp_path):
+    class Exploit:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    (tmp_path / "store").mkdir()
+    torch.save({"feats": torch.zeros(3, 4), "extra": Exploit()}, tmp_path / "store" / "vid.pt")
+    code, out, err = run(capsys, "inspect", tmp_path / "store", "--quiet")
+    text = out + err
+    assert code != 0 and "pwned" not in text and "vid.pt: refused" in text
+    assert "weights_only" not in text and "\x1b[" not in text
+
+
+def test_two_stream_messages_name_what_a_command_can_do(capsys, tmp_path):
+    from tests.conftest import write_npy_store
+
+    write_npy_store(tmp_path / "s" / "rgb", [30, 30], dim=4)
+    write_npy_store(tmp_path / "s" / "flow", [30], dim=4)
+    line = fails(capsys, "inspect", tmp_path / "s", "--quiet", says=("only in RGB", "remove them"))
+    assert "Python: TwoStreamStore" in line  # the option exists only in the Python API, and says so

@@ -482,6 +482,10 @@ def _apply_metadata(videos: dict[str, VideoAnnotation], metadata: Path) -> None:
 def _check_segments(video: VideoAnnotation, path: Path, policy: str) -> None:
     """Validate (and per `policy` clip) the segments of one video; raises `AnnotationError`."""
     duration = video.duration
+    if duration < 0 and policy != "keep":  # NaN (unknown) compares False
+        raise AnnotationError(
+            f"{path}: video {video.video_id!r}: duration {duration} s is negative; write its length in seconds"
+        )
     kept = []
     for seg in video.segments:
         if seg.end < seg.start:

@@ -70,4 +70,7 @@ class SimilarityMatching(nn.Module):
         z = F.normalize(original + change, dim=-1)  # (B, N, C)
         p = self.projector(z)  # (B, N, C)
         predicted = similarity_map(z, p, self.config.clamp_eps)  # (B, N, N)
+        # After a diverged step the map is NaN, which binary_cross_entropy refuses mid-epoch; the fit's
+        # guard sees the NaN weights after the epoch and stops cleanly (finite maps are unchanged).
+        predicted = torch.nan_to_num(predicted, nan=0.5)
         return F.binary_cross_entropy(predicted, self.target.expand_as(predicted))

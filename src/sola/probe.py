@@ -31,7 +31,7 @@ import torch
 from tqdm.auto import tqdm
 
 from sola.annotations import Annotations, canonical_subset, grid_for, match_ids, snippet_labels
-from sola.errors import AnnotationError, ConfigError
+from sola.errors import AnnotationError, ConfigError, StoreError
 
 REFERENCE = {"epochs": 16, "lr": 0.01, "momentum": 0.9, "batch_size": 256, "report_from": 6}
 METRICS = ("accuracy", "balanced_accuracy", "average_precision", "boundary_accuracy")
@@ -89,6 +89,11 @@ def choose_splits(annotations: Annotations, video_ids, train: str | None, val: s
     measures on test. Raises `AnnotationError` when neither pair is present among `video_ids`.
     """
     present = {canonical_subset(annotations[v].subset) for v in video_ids}
+    if not present:
+        raise AnnotationError(
+            f"{getattr(annotations, 'source', 'annotations')}: no annotated video has features (no video id "
+            "matches a feature file); compare the ids with `sola inspect FEATURES --annotations ANN`"
+        )
     if train and val:
         return canonical_subset(train), canonical_subset(val)
     for pair in (("training", "validation"), ("validation", "test")):
@@ -150,6 +155,11 @@ def read_snippets(
     snippet_set = SnippetSet([], [], [], [], [])
     for video_id in tqdm(video_ids, desc=desc, disable=None if progress else True, leave=False):
         features = np.asarray(store.read(feature_ids[video_id]), dtype=np.float32)
+        if not np.isfinite(features).all():
+            raise StoreError(
+                f"{store.source_of(feature_ids[video_id])}: NaN/Inf features; a probe cannot learn from them: fix "
+                "them (`sola inspect` counts them) or drop the video"
+            )
         video = annotations[video_id]
         grid = grid_for(video, len(features), feat_stride, num_frames, fps)
         labels = snippet_labels(video, len(features), grid)

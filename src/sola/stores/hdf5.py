@@ -73,7 +73,8 @@ class Hdf5Store(FeatureStore):
         if not self.group:
             return handle
         if self.group not in handle:
-            raise StoreError(f"{self.path}: no group {self.group!r}; check --group")
+            raise StoreError(f"{self.path}: no group {self.group!r} (top level: {sorted(handle)[:5]}); open the store "
+                             "with the group that holds the videos (open_store(..., group=...))")
         return handle[self.group]
 
     def video_ids(self) -> list[str]:
@@ -98,21 +99,33 @@ class Hdf5Store(FeatureStore):
         if len(datasets) == 1:
             return datasets[0]
         raise StoreError(
-            f"{self.path}: group {name!r} holds datasets {datasets}; say which one holds the features (key=...)"
+            f"{self.path}: group {name!r} holds datasets {datasets}; say which one holds the features (--key NAME)"
         )
 
     def dataset(self, video_id: str):
         """The `h5py.Dataset` of one video (not read); raises `StoreError`."""
         root = self._root()
         self.video_ids()
+        dataset = _h5py().Dataset
         try:
-            node = root[video_id] if self.key is None else root[video_id][self.key]
+            node = root[video_id]
+            if self.key is not None and isinstance(node, dataset):
+                raise StoreError(
+                    f"{self.path}: {video_id!r} is a dataset but other videos are groups holding {self.key!r}; "
+                    "store every video the same way (all datasets, or all groups with the same dataset name)"
+                )
+            if self.key is not None:
+                node = node[self.key]
         except KeyError:
-            raise StoreError(f"{self.path}: no dataset for video {video_id!r}") from None
-        except (OSError, RuntimeError) as exc:
+            raise StoreError(f"{self.path}: no dataset for video {video_id!r}"
+                             f"{f' (no {self.key!r} in its group; check --key)' if self.key else ''}") from None
+        except (OSError, RuntimeError, ValueError) as exc:
             raise StoreError(f"{self.path}: video {video_id!r} is unreadable ({exc}); the file is corrupt") from None
-        if not isinstance(node, _h5py().Dataset):
-            raise StoreError(f"{self.path}: {video_id!r} is a group, not a dataset; pass key=... naming the dataset")
+        if not isinstance(node, dataset):
+            raise StoreError(
+                f"{self.path}: {video_id!r} is a group, not a dataset; give --key NAME naming the dataset inside "
+                "each video's group (every video must be stored the same way)"
+            )
         return node
 
     def read(self, video_id: str) -> np.ndarray:

@@ -7,6 +7,7 @@ Both writers are deterministic (fixed zip timestamps), so a resumed transform is
 from __future__ import annotations
 
 import os
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -24,14 +25,14 @@ def _pick_key(keys: list[str], key: str | None, where: str) -> str:
     """The key that holds the features: `key`, else `feats`/`features`, else the only one."""
     if key is not None:
         if key not in keys:
-            raise StoreError(f"{where}: no array {key!r} (has {sorted(keys)}); check key=...")
+            raise StoreError(f"{where}: no array {key!r} (has {sorted(keys)}); check --key")
         return key
     for preferred in FEATURE_KEYS:
         if preferred in keys:
             return preferred
     if len(keys) == 1:
         return keys[0]
-    raise StoreError(f"{where}: holds arrays {sorted(keys)}; say which holds the features (key=...)")
+    raise StoreError(f"{where}: holds arrays {sorted(keys)}; say which holds the features (--key NAME)")
 
 
 @register_layout("npz")
@@ -115,9 +116,11 @@ class PtStore(DirectoryStore):
         try:
             value = torch.load(file, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as exc:
+            # torch's own text suggests weights_only=False (running the file's code): name what it asked for only
+            asked = re.search(r"GLOBAL ([\w.]+)", str(exc))
             raise StoreError(
-                f"{file}: refused by torch.load(weights_only=True) ({str(exc).splitlines()[0]}); it holds "
-                "more than tensors (loading it could run code): re-save the features as a plain tensor"
+                f"{file}: refused: it holds more than tensors{f' (it asks for {asked.group(1)})' if asked else ''}, "
+                "and loading it could run code; re-save the features as a plain tensor (torch.save(tensor, file))"
             ) from None
         except (RuntimeError, EOFError, OSError, ValueError) as exc:
             raise StoreError(

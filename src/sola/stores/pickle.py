@@ -90,7 +90,7 @@ def _as_array(value: Any, key: str | None, where: str) -> tuple[np.ndarray, str 
                 key = next(iter(arrays))
         if key is None or key not in arrays:
             raise StoreError(
-                f"{where}: a dict with keys {sorted(map(str, value))}; say which holds the features (key=...)"
+                f"{where}: a dict with keys {sorted(map(str, value))}; say which holds the features (--key NAME)"
             )
         value = arrays[key]
     if isinstance(value, list):

@@ -78,7 +78,8 @@ class TwoStreamStore(FeatureStore):
                 raise StoreError(
                     f"{self.rgb.path} and {self.flow.path} hold different videos: {len(self.rgb_only)} only in "
                     f"RGB {self.rgb_only[:5]}, {len(self.flow_only)} only in flow {self.flow_only[:5]}; "
-                    "add the missing ones or skip them (unpaired='skip')"
+                    "add the missing ones to the other stream, or remove them (Python: TwoStreamStore(..., "
+                    "unpaired='skip') leaves them out)"
                 )
             self._ids = sorted(rgb & flow)
         return self._ids
@@ -88,7 +89,8 @@ class TwoStreamStore(FeatureStore):
             raise StoreError(
                 f"video {video_id!r}: RGB has {rgb_length} snippets but flow {flow_length} "
                 f"({self.rgb.path}, {self.flow.path}); more than {self.max_gap} apart, so they do not "
-                "describe the same snippets: re-extract one stream (or raise max_gap)"
+                "describe the same snippets: re-extract one stream (Python: TwoStreamStore(..., max_gap=N) "
+                "tolerates larger gaps)"
             )
         return max(rgb_length, flow_length)
 

@@ -146,6 +146,10 @@ class TalConfig:
 def validate_tal_config(config: TalConfig) -> None:
     """Raise `ConfigError` for values out of range or inconsistent between sections."""
     d, m, t, s = config.data, config.model, config.train, config.test
+    for section, values in dataclasses.asdict(config).items():  # NaN would pass every comparison below
+        for name, value in values.items():
+            if any(isinstance(x, float) and not math.isfinite(x) for x in _leaves(value)):
+                raise ConfigError(f"{section}.{name} must be finite (no NaN or Inf), got {value}")
     positive = {
         "data.num_classes": d.num_classes,
         "data.input_dim": d.input_dim,
@@ -220,6 +224,11 @@ def validate_tal_config(config: TalConfig) -> None:
         raise ConfigError(f"train.device must be auto, cpu, cuda or cuda:N, got {t.device!r}")
 
 
+def _leaves(value: Any) -> list:
+    """The scalars inside a config value (lists of lists flattened)."""
+    return [leaf for item in value for leaf in _leaves(item)] if isinstance(value, list) else [value]
+
+
 def tal_config_to_dict(config: TalConfig) -> dict[str, Any]:
     """Plain nested dict of a config (what a run directory's `config.yaml` holds)."""
     return dataclasses.asdict(config)
@@ -260,11 +269,12 @@ def load_tal_config(path: str | os.PathLike | None, overrides: dict[str, Any] | 
             raise ConfigError(f"config file {path} does not exist; pass one of configs/*.yaml")
         data = read_yaml_sections(path)
     config = tal_config_from_dict(data, where=where)
-    config = tal_config_from_dict(nest_dotted(overrides), base=config, where="override")
+    config = tal_config_from_dict(nest_dotted(overrides), base=config, where="--set")
     try:
         return config.validate()
     except ConfigError as exc:
-        raise ConfigError(f"{where}: {exc}") from None
+        given = [key for key, value in (overrides or {}).items() if value is not None and str(exc).startswith(key)]
+        raise ConfigError(f"{'--set' if given else where}: {exc}") from None
 
 
 def save_tal_config(config: TalConfig, path: str | os.PathLike) -> None:
