@@ -493,3 +493,95 @@ def test_two_stream_messages_name_what_a_command_can_do(capsys, tmp_path):
     write_npy_store(tmp_path / "s" / "flow", [30], dim=4)
     line = fails(capsys, "inspect", tmp_path / "s", "--quiet", says=("only in RGB", "remove them"))
     assert "Python: TwoStreamStore" in line  # the option exists only in the Python API, and says so
+
+
+# -- the operating system says no: permissions, a full disk, a closed pipe -----------------------------
+
+
+@pytest.mark.parametrize("number, says", [
+    (13, ("permission denied", "chmod")),
+    (28, ("no space left", "rerun")),
+    (30, ("read-only file system",)),
+    (2, ("does not exist",)),
+    (21, ("is a directory",)),
+])
+def test_os_errors_are_one_line_naming_the_path(capsys, monkeypatch, tmp_path, number, says):
+    import sola.cli.core
+
+    def refuse(args):
+        raise OSError(number, os.strerror(number), str(tmp_path / "where"))
+
+    monkeypatch.setattr(sola.cli.core, "run_synth", refuse)
+    fails(capsys, "synth", tmp_path / "out", says=(f"sola synth: error: {tmp_path / 'where'}: ", *says))
+
+
+def test_a_full_disk_names_the_output_and_leaves_no_half_file(capsys, monkeypatch, bench, tmp_path):
+    from sola.stores.npy import NpyWriter
+
+    real_dump, calls = NpyWriter.dump, []
+
+    def dump(self, handle, video_id, features):
+        calls.append(video_id)
+        if len(calls) == 3:  # the disk fills up inside the third video
+            handle.write(b"\x93NUMPY half a file")
+            raise OSError(28, "No space left on device")
+        real_dump(self, handle, video_id, features)
+
+    monkeypatch.setattr(NpyWriter, "dump", dump)
+    out = tmp_path / "out"
+    args = ["transform", bench["features"], "--adapter", bench["adapter"], "--out", out, "--quiet"]
+    third = sorted(p.name for p in bench["features"].iterdir())[2]
+    fails(capsys, *args, says=(str(out / third), "no space left", "rerun"))
+    assert sorted(p.name for p in out.iterdir() if p.suffix == ".npy") == sorted(
+        p.name for p in bench["features"].iterdir())[:2]
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary left behind
+    monkeypatch.setattr(NpyWriter, "dump", real_dump)  # space freed: the rerun finishes the store
+    code, printed, _ = run(capsys, *args)
+    assert code == 0 and "transformed 4 videos (2 already done)" in printed
+
+
+def permissions_hold(tmp_path: Path) -> bool:
+    """False for root with CAP_DAC_OVERRIDE, who reads and writes whatever the permissions say."""
+    probe = tmp_path / "probe"
+    probe.write_text("x")
+    probe.chmod(0)
+    try:
+        probe.read_text()
+    except PermissionError:
+        return True
+    finally:
+        probe.chmod(0o644)
+    return False
+
+
+def test_permissions_are_one_line(capsys, bench, tmp_path):
+    if not permissions_hold(tmp_path):
+        pytest.skip("permissions are not enforced for this user (root); "
+                    "run under `setpriv --bounding-set -dac_override,-dac_read_search` to check")
+    features = tmp_path / "features"
+    features.mkdir()
+    annotations = tmp_path / "annotations.json"
+    annotations.write_text(bench["annotations"].read_text())
+    readonly = tmp_path / "readonly"
+    readonly.mkdir()
+    try:
+        features.chmod(0)
+        fails(capsys, "inspect", features, "--quiet", says=(str(features), "permission denied"))
+        annotations.chmod(0)
+        fails(capsys, "inspect", bench["features"], "--annotations", annotations, "--quiet",
+              says=(str(annotations), "permission denied"))
+        readonly.chmod(0o555)
+        fails(capsys, "transform", bench["features"], "--adapter", bench["adapter"], "--out", readonly / "out",
+              "--quiet", says=(str(readonly / "out"), "permission denied"))
+    finally:
+        for path in (features, annotations, readonly):
+            path.chmod(0o755)
+
+
+def test_a_closed_pipe_ends_quietly(bench):
+    # `sola inspect | head -1`: the reader is gone before sola prints
+    process = subprocess.Popen([sys.executable, "-m", "sola", "inspect", str(bench["features"]), "--quiet"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()
+    err = process.stderr.read().decode()
+    assert process.wait(timeout=120) == 141 and err == ""

@@ -7,6 +7,7 @@ file or the new one (plus, at worst, a stray `.tmp` file that the next run ignor
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from pathlib import Path
@@ -17,8 +18,11 @@ from typing import Iterator
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success fsync it and rename it onto `path`."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise _naming(exc, path)
     os.close(fd)
     tmp_path = Path(tmp)
     os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual mode
@@ -27,8 +31,17 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         with open(tmp_path, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp_path, path)
+    except OSError as exc:  # a full disk, a directory in the way: name the output, not the temporary
+        raise _naming(exc, path)
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def _naming(exc: OSError, path: Path) -> OSError:
+    """The same error about `path` (the file the user asked for) instead of its temporary."""
+    if exc.filename is None or str(exc.filename).endswith(".tmp") or exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        exc.filename, exc.filename2 = str(path), None
+    return exc
 
 
 def _umask() -> int:
