@@ -104,6 +104,7 @@ USAGE_ERRORS = [
     (["extract", "{out}", "--out", "{out}", "--window", "0"], "--window"),
     (["classify", "x.mp4", "--topk", "0"], "--topk"),
     (["demo", "--out", "{out}", "--num-videos", "0"], "--num-videos"),
+    (["splice", "{features}", "{out}", "--seed", "-1"], "--seed"),
 ]
 
 
@@ -585,3 +586,24 @@ def test_a_closed_pipe_ends_quietly(bench):
     process.stdout.close()
     err = process.stderr.read().decode()
     assert process.wait(timeout=120) == 141 and err == ""
+
+
+# -- a few cases as a shell sees them ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", ["chunk-size", "score", "tsm-out"])
+def test_what_a_shell_sees(bench, tmp_path, case):
+    predictions = tmp_path / "p.json"
+    predictions.write_text(json.dumps({"results": {"v": [{"label": "a", "score": "high", "segment": [0, 1]}]}}))
+    (tmp_path / "dir").mkdir()
+    args, says = {
+        "chunk-size": (["transform", bench["features"], "--adapter", bench["adapter"], "--out", tmp_path / "out",
+                        "--chunk-size", "-5"], "--chunk-size"),
+        "score": (["eval-detection", bench["annotations"], predictions, "--subset", "validation"], "'high'"),
+        "tsm-out": (["tsm", bench["features"], "--video", sorted(p.stem for p in bench["features"].iterdir())[0],
+                     "--out", tmp_path / "dir"], "is a directory"),
+    }[case]
+    result = subprocess.run([sys.executable, "-m", "sola", *map(str, args)], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 2 and says in one_line(result.stderr) and result.stdout == ""
+    assert not (tmp_path / "out").exists() and list((tmp_path / "dir").iterdir()) == []

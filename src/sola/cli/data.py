@@ -9,6 +9,7 @@ from sola.cli.common import (
     add_annotation_arguments,
     add_store_arguments,
     annotations_from_args,
+    integer,
     store_from_args,
     store_options,
 )
@@ -42,7 +43,7 @@ def register(subparsers) -> None:
     splice.add_argument("--videos", type=int, default=SpliceConfig.videos, help="videos to write (default %(default)s)")
     splice.add_argument("--actions", type=int, default=SpliceConfig.actions,
                         help="classes that are actions; the rest are background (default %(default)s)")
-    splice.add_argument("--seed", type=int, default=SpliceConfig.seed, help="which classes, clips and orders")
+    splice.add_argument("--seed", type=integer(0), default=SpliceConfig.seed, help="which classes, clips and orders")
     splice.add_argument("--clips-per-video", default=f"{SpliceConfig.min_clips}:{SpliceConfig.max_clips}",
                         metavar="A:B", help="clips per video, uniform in [A, B] (default %(default)s)")
     splice.add_argument("--action-fraction", type=float, default=SpliceConfig.action_fraction,
