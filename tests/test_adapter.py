@@ -31,6 +31,7 @@ def test_shape_kept_and_output_moves_with_gate():
 
 
 def test_temporal_receptive_field_is_kernel_wide():
+    torch.manual_seed(0)  # a few random inits (< 1%) leave a tap with all-dead ReLUs
     adapter = SoLaAdapter(4, hidden_dim=8, kernel_size=5, dilation=2)
     with torch.no_grad():
         adapter.alpha.fill_(1.0)
