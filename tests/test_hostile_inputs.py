@@ -341,12 +341,16 @@ def test_an_output_that_is_a_dangling_link_is_one_line(capsys, bench, tmp_path, 
     assert link.is_symlink() and not (tmp_path / "missing").exists()
 
 
-def test_synth_into_a_directory_of_another_benchmark_is_refused(capsys, tmp_path):
-    assert run(capsys, "synth", tmp_path / "out", "--videos", "4", "--dim", "4")[0] == 0
-    assert run(capsys, "synth", tmp_path / "out", "--videos", "4", "--dim", "4")[0] == 0  # the same: rewritten
-    before = snapshot(tmp_path / "out")
-    fails(capsys, "synth", tmp_path / "out", "--videos", "2", "--dim", "4", says=("synth_0002.npy", "new directory"))
-    assert snapshot(tmp_path / "out") == before
+def test_synth_into_a_directory_of_another_benchmark_leaves_no_old_videos(capsys, tmp_path):
+    out = tmp_path / "out"
+    assert run(capsys, "synth", out, "--videos", "4", "--dim", "4")[0] == 0
+    assert run(capsys, "synth", out, "--videos", "2", "--dim", "4")[0] == 0
+    videos = json.loads((out / "annotations.json").read_text())["database"]
+    assert sorted(p.stem for p in (out / "features").iterdir()) == sorted(videos) == ["synth_0000", "synth_0001"]
+    np.save(out / "features" / "mine.npy", np.zeros((3, 4), np.float32))  # not written by synth: refused
+    before = snapshot(out)
+    fails(capsys, "synth", out, "--videos", "3", "--dim", "4", says=("mine.npy", "new directory"))
+    assert snapshot(out) == before
     (tmp_path / "file").write_text("x")
     fails(capsys, "synth", tmp_path / "file", "--videos", "2", "--dim", "4", says=("file", "not a directory"))
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -137,20 +138,23 @@ def synthesize_video(
 def write_synthetic(out_dir: str | os.PathLike, config: SyntheticConfig | None = None, progress: bool = True) -> dict:
     """Write the benchmark: `OUT/features/*.npy` and `OUT/annotations.json`; returns a summary.
 
-    Deterministic in `config.seed`; rerunning with the same config rewrites identical files. Raises
-    `ConfigError` (writing nothing) when `OUT/features` holds videos this benchmark does not have.
+    Deterministic in `config.seed`; rerunning with the same config rewrites identical files, and
+    videos of an earlier, larger benchmark in `out_dir` are removed. Raises `ConfigError` (writing
+    nothing) when `OUT/features` holds `.npy` files that no `sola synth` wrote.
     """
     config = (config or SyntheticConfig()).validate()
     out_dir = Path(out_dir)
     features = out_dir / "features"
-    names = {f"synth_{index:04d}.npy" for index in range(config.videos)}
-    stale = sorted(p.name for p in features.glob("*.npy")) if features.is_dir() else []
-    stale = [name for name in stale if name not in names]
-    if stale:
+    found = sorted(features.glob("*.npy")) if features.is_dir() else []
+    foreign = [p.name for p in found if not re.fullmatch(r"synth_\d{4,}\.npy", p.name)]
+    if foreign:
         raise ConfigError(
-            f"{features} already holds {len(stale)} video(s) this benchmark does not have (e.g. {stale[0]}, from "
-            "another `sola synth`); choose a new directory, or delete it first"
+            f"{features} holds {len(foreign)} feature file(s) that `sola synth` did not write (e.g. {foreign[0]}); "
+            "choose a new directory"
         )
+    names = {f"synth_{index:04d}.npy" for index in range(config.videos)}
+    for stale in (p for p in found if p.name not in names):  # an earlier benchmark's: not part of this one
+        stale.unlink()
     rng = np.random.default_rng(config.seed)
     world = np.random.default_rng([config.seed, 1])  # the encoder and classes, fixed per seed
     prototypes = world.standard_normal((config.classes, config.latent_dim))
