@@ -36,10 +36,10 @@ def number(minimum: float = -math.inf, maximum: float = math.inf, above: bool = 
             raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
         low = value > minimum if above else value >= minimum
         if not (math.isfinite(value) and low and value <= maximum):
-            bounds = ([f"{'>' if above else '>='} {minimum:g}"] if math.isfinite(minimum) else []) + (
-                [f"<= {maximum:g}"] if math.isfinite(maximum) else [])
-            limits = "".join(f" {'and ' if i else ''}{bound}" for i, bound in enumerate(bounds))
-            raise argparse.ArgumentTypeError(f"must be a finite number{limits}, got {text}")
+            bounds = [f"{'>' if above else '>='} {minimum:g}"] if math.isfinite(minimum) else []
+            bounds += [f"<= {maximum:g}"] if math.isfinite(maximum) else []
+            raise argparse.ArgumentTypeError(" ".join(["must be a finite number", " and ".join(bounds)]).strip()
+                                             + f", got {text}")
         return value
 
     convert.__name__ = "number"
