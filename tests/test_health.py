@@ -66,7 +66,7 @@ def test_guard_stops_on_frozen_and_non_finite_losses():
 
 def test_collapsing_schedule_stops_and_keeps_the_last_healthy_adapter(real_spliced, tmp_path, capsys):
     run = tmp_path / "run"
-    code = main(["train", str(real_spliced.path), "--out", str(run), "--lr", "5e-3", "--batch-size", "16",
+    code = main(["train", str(real_spliced.path), "--out", str(run), "--lr", "2e-2", "--batch-size", "16",
                  "--windows-per-video", "4", "--epochs", "4", "--quiet"])
     assert code != 0
     err = capsys.readouterr().err.strip()
@@ -81,7 +81,7 @@ def test_collapsing_schedule_stops_and_keeps_the_last_healthy_adapter(real_splic
 
 
 def test_collapse_figures_fire_without_a_departure_bound(real_spliced):
-    config = load_config(None, {"fit.lr": 5e-3, "fit.batch_size": 16, "fit.windows_per_video": 4,
+    config = load_config(None, {"fit.lr": 2e-2, "fit.batch_size": 16, "fit.windows_per_video": 4,
                                 "fit.epochs": 4, "fit.max_departure": float("inf")})
     with pytest.raises(FitDiverged, match="collapse: the adapted features' (effective rank|angular spread)"):
         fit_adapter(real_spliced, config, progress=False, log=lambda s: None)

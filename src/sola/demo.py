@@ -86,6 +86,7 @@ def run_demo(
         adapter = load_adapter(run_dir / "best.safetensors")
 
     sola_dir = out_dir / "sola_features"
+    _forget_other_adapter(sola_dir, adapter)
     log(f"[3/6] transforming every video to {sola_dir}")
     transformed = transform_store(adapter, store, sola_dir, progress=progress)
 
@@ -190,6 +191,20 @@ def _forget_outputs(out_dir: Path) -> None:
     """Remove the demo's own fit and transform outputs (they belong to other data)."""
     for stale in ("run", "sola_features", "compare"):
         shutil.rmtree(out_dir / stale, ignore_errors=True)
+
+
+def _forget_other_adapter(sola_dir: Path, adapter) -> None:
+    """Remove the demo's SoLa features when another adapter made them (a rerun with other --epochs)."""
+    from sola.adapter import adapter_digest
+    from sola.transform import PROVENANCE
+
+    record = sola_dir / PROVENANCE
+    try:
+        made_by = json.loads(record.read_text()).get("adapter")
+    except (OSError, ValueError):
+        return
+    if made_by != adapter_digest(adapter):
+        shutil.rmtree(sola_dir, ignore_errors=True)
 
 
 def _synthetic_changed(data_dir: Path, config: SyntheticConfig) -> bool:

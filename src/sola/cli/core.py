@@ -28,6 +28,7 @@ def register(subparsers) -> None:
     train.add_argument("--batch-size", type=integer(1))
     train.add_argument("--lr", type=POSITIVE)
     train.add_argument("--windows-per-video", type=integer(1), help="training windows per video per epoch")
+    train.add_argument("--checkpoint-every", type=integer(1), help="epochs between checkpoints (default 10)")
     train.add_argument("--steps", type=integer(0), help="optimiser steps in all (overrides --epochs; 0: use epochs)")
     train.add_argument("--warmup-steps", type=integer(0), help="linear lr warm-up steps (default 0)")
     train.add_argument("--schedule", choices=["constant", "cosine"], help="lr after the warm-up (default constant)")
