@@ -132,6 +132,40 @@ def run_cell(bench: str, data_seed: int, fit_seed: int, schedule: dict, root: Pa
             "constant_map_epochs": sum(bool(m.get("constant_map")) for m in metrics), "epochs": len(metrics)}
 
 
+def checkpoint_rows(bench: str, cell: dict, epochs: list[int], root: Path) -> dict[int, dict]:
+    """Probe + head of the adapters a shorter budget gives: with a constant lr the checkpoint of epoch
+    e is exactly the adapter of a run of e epochs' steps (same seeds, same windows)."""
+    from sola.adapter import load_adapter
+
+    store, annotations = make_data(bench, cell["data_seed"], root)
+    tal_config = load_tal_config(HEAD_CONFIG[bench])
+    where = root / f"data{cell['data_seed']}" / f"fit{cell['fit_seed']}"
+    probe_data = collect_snippets(store, annotations)
+    rows = {}
+    for epoch in epochs:
+        path = where / "run" / "checkpoints" / f"epoch_{epoch:04d}.safetensors"
+        adapter = load_adapter(path)
+        rows[epoch] = cached(where / f"epoch_{epoch:04d}.json", lambda: measure(
+            store, annotations, probe_data, adapter, tal_config, cell["fit_seed"], where / f"epoch_{epoch:04d}"))
+    return rows
+
+
+def format_budget_table(bench: str, cells: list[dict], by_epoch: dict[int, list[dict]], steps_per_epoch: int) -> str:
+    lines = [f"### {bench}: head avg mAP and probe by budget ({len(cells)} pairs, constant lr 1e-4)", "",
+             "| budget | steps | head avg mAP | - original [95% CI] | probe L-BFGS bal.acc | - original [95% CI] |",
+             "|---|---|---|---|---|---|"]
+    original = {c: [cell["original"][c] for cell in cells] for c in ("average_mAP", "lbfgs_balanced_accuracy")}
+    lines.append(f"| original | 0 | {format_mean_std(mean_std(original['average_mAP']))} | | "
+                 f"{format_mean_std(mean_std(original['lbfgs_balanced_accuracy']))} | |")
+    for epoch, rows in sorted(by_epoch.items()):
+        cols = []
+        for column in ("average_mAP", "lbfgs_balanced_accuracy"):
+            values = [row[column] for row in rows]
+            cols += [format_mean_std(mean_std(values)), format_difference(paired_difference(values, original[column]))]
+        lines.append(f"| epoch {epoch} | {epoch * steps_per_epoch} | {' | '.join(cols)} |")
+    return "\n".join(lines) + "\n"
+
+
 def summarise(cells: list[dict]) -> dict:
     """Per column: mean ± std of each feature set and the paired differences to the original."""
     table = {}
@@ -172,6 +206,8 @@ def main(argv=None) -> int:
     parser.add_argument("--data-seeds", type=int, default=3)
     parser.add_argument("--fit-seeds", type=int, default=3)
     parser.add_argument("--schedule", default=None, help="JSON of fit overrides (default: the demo's schedule)")
+    parser.add_argument("--checkpoints", default="", help="also measure these checkpoint epochs (shorter budgets), "
+                        "e.g. 2,4")
     args = parser.parse_args(argv)
     schedule = json.loads(args.schedule) if args.schedule else dict(DEMO_SCHEDULE)
     out = Path(args.out)
@@ -183,6 +219,15 @@ def main(argv=None) -> int:
         table = summarise(cells)
         results[bench] = {"schedule": schedule, "cells": cells, "table": table}
         report.append(format_table(bench, schedule, cells, table))
+        if args.checkpoints:
+            epochs = [int(e) for e in args.checkpoints.split(",")]
+            by_epoch: dict[int, list[dict]] = {e: [] for e in epochs}
+            for cell in cells:
+                for epoch, row in checkpoint_rows(bench, cell, epochs, root).items():
+                    by_epoch[epoch].append(row)
+            first = json.loads((root / "data0" / "fit0" / "run" / "metrics.jsonl").read_text().splitlines()[0])
+            results[bench]["by_epoch"] = by_epoch
+            report.append(format_budget_table(bench, cells, by_epoch, first["steps"]))
     text = "\n".join(report)
     print(text)
     atomic_write_text(out / "evidence.md", text)
