@@ -81,3 +81,15 @@ def test_fit_on_a_csv_store_equals_the_npy_store_and_removes_its_cache(synthetic
     a, b = load_file(tmp_path / "run_npy" / "adapter.safetensors"), load_file(tmp_path / "run_csv" / "adapter.safetensors")
     assert all(torch.equal(a[key], b[key]) for key in a)
     assert not (tmp_path / "run_csv" / "window_cache").exists()
+
+
+def test_library_refuses_to_resume_on_other_features(synthetic_small, tmp_path):
+    from tests.conftest import write_npy_store
+
+    store = open_store(synthetic_small / "features")
+    run = tmp_path / "run"
+    fit_adapter(store, small_config(**{"fit.epochs": 1}), run, progress=False, log=lambda s: None)
+    other = open_store(write_npy_store(tmp_path / "other", [40, 50], dim=32))
+    with pytest.raises(CheckpointError, match="was fitted on"):
+        fit_adapter(other, small_config(**{"fit.epochs": 2}), run, resume=True, progress=False, log=lambda s: None)
+    assert json.loads((run / "run.json").read_text())["features"] == str(store.path.resolve())

@@ -95,6 +95,8 @@ def fit_adapter(
             f"{run_dir} already holds a training run; pass --resume to continue it or choose another --out"
         )
 
+    if run_dir is not None:
+        check_run_dir(run_dir, store, resume)
     cache_dir = run_dir / WINDOW_CACHE if run_dir is not None else None
     data = open_window_source(store, matching.window, fit.nan_policy, cache_dir)
     torch.manual_seed(fit.seed)
@@ -175,6 +177,28 @@ def fit_adapter(
     if context.is_main and cache_dir is not None:
         shutil.rmtree(cache_dir, ignore_errors=True)  # derived data; a killed run keeps it for --resume
     return adapter.cpu().eval()
+
+
+def check_run_dir(run_dir: Path, store, resumed: bool) -> None:
+    """Refuse a run directory inside the input store, or resuming a run on other features than its own.
+
+    Raises `ConfigError` or `CheckpointError` naming the fix.
+    """
+    features = store.path.resolve()
+    if features.is_dir() and (run_dir.resolve() == features or features in run_dir.resolve().parents):
+        raise ConfigError(f"--out {run_dir} is inside the input store {store.path}; choose a directory outside "
+                          "it (inputs are never modified)")
+    record = run_dir / "run.json"
+    if resumed and record.is_file():
+        fitted = json.loads(record.read_text())
+        current = {"features": str(features), "layout": store.layout,
+                   "options": json.loads(json.dumps(store.options(), default=str))}
+        if any(fitted.get(key) != value for key, value in current.items()):
+            raise CheckpointError(
+                f"--resume {run_dir}: the run was fitted on {fitted.get('features')} (layout {fitted.get('layout')}, "
+                f"options {fitted.get('options')}, see {record}), not on {store.path}; resume with those features, "
+                "or start a new run with --out"
+            )
 
 
 def _start_run_dir(run_dir: Path, store: FeatureStore, config: SoLaConfig, metrics_lines: list[str],

@@ -110,7 +110,6 @@ def run_train(args: argparse.Namespace) -> int:
         config = load_config(args.config, overrides)
         run_dir = args.out
     store = store_from_args(args)
-    _check_run_dir(Path(run_dir), store, resumed=bool(args.resume))
     fit_adapter(store, config, run_dir, resume=bool(args.resume), progress=not args.quiet)
     import os
 
@@ -130,29 +129,6 @@ def run_train(args: argparse.Namespace) -> int:
                 print("note: the loss sits at the loss of a constant similarity map: the objective is learning "
                       "little on these features; `sola select` keeps the identity when no checkpoint helps")
     return 0
-
-
-def _check_run_dir(run_dir: Path, store, resumed: bool) -> None:
-    """Refuse a run directory inside the input store, or resuming a run on other features than its own."""
-    import json
-
-    from sola.errors import CheckpointError, ConfigError
-
-    features = store.path.resolve()
-    if features.is_dir() and (run_dir.resolve() == features or features in run_dir.resolve().parents):
-        raise ConfigError(f"--out {run_dir} is inside the input store {store.path}; choose a directory outside "
-                          "it (inputs are never modified)")
-    record = run_dir / "run.json"
-    if resumed and record.is_file():
-        fitted = json.loads(record.read_text())
-        current = {"features": str(features), "layout": store.layout,
-                   "options": json.loads(json.dumps(store.options(), default=str))}
-        if any(fitted.get(key) != value for key, value in current.items()):
-            raise CheckpointError(
-                f"--resume {run_dir}: the run was fitted on {fitted.get('features')} (layout {fitted.get('layout')}, "
-                f"options {fitted.get('options')}, see {record}), not on {store.path}; resume with those features, "
-                "or start a new run with --out"
-            )
 
 
 def run_transform(args: argparse.Namespace) -> int:
