@@ -191,8 +191,7 @@ def check_run_dir(run_dir: Path, store, resumed: bool) -> None:
     record = run_dir / "run.json"
     if resumed and record.is_file():
         fitted = json.loads(record.read_text())
-        current = {"features": str(features), "layout": store.layout,
-                   "options": json.loads(json.dumps(store.options(), default=str))}
+        current = store_record(store)
         if any(fitted.get(key) != value for key, value in current.items()):
             raise CheckpointError(
                 f"--resume {run_dir}: the run was fitted on {fitted.get('features')} (layout {fitted.get('layout')}, "
@@ -201,16 +200,19 @@ def check_run_dir(run_dir: Path, store, resumed: bool) -> None:
             )
 
 
+def store_record(store: FeatureStore) -> dict:
+    """What `run.json` says of the store a run was fitted on: resolved path, layout, options (JSON-safe)."""
+    return {"features": str(store.path.resolve()), "layout": store.layout,
+            "options": json.loads(json.dumps(store.options(), default=str))}
+
+
 def _start_run_dir(run_dir: Path, store: FeatureStore, config: SoLaConfig, metrics_lines: list[str],
                    identity: SoLaAdapter | None) -> None:
     """Write config, metrics so far, run.json and (for a new run) the identity as epoch 0."""
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(config, run_dir / "config.yaml")
     atomic_write_text(run_dir / "metrics.jsonl", "".join(line + "\n" for line in metrics_lines))
-    atomic_write_text(
-        run_dir / "run.json",
-        json.dumps({"features": str(store.path.resolve()), "layout": store.layout, "options": store.options()}),
-    )
+    atomic_write_text(run_dir / "run.json", json.dumps(store_record(store)))
     if identity is not None:  # tanh(0) = 0: exactly the original features, a candidate for selection
         save_adapter(identity, checkpoint_path(run_dir, 0), {"epoch": 0})
 
