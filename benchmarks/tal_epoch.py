@@ -72,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from sola.tal.config import load_tal_config
-    from sola.tal.train import resolve_device, train_head
+    from sola.tal.train import train_head
+    from sola.devices import resolve_device
 
     if args.threads:
         torch.set_num_threads(args.threads)

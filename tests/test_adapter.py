@@ -79,7 +79,7 @@ def test_save_load_roundtrip_and_errors(tmp_path):
 
 def test_nonfinite_weights_are_neither_saved_nor_loaded(tmp_path):
     from sola.adapter import adapter_metadata
-    from sola.checkpoint import write_safetensors
+    from sola.runs import write_safetensors
 
     adapter = SoLaAdapter(6, hidden_dim=4)
     with torch.no_grad():

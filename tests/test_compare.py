@@ -45,9 +45,9 @@ def test_compare_every_mode_over_seeds_and_resume(synthetic_small, tmp_path, mon
     assert markdown == format_markdown(table) and "| unified+sm |" in markdown and "±" in markdown
 
     # Finished (mode, seed) results are reused: nothing is trained again.
-    import sola.tal
+    import sola.compare
 
-    monkeypatch.setattr(sola.tal, "run_experiment", lambda *a, **k: pytest.fail("retrained a finished run"))
+    monkeypatch.setattr(sola.compare, "run_experiment", lambda *a, **k: pytest.fail("retrained a finished run"))
     again = compare(store, annotations, tal, tmp_path / "cmp", modes=modes, seeds=2, sola_config=sola_config,
                     progress=False, log=lambda s: None, select=False)
     assert again == table
@@ -62,12 +62,12 @@ def test_compare_cli_rejects_bad_modes(synthetic_small, capsys):
 
 
 def fake_experiment(calls):
-    """A stand-in for `sola.tal.run_experiment` that records the features of each call (in mode order)."""
+    """A stand-in for `sola.compare.run_experiment` that records the features of each call (in mode order)."""
 
     def run(features, annotations, config, seed=0, **kwargs):
         calls.append(features)
         return {"mAP": {"0.50": 0.5}, "average_mAP": 0.5, "seconds_per_epoch": 0.1, "seed": seed,
-                "mode": "multi-class detection"}
+                "scoring": "multi-class detection", "mode": "baseline"}
 
     return run
 
@@ -92,10 +92,10 @@ def scrambled_run(root, dim):
 
 
 def test_compare_selects_by_default_and_records_the_winner(synthetic_small, tmp_path, monkeypatch):
-    import sola.tal
+    import sola.compare
 
     calls = []
-    monkeypatch.setattr(sola.tal, "run_experiment", fake_experiment(calls))
+    monkeypatch.setattr(sola.compare, "run_experiment", fake_experiment(calls))
     store = open_store(synthetic_small / "features")
     annotations = load_annotations(synthetic_small / "annotations.json")
     tal = load_tal_config("tal_synthetic_cpu", TINY_TAL)
@@ -117,7 +117,7 @@ def test_compare_selects_by_default_and_records_the_winner(synthetic_small, tmp_
     else:
         assert trained_on.path == out / "sola_features" and used["features"] == str(out / "sola_features")
     # A rerun reuses the selection and every result.
-    monkeypatch.setattr(sola.tal, "run_experiment", lambda *a, **k: pytest.fail("retrained a finished run"))
+    monkeypatch.setattr(sola.compare, "run_experiment", lambda *a, **k: pytest.fail("retrained a finished run"))
     import sola.select
 
     monkeypatch.setattr(sola.select, "probe_features", lambda *a, **k: pytest.fail("selected again"))
@@ -126,12 +126,12 @@ def test_compare_selects_by_default_and_records_the_winner(synthetic_small, tmp_
 
 
 def test_compare_uses_the_identity_when_it_wins_and_no_select_turns_selection_off(tmp_path, monkeypatch, capsys):
-    import sola.tal
+    import sola.compare
     from sola.cli import main
     from tests.test_probe import DIM, make_toy
 
     calls = []
-    monkeypatch.setattr(sola.tal, "run_experiment", fake_experiment(calls))
+    monkeypatch.setattr(sola.compare, "run_experiment", fake_experiment(calls))
     make_toy(tmp_path, flip=0)  # separable snippets: the scrambled checkpoints are clearly worse
     run = scrambled_run(tmp_path, DIM)
     features = tmp_path / "features"

@@ -6,17 +6,18 @@ import numpy as np
 import pytest
 import torch
 
-from sola.errors import ExtractError
-from sola.extract.encoder import SnippetEncoder, kinetics400_labels, resolve_device
+from sola.devices import resolve_device
+from sola.errors import DeviceError, ExtractError
+from sola.extract.encoder import SnippetEncoder, kinetics400_labels
 
 
 def test_device_names_resolve_or_fail_with_the_fix():
     assert resolve_device("cpu") == torch.device("cpu")
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
-    with pytest.raises(ExtractError, match="unknown device 'gpu0'; use auto, cpu, cuda or cuda:N"):
+    with pytest.raises(DeviceError, match="unknown device 'gpu0'; use auto, cpu, cuda or cuda:N"):
         resolve_device("gpu0")
     if not torch.cuda.is_available():
-        with pytest.raises(ExtractError, match="CUDA is not available; use --device cpu or auto"):
+        with pytest.raises(DeviceError, match="CUDA is not available here; use cpu or auto"):
             resolve_device("cuda")
 
 

@@ -12,7 +12,8 @@ from sola.adapter import SoLaAdapter, load_adapter, save_adapter
 from sola.cli import main
 from sola.errors import AnnotationError, CheckpointError, ConfigError
 from sola.probe import collect_heldout_snippets, split_videos
-from sola.select import list_checkpoints, select_checkpoint
+from sola.runs import list_checkpoints
+from sola.select import select_checkpoint
 from sola.transform import apply_adapter
 from tests.test_probe import DIM, LENGTH, make_toy
 
@@ -186,7 +187,7 @@ def test_heldout_split_is_deterministic_and_disjoint(tmp_path):
 def test_bad_requests(tmp_path):
     store, annotations = make_toy(tmp_path)
     with pytest.raises(CheckpointError, match="no checkpoints"):
-        list_checkpoints(tmp_path)
+        list_checkpoints(tmp_path, required=True)
     run = make_run(tmp_path, {1: SoLaAdapter(DIM, 16)})
     with pytest.raises(ConfigError, match="lbfgs_accuracy"):
         select_checkpoint(run, store, annotations, metric="loss")

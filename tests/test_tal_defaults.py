@@ -25,7 +25,8 @@ from sola.tal.blocks import TransformerLayer  # noqa: E402
 from sola.tal.config import TalConfig, load_tal_config  # noqa: E402
 from sola.tal.data import make_item, pad_batch  # noqa: E402
 from sola.tal.model import TalModel  # noqa: E402
-from sola.tal.run import TRAIN_STATE, load_run, save_run  # noqa: E402
+from sola.runs import STATE  # noqa: E402
+from sola.tal.run import load_run, save_run  # noqa: E402
 from sola.tal.train import parameter_groups, train_head  # noqa: E402
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -176,7 +177,7 @@ def test_old_training_state_fails_naming_the_new_key(tmp_path):
     from safetensors.torch import save_file
 
     train_head(items(), tiny(), seed=0, progress=False, state_dir=tmp_path)
-    path = tmp_path / TRAIN_STATE
+    path = tmp_path / STATE
     with safe_open(str(path), framework="pt") as handle:  # rewrite it as an older sola would have
         metadata, tensors = handle.metadata(), {key: handle.get_tensor(key) for key in handle.keys()}
     state = json.loads(metadata["state"])

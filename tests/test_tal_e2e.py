@@ -67,7 +67,7 @@ def test_trained_head_passes_the_map_floor(synthetic, tmp_path, one_thread):
     assert chance < 0.1
 
     summary = run_experiment(store, annotations, config, seed=0, out_dir=tmp_path / "run", progress=False)
-    assert summary["mode"] == "multi-class detection"
+    assert summary["scoring"] == "multi-class detection"
     assert (summary["train_videos"], summary["test_videos"]) == (48, 12)
     assert summary["epochs"] == 12 and summary["seconds_per_epoch"] > 0
     assert summary["history"][-1]["loss"] < summary["history"][0]["loss"]
@@ -81,7 +81,7 @@ def test_trained_head_passes_the_map_floor(synthetic, tmp_path, one_thread):
     first = sorted(saved["results"])[0]
     reloaded = np.array([p["segment"] for p in again["results"][first]])
     assert np.allclose(reloaded, np.array([p["segment"] for p in saved["results"][first]]), atol=1e-4)
-    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    metrics = json.loads((tmp_path / "run" / "evaluation.json").read_text())
     assert metrics["mAP"][2] == pytest.approx(summary["mAP"]["0.50"])
 
 
@@ -91,8 +91,8 @@ def test_cli_train_infer_eval(synthetic, tmp_path, one_thread, capsys):
     code = main(["tal", "train", str(synthetic / "features"), *common, "--config", str(CONFIGS / "tal_synthetic_cpu.yaml"),
                  "--out", str(run_dir), "--set", "train.epochs=1", "--set", "train.warmup_epochs=1"])
     assert code == 0
-    assert {p.name for p in run_dir.iterdir()} >= {"weights.safetensors", "config.yaml", "classes.json", "train_log.json"}
-    assert len(json.loads((run_dir / "train_log.json").read_text())) == 2
+    assert {p.name for p in run_dir.iterdir()} >= {"weights.safetensors", "config.yaml", "classes.json", "metrics.jsonl"}
+    assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == 2
     assert main(["tal", "infer", str(run_dir), str(synthetic / "features"), *common]) == 0
     predictions = json.loads((run_dir / "predictions.json").read_text())
     assert len(predictions["results"]) == 12

@@ -14,6 +14,7 @@ torch = pytest.importorskip("torch")
 
 from safetensors.torch import load_file  # noqa: E402
 
+import sola.cli.tal as cli_tal  # noqa: E402
 import sola.tal.train as train_module  # noqa: E402
 from sola.cli import main  # noqa: E402
 from sola.config import SoLaConfig  # noqa: E402
@@ -21,7 +22,7 @@ from sola.errors import CheckpointError  # noqa: E402
 from sola.synthetic import SyntheticConfig, write_synthetic  # noqa: E402
 from sola.tal.config import load_tal_config  # noqa: E402
 from sola.tal.data import make_item  # noqa: E402
-from sola.tal.run import TRAIN_STATE  # noqa: E402
+from sola.runs import STATE  # noqa: E402
 from sola.tal.train import train_head  # noqa: E402
 from sola.tal.unified import unified_parts  # noqa: E402
 
@@ -82,7 +83,7 @@ def test_resumed_run_equals_uninterrupted_run(mode, tmp_path):
     full = train_head(items(), config(), seed=3, progress=False, **parts(mode))
     with pytest.raises(Killed):
         train_head(items(), config(), seed=3, progress=False, state_dir=tmp_path, on_epoch=kill_after(2), **parts(mode))
-    assert (tmp_path / TRAIN_STATE).is_file()
+    assert (tmp_path / STATE).is_file()
     resumed = train_head(items(), config(), seed=3, progress=False, state_dir=tmp_path, resume=True, **parts(mode))
     assert resumed.resumed_epochs == 2 and len(resumed.history) == 4
     assert [h["loss"] for h in resumed.history] == [h["loss"] for h in full.history]
@@ -91,12 +92,12 @@ def test_resumed_run_equals_uninterrupted_run(mode, tmp_path):
 
 def test_finished_run_is_not_retrained(tmp_path):
     first = train_head(items(), config(), seed=0, progress=False, state_dir=tmp_path)
-    saved = (tmp_path / TRAIN_STATE).read_bytes()
+    saved = (tmp_path / STATE).read_bytes()
     epochs = []
     again = train_head(items(), config(), seed=0, progress=False, state_dir=tmp_path, resume=True,
                        on_epoch=lambda epoch, record: epochs.append(epoch))
     assert epochs == [] and again.resumed_epochs == 4 and again.history == first.history
-    assert (tmp_path / TRAIN_STATE).read_bytes() == saved
+    assert (tmp_path / STATE).read_bytes() == saved
     assert_same_weights(again.model, first.model)
 
 
@@ -111,7 +112,7 @@ def test_state_is_protected_and_checked(tmp_path):
         train_head(items(), config(), seed=1, progress=False, state_dir=tmp_path, resume=True)
     with pytest.raises(CheckpointError, match="differs in videos"):
         train_head(items(3), config(), seed=0, progress=False, state_dir=tmp_path, resume=True)
-    (tmp_path / TRAIN_STATE).write_bytes(b"not safetensors")
+    (tmp_path / STATE).write_bytes(b"not safetensors")
     with pytest.raises(CheckpointError, match="unreadable training state"):
         train_head(items(), config(), seed=0, progress=False, state_dir=tmp_path, resume=True)
 
@@ -128,14 +129,14 @@ def test_cli_resumes_and_does_not_retrain(tmp_path, monkeypatch, capsys):
 
     assert train(tmp_path / "full") == 0
     names = {p.name for p in (tmp_path / "full").iterdir()}
-    assert names == {"weights.safetensors", "config.yaml", "classes.json", "train_log.json", TRAIN_STATE}
+    assert names == {"weights.safetensors", "config.yaml", "classes.json", "metrics.jsonl", STATE}
 
     # killed after epoch 1, then resumed with the same command plus --resume
     plain = train_module.train_head
-    monkeypatch.setattr(train_module, "train_head", lambda *a, **k: plain(*a, on_epoch=kill_after(1), **k))
+    monkeypatch.setattr(cli_tal, "train_head", lambda *a, **k: plain(*a, on_epoch=kill_after(1), **k))
     with pytest.raises(Killed):
         train(tmp_path / "cut")
-    monkeypatch.setattr(train_module, "train_head", plain)
+    monkeypatch.setattr(cli_tal, "train_head", plain)
     capsys.readouterr()
     assert train(tmp_path / "cut") == 2
     err = capsys.readouterr().err.strip()
@@ -144,7 +145,7 @@ def test_cli_resumes_and_does_not_retrain(tmp_path, monkeypatch, capsys):
     assert "resumed after epoch 1" in capsys.readouterr().out
     full, cut = load_file(str(tmp_path / "full" / "weights.safetensors")), load_file(str(tmp_path / "cut" / "weights.safetensors"))
     assert full.keys() == cut.keys() and all(torch.equal(full[k], cut[k]) for k in full)
-    assert len(json.loads((tmp_path / "cut" / "train_log.json").read_text())) == 4
+    assert len((tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()) == 4
 
     # a finished run: rerunning with --resume trains nothing and rewrites the same weights
     before = (tmp_path / "full" / "weights.safetensors").read_bytes()

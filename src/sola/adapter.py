@@ -13,12 +13,11 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors import safe_open
 from torch import nn
 
-from sola.checkpoint import write_safetensors
 from sola.config import AdapterConfig
 from sola.errors import CheckpointError
+from sola.runs import ADAPTER, BEST, read_safetensors, write_safetensors
 
 ADAPTER_FORMAT = "sola-adapter"
 ADAPTER_FORMAT_VERSION = "1"
@@ -79,21 +78,17 @@ class SoLaAdapter(nn.Module):
         x = torch.relu(F.linear(x, self.mix.weight.squeeze(-1), self.mix.bias))  # (B, N, H)
         return F.linear(x, self.out.weight.squeeze(-1), self.out.bias)  # (B, N, C)
 
-    def config(self) -> AdapterConfig:
-        """The architecture of this adapter as an `AdapterConfig`."""
-        return AdapterConfig(self.hidden_dim, self.kernel_size, self.dilation)
+    @property
+    def shape(self) -> dict[str, int]:
+        """The architecture: `SoLaAdapter(**adapter.shape)` builds an adapter of the same shape."""
+        return {"dim": self.dim, "hidden_dim": self.hidden_dim, "kernel_size": self.kernel_size,
+                "dilation": self.dilation}
 
 
 def adapter_metadata(adapter: SoLaAdapter, extra: dict | None = None) -> dict[str, str]:
     """String metadata stored in the safetensors header: format, architecture, provenance."""
-    meta = {
-        "format": ADAPTER_FORMAT,
-        "format_version": ADAPTER_FORMAT_VERSION,
-        "dim": str(adapter.dim),
-        "hidden_dim": str(adapter.hidden_dim),
-        "kernel_size": str(adapter.kernel_size),
-        "dilation": str(adapter.dilation),
-    }
+    meta = {"format": ADAPTER_FORMAT, "format_version": ADAPTER_FORMAT_VERSION}
+    meta.update({key: str(value) for key, value in adapter.shape.items()})
     for key, value in (extra or {}).items():
         meta[key] = value if isinstance(value, str) else json.dumps(value)
     return meta
@@ -101,7 +96,7 @@ def adapter_metadata(adapter: SoLaAdapter, extra: dict | None = None) -> dict[st
 
 def adapter_digest(adapter: SoLaAdapter) -> str:
     """SHA-256 of an adapter's architecture and weights (what its outputs depend on)."""
-    digest = hashlib.sha256(repr((adapter.dim, adapter.hidden_dim, adapter.kernel_size, adapter.dilation)).encode())
+    digest = hashlib.sha256(repr(tuple(adapter.shape.values())).encode())
     for name, tensor in sorted(adapter.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
@@ -135,7 +130,7 @@ def resolve_adapter_path(path: str | os.PathLike) -> Path:
     """Accept a `.safetensors` file or a run directory (its `best.safetensors`, else `adapter.safetensors`)."""
     path = Path(path)
     if path.is_dir():
-        for name in ("best.safetensors", "adapter.safetensors"):
+        for name in (BEST, ADAPTER):
             if (path / name).is_file():
                 return path / name
         raise CheckpointError(f"{path}: no adapter.safetensors in this run directory; train one with `sola train`")
@@ -148,18 +143,9 @@ def load_adapter(path: str | os.PathLike, device: str | torch.device = "cpu") ->
     """Load an adapter saved by `save_adapter` (or a run directory); raises `CheckpointError`, also
     for NaN/Inf weights."""
     path = resolve_adapter_path(path)
+    tensors, meta = read_safetensors(path, ADAPTER_FORMAT, "SoLa adapter", "fit one with `sola train`")
     try:
-        with safe_open(str(path), framework="pt", device="cpu") as handle:
-            meta = handle.metadata() or {}
-            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
-    except Exception as exc:  # safetensors raises several types for a bad header
-        raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
-    if meta.get("format") != ADAPTER_FORMAT:
-        raise CheckpointError(f"{path}: not a SoLa adapter (metadata format={meta.get('format')!r})")
-    try:
-        adapter = SoLaAdapter(
-            int(meta["dim"]), int(meta["hidden_dim"]), int(meta["kernel_size"]), int(meta["dilation"])
-        )
+        adapter = SoLaAdapter(**{key: int(meta[key]) for key in ("dim", "hidden_dim", "kernel_size", "dilation")})
         adapter.load_state_dict(tensors, strict=True)
     except (KeyError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"{path}: adapter weights do not match their metadata ({exc})") from None

@@ -11,7 +11,6 @@ comparison resumes where it stopped.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -19,12 +18,21 @@ from typing import Callable
 
 import numpy as np
 
+from sola.adapter import adapter_digest, load_adapter, resolve_adapter_path
+from sola.annotations import canonical_subset
 from sola.atomic import atomic_write_text
 from sola.config import SoLaConfig
 from sola.errors import ConfigError
+from sola.fit import fit_adapter
+from sola.probe import compare_probe, json_ready
+from sola.runs import ADAPTER, BEST, SELECTION, STATE, list_checkpoints, read_json
+from sola.select import select_checkpoint
 from sola.stores import FeatureStore
+from sola.tal.experiment import run_experiment
+from sola.tal.unified import TRAINING_MODES
+from sola.transform import transform_store
 
-MODES = ("baseline", "sola", "unified", "unified+sm")
+MODES = (TRAINING_MODES[0], "sola", *TRAINING_MODES[1:])  # "sola": the head alone, on SoLa features
 SOLA_RECORD = "sola_adapter.json"  # in OUT: which adapter made the "sola" features (and so its results)
 
 
@@ -78,19 +86,15 @@ def sola_store(
     The record (`compare.json`'s "sola_adapter"): {"source", "selected", "best", "message",
     "features", "digest"}. Raises `ConfigError` when `out_dir` holds "sola" outputs of another adapter.
     """
-    from sola.adapter import load_adapter, resolve_adapter_path
-    from sola.fit import fit_adapter
-    from sola.transform import transform_store
-
     out_dir = Path(out_dir)
     run_dir = chosen = None
     if adapter is None:
         run_dir = out_dir / "sola_run"
         log(f"fitting a SoLa adapter in {run_dir}")
         config = sola_config or SoLaConfig()
-        chosen = fit_adapter(store, config, run_dir, resume=(run_dir / "state.safetensors").is_file(),
+        chosen = fit_adapter(store, config, run_dir, resume=(run_dir / STATE).is_file(),
                              progress=progress, log=log)
-        source = str(run_dir / "adapter.safetensors")
+        source = str(run_dir / ADAPTER)
     elif hasattr(adapter, "residual"):
         chosen, source = adapter, "the adapter passed in"
     elif Path(adapter).is_dir():
@@ -100,11 +104,11 @@ def sola_store(
         source = str(resolve_adapter_path(adapter))
         chosen = load_adapter(source)
     record = {"source": source, "selected": False, "best": None, "message": None}
-    if select and run_dir is not None and annotations is not None and _has_checkpoints(run_dir):
+    if select and run_dir is not None and annotations is not None and list_checkpoints(run_dir):
         table = _selection(run_dir, store, annotations, tal_config, progress, log, heldout_subset)
         log(table["message"])
         record.update(selected=True, best=table["best"], message=table["message"],
-                      source=str(run_dir / "checkpoints"), select_table=str(run_dir / "select.json"))
+                      source=str(run_dir / "checkpoints"), select_table=str(run_dir / SELECTION))
         chosen = None if table["identity_wins"] else load_adapter(table["best_checkpoint"])
     elif chosen is None:  # a run directory, not selected here: its best.safetensors, else adapter.safetensors
         if select and annotations is not None:
@@ -113,7 +117,7 @@ def sola_store(
         chosen = load_adapter(run_dir)
     if chosen is not None and chosen.gate == 0.0:
         chosen = None  # an identity adapter: output == input
-    record["digest"] = "identity" if chosen is None else _adapter_digest(chosen)
+    record["digest"] = "identity" if chosen is None else adapter_digest(chosen)
     target = out_dir / "sola_features"
     record["features"] = str(store.path) if chosen is None else str(target)
     _check_previous(out_dir, record)
@@ -126,23 +130,13 @@ def sola_store(
     return store.open_output(target), record
 
 
-def _has_checkpoints(run_dir: Path) -> bool:
-    return any((run_dir / "checkpoints").glob("epoch_*.safetensors"))
-
-
 def _selection(run_dir: Path, store: FeatureStore, annotations, tal_config, progress: bool, log,
                heldout_subset: str | None = None) -> dict:
     """`select_checkpoint` on the head's training subset, or the run's `select.json` when it still holds."""
-    from sola.annotations import canonical_subset
-    from sola.select import BEST_FILE, TABLE_FILE, list_checkpoints, select_checkpoint
-
     subset = tal_config.data.train_subset if tal_config is not None else None
-    saved = run_dir / TABLE_FILE
-    if saved.is_file() and (run_dir / BEST_FILE).is_file():
-        try:
-            previous = json.loads(saved.read_text())
-        except ValueError:
-            previous = {}
+    saved = run_dir / SELECTION
+    if saved.is_file() and (run_dir / BEST).is_file():
+        previous = read_json(saved, {})
         current = [f"epoch_{epoch:04d}" for epoch, _ in list_checkpoints(run_dir)]
         if ("best" in previous and previous.get("checkpoints") == current
                 and previous.get("features") == str(Path(store.path).resolve())
@@ -156,7 +150,6 @@ def _selection(run_dir: Path, store: FeatureStore, annotations, tal_config, prog
     grid = _probe_grid(annotations, subset, tal_config) if tal_config is not None else {}
     if heldout_subset and tal_config is not None and (
             canonical_subset(heldout_subset) == canonical_subset(tal_config.data.test_subset)):
-        from sola.errors import ConfigError
 
         raise ConfigError(f"--heldout-subset {heldout_subset} is the evaluation subset; selection must never see it")
     return select_checkpoint(run_dir, store, annotations, subset=subset, progress=progress,
@@ -173,15 +166,6 @@ def _probe_grid(annotations, subset: str | None, tal_config) -> dict:
     if fps or (videos and all(v.fps for v in videos)):
         return {"feat_stride": data.feat_stride, "num_frames": data.num_frames, "fps": fps}
     return {}  # snippets spread over the annotated duration
-
-
-def _adapter_digest(adapter) -> str:
-    """SHA-256 of an adapter's architecture and weights."""
-    digest = hashlib.sha256(repr((adapter.dim, adapter.hidden_dim, adapter.kernel_size, adapter.dilation)).encode())
-    for name, tensor in sorted(adapter.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
 
 
 def _check_previous(out_dir: Path, record: dict) -> None:
@@ -234,8 +218,6 @@ def compare(
     adapter work here). `probe_table`: a `sola.probe.compare_probe` result to reuse for the probe
     columns. Returns the table as a dict; its "sola_adapter" says which adapter made the "sola" features.
     """
-    from sola.tal import run_experiment
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     stores = {"original": store}
@@ -275,8 +257,6 @@ def compare(
 
 def _probe_rows(stores: dict[str, FeatureStore], annotations, table: dict | None = None) -> dict[str, dict]:
     """Linear-probe metrics per feature set (deterministic: one run each), or those of `table`."""
-    from sola.probe import compare_probe, json_ready
-
     if table is None:
         table = json_ready(compare_probe(stores["original"], annotations, adapted_store=stores.get("sola"), seed=0))
     rows = table["rows"]
@@ -300,7 +280,7 @@ def summarise(results: dict[str, list[dict]], probes: dict[str, dict], tal_confi
             "probe_accuracy": probe.get("sgd_accuracy"),
             "probe_balanced_accuracy": probe.get("lbfgs_balanced_accuracy"),
             "seeds": [run["seed"] for run in runs],
-            "scoring": runs[0]["mode"],
+            "scoring": runs[0]["scoring"],
         }
     return {"modes": list(results), "rows": rows, "sm_weight": sm_weight,
             "test_subset": tal_config.data.test_subset, "train_subset": tal_config.data.train_subset}

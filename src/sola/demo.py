@@ -15,13 +15,21 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
+from sola.adapter import adapter_digest, load_adapter
 from sola.annotations import load_annotations
 from sola.atomic import atomic_write_text
+from sola.compare import compare, format_markdown
 from sola.config import load_config
+from sola.errors import ExtractError
+from sola.extract import extract_videos, load_metadata
 from sola.fit import fit_adapter, metrics_summary
+from sola.probe import compare_probe, format_probe_table, json_ready
+from sola.runs import BEST, STATE
+from sola.select import select_checkpoint
 from sola.stores import FeatureStore, open_store
 from sola.synthetic import SyntheticConfig, write_synthetic
-from sola.transform import transform_store
+from sola.tal.config import load_tal_config
+from sola.transform import PROVENANCE, transform_store
 from sola.tsm import write_tsm_picture
 
 # The demo's schedule, beyond the reference (150 epochs of one window per video, batch 256, lr 1e-4):
@@ -59,66 +67,24 @@ def run_demo(
     """
     out_dir = Path(out_dir)
     started = time.perf_counter()
-    if videos_dir is None:
+    synthetic = videos_dir is None
+    if synthetic:
         store, labels = _synthetic_features(out_dir, num_videos, progress, log)
     else:
         store = _extracted_features(out_dir, Path(videos_dir), fps, progress, log)
         labels = load_annotations(annotations, bad_segments="clip") if annotations else None
-
     run_dir = out_dir / "run"
-    schedule = dict(DEMO_SCHEDULE)
-    schedule["fit.windows_per_video"] = max(16, math.ceil(WINDOWS_PER_EPOCH / len(store)))
-    if epochs:
-        schedule.update({"fit.steps": 0, "fit.epochs": epochs})
-    config = load_config(None, schedule)
-    resume = (run_dir / "state.safetensors").is_file()
-    budget = f"{config.fit.steps} steps" if config.fit.steps else f"{config.fit.epochs} epochs"
-    log(f"[2/6] fitting SoLa ({budget} at lr {config.fit.lr:g}, {config.fit.windows_per_video} windows/video/epoch) "
-        f"in {run_dir}")
-    adapter = fit_adapter(store, config, run_dir, resume=resume, progress=progress, log=log)
-    selection = None
-    if videos_dir is None:
-        from sola.adapter import load_adapter
-        from sola.select import select_checkpoint
-
-        log("      selecting a checkpoint on held-out training videos (the identity is a candidate)")
-        selection = select_checkpoint(run_dir, store, labels, subset="training", progress=progress)
-        log(f"      {selection['message']}")
-        adapter = load_adapter(run_dir / "best.safetensors")
+    adapter, selection = _fit(store, labels if synthetic else None, run_dir, epochs, progress, log)
 
     sola_dir = out_dir / "sola_features"
     _forget_other_adapter(sola_dir, adapter)
     log(f"[3/6] transforming every video to {sola_dir}")
     transformed = transform_store(adapter, store, sola_dir, progress=progress)
-
-    log(f"[4/6] drawing temporal self-similarity maps in {out_dir}")
-    if labels is not None and videos_dir is None:
-        shown = sorted(labels.subset("validation"))[:3]
+    pictures = _pictures(store, labels, adapter, out_dir, synthetic, log)
+    if synthetic:
+        probe, detection = _evaluate(store, labels, open_store(sola_dir), out_dir, progress, log)
     else:
-        shown = store.video_ids()[:4]
-    grid = _extraction_grid(store) if videos_dir is not None else {}
-    pictures = [
-        str(write_tsm_picture(store, video_id, out_dir / f"tsm_{video_id}.png", adapter=adapter,
-                              annotations=labels, **grid.get(video_id, {})))
-        for video_id in shown
-    ]
-
-    probe = detection = None
-    if videos_dir is None:
-        from sola.compare import compare, format_markdown
-        from sola.probe import compare_probe, format_probe_table, json_ready
-        from sola.tal.config import load_tal_config
-
-        sola_store = open_store(sola_dir)
-        log("[5/6] linear probe (action vs background snippets), baseline vs SoLa, same seed")
-        probe = json_ready(compare_probe(store, labels, adapted_store=sola_store, seed=0))
-        log(format_probe_table(probe))
-        log("[6/6] the built-in TAL head (configs/tal_synthetic_cpu.yaml) on original vs SoLa features, same seed")
-        detection = compare(store, labels, load_tal_config("tal_synthetic_cpu"), out_dir / "compare",
-                            modes=["baseline", "sola"], seeds=1, adapted_store=sola_store, probe_table=probe,
-                            progress=progress, log=log)
-        log(format_markdown(detection))
-    else:
+        probe = detection = None
         log("[5/6] no probe or TAL head on a handful of real videos (they need annotated training and validation splits)")
 
     fit_summary = metrics_summary(run_dir)
@@ -143,6 +109,53 @@ def run_demo(
     return summary
 
 
+def _fit(store: FeatureStore, labels, run_dir: Path, epochs: int | None, progress: bool, log):
+    """Stage 2: fit SoLa with the demo's schedule (resumable); with `labels`, select a checkpoint.
+
+    Returns `(adapter, selection table or None)`.
+    """
+    schedule = dict(DEMO_SCHEDULE)
+    schedule["fit.windows_per_video"] = max(16, math.ceil(WINDOWS_PER_EPOCH / len(store)))
+    if epochs:
+        schedule.update({"fit.steps": 0, "fit.epochs": epochs})
+    config = load_config(None, schedule)
+    budget = f"{config.fit.steps} steps" if config.fit.steps else f"{config.fit.epochs} epochs"
+    log(f"[2/6] fitting SoLa ({budget} at lr {config.fit.lr:g}, {config.fit.windows_per_video} windows/video/epoch) "
+        f"in {run_dir}")
+    adapter = fit_adapter(store, config, run_dir, resume=(run_dir / STATE).is_file(), progress=progress, log=log)
+    if labels is None:
+        return adapter, None
+    log("      selecting a checkpoint on held-out training videos (the identity is a candidate)")
+    selection = select_checkpoint(run_dir, store, labels, subset="training", progress=progress)
+    log(f"      {selection['message']}")
+    return load_adapter(run_dir / BEST), selection
+
+
+def _pictures(store: FeatureStore, labels, adapter, out_dir: Path, synthetic: bool, log) -> list[str]:
+    """Stage 4: TSM pictures of a few videos (validation videos of the synthetic benchmark)."""
+    log(f"[4/6] drawing temporal self-similarity maps in {out_dir}")
+    shown = sorted(labels.subset("validation"))[:3] if synthetic else store.video_ids()[:4]
+    grid = {} if synthetic else _extraction_grid(store)
+    return [
+        str(write_tsm_picture(store, video_id, out_dir / f"tsm_{video_id}.png", adapter=adapter,
+                              annotations=labels, **grid.get(video_id, {})))
+        for video_id in shown
+    ]
+
+
+def _evaluate(store: FeatureStore, labels, sola_store: FeatureStore, out_dir: Path, progress: bool, log):
+    """Stages 5-6: the linear probe and the built-in head, original vs SoLa features, same seed."""
+    log("[5/6] linear probe (action vs background snippets), baseline vs SoLa, same seed")
+    probe = json_ready(compare_probe(store, labels, adapted_store=sola_store, seed=0))
+    log(format_probe_table(probe))
+    log("[6/6] the built-in TAL head (configs/tal_synthetic_cpu.yaml) on original vs SoLa features, same seed")
+    detection = compare(store, labels, load_tal_config("tal_synthetic_cpu"), out_dir / "compare",
+                        modes=["baseline", "sola"], seeds=1, adapted_store=sola_store, probe_table=probe,
+                        progress=progress, log=log)
+    log(format_markdown(detection))
+    return probe, detection
+
+
 def _synthetic_features(out_dir: Path, num_videos: int | None, progress: bool, log) -> tuple[FeatureStore, object]:
     """Stage 1 of the synthetic demo: write (or reuse) the benchmark; returns store and annotations."""
     data_dir = out_dir / "data"
@@ -158,9 +171,6 @@ def _synthetic_features(out_dir: Path, num_videos: int | None, progress: bool, l
 
 def _extracted_features(out_dir: Path, videos_dir: Path, fps: float | None, progress: bool, log) -> FeatureStore:
     """Stage 1 of the real-video demo: I3D features of every video (resumable); returns the store."""
-    from sola.errors import ExtractError
-    from sola.extract import extract_videos
-
     features = out_dir / "features"
     marker = out_dir / "videos.json"
     source = {"videos": str(videos_dir.resolve()), "fps": fps}
@@ -179,8 +189,6 @@ def _extracted_features(out_dir: Path, videos_dir: Path, fps: float | None, prog
 
 def _extraction_grid(store: FeatureStore) -> dict[str, dict]:
     """Per video, the snippet grid `sola extract` used (fps, stride, window), for the pictures."""
-    from sola.extract import load_metadata
-
     videos = (load_metadata(store.path) or {}).get("videos", {})
     return {
         video_id: {"fps": info["fps"], "feat_stride": info["stride"], "num_frames": info["window"]}
@@ -196,9 +204,6 @@ def _forget_outputs(out_dir: Path) -> None:
 
 def _forget_other_adapter(sola_dir: Path, adapter) -> None:
     """Remove the demo's SoLa features when another adapter made them (a rerun with other --epochs)."""
-    from sola.adapter import adapter_digest
-    from sola.transform import PROVENANCE
-
     record = sola_dir / PROVENANCE
     try:
         made_by = json.loads(record.read_text()).get("adapter")

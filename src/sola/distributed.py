@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from sola.errors import ConfigError
+from sola.devices import local_rank, process_rank, resolve_device
 
 
 @dataclass(frozen=True)
@@ -34,32 +34,17 @@ class DistributedContext:
         return self.world_size > 1
 
 
-def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
-    """`auto` -> the local CUDA device when present, else the CPU; raises `ConfigError` for absent CUDA."""
-    if name == "auto":
-        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} was requested but CUDA is not available; use --device cpu")
-    if name == "cuda":
-        return torch.device(f"cuda:{local_rank}")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
-
-
 def setup_distributed(device: str = "auto") -> DistributedContext:
     """Join the process group that `torchrun` describes (if any) and pick this rank's device."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    resolved = resolve_device(device, local_rank)
+    rank, local = process_rank(), local_rank()
+    resolved = resolve_device(device, local)
     if world_size > 1 and not dist.is_initialized():
         backend = "nccl" if resolved.type == "cuda" else "gloo"
         if resolved.type == "cuda":
             torch.cuda.set_device(resolved)
         dist.init_process_group(backend=backend)
-    return DistributedContext(rank, world_size, local_rank, resolved)
+    return DistributedContext(rank, world_size, local, resolved)
 
 
 def barrier(context: DistributedContext) -> None:

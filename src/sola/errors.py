@@ -35,3 +35,7 @@ class EmptyVideoError(StoreError):
 
 class UnsafePickleError(StoreError):
     """A pickle asks for something other than NumPy arrays, dicts, lists and scalars."""
+
+
+class DeviceError(ConfigError):
+    """A device name is unknown, or names CUDA on a machine without it."""

@@ -16,7 +16,6 @@ Run directory layout:
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from pathlib import Path
@@ -28,39 +27,39 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from sola.adapter import SoLaAdapter, save_adapter
-from sola.atomic import atomic_write_text
-from sola.checkpoint import load_training_state, save_training_state
 from sola.config import SoLaConfig, load_config, save_config
 from sola.distributed import DistributedContext, barrier, mean_across_ranks, setup_distributed
 from sola.errors import CheckpointError, ConfigError
 from sola.health import FitDiverged, FitGuard, constant_map_loss, feature_health, health_windows, spread_figures
 from sola.matching import SimilarityMatching
+from sola.runs import (
+    ADAPTER,
+    CONFIG,
+    RECORD,
+    STATE,
+    WINDOW_CACHE,
+    checkpoint_path,
+    load_state,
+    read_metrics,
+    read_record,
+    save_state,
+    store_record,
+    write_metrics,
+    write_record,
+)
 from sola.sampling import WindowSource, epoch_plan, open_window_source
 from sola.schedule import lr_factor, steps_per_epoch, total_epochs, total_steps
 from sola.stores import FeatureStore
 
-STATE_FILE = "state.safetensors"
-WINDOW_CACHE = "window_cache"  # float32 .npy copies of layouts that cannot be memory-mapped
-ADAPTER_FILE = "adapter.safetensors"
-
-
-def checkpoint_path(run_dir: Path, epoch: int) -> Path:
-    """Where the adapter checkpoint of `epoch` lives."""
-    return run_dir / "checkpoints" / f"epoch_{epoch:04d}.safetensors"
+STATE_FORMAT = "sola-training-state"
 
 
 def load_run_config(run_dir: str | Path, epochs: int | None = None) -> SoLaConfig:
     """The config of an existing run (to resume it), optionally with more or fewer epochs."""
-    path = Path(run_dir) / "config.yaml"
+    path = Path(run_dir) / CONFIG
     if not path.is_file():
         raise CheckpointError(f"{run_dir}: no config.yaml; is this a `sola train` run directory?")
     return load_config(path, {"fit.epochs": epochs})
-
-
-def _read_metrics(path: Path, upto_epoch: int) -> list[str]:
-    if not path.is_file():
-        return []
-    return [line for line in path.read_text().splitlines() if line and json.loads(line)["epoch"] <= upto_epoch]
 
 
 def fit_adapter(
@@ -90,11 +89,8 @@ def fit_adapter(
         )
     local_batch = fit.batch_size // context.world_size
     run_dir = Path(run_dir) if run_dir is not None else None
-    if run_dir is not None and not resume and (run_dir / STATE_FILE).exists():
-        raise CheckpointError(
-            f"{run_dir} already holds a training run; pass --resume to continue it or choose another --out"
-        )
-
+    if resume and run_dir is None:
+        raise CheckpointError("resume needs a run directory")
     if run_dir is not None:
         check_run_dir(run_dir, store, resume)
     cache_dir = run_dir / WINDOW_CACHE if run_dir is not None else None
@@ -103,19 +99,15 @@ def fit_adapter(
     adapter = SoLaAdapter.from_config(data.dim, config.adapter)
     model = SimilarityMatching(adapter, matching).to(context.device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=fit.lr, weight_decay=fit.weight_decay)
-    start_epoch = 0
-    if resume:
-        if run_dir is None:
-            raise CheckpointError("resume needs a run directory")
-        start_epoch = load_training_state(run_dir / STATE_FILE, model, optimizer)
+    start_epoch = _resume(run_dir, model, optimizer) if resume else 0
     trainer = DistributedDataParallel(model) if context.enabled else model
     per_epoch = steps_per_epoch(len(data.video_ids), fit.windows_per_video, context.world_size, local_batch)
     budget, epochs = total_steps(fit, per_epoch), total_epochs(fit, per_epoch)
 
-    metrics_path = run_dir / "metrics.jsonl" if run_dir is not None else None
-    metrics_lines = _read_metrics(metrics_path, start_epoch) if (metrics_path and resume) else []
-    if context.is_main and run_dir is not None:
-        _start_run_dir(run_dir, store, config, metrics_lines, adapter if start_epoch == 0 else None)
+    records = [r for r in read_metrics(run_dir) if r["epoch"] <= start_epoch] if resume else []
+    writes = context.is_main and run_dir is not None  # rank 0 writes the run directory
+    if writes:
+        _start_run_dir(run_dir, store, config, records, adapter if start_epoch == 0 else None)
     if context.is_main:
         _log_start(data, matching, context, per_epoch, budget, epochs, log)
 
@@ -124,59 +116,62 @@ def fit_adapter(
     ).to(context.device)
     original = spread_figures(health_batch)
     guard = FitGuard(fit, constant_map_loss(model.target, matching.clamp_eps))
-    healthy = _adapter_state(adapter), start_epoch
-    warned = False
+    healthy, warned = (_adapter_state(adapter), start_epoch), False
     bar = tqdm(range(start_epoch, epochs), desc="fit", unit="epoch",
                disable=(not progress or not context.is_main) or None)
     for epoch in bar:
         started = time.perf_counter()
-        first_step = epoch * per_epoch
         loss, steps, windows = _train_epoch(trainer, optimizer, data, config, epoch, context, local_batch,
-                                            first_step, budget)
+                                            epoch * per_epoch, budget)
         loss = mean_across_ranks(loss, context)
-        departure = mean_across_ranks(float(model.departure), context)
         health = feature_health(adapter, health_batch, original)
         reason = guard.check(loss, health)
         done = epoch + 1
         record = {
-            "epoch": done,
-            "loss": loss,
-            "gate": adapter.gate,
-            "departure": departure,
-            "seconds": round(time.perf_counter() - started, 4),
-            "steps": steps,
-            "lr": optimizer.param_groups[0]["lr"],
-            "windows": windows * context.world_size,
-            "videos": len(data.video_ids),
-            "skipped_videos": len(data.skipped),
-            "dropped_videos": len(data.dropped),
-            "health": health,
-            "constant_map": guard.at_constant_map(loss),
+            "epoch": done, "loss": loss, "gate": adapter.gate,
+            "departure": mean_across_ranks(float(model.departure), context),
+            "seconds": round(time.perf_counter() - started, 4), "steps": steps,
+            "lr": optimizer.param_groups[0]["lr"], "windows": windows * context.world_size,
+            "videos": len(data.video_ids), "skipped_videos": len(data.skipped), "dropped_videos": len(data.dropped),
+            "health": health, "constant_map": guard.at_constant_map(loss),
         }
         if reason is not None:
             record["stopped"] = reason
-        bar.set_postfix(loss=f"{loss:.4f}", gate=f"{adapter.gate:+.4f}", departure=f"{departure:.3f}")
+        bar.set_postfix(loss=f"{loss:.4f}", gate=f"{adapter.gate:+.4f}", departure=f"{record['departure']:.3f}")
         if context.is_main and record["constant_map"] and not warned:
             warned = True
             log(f"note: epoch {done}: the loss {loss:.4f} sits at the loss of a constant similarity map "
                 f"({guard.constant_loss:.4f}); the objective is learning little here")
-        if context.is_main and run_dir is not None:
-            metrics_lines.append(json.dumps(record))
-            atomic_write_text(metrics_path, "".join(line + "\n" for line in metrics_lines))
+        if writes:
+            records.append(record)
+            write_metrics(run_dir, records)
         if reason is not None:
             _stop_unhealthy(adapter, healthy, run_dir, context, done, reason)
-        if context.is_main and run_dir is not None:
-            if done % fit.checkpoint_every == 0 or done == epochs:
-                save_adapter(adapter, checkpoint_path(run_dir, done), {"epoch": done})
-                save_adapter(adapter, run_dir / ADAPTER_FILE, {"epoch": done})
-            save_training_state(run_dir / STATE_FILE, model, optimizer, done)
+        if writes:
+            _save_epoch(run_dir, model, optimizer, done, done % fit.checkpoint_every == 0 or done == epochs)
         healthy = _adapter_state(adapter), done
         barrier(context)
-    if context.is_main and run_dir is not None and start_epoch >= epochs:
+    if writes and start_epoch >= epochs:
         log(f"{run_dir} already has {start_epoch} epochs (>= {epochs}); nothing to do")
     if context.is_main and cache_dir is not None:
         shutil.rmtree(cache_dir, ignore_errors=True)  # derived data; a killed run keeps it for --resume
     return adapter.cpu().eval()
+
+
+def _resume(run_dir: Path, model: SimilarityMatching, optimizer: torch.optim.Optimizer) -> int:
+    """Restore the model and optimiser of a run; return the epochs it has done."""
+    info, _ = load_state(run_dir / STATE, STATE_FORMAT, {"model": model}, optimizer,
+                         "start a new run without resuming")
+    return int(info["epoch"])
+
+
+def _save_epoch(run_dir: Path, model: SimilarityMatching, optimizer: torch.optim.Optimizer, done: int,
+                checkpoint: bool) -> None:
+    """After epoch `done`: the adapter (and its checkpoint when `checkpoint`), then the resumable state."""
+    if checkpoint:
+        save_adapter(model.adapter, checkpoint_path(run_dir, done), {"epoch": done})
+        save_adapter(model.adapter, run_dir / ADAPTER, {"epoch": done})
+    save_state(run_dir / STATE, STATE_FORMAT, {"model": model}, optimizer, {"epoch": done})
 
 
 def check_run_dir(run_dir: Path, store, resumed: bool) -> None:
@@ -184,35 +179,30 @@ def check_run_dir(run_dir: Path, store, resumed: bool) -> None:
 
     Raises `ConfigError` or `CheckpointError` naming the fix.
     """
+    if not resumed and (run_dir / STATE).exists():
+        raise CheckpointError(f"{run_dir} already holds a training run; pass --resume to continue it or choose another --out")
     features = store.path.resolve()
     if features.is_dir() and (run_dir.resolve() == features or features in run_dir.resolve().parents):
         raise ConfigError(f"--out {run_dir} is inside the input store {store.path}; choose a directory outside "
                           "it (inputs are never modified)")
-    record = run_dir / "run.json"
-    if resumed and record.is_file():
-        fitted = json.loads(record.read_text())
+    fitted = read_record(run_dir) if resumed else None
+    if fitted is not None:
         current = store_record(store)
         if any(fitted.get(key) != value for key, value in current.items()):
             raise CheckpointError(
                 f"--resume {run_dir}: the run was fitted on {fitted.get('features')} (layout {fitted.get('layout')}, "
-                f"options {fitted.get('options')}, see {record}), not on {store.path}; resume with those features, "
+                f"options {fitted.get('options')}, see {run_dir / RECORD}), not on {store.path}; resume with those features, "
                 "or start a new run with --out"
             )
 
 
-def store_record(store: FeatureStore) -> dict:
-    """What `run.json` says of the store a run was fitted on: resolved path, layout, options (JSON-safe)."""
-    return {"features": str(store.path.resolve()), "layout": store.layout,
-            "options": json.loads(json.dumps(store.options(), default=str))}
-
-
-def _start_run_dir(run_dir: Path, store: FeatureStore, config: SoLaConfig, metrics_lines: list[str],
+def _start_run_dir(run_dir: Path, store: FeatureStore, config: SoLaConfig, records: list[dict],
                    identity: SoLaAdapter | None) -> None:
     """Write config, metrics so far, run.json and (for a new run) the identity as epoch 0."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(config, run_dir / "config.yaml")
-    atomic_write_text(run_dir / "metrics.jsonl", "".join(line + "\n" for line in metrics_lines))
-    atomic_write_text(run_dir / "run.json", json.dumps(store_record(store)))
+    save_config(config, run_dir / CONFIG)
+    write_metrics(run_dir, records)
+    write_record(run_dir, store)
     if identity is not None:  # tanh(0) = 0: exactly the original features, a candidate for selection
         save_adapter(identity, checkpoint_path(run_dir, 0), {"epoch": 0})
 
@@ -241,8 +231,8 @@ def _stop_unhealthy(adapter: SoLaAdapter, healthy: tuple[dict, int], run_dir: Pa
     where = ""
     if run_dir is not None:
         if context.is_main:
-            save_adapter(adapter, run_dir / ADAPTER_FILE, {"epoch": healthy_epoch, "stopped_at": epoch})
-        where = f"; {run_dir}/{ADAPTER_FILE} is the last healthy adapter (epoch {healthy_epoch})"
+            save_adapter(adapter, run_dir / ADAPTER, {"epoch": healthy_epoch, "stopped_at": epoch})
+        where = f"; {run_dir}/{ADAPTER} is the last healthy adapter (epoch {healthy_epoch})"
     barrier(context)
     raise FitDiverged(f"fit stopped at epoch {epoch}: {reason}{where}")
 
@@ -293,7 +283,7 @@ def _train_epoch(
 
 def metrics_summary(run_dir: str | Path) -> dict:
     """First and last metrics of a run (loss, gate, departure, feature health, total seconds and steps)."""
-    lines = [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines() if line]
+    lines = read_metrics(run_dir)
     if not lines:
         return {}
     return {

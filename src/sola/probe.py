@@ -31,6 +31,7 @@ import torch
 from tqdm.auto import tqdm
 
 from sola.annotations import Annotations, canonical_subset, grid_for, match_ids, snippet_labels
+from sola.devices import resolve_device
 from sola.errors import AnnotationError, ConfigError, StoreError
 
 REFERENCE = {"epochs": 16, "lr": 0.01, "momentum": 0.9, "batch_size": 256, "report_from": 6}
@@ -445,7 +446,7 @@ def probe_features(data: ProbeData, adapter=None, seed: int = 0, device: str | t
 
     Columns: `sgd_<metric>` (reference protocol), `lbfgs_<metric>` (converging probe), snippet counts.
     """
-    device = torch.device(device) if device is not None else default_device()
+    device = resolve_device(device)
     train = build_matrix(data.train, adapter, device)
     val = build_matrix(data.val, adapter, device)
     reference = reference_probe(train, val, seed=seed, device=device)
@@ -535,8 +536,3 @@ def json_ready(value):
     if isinstance(value, float) and math.isnan(value):
         return None
     return value
-
-
-def default_device() -> torch.device:
-    """CUDA when present, else the CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")

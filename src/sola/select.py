@@ -20,41 +20,19 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 from pathlib import Path
 
 import torch
 
+from sola.adapter import SoLaAdapter, load_adapter, save_adapter
 from sola.atomic import atomic_write_bytes, atomic_write_text
 from sola.errors import CheckpointError, ConfigError
 from sola.probe import HOLDOUT, METRICS, collect_heldout_snippets, json_ready, probe_features
+from sola.runs import BEST, SELECTION, list_checkpoints
 
 DEFAULT_METRIC = "lbfgs_balanced_accuracy"
 SELECTABLE = tuple(f"{p}_{m}" for p in ("sgd", "lbfgs") for m in METRICS)
-BEST_FILE = "best.safetensors"
-TABLE_FILE = "select.json"
 IDENTITY = "identity"
-_EPOCH = re.compile(r"epoch_(\d+)\.safetensors$")
-
-
-def list_checkpoints(run_dir: str | os.PathLike) -> list[tuple[int, Path]]:
-    """`(epoch, path)` of every `checkpoints/epoch_XXXX.safetensors` in a run, by epoch.
-
-    Raises `CheckpointError` when the directory or its checkpoints are missing.
-    """
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise CheckpointError(f"run directory {run_dir} does not exist")
-    found = []
-    for path in (run_dir / "checkpoints").glob("epoch_*.safetensors"):
-        match = _EPOCH.search(path.name)
-        if match:
-            found.append((int(match.group(1)), path))
-    if not found:
-        raise CheckpointError(
-            f"{run_dir}: no checkpoints/epoch_XXXX.safetensors; is this a `sola train` run directory?"
-        )
-    return sorted(found)
 
 
 def identity_adapter(like):
@@ -63,11 +41,9 @@ def identity_adapter(like):
     Its weights are a seeded fresh initialisation (the global random state is left alone), so the
     file it is saved to is the same every time.
     """
-    from sola.adapter import SoLaAdapter
-
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        adapter = SoLaAdapter(like.dim, like.hidden_dim, like.kernel_size, like.dilation)
+        adapter = SoLaAdapter(**like.shape)
     with torch.no_grad():
         adapter.alpha.zero_()
     return adapter.eval()
@@ -111,14 +87,12 @@ def select_checkpoint(
     `min_gain`/`holdout`, `CheckpointError` for a missing, unreadable or mismatched checkpoint,
     `AnnotationError` when the subset has fewer than 2 videos with features.
     """
-    from sola.adapter import load_adapter, save_adapter
-
     if metric not in SELECTABLE:
         raise ConfigError(f"unknown probe metric {metric!r}; choose one of {', '.join(SELECTABLE)}")
     if not (math.isfinite(min_gain) and min_gain >= 0):
         raise ConfigError(f"min_gain must be a finite number >= 0, got {min_gain}")
     run_dir = Path(run_dir)
-    checkpoints = list_checkpoints(run_dir)
+    checkpoints = list_checkpoints(run_dir, required=True)
     data = collect_heldout_snippets(store, annotations, subset, holdout, seed, boundary_k, feat_stride, num_frames,
                                     fps, progress, heldout_subset)
 
@@ -156,13 +130,13 @@ def select_checkpoint(
 
     if winner is not None:
         best, best_epoch, best_path, best_value = winner
-        atomic_write_bytes(run_dir / BEST_FILE, best_path.read_bytes())
+        atomic_write_bytes(run_dir / BEST, best_path.read_bytes())
     else:
         best, best_epoch, best_path, best_value = IDENTITY, 0, identity_path, identity_value
         if identity_path is not None:
-            atomic_write_bytes(run_dir / BEST_FILE, identity_path.read_bytes())
+            atomic_write_bytes(run_dir / BEST, identity_path.read_bytes())
         else:
-            save_adapter(identity_adapter(template or load(checkpoints[-1][1])), run_dir / BEST_FILE,
+            save_adapter(identity_adapter(template or load(checkpoints[-1][1])), run_dir / BEST,
                          {"epoch": 0, "identity": True})
     table = {
         "metric": metric,
@@ -190,7 +164,7 @@ def select_checkpoint(
     }
     table["message"] = selection_message(table)
     table = json_ready(table)
-    atomic_write_text(run_dir / TABLE_FILE, json.dumps(table, indent=1) + "\n")
+    atomic_write_text(run_dir / SELECTION, json.dumps(table, indent=1) + "\n")
     return table
 
 
@@ -204,9 +178,9 @@ def selection_message(table: dict) -> str:
     if table["identity_wins"]:
         margin = f" by more than {table['min_gain']:g}" if table["min_gain"] else ""
         return (f"identity wins: no checkpoint beats the original features on {metric}{margin} "
-                f"(identity {_value(table['identity_value'])}; {where}); {BEST_FILE} is the identity")
+                f"(identity {_value(table['identity_value'])}; {where}); {BEST} is the identity")
     return (f"{table['best']} wins: {metric} {_value(table['best_value'])} vs identity "
-            f"{_value(table['identity_value'])} ({where}); {BEST_FILE} is {table['best']}")
+            f"{_value(table['identity_value'])} ({where}); {BEST} is {table['best']}")
 
 
 def _value(value) -> str:

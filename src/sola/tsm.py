@@ -7,13 +7,18 @@ from pathlib import Path
 
 import numpy as np
 
+from sola.adapter import SoLaAdapter, load_adapter, resolve_adapter_path
+from sola.annotations import grid_for, load_annotations, match_ids
+from sola.config import MatchingConfig, load_config
 from sola.errors import StoreError
+from sola.matching import target_map
+from sola.plots import cosine_similarity_map, tsm_figure
+from sola.runs import CONFIG, run_of
+from sola.transform import apply_adapter
 
 
 def find_video(store, video_id: str) -> str:
     """The store's id for `video_id` (also matching `v_<id>` <-> `<id>`); raises `StoreError` listing a few ids."""
-    from sola.annotations import match_ids
-
     ids = store.video_ids()
     if video_id in ids:
         return video_id
@@ -29,8 +34,6 @@ def segments_in_snippets(video, num_snippets: int, feat_stride=None, num_frames=
 
     Uses the annotation's snippet grid (`sola.annotations.grid_for`); ambiguous segments are left out.
     """
-    from sola.annotations import grid_for
-
     grid = grid_for(video, num_snippets, feat_stride, num_frames, fps)
     spans = []
     for seg in video.segments:
@@ -60,12 +63,6 @@ def write_tsm_picture(
     kernel; else the reference N=8, K=16). `annotations`: an `Annotations` or a file (draws the
     ground truth). Raises `StoreError`, `CheckpointError` or `AnnotationError` naming the fix.
     """
-    from sola.adapter import SoLaAdapter, load_adapter, resolve_adapter_path
-    from sola.config import MatchingConfig, load_config
-    from sola.matching import target_map
-    from sola.plots import cosine_similarity_map, tsm_figure
-    from sola.transform import apply_adapter
-
     stored_id = find_video(store, video_id)
     features = store.read(stored_id)  # (T, C)
     maps = {"original features": cosine_similarity_map(features)}
@@ -73,11 +70,9 @@ def write_tsm_picture(
     if adapter is not None:
         if not isinstance(adapter, SoLaAdapter):
             adapter_file = resolve_adapter_path(adapter)
-            run_config = adapter_file.parent / "config.yaml"
-            if not run_config.is_file():
-                run_config = adapter_file.parent.parent / "config.yaml"  # checkpoints/epoch_XXXX
-            if run_config.is_file():
-                matching = load_config(run_config).matching
+            run_dir = run_of(adapter_file)
+            if run_dir is not None:
+                matching = load_config(run_dir / CONFIG).matching
             adapter = load_adapter(adapter_file)
         if adapter.dim != features.shape[1]:
             raise StoreError(
@@ -88,8 +83,6 @@ def write_tsm_picture(
     segments: list[tuple[float, float]] = []
     if annotations is not None:
         if not hasattr(annotations, "subset"):
-            from sola.annotations import load_annotations
-
             annotations = load_annotations(annotations, annotation_format, metadata)
         video = annotations.get(video_id) or annotations.get(stored_id)
         if video is not None:

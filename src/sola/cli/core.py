@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from sola.adapter import load_adapter
 from sola.cli.common import POSITIVE, add_store_arguments, check_output_dir, integer, store_from_args
+from sola.config import TransformConfig, load_config
+from sola.demo import run_demo as demo
+from sola.devices import is_main_process
+from sola.errors import ConfigError
+from sola.fit import fit_adapter, load_run_config, metrics_summary
+from sola.synthetic import SyntheticConfig, write_synthetic
+from sola.transform import transform_store
 
 
 def register(subparsers) -> None:
@@ -64,8 +72,6 @@ def register(subparsers) -> None:
 
 
 def run_synth(args: argparse.Namespace) -> int:
-    from sola.synthetic import SyntheticConfig, write_synthetic
-
     check_output_dir(args.out, "output")
     config = SyntheticConfig(videos=args.videos, dim=args.dim, classes=args.classes, seed=args.seed)
     summary = write_synthetic(args.out, config)
@@ -77,10 +83,6 @@ def run_synth(args: argparse.Namespace) -> int:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from sola.config import load_config
-    from sola.errors import ConfigError
-    from sola.fit import fit_adapter, load_run_config, metrics_summary
-
     overrides = {
         "fit.epochs": args.epochs,
         "fit.seed": args.seed,
@@ -111,9 +113,7 @@ def run_train(args: argparse.Namespace) -> int:
         run_dir = args.out
     store = store_from_args(args)
     fit_adapter(store, config, run_dir, resume=bool(args.resume), progress=not args.quiet)
-    import os
-
-    if int(os.environ.get("RANK", "0")) == 0:
+    if is_main_process():
         summary = metrics_summary(run_dir)
         if summary:
             print(
@@ -132,12 +132,6 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_transform(args: argparse.Namespace) -> int:
-    import os
-
-    from sola.adapter import load_adapter
-    from sola.config import TransformConfig
-    from sola.transform import transform_store
-
     defaults = TransformConfig()
     adapter = load_adapter(args.adapter)
     store = store_from_args(args)
@@ -150,7 +144,7 @@ def run_transform(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         nan_policy=args.nan_policy,
     )
-    if int(os.environ.get("RANK", "0")) == 0:
+    if is_main_process():
         dropped = f", {summary['dropped']} dropped for NaN/Inf" if summary["dropped"] else ""
         print(
             f"transformed {summary['written']} videos ({summary['skipped']} already done{dropped}) of "
@@ -160,8 +154,6 @@ def run_transform(args: argparse.Namespace) -> int:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from sola.demo import run_demo as demo
-
     demo(args.out, num_videos=args.num_videos, epochs=args.epochs, videos_dir=args.videos,
          annotations=args.annotations, fps=args.fps, progress=not args.quiet)
     return 0

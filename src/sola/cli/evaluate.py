@@ -8,17 +8,29 @@ import sys
 import warnings
 from pathlib import Path
 
+from sola.adapter import load_adapter
+from sola.annotations import load_annotations
+from sola.atomic import atomic_write_text
 from sola.cli.common import (
     NON_NEGATIVE,
     POSITIVE,
     add_annotation_arguments,
     add_store_arguments,
     annotations_from_args,
-    store_from_args,
     integer,
     number,
+    store_from_args,
     store_options,
 )
+from sola.devices import resolve_device
+from sola.errors import ConfigError, PredictionError
+from sola.metrics import evaluate_detection, evaluate_proposals, parse_tiou
+from sola.predictions import align_video_ids, ground_truth_segments, prediction_notes, read_predictions
+from sola.probe import HOLDOUT, compare_probe, format_probe_table, json_ready
+from sola.runs import BEST, SELECTION, fitted_store
+from sola.select import DEFAULT_METRIC, select_checkpoint
+from sola.stores import open_store
+from sola.tsm import write_tsm_picture
 
 
 def register(subparsers) -> None:
@@ -148,17 +160,6 @@ def _grid_options(args) -> dict:
     }
 
 
-def _device(args):
-    import torch
-
-    from sola.errors import ConfigError
-
-    name = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"--device {name}: CUDA is not available here; use --device cpu")
-    return torch.device(name)
-
-
 def _add_ground_truth_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("ground_truth", metavar="GT", help="ground truth in any annotation format (ActivityNet JSON, "
                    "ActionFormer JSON, G-TAD/TSP CSV, BSN JSON)")
@@ -169,10 +170,6 @@ def _add_ground_truth_arguments(p: argparse.ArgumentParser) -> None:
 
 def _load_ground_truth(args):
     """(annotations of the chosen subset, Segments) from the CLI arguments."""
-    from sola.annotations import load_annotations
-    from sola.errors import PredictionError
-    from sola.predictions import ground_truth_segments
-
     # Evaluate the ground truth exactly as written (the official code never clips segments).
     annotations = load_annotations(args.ground_truth, args.annotation_format, args.metadata, bad_segments="keep")
     subset = args.subset
@@ -198,10 +195,6 @@ def default_tiou_preset(video_ids, source: str) -> str:
 
 def run_eval_detection(args) -> int:
     """`sola eval-detection`: print mAP per threshold; optionally write JSON."""
-    from sola.atomic import atomic_write_text
-    from sola.metrics import evaluate_detection, parse_tiou
-    from sola.predictions import align_video_ids, prediction_notes, read_predictions
-
     annotations, ground_truth = _load_ground_truth(args)
     thresholds = parse_tiou(args.tiou, default_tiou_preset(annotations.keys(), str(args.ground_truth)))
     predictions = read_predictions(args.predictions, label_names=_label_names(annotations))
@@ -231,10 +224,6 @@ def run_eval_detection(args) -> int:
 
 def run_eval_proposals(args) -> int:
     """`sola eval-proposals`: print AR@AN and AUC; optionally write JSON."""
-    from sola.atomic import atomic_write_text
-    from sola.metrics import evaluate_proposals, parse_tiou
-    from sola.predictions import align_video_ids, prediction_notes, read_predictions
-
     annotations, ground_truth = _load_ground_truth(args)
     thresholds = parse_tiou(args.tiou)
     proposals = read_predictions(args.proposals, label_names=_label_names(annotations), require_labels=False)
@@ -256,25 +245,17 @@ def run_eval_proposals(args) -> int:
 
 def run_probe(args) -> int:
     """`sola probe`: print the probe table (baseline, and SoLa with --adapter); optionally JSON."""
-    from sola.adapter import load_adapter
-    from sola.atomic import atomic_write_text
-    from sola.probe import compare_probe, format_probe_table, json_ready
-
-    from sola.errors import ConfigError
-
     if args.adapter and args.adapted:
         raise ConfigError("give either --adapter or --adapted, not both")
     store = store_from_args(args)
     adapted = None
     if args.adapted:
-        from sola.stores import open_store
-
         options = {key: getattr(args, key) for key in ("prefix", "suffix") if getattr(args, key, None) is not None}
         adapted = open_store(args.adapted, layout=args.layout, **options)
     annotations = annotations_from_args(args)
     adapter = load_adapter(args.adapter) if args.adapter else None
     table = compare_probe(
-        store, annotations, adapter, seed=args.seed, progress=not args.quiet, device=_device(args),
+        store, annotations, adapter, seed=args.seed, progress=not args.quiet, device=resolve_device(args.device),
         adapted_store=adapted, **_probe_options(args),
     )
     print(format_probe_table(table))
@@ -287,43 +268,25 @@ def run_probe(args) -> int:
 def run_select(args) -> int:
     """`sola select`: probe the identity and every checkpoint, print the table and the winner, write
     best.safetensors and select.json."""
-    from sola.probe import HOLDOUT, format_probe_table
-    from sola.select import BEST_FILE, DEFAULT_METRIC, TABLE_FILE, select_checkpoint
-    from sola.stores import open_store
-
     if args.features is not None:
         store = open_store(args.features, layout=args.layout, **store_options(args))
     else:
-        store = _run_store(Path(args.run_dir))
+        store = fitted_store(args.run_dir)
     annotations = annotations_from_args(args)
     log = None if args.quiet else (lambda line: print(line, file=sys.stderr))
     table = select_checkpoint(
         args.run_dir, store, annotations, metric=args.metric or DEFAULT_METRIC, seed=args.seed,
-        progress=not args.quiet, log=log, device=_device(args), subset=args.subset,
+        progress=not args.quiet, log=log, device=resolve_device(args.device), subset=args.subset,
         holdout=HOLDOUT if args.holdout is None else args.holdout, min_gain=args.min_gain, heldout_subset=args.heldout_subset, **_grid_options(args),
     )
     print(format_probe_table(table))
     print(table["message"])
-    print(f"wrote {args.run_dir}/{BEST_FILE} and {args.run_dir}/{TABLE_FILE}")
+    print(f"wrote {args.run_dir}/{BEST} and {args.run_dir}/{SELECTION}")
     return 0
-
-
-def _run_store(run_dir: Path):
-    """The feature store a `sola train` run was fitted on (RUN_DIR/run.json); raises `CheckpointError`."""
-    from sola.errors import CheckpointError
-    from sola.stores import open_store
-
-    record = run_dir / "run.json"
-    if not record.is_file():
-        raise CheckpointError(f"{run_dir}: no run.json saying which features it was fitted on; pass --features")
-    fitted = json.loads(record.read_text())
-    return open_store(fitted["features"], layout=fitted["layout"], **fitted["options"])
 
 
 def run_tsm(args) -> int:
     """`sola tsm`: write the TSM picture of one video (before/after SoLa, ground truth, target inset)."""
-    from sola.tsm import write_tsm_picture
-
     store = store_from_args(args)
     annotations = annotations_from_args(args) if args.annotations else None
     path = write_tsm_picture(

@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from sola.atomic import remove_stale_temporaries
 from sola.cli.common import (
     add_annotation_arguments,
     add_set_argument,
@@ -18,6 +19,16 @@ from sola.cli.common import (
     set_overrides,
     store_from_args,
 )
+from sola.devices import resolve_device
+from sola.errors import PredictionError
+from sola.metrics import parse_tiou
+from sola.predictions import prediction_notes
+from sola.runs import CLASSES, CONFIG, METRICS, PREDICTIONS, STATE, WEIGHTS, write_json
+from sola.tal.config import load_tal_config
+from sola.tal.experiment import build_items, class_names, evaluate_predictions, fit_config_to_data, prediction_segments
+from sola.tal.infer import predict_items, prediction_dict, video_scores_for
+from sola.tal.run import check_resume, load_run, run_config, save_run
+from sola.tal.train import train_head
 
 
 def register(subparsers) -> None:
@@ -30,9 +41,9 @@ def register(subparsers) -> None:
     tal.set_defaults(func=lambda args: (tal.print_help(), 2)[1])
 
     p = commands.add_parser("train", help="train the head on the training subset; writes a run directory",
-                            description="Train the head on data.train_subset and write RUN_DIR/{weights.safetensors, "
-                            "config.yaml, classes.json, train_log.json}. The state after each epoch is kept in "
-                            "RUN_DIR/train_state.safetensors; rerun the same command with --resume to continue.")
+                            description=f"Train the head on data.train_subset and write RUN_DIR/{{{WEIGHTS}, {CONFIG}, "
+                            f"{CLASSES}, {METRICS}}}. The state after each epoch is kept in RUN_DIR/{STATE}; "
+                            "rerun the same command with --resume to continue.")
     add_store_arguments(p)
     add_annotation_arguments(p, bad_segments="clip")
     p.add_argument("--config", default=None, help="YAML config (configs/thumos14_i3d.yaml, configs/activitynet_tsp.yaml, "
@@ -73,32 +84,11 @@ def register(subparsers) -> None:
     p.set_defaults(func=run_eval)
 
 
-def _run_dir_config(path: Path):
-    """(config, class names) of a run directory, or (None, None) when `path` is not one."""
-    from sola.tal.config import load_tal_config
-
-    if path.is_dir() and (path / "config.yaml").is_file():
-        names = json.loads((path / "classes.json").read_text()) if (path / "classes.json").is_file() else None
-        return load_tal_config(path / "config.yaml"), names
-    return None, None
-
-
 def run_train(args: argparse.Namespace) -> int:
     """`sola tal train`: train on data.train_subset and write the run directory (resumable)."""
-    from sola.atomic import remove_stale_temporaries
-    from sola.errors import CheckpointError
-    from sola.tal.config import load_tal_config
-    from sola.tal.experiment import build_items, class_names, fit_config_to_data
-    from sola.tal.run import TRAIN_STATE, WEIGHTS, save_run
-    from sola.tal.train import train_head
-
     out = Path(args.out)
     check_output_dir(out)
-    has_state, has_weights = (out / TRAIN_STATE).is_file(), (out / WEIGHTS).is_file()
-    if (has_state or has_weights) and not args.resume:
-        raise CheckpointError(f"{out}: already holds a TAL run; pass --resume to continue it, or choose another --out")
-    if has_weights and not has_state:
-        raise CheckpointError(f"{out}: a finished run without {TRAIN_STATE} (nothing to resume); choose another --out")
+    check_resume(out, args.resume)
     remove_stale_temporaries(out)  # leftovers of a killed writer
     config = load_tal_config(args.config, set_overrides(args.set))
     store = store_from_args(args)
@@ -124,13 +114,8 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_infer(args: argparse.Namespace) -> int:
     """`sola tal infer`: predictions of a trained head in the official ActivityNet format."""
-    from sola.tal.experiment import build_items
-    from sola.tal.infer import fuse_video_scores, load_video_scores, predict_items, to_activitynet
-    from sola.tal.run import load_run, write_json
-    from sola.tal.train import resolve_device
-
     run_dir = Path(args.run_dir)
-    config, _ = _run_dir_config(run_dir)
+    config, _ = run_config(run_dir)
     device = resolve_device(args.device or (config.train.device if config else "auto"))
     model, config, names = load_run(run_dir, device=str(device))
     store = store_from_args(args)
@@ -138,16 +123,9 @@ def run_infer(args: argparse.Namespace) -> int:
     subset = args.subset or config.data.test_subset
     items = build_items(store, annotations, subset, config, names)
     detections = predict_items(model, items, config, batch_size=args.batch_size or config.train.batch_size, device=device)
-    scores_file = args.video_scores or config.test.video_scores
-    if config.data.num_classes == 1 and scores_file:
-        mode = "class-agnostic proposals x video-level class scores"
-        predictions = {"version": "VERSION 1.3",
-                       "results": fuse_video_scores(detections, load_video_scores(scores_file), config.test.video_score_topk),
-                       "external_data": {"used": True, "details": f"sola tal ({mode})"}}
-    else:
-        mode = "class-agnostic proposals" if config.data.num_classes == 1 else "multi-class detection"
-        predictions = to_activitynet(detections, names, mode)
-    out = Path(args.out) if args.out else run_dir / "predictions.json"
+    predictions, mode = prediction_dict(detections, names, video_scores_for(config, args.video_scores),
+                                        config.test.video_score_topk)
+    out = Path(args.out) if args.out else run_dir / PREDICTIONS
     write_json(out, predictions)
     total = sum(len(v) for v in predictions["results"].values())
     print(f"{total} segments for {len(items)} {subset} videos ({mode}) written to {out}")
@@ -156,18 +134,12 @@ def run_infer(args: argparse.Namespace) -> int:
 
 def run_eval(args: argparse.Namespace) -> int:
     """`sola tal eval`: detection mAP table of a prediction file or a run's predictions."""
-    from sola.errors import PredictionError
-    from sola.metrics import parse_tiou
-    from sola.predictions import prediction_notes
-    from sola.tal.experiment import evaluate_predictions, prediction_segments
-    from sola.tal.run import write_json
-
     path = Path(args.predictions)
-    config, _ = _run_dir_config(path)
+    config, _ = run_config(path)
     if path.is_dir():
         if config is None:
             raise PredictionError(f"{path}: a directory but not a TAL run (no config.yaml); pass a prediction file")
-        path = path / "predictions.json"
+        path = path / PREDICTIONS
     if not path.is_file():
         raise PredictionError(f"{path}: no such prediction file; write one with `sola tal infer`")
     try:

@@ -10,27 +10,10 @@ from importlib import resources
 import numpy as np
 import torch
 
+from sola.devices import resolve_device
 from sola.errors import ExtractError
 from sola.extract.i3d import InceptionI3d, fuse_batch_norm
 from sola.extract.weights import load_state_dict
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    """`auto` -> CUDA when available else CPU; `cpu`, `cuda`, `cuda:N` as given.
-
-    Raises `ExtractError` for an unknown name or CUDA requested on a machine without it.
-    """
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, ValueError):
-        raise ExtractError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ExtractError(f"device {device!r} requested but CUDA is not available; use --device cpu or auto")
-    if resolved.type not in ("cpu", "cuda"):
-        raise ExtractError(f"unsupported device {device!r}; use auto, cpu, cuda or cuda:N")
-    return resolved
 
 
 @lru_cache(maxsize=1)

@@ -16,8 +16,14 @@ from typing import Any
 
 import numpy as np
 
+from sola.devices import resolve_device
 from sola.errors import AnnotationError, StoreError
+from sola.runs import EVALUATION, PREDICTIONS, write_json
 from sola.tal.config import TalConfig
+from sola.tal.infer import predict_items, prediction_dict, video_scores_for
+from sola.tal.run import save_run
+from sola.tal.train import seed_everything, train_head
+from sola.tal.unified import unified_parts
 from sola.tal.data import make_item
 
 AGNOSTIC_LABEL = "action"
@@ -152,14 +158,10 @@ def run_experiment(store, annotations, config: TalConfig, seed: int = 0, out_dir
     store: a `FeatureStore` (T, C per video); annotations: `sola.annotations.Annotations`.
     `data.input_dim` and `data.num_classes` are taken from the data (num_classes 1 stays
     class-agnostic). With `out_dir`, writes the run (weights, config, classes, log) and
-    `predictions.json` + `metrics.json`. Returns {"mAP": {tiou: value}, "average_mAP",
-    "seconds_per_epoch", "epochs", "mode" (how segments were scored), "training" (the mode above),
+    `predictions.json` + `evaluation.json`. Returns {"mAP": {tiou: value}, "average_mAP",
+    "seconds_per_epoch", "epochs", "scoring" (how segments were scored), "mode" (the mode above),
     "train_videos", "test_videos", "history"}.
     """
-    from sola.tal.infer import fuse_video_scores, predict_items, to_activitynet
-    from sola.tal.run import save_run, write_json
-    from sola.tal.train import resolve_device, seed_everything, train_head
-    from sola.tal.unified import unified_parts
 
     names = class_names(annotations, config)
     if not names:
@@ -175,31 +177,21 @@ def run_experiment(store, annotations, config: TalConfig, seed: int = 0, out_dir
     detections = predict_items(result.model, test_items, config, batch_size=config.train.batch_size,
                                device=resolve_device(config.train.device), progress=progress)
     infer_seconds = time.perf_counter() - started
-    agnostic = config.data.num_classes == 1
-    if agnostic and video_scores is None and config.test.video_scores:
-        from sola.tal.infer import load_video_scores
-
-        video_scores = load_video_scores(config.test.video_scores)
-    if agnostic and video_scores is not None:
-        scoring = "class-agnostic proposals x video-level class scores"
-        predictions = {"version": "VERSION 1.3", "results": fuse_video_scores(detections, video_scores,
-                                                                               config.test.video_score_topk),
-                       "external_data": {"used": True, "details": f"sola tal ({scoring})"}}
-        agnostic_eval = False
-    else:
-        scoring = "class-agnostic proposals" if agnostic else "multi-class detection"
-        predictions = to_activitynet(detections, names, scoring)
-        agnostic_eval = agnostic
+    if video_scores is None:
+        video_scores = video_scores_for(config)
+    predictions, scoring = prediction_dict(detections, names, video_scores if config.data.num_classes == 1 else None,
+                                           config.test.video_score_topk)
+    fused = bool(predictions["external_data"]["used"])
     metrics = evaluate_predictions(predictions, annotations, config.data.test_subset, config.test.tiou_thresholds,
-                                   class_agnostic=agnostic_eval)
+                                   class_agnostic=config.data.num_classes == 1 and not fused)
     summary = {
         "mAP": {f"{t:.2f}": float(v) for t, v in zip(metrics.tiou_thresholds, metrics.mAP)},
         "average_mAP": metrics.average_mAP,
         "seconds_per_epoch": result.seconds_per_epoch,
         "epochs": len(result.history),
         "infer_seconds": infer_seconds,
-        "mode": scoring,
-        "training": mode,
+        "scoring": scoring,
+        "mode": mode,
         "seed": seed,
         "train_videos": len(train_items),
         "test_videos": len(test_items),
@@ -208,7 +200,7 @@ def run_experiment(store, annotations, config: TalConfig, seed: int = 0, out_dir
     if out_dir is not None:
         out_dir = Path(out_dir)
         save_run(out_dir, result.model, config, names, result.history)
-        write_json(out_dir / "predictions.json", predictions)
-        write_json(out_dir / "metrics.json", {**metrics.to_dict(), "mode": scoring, "training": mode,
+        write_json(out_dir / PREDICTIONS, predictions)
+        write_json(out_dir / EVALUATION, {**metrics.to_dict(), "scoring": scoring, "mode": mode,
                                               "seconds_per_epoch": result.seconds_per_epoch})
     return summary

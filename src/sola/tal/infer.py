@@ -145,3 +145,27 @@ def load_video_scores(path: str | Path) -> dict[str, dict[str, float]]:
     if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
         raise AnnotationError(f"{path}: expected JSON {{video_id: {{label: score}}}}")
     return {vid: {str(k): float(v) for k, v in scores.items()} for vid, scores in data.items()}
+
+
+def prediction_dict(detections: dict[str, dict[str, np.ndarray]], class_names: list[str],
+                    video_scores: dict[str, dict[str, float]] | None = None,
+                    topk: int = 2) -> tuple[dict[str, Any], str]:
+    """`(official ActivityNet prediction dict, how segments were scored)` of a head's detections.
+
+    A class-agnostic head (one class) with `video_scores` fuses them with its proposals (the
+    ActivityNet protocol, see `fuse_video_scores`); otherwise the head's own labels are kept.
+    """
+    if len(class_names) == 1 and video_scores is not None:
+        scoring = "class-agnostic proposals x video-level class scores"
+        return {"version": "VERSION 1.3", "results": fuse_video_scores(detections, video_scores, topk),
+                "external_data": {"used": True, "details": f"sola tal ({scoring})"}}, scoring
+    scoring = "class-agnostic proposals" if len(class_names) == 1 else "multi-class detection"
+    return to_activitynet(detections, class_names, scoring), scoring
+
+
+def video_scores_for(config: TalConfig, path: str | Path | None = None) -> dict[str, dict[str, float]] | None:
+    """The video-level class scores a class-agnostic run fuses: `path`, else `test.video_scores`, else None."""
+    path = path or config.test.video_scores
+    if config.data.num_classes != 1 or not path:
+        return None
+    return load_video_scores(path)

@@ -1,7 +1,8 @@
-"""A trained head on disk: `RUN_DIR/{weights.safetensors, config.yaml, classes.json, train_log.json}`.
+"""A trained head on disk: `RUN_DIR/{weights.safetensors, config.yaml, classes.json, metrics.jsonl}`.
 
-Runs of unified training also hold `adapter.json` (the shape of the SoLa adapter in front of the head).
-`sola tal train` also keeps `train_state.safetensors` there: the resumable state after the last
+File names and the safetensors reader/writer come from `sola.runs` (shared with the adapter fit).
+Runs of unified training also hold `adapter.json` (the shape of the SoLa adapter in front of the
+head). `sola tal train` also keeps `state.safetensors` there: the resumable state after the last
 finished epoch (see `sola.tal.train.train_head(state_dir=...)`).
 
 Weights are the evaluation (EMA) model as safetensors; no pickles are written or read.
@@ -14,47 +15,43 @@ import os
 from pathlib import Path
 from typing import Any
 
-from sola.atomic import atomic_path, atomic_write_text
+from sola.adapter import SoLaAdapter
 from sola.config import read_yaml_sections
 from sola.errors import CheckpointError, ConfigError
+from sola.runs import (
+    ADAPTER_SHAPE,
+    CLASSES,
+    CONFIG,
+    STATE,
+    WEIGHTS,
+    read_safetensors,
+    state_mismatch,
+    write_json,
+    write_metrics,
+    write_safetensors,
+)
 from sola.tal.config import TalConfig, load_tal_config, save_tal_config
+from sola.tal.model import TalModel
 
-WEIGHTS = "weights.safetensors"
-TRAIN_STATE = "train_state.safetensors"
-
-
-def write_json(path: str | os.PathLike, data: Any) -> None:
-    """Write JSON atomically."""
-    atomic_write_text(Path(path), json.dumps(data, indent=1))
+WEIGHTS_FORMAT = "sola-tal-1"
 
 
 def save_run(run_dir: str | os.PathLike, model, config: TalConfig, class_names: list[str],
              history: list[dict[str, float]] | None = None) -> Path:
-    """Write weights (safetensors), config, class names and training log into `run_dir`; return it."""
-    from safetensors.torch import save_file
-
+    """Write weights (safetensors), config, class names and the metrics log into `run_dir`; return it."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     state = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
-    with atomic_path(run_dir / WEIGHTS) as tmp:
-        save_file(state, str(tmp), metadata={"format": "sola-tal-1"})
-    save_tal_config(config, run_dir / "config.yaml")
-    write_json(run_dir / "classes.json", list(class_names))
-    write_json(run_dir / "train_log.json", history or [])
+    write_safetensors(run_dir / WEIGHTS, state, {"format": WEIGHTS_FORMAT})
+    save_tal_config(config, run_dir / CONFIG)
+    write_json(run_dir / CLASSES, list(class_names))
+    write_metrics(run_dir, history or [])
     adapter = getattr(model, "adapter", None)
     if adapter is not None:  # unified training: how to rebuild the adapter in front of the head
-        write_json(run_dir / "adapter.json", {"dim": adapter.dim, "hidden_dim": adapter.hidden_dim,
-                                              "kernel_size": adapter.kernel_size, "dilation": adapter.dilation})
-    elif (run_dir / "adapter.json").exists():
-        (run_dir / "adapter.json").unlink()
+        write_json(run_dir / ADAPTER_SHAPE, adapter.shape)
+    elif (run_dir / ADAPTER_SHAPE).exists():
+        (run_dir / ADAPTER_SHAPE).unlink()
     return run_dir
-
-
-def state_mismatch(exc: Exception, limit: int = 300) -> str:
-    """The telling part of a `load_state_dict` error on one line: which keys are missing, unexpected or misshapen."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    detail = "; ".join(lines[1:] if len(lines) > 1 and lines[0].startswith("Error(s) in loading") else lines)
-    return detail if len(detail) <= limit else detail[: limit - 3] + "..."
 
 
 def legacy_overrides(config_path: str | os.PathLike) -> dict[str, Any]:
@@ -72,35 +69,52 @@ def legacy_overrides(config_path: str | os.PathLike) -> dict[str, Any]:
     return {}
 
 
+def run_config(path: str | os.PathLike) -> tuple[TalConfig | None, list[str] | None]:
+    """`(config, class names)` of a TAL run directory, or `(None, None)` when `path` is not one."""
+    path = Path(path)
+    if not (path.is_dir() and (path / CONFIG).is_file()):
+        return None, None
+    names = json.loads((path / CLASSES).read_text()) if (path / CLASSES).is_file() else None
+    return load_tal_config(path / CONFIG, legacy_overrides(path / CONFIG)), names
+
+
+def check_resume(run_dir: str | os.PathLike, resume: bool) -> None:
+    """Refuse to overwrite a TAL run without `resume`, or to resume a finished run that kept no state.
+
+    Raises `CheckpointError` naming the fix.
+    """
+    run_dir = Path(run_dir)
+    has_state, has_weights = (run_dir / STATE).is_file(), (run_dir / WEIGHTS).is_file()
+    if (has_state or has_weights) and not resume:
+        raise CheckpointError(f"{run_dir}: already holds a TAL run; pass --resume to continue it, or choose another --out")
+    if has_weights and not has_state:
+        raise CheckpointError(f"{run_dir}: a finished run without {STATE} (nothing to resume); choose another --out")
+
+
 def load_run(run_dir: str | os.PathLike, device: str = "cpu"):
     """Load `(model, config, class_names)` from a run directory; raises `CheckpointError` naming the fix."""
-    from safetensors.torch import load_file
-
-    from sola.tal.model import TalModel
-
     run_dir = Path(run_dir)
-    missing = [name for name in (WEIGHTS, "config.yaml", "classes.json") if not (run_dir / name).is_file()]
+    missing = [name for name in (WEIGHTS, CONFIG, CLASSES) if not (run_dir / name).is_file()]
     if missing:
         raise CheckpointError(f"{run_dir}: not a TAL run directory (missing {', '.join(missing)}); "
                               "train one with `sola tal train`")
     try:
-        config = load_tal_config(run_dir / "config.yaml", legacy_overrides(run_dir / "config.yaml"))
+        config, names = run_config(run_dir)
+        names = [str(name) for name in names]
     except ConfigError as exc:
-        raise CheckpointError(f"{run_dir / 'config.yaml'}: {exc}") from None
-    try:
-        names = json.loads((run_dir / "classes.json").read_text())
-        state = load_file(str(run_dir / WEIGHTS), device=device)
-    except Exception as exc:  # safetensors raises its own error types
-        raise CheckpointError(f"{run_dir}: cannot read the run ({exc}); retrain with `sola tal train`") from None
+        raise CheckpointError(f"{run_dir / CONFIG}: {exc}") from None
+    except (ValueError, TypeError):
+        raise CheckpointError(f"{run_dir / CLASSES}: not a JSON list of class names; "
+                              "retrain with `sola tal train`") from None
+    state, _ = read_safetensors(run_dir / WEIGHTS, WEIGHTS_FORMAT, "TAL head's weights",
+                                "retrain with `sola tal train`")
     adapter = None
-    if (run_dir / "adapter.json").is_file():
-        from sola.adapter import SoLaAdapter
-
-        adapter = SoLaAdapter(**json.loads((run_dir / "adapter.json").read_text()))
+    if (run_dir / ADAPTER_SHAPE).is_file():
+        adapter = SoLaAdapter(**json.loads((run_dir / ADAPTER_SHAPE).read_text()))
     model = TalModel(config, adapter=adapter)
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
         raise CheckpointError(f"{run_dir / WEIGHTS}: weights do not match config.yaml ({state_mismatch(exc)}); "
                               "retrain with `sola tal train` or restore the run's own config.yaml") from None
-    return model.to(device).eval(), config, list(names)
+    return model.to(device).eval(), config, names

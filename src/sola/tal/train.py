@@ -5,7 +5,7 @@ Each iteration draws `batch_size` items, cuts a random training window from each
 and minimises focal + DIoU loss. The returned model is the EMA copy (what ActionFormer evaluates).
 
 With a `state_dir`, the state after every epoch (model, EMA, AdamW moments, loss normaliser,
-step, RNG streams, log) is written atomically to `state_dir/train_state.safetensors`, and
+step, RNG streams, log) is written atomically to `state_dir/state.safetensors`, and
 `resume=True` continues from it: on the CPU the resumed run is bitwise equal to an uninterrupted one.
 """
 
@@ -27,14 +27,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from sola.checkpoint import load_optimizer_tensors, optimizer_tensors, write_safetensors
+from sola.devices import resolve_device
 from sola.errors import AnnotationError, CheckpointError, ConfigError
 from sola.tal.assignment import assign_targets
 from sola.tal.config import TalConfig, tal_config_to_dict
 from sola.tal.data import check_item, pad_batch, random_truncate, resize_item
 from sola.tal.losses import LossNormalizer, detection_loss
 from sola.tal.model import TalModel, make_points
-from sola.tal.run import TRAIN_STATE, state_mismatch
+from sola.runs import STATE, load_state, save_state
 
 STATE_FORMAT = "sola-tal-train-state-1"
 
@@ -51,15 +51,6 @@ class TrainResult:
     def seconds_per_epoch(self) -> float:
         """Mean wall-clock seconds of one training epoch."""
         return float(np.mean([h["seconds"] for h in self.history])) if self.history else 0.0
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' -> CUDA when present, else CPU; raises `ConfigError` for CUDA requested without one."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"train.device is {name!r} but no CUDA device is available; use auto or cpu")
-    return torch.device(name)
 
 
 def seed_everything(seed: int) -> np.random.Generator:
@@ -128,21 +119,13 @@ def save_train_state(path: str | os.PathLike, epoch: int, step: int, modules: di
     RNG states as uint8 (`rng.torch`, `rng.cuda.N`); the JSON metadata `state` holds the scalars,
     the NumPy and Python RNG states, the log and the fingerprint.
     """
-    tensors = {}
-    for name, module in modules.items():
-        if module is not None:  # clone: the adapter is shared by the model and the auxiliary loss
-            tensors.update({f"{name}.{key}": value.detach().cpu().clone().contiguous()
-                            for key, value in module.state_dict().items()})
-    optim, param_groups = optimizer_tensors(optimizer)
-    tensors.update(optim)
-    tensors["rng.torch"] = torch.get_rng_state()
+    streams = {"rng.torch": torch.get_rng_state()}
     if torch.cuda.is_available():
-        tensors.update({f"rng.cuda.{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
+        streams.update({f"rng.cuda.{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
     version, internal, gauss = random.getstate()
-    state = {"epoch": epoch, "step": step, "loss_norm": normalizer.value, "param_groups": param_groups,
-             "numpy_rng": rng.bit_generator.state, "python_rng": [version, list(internal), gauss],
-             "history": history, "fingerprint": fingerprint}
-    write_safetensors(path, tensors, {"format": STATE_FORMAT, "state": json.dumps(state)})
+    info = {"epoch": epoch, "step": step, "loss_norm": normalizer.value, "numpy_rng": rng.bit_generator.state,
+            "python_rng": [version, list(internal), gauss], "history": history, "fingerprint": fingerprint}
+    save_state(path, STATE_FORMAT, modules, optimizer, info, extra=streams)
 
 
 def changed_config_keys(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
@@ -165,41 +148,28 @@ def load_train_state(path: str | os.PathLike, modules: dict[str, nn.Module | Non
 
     Raises `CheckpointError` for an unreadable file or one saved with another config, seed or data.
     """
-    from safetensors import safe_open
 
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as handle:
-            metadata = handle.metadata() or {}
-            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
-        state = json.loads(metadata["state"])
-    except Exception as exc:  # safetensors raises its own error types
-        raise CheckpointError(f"{path}: unreadable training state ({exc}); delete it to train from scratch") from None
-    if metadata.get("format") != STATE_FORMAT:
-        raise CheckpointError(f"{path}: not a TAL training state; delete it or choose another run directory")
-    if state["fingerprint"] != fingerprint:
-        saved = state["fingerprint"]
+    def same_run(info: dict[str, Any]) -> None:
+        saved = info.get("fingerprint") or {}
+        if saved == fingerprint:
+            return
         changed = [key for key in fingerprint if saved.get(key) != fingerprint[key]]
         keys = changed_config_keys(saved.get("config") or {}, fingerprint["config"]) if "config" in changed else []
         detail = f" ({', '.join(keys[:8])}{', ...' if len(keys) > 8 else ''})" if keys else ""
         raise CheckpointError(f"{path}: the saved run differs in {', '.join(changed)}{detail}; resume with the run's "
                               "own config, seed and data, or choose another run directory")
-    try:
-        for name, module in modules.items():
-            if module is not None:
-                prefix = f"{name}."
-                module.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
-        load_optimizer_tensors(optimizer, tensors, state["param_groups"])
-    except (RuntimeError, ValueError, KeyError) as exc:
-        raise CheckpointError(f"{path}: the saved state does not match this model ({state_mismatch(exc)})") from None
-    normalizer.value = state["loss_norm"]
-    rng.bit_generator.state = state["numpy_rng"]
-    version, internal, gauss = state["python_rng"]
+
+    info, tensors = load_state(path, STATE_FORMAT, modules, optimizer,
+                               "delete it to train from scratch, or choose another run directory", check=same_run)
+    normalizer.value = info["loss_norm"]
+    rng.bit_generator.state = info["numpy_rng"]
+    version, internal, gauss = info["python_rng"]
     random.setstate((version, tuple(internal), gauss))
     torch.set_rng_state(tensors["rng.torch"])
     cuda = [tensors[f"rng.cuda.{i}"] for i in range(torch.cuda.device_count()) if f"rng.cuda.{i}" in tensors]
     if cuda and len(cuda) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(cuda)
-    return int(state["epoch"]), int(state["step"]), list(state["history"])
+    return int(info["epoch"]), int(info["step"]), list(info["history"])
 
 
 def on_terminal(stream: Any) -> bool:
@@ -230,7 +200,7 @@ def train_head(items: list[dict[str, Any]], config: TalConfig, seed: int | None 
     with it; `auxiliary(feats (B, T, C), mask (B, T)) -> scalar` is added to the loss with
     `auxiliary_weight` (its own parameters are optimised too).
 
-    With `state_dir`, the training state is written to `state_dir/train_state.safetensors` after
+    With `state_dir`, the training state is written to `state_dir/state.safetensors` after
     every epoch; with `resume=True` an existing state is continued (a finished one returns at once,
     untrained; none yet: start from scratch). Raises `AnnotationError` for items that do not fit the
     config, `CheckpointError` for a state that exists without `resume` or does not match the run.
@@ -247,7 +217,7 @@ def train_head(items: list[dict[str, Any]], config: TalConfig, seed: int | None 
     for item in items:
         check_item(item, d.input_dim, d.num_classes)
     seed = t.seed if seed is None else seed
-    state_path = None if state_dir is None else Path(state_dir) / TRAIN_STATE
+    state_path = None if state_dir is None else Path(state_dir) / STATE
     if state_path is not None and state_path.exists() and not resume:
         raise CheckpointError(f"{state_path}: a training state exists; pass resume=True to continue it "
                               "or choose another state_dir")

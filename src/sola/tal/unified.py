@@ -10,7 +10,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-MODES = ("baseline", "unified", "unified+sm")
+from sola.adapter import SoLaAdapter
+from sola.config import SoLaConfig
+from sola.errors import ConfigError
+from sola.matching import SimilarityMatching
+
+TRAINING_MODES = ("baseline", "unified", "unified+sm")  # how the head is trained
 
 
 class MatchingAuxiliary(nn.Module):
@@ -47,13 +52,8 @@ def unified_parts(mode: str, dim: int, sola_config=None, windows_per_video: int 
     The adapter and matching hyper-parameters come from `sola_config` (a `sola.config.SoLaConfig`,
     default: the SoLa reference values).
     """
-    from sola.adapter import SoLaAdapter
-    from sola.config import SoLaConfig
-    from sola.errors import ConfigError
-    from sola.matching import SimilarityMatching
-
-    if mode not in MODES:
-        raise ConfigError(f"unknown TAL training mode {mode!r}; expected one of {', '.join(MODES)}")
+    if mode not in TRAINING_MODES:
+        raise ConfigError(f"unknown TAL training mode {mode!r}; expected one of {', '.join(TRAINING_MODES)}")
     if mode == "baseline":
         return None, None
     sola_config = sola_config or SoLaConfig()
