@@ -1,6 +1,6 @@
 import pytest
 
-from sola.config import SoLaConfig, config_from_dict, load_config, save_config
+from sola.config import SoLaConfig, load_config, save_config
 from sola.errors import ConfigError
 
 
@@ -53,11 +53,11 @@ def test_yaml_round_trip_and_overrides(tmp_path):
 
 def test_unknown_keys_and_bad_types(tmp_path):
     with pytest.raises(ConfigError, match="fit.epoch"):
-        config_from_dict({"fit": {"epoch": 3}})
+        SoLaConfig.from_dict({"fit": {"epoch": 3}})
     with pytest.raises(ConfigError, match="unknown section"):
-        config_from_dict({"training": {}})
+        SoLaConfig.from_dict({"training": {}})
     with pytest.raises(ConfigError, match="must be a int"):
-        config_from_dict({"fit": {"epochs": "many"}})
+        SoLaConfig.from_dict({"fit": {"epochs": "many"}})
     bad = tmp_path / "bad.yaml"
     bad.write_text("fit: [1, 2\n")
     with pytest.raises(ConfigError, match="not valid YAML"):

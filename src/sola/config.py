@@ -27,6 +27,74 @@ from sola.atomic import atomic_write_text
 from sola.errors import ConfigError
 
 
+class SectionedConfig:
+    """The one config pattern of every stage: a dataclass of dataclass sections.
+
+    Defaults are the reference values; a YAML file of sections overrides them, and dotted overrides
+    (`{"fit.lr": 1e-4}`, the CLI's `--set` and its named flags) override the file. Subclasses are
+    dataclasses whose fields are sections and may refine `validate`.
+    """
+
+    def validate(self):
+        """Check every value; raise `ConfigError` naming the key and the fix. Returns the config."""
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict of the config (what a run's `config.yaml` holds)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None, base=None, where: str = "config"):
+        """A config from a nested dict over `base` (default: the defaults), not yet validated.
+
+        Raises `ConfigError` for unknown sections or keys and values of the wrong type.
+        """
+        return apply_sections(base if base is not None else cls(), data, where)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None):
+        """Read a YAML file (a path, or the name of a config shipped in `configs/`) over the defaults,
+        apply dotted `overrides` (None values are left out) and validate; raises `ConfigError`."""
+        data: dict[str, Any] = {}
+        where = "config"
+        if path is not None:
+            path = packaged_config(path)
+            where = str(path)
+            if not path.is_file():
+                raise ConfigError(f"config file {path} does not exist; pass a YAML file or one of configs/*.yaml")
+            data = read_yaml_sections(path)
+        config = cls.from_dict(nest_dotted(overrides), base=cls.from_dict(data, where=where), where="--set")
+        try:
+            return config.validate()
+        except ConfigError as exc:
+            given = [key for key, value in (overrides or {}).items() if value is not None and str(exc).startswith(key)]
+            raise ConfigError(f"{'--set' if given else where}: {exc}") from None
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the config as YAML, atomically."""
+        atomic_write_text(Path(path), yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+    @classmethod
+    def sections(cls) -> list[str]:
+        """The section names (the first part of every dotted key)."""
+        return [f.name for f in dataclasses.fields(cls)]
+
+
+def packaged_config(path: str | os.PathLike) -> Path:
+    """`path` itself when it exists, else the config of that name shipped in `configs/`.
+
+    So `--config thumos14_i3d` (or `configs/thumos14_i3d.yaml` from any directory) finds the shipped file.
+    """
+    path = Path(path)
+    if path.is_file():
+        return path
+    shipped = Path(__file__).resolve().parent / "configs" / path.name
+    for candidate in (shipped, shipped.with_name(shipped.name + ".yaml")):
+        if candidate.is_file():
+            return candidate
+    return path
+
+
 @dataclass
 class AdapterConfig:
     """The gated residual temporal conv: `f + tanh(alpha) * g(f)`."""
@@ -83,7 +151,7 @@ class TransformConfig:
 
 
 @dataclass
-class SoLaConfig:
+class SoLaConfig(SectionedConfig):
     """Everything needed to fit and apply SoLa."""
 
     adapter: AdapterConfig = field(default_factory=AdapterConfig)
@@ -171,25 +239,14 @@ def validate_config(config: SoLaConfig) -> None:
         raise ConfigError(f"fit.device must be auto, cpu, cuda or cuda:N, got {f.device!r}")
 
 
-def config_to_dict(config: SoLaConfig) -> dict[str, Any]:
-    """Plain nested dict of a config (what `config.yaml` holds)."""
-    return dataclasses.asdict(config)
-
-
-def config_from_dict(data: dict[str, Any] | None, base: SoLaConfig | None = None) -> SoLaConfig:
-    """Build a config from a nested dict over `base` (defaults); unknown keys raise `ConfigError`."""
-    return apply_sections(base if base is not None else SoLaConfig(), data)
-
-
 def load_config(path: str | os.PathLike | None, overrides: dict[str, Any] | None = None) -> SoLaConfig:
-    """Read a YAML config over the defaults, apply `{"fit.epochs": 3, ...}` overrides, validate."""
-    config = config_from_dict(read_yaml_sections(path) if path is not None else {})
-    return config_from_dict(nest_dotted(overrides), base=config).validate()
+    """`SoLaConfig.load`: a YAML config over the defaults, dotted overrides, validated."""
+    return SoLaConfig.load(path, overrides)
 
 
 def save_config(config: SoLaConfig, path: str | os.PathLike) -> None:
-    """Write a config as YAML, atomically."""
-    atomic_write_text(Path(path), yaml.safe_dump(config_to_dict(config), sort_keys=False))
+    """`config.save(path)`: the config as YAML, atomically."""
+    config.save(path)
 
 
 # -- shared by every sectioned dataclass config (SoLa's here, the TAL head's in sola.tal.config) --

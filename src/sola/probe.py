@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 from sola.annotations import Annotations, canonical_subset, grid_for, match_ids, snippet_labels
 from sola.devices import resolve_device
 from sola.errors import AnnotationError, ConfigError, StoreError
+from sola.transform import apply_adapter
 
 REFERENCE = {"epochs": 16, "lr": 0.01, "momentum": 0.9, "batch_size": 256, "report_from": 6}
 METRICS = ("accuracy", "balanced_accuracy", "average_precision", "boundary_accuracy")
@@ -268,8 +269,6 @@ def build_matrix(snippets: SnippetSet, adapter=None, device: str | torch.device 
     With an adapter, each whole video is adapted first (`sola.transform.apply_adapter`).
     """
     if adapter is not None:
-        from sola.transform import apply_adapter
-
         features = [apply_adapter(adapter, f, device=device) for f in snippets.features]
     else:
         features = snippets.features

@@ -14,6 +14,10 @@ from sola.cli.common import (
     set_overrides,
     store_from_args,
 )
+from sola.compare import compare, format_markdown, parse_modes
+from sola.config import load_config
+from sola.errors import ConfigError
+from sola.tal.config import load_tal_config
 
 
 def register(subparsers) -> None:
@@ -46,11 +50,6 @@ def register(subparsers) -> None:
 
 
 def run_compare(args: argparse.Namespace) -> int:
-    from sola.compare import compare, format_markdown, parse_modes
-    from sola.config import load_config
-    from sola.errors import ConfigError
-    from sola.tal.config import load_tal_config
-
     modes = parse_modes(args.modes)
     if args.seeds < 1:
         raise ConfigError("--seeds must be at least 1")

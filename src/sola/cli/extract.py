@@ -7,6 +7,7 @@ import json
 import sys
 
 from sola.cli.common import NON_NEGATIVE, POSITIVE, integer
+from sola.extract.extract import classify_video, extract_videos
 
 
 def register(subparsers) -> None:
@@ -60,8 +61,6 @@ def register(subparsers) -> None:
 
 def run_extract(args: argparse.Namespace) -> int:
     """Handler of `sola extract`: 0 if every video is done, 1 if some failed (each named on stderr)."""
-    from sola.extract.extract import extract_videos
-
     summary = extract_videos(
         args.inputs, args.out, fps=args.fps, window=args.window, stride=args.stride, batch=args.batch,
         device=args.device, output=args.output, cache=args.cache, progress=False if args.quiet else None,
@@ -80,8 +79,6 @@ def run_extract(args: argparse.Namespace) -> int:
 
 def run_classify(args: argparse.Namespace) -> int:
     """Handler of `sola classify`: print the top-k Kinetics-400 classes."""
-    from sola.extract.extract import classify_video
-
     top = classify_video(
         args.video, topk=args.topk, fps=args.fps, window=args.window, max_seconds=args.seconds,
         device=args.device, cache=args.cache, start=args.start,

@@ -18,10 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from sola.atomic import atomic_write_text
-from sola.config import apply_sections, nest_dotted, read_yaml_sections
+from sola.config import SectionedConfig
 from sola.errors import ConfigError
 
 
@@ -120,7 +117,7 @@ class TalTestConfig:
 
 
 @dataclass
-class TalConfig:
+class TalConfig(SectionedConfig):
     """Everything the TAL head needs: data, model, train, test."""
 
     data: TalDataConfig = field(default_factory=TalDataConfig)
@@ -229,54 +226,12 @@ def _leaves(value: Any) -> list:
     return [leaf for item in value for leaf in _leaves(item)] if isinstance(value, list) else [value]
 
 
-def tal_config_to_dict(config: TalConfig) -> dict[str, Any]:
-    """Plain nested dict of a config (what a run directory's `config.yaml` holds)."""
-    return dataclasses.asdict(config)
-
-
-def tal_config_from_dict(data: dict[str, Any] | None, base: TalConfig | None = None,
-                         where: str = "config") -> TalConfig:
-    """Build a config from a nested dict over `base`; unknown sections or keys raise `ConfigError`."""
-    return apply_sections(base if base is not None else TalConfig(), data, where)
-
-
-def packaged_config(path: str | os.PathLike) -> Path:
-    """`path` itself when it exists, else the config of that name shipped in `sola/configs/`.
-
-    So `--config thumos14_i3d` (or `configs/thumos14_i3d.yaml` from any directory) finds the shipped file.
-    """
-    path = Path(path)
-    if path.is_file():
-        return path
-    shipped = Path(__file__).resolve().parent.parent / "configs" / path.name
-    for candidate in (shipped, shipped.with_name(shipped.name + ".yaml")):
-        if candidate.is_file():
-            return candidate
-    return path
-
-
 def load_tal_config(path: str | os.PathLike | None, overrides: dict[str, Any] | None = None) -> TalConfig:
-    """Read a YAML config over the THUMOS14 defaults, apply `{"train.epochs": 3}` overrides, validate.
-
-    Raises `ConfigError` if the file is missing, not YAML, or holds unknown/invalid keys.
-    """
-    data: dict[str, Any] = {}
-    where = "config"
-    if path is not None:
-        path = packaged_config(path)
-        where = str(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist; pass one of configs/*.yaml")
-        data = read_yaml_sections(path)
-    config = tal_config_from_dict(data, where=where)
-    config = tal_config_from_dict(nest_dotted(overrides), base=config, where="--set")
-    try:
-        return config.validate()
-    except ConfigError as exc:
-        given = [key for key, value in (overrides or {}).items() if value is not None and str(exc).startswith(key)]
-        raise ConfigError(f"{'--set' if given else where}: {exc}") from None
+    """`TalConfig.load`: a YAML config (or a shipped one by name) over the THUMOS14 defaults,
+    `{"train.epochs": 3}` overrides, validated; raises `ConfigError` naming the file or key."""
+    return TalConfig.load(path, overrides)
 
 
 def save_tal_config(config: TalConfig, path: str | os.PathLike) -> None:
-    """Write a config as YAML, atomically."""
-    atomic_write_text(Path(path), yaml.safe_dump(tal_config_to_dict(config), sort_keys=False))
+    """`config.save(path)`: the config as YAML, atomically."""
+    config.save(path)

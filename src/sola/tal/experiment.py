@@ -16,15 +16,18 @@ from typing import Any
 
 import numpy as np
 
+from sola.annotations import grid_for, match_ids
 from sola.devices import resolve_device
-from sola.errors import AnnotationError, StoreError
+from sola.errors import AnnotationError, PredictionError, StoreError
+from sola.metrics import Segments, evaluate_detection
+from sola.predictions import ground_truth_segments
 from sola.runs import EVALUATION, PREDICTIONS, write_json
 from sola.tal.config import TalConfig
+from sola.tal.data import make_item
 from sola.tal.infer import predict_items, prediction_dict, video_scores_for
 from sola.tal.run import save_run
 from sola.tal.train import seed_everything, train_head
 from sola.tal.unified import unified_parts
-from sola.tal.data import make_item
 
 AGNOSTIC_LABEL = "action"
 
@@ -62,8 +65,6 @@ def build_items(store, annotations, subset: str, config: TalConfig, names: list[
     otherwise the snippets are spread evenly over the annotated duration. Ambiguous segments are
     skipped. Raises `AnnotationError` when no video of the subset has features.
     """
-    from sola.annotations import SnippetGrid, match_ids
-
     chosen = annotations.subset(subset)
     match = match_ids(store.video_ids(), list(chosen.keys()))
     if not match.pairs:
@@ -84,13 +85,9 @@ def build_items(store, annotations, subset: str, config: TalConfig, names: list[
             )
         length = feats.shape[0]
         fps = config.data.default_fps or video.fps
-        if video.feat_stride is not None and fps:
-            grid = SnippetGrid.fixed(fps, video.feat_stride, video.num_frames)
-        elif fps:
-            grid = SnippetGrid.fixed(fps, config.data.feat_stride, config.data.num_frames)
-        else:
-            grid = SnippetGrid.rescaled(video.duration, length)
-            fps = 1.0
+        grid = grid_for(video, length, fps=fps or None, fallback_stride=config.data.feat_stride,
+                        fallback_frames=config.data.num_frames)
+        fps = fps or 1.0  # a rescaled grid: snippet units stand in for frames
         duration = video.duration if math.isfinite(video.duration) else float(grid.to_seconds(length - 0.5))
         segments, labels = [], []
         for seg in video.segments:
@@ -116,9 +113,6 @@ def evaluate_predictions(predictions: dict[str, Any], annotations, subset: str, 
     through the detection metric), which is how the single-class head is scored without class scores.
     Raises `PredictionError` naming `where` for malformed predictions.
     """
-    from sola.metrics import Segments, evaluate_detection
-    from sola.predictions import ground_truth_segments
-
     truth = ground_truth_segments(annotations, subset)
     if class_agnostic:
         truth = Segments(truth.video, truth.start, truth.end, np.full(len(truth.video), AGNOSTIC_LABEL), None)
@@ -131,9 +125,6 @@ def prediction_segments(predictions: dict[str, Any], where: str = "tal predictio
 
     Raises `PredictionError` naming `where` for malformed predictions.
     """
-    from sola.errors import PredictionError
-    from sola.metrics import Segments
-
     try:
         rows = [(vid, p["segment"][0], p["segment"][1], p["label"], p["score"])
                 for vid, preds in predictions["results"].items() for p in preds]

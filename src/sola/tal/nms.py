@@ -8,19 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-
-def segment_iou(segment: np.ndarray, segments: np.ndarray) -> np.ndarray:
-    """IoU of one [start, end] segment (2,) against many (N, 2); returns (N,)."""
-    intersection = np.clip(np.minimum(segment[1], segments[:, 1]) - np.maximum(segment[0], segments[:, 0]), 0, None)
-    union = (segment[1] - segment[0]) + (segments[:, 1] - segments[:, 0]) - intersection
-    return intersection / np.maximum(union, 1e-12)
-
-
-def pairwise_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of every segment of a (N, 2) with every segment of b (M, 2); returns (N, M)."""
-    intersection = np.clip(np.minimum(a[:, None, 1], b[None, :, 1]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
-    union = (a[:, 1] - a[:, 0])[:, None] + (b[:, 1] - b[:, 0])[None, :] - intersection
-    return intersection / np.maximum(union, 1e-12)
+from sola.metrics.segments import segment_iou
 
 
 def suppress_one_class(segments: np.ndarray, scores: np.ndarray, method: str = "soft", sigma: float = 0.5,
@@ -47,7 +35,7 @@ def suppress_one_class(segments: np.ndarray, scores: np.ndarray, method: str = "
         kept.append(best)
         kept_scores.append(alive[best])
         alive[best] = -np.inf
-        iou = segment_iou(segments[best], segments)
+        iou = segment_iou(segments[best, 0], segments[best, 1], segments[:, 0], segments[:, 1])  # (N,)
         if method == "soft":
             alive = alive * np.exp(-(iou * iou) / sigma)
             alive[alive < min_score] = -np.inf
@@ -80,7 +68,8 @@ def batched_nms(segments: np.ndarray, scores: np.ndarray, labels: np.ndarray, me
     index, score = index[order], score[order]
     kept_segments = segments[index].astype(np.float64)
     if voting_thresh > 0 and len(index):
-        iou = pairwise_iou(kept_segments, segments)  # (K, N)
+        iou = segment_iou(kept_segments[:, None, 0], kept_segments[:, None, 1],
+                          segments[None, :, 0], segments[None, :, 1])  # (K, N)
         weights = (iou >= voting_thresh) * scores[None, :] * iou
         kept_segments = (weights @ segments) / np.maximum(weights.sum(1, keepdims=True), 1e-12)
     return kept_segments, score, labels[index]

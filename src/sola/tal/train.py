@@ -30,7 +30,7 @@ from torch import nn
 from sola.devices import resolve_device
 from sola.errors import AnnotationError, CheckpointError, ConfigError
 from sola.tal.assignment import assign_targets
-from sola.tal.config import TalConfig, tal_config_to_dict
+from sola.tal.config import TalConfig
 from sola.tal.data import check_item, pad_batch, random_truncate, resize_item
 from sola.tal.losses import LossNormalizer, detection_loss
 from sola.tal.model import TalModel, make_points
@@ -103,7 +103,7 @@ def batch_targets(items: list[dict[str, Any]], length: int, config: TalConfig,
 
 def run_fingerprint(items: list[dict[str, Any]], config: TalConfig, seed: int) -> dict[str, Any]:
     """What a resumed run must share with the saved one: config (device aside), seed and training videos."""
-    settings = tal_config_to_dict(config)
+    settings = config.to_dict()
     settings["train"].pop("device", None)  # a run may move between machines
     videos = hashlib.sha256("\n".join(str(item.get("video_id", i)) for i, item in enumerate(items)).encode())
     # through JSON, so that it compares equal to the saved one (tuples become lists)
