@@ -52,9 +52,9 @@ class SectionedConfig:
         return apply_sections(base if base is not None else cls(), data, where)
 
     @classmethod
-    def load(cls, path: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None):
-        """Read a YAML file (a path, or the name of a config shipped in `configs/`) over the defaults,
-        apply dotted `overrides` (None values are left out) and validate; raises `ConfigError`."""
+    def load(cls, path: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None, base=None):
+        """Read a YAML file (a path, or the name of a config shipped in `configs/`) over `base` (default:
+        the defaults), apply dotted `overrides` (None values are left out) and validate; raises `ConfigError`."""
         data: dict[str, Any] = {}
         where = "config"
         if path is not None:
@@ -63,7 +63,8 @@ class SectionedConfig:
             if not path.is_file():
                 raise ConfigError(f"config file {path} does not exist; pass a YAML file or one of configs/*.yaml")
             data = read_yaml_sections(path)
-        config = cls.from_dict(nest_dotted(overrides), base=cls.from_dict(data, where=where), where="--set")
+        config = cls.from_dict(data, base=base, where=where)
+        config = cls.from_dict(nest_dotted(overrides), base=config, where="--set")
         try:
             return config.validate()
         except ConfigError as exc:

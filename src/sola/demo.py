@@ -19,7 +19,7 @@ from sola.adapter import adapter_digest, load_adapter
 from sola.annotations import load_annotations
 from sola.atomic import atomic_write_text
 from sola.compare import compare, format_markdown
-from sola.config import load_config
+from sola.config import SoLaConfig, nest_dotted
 from sola.errors import ExtractError
 from sola.extract import extract_videos, load_metadata
 from sola.fit import fit_adapter, metrics_summary
@@ -58,12 +58,16 @@ def run_demo(
     fps: float | None = None,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    config: str | Path | None = None,
+    overrides: dict | None = None,
 ) -> dict:
     """Run the demo into `out_dir` (reusing finished stages) and return its summary dict.
 
     Without `videos_dir`: the synthetic benchmark of `num_videos` videos (default 200). With it:
     I3D features of the videos in `videos_dir` (resampled to `fps` when given), and `annotations`
-    (optional, any format `load_annotations` reads) for the ground truth in the pictures.
+    (optional, any format `load_annotations` reads) for the ground truth in the pictures. The fit
+    uses the demo's schedule (`DEMO_SCHEDULE`), then the SoLa YAML `config`, then the dotted
+    `overrides`; `epochs` (or an `fit.epochs` override) replaces the step budget by epochs.
     """
     out_dir = Path(out_dir)
     started = time.perf_counter()
@@ -74,7 +78,10 @@ def run_demo(
         store = _extracted_features(out_dir, Path(videos_dir), fps, progress, log)
         labels = load_annotations(annotations, bad_segments="clip") if annotations else None
     run_dir = out_dir / "run"
-    adapter, selection = _fit(store, labels if synthetic else None, run_dir, epochs, progress, log)
+    if epochs:
+        overrides = {**(overrides or {}), "fit.epochs": epochs}
+    settings = _fit_config(store, config, overrides or {})
+    adapter, selection = _fit(store, settings, labels if synthetic else None, run_dir, progress, log)
 
     sola_dir = out_dir / "sola_features"
     _forget_other_adapter(sola_dir, adapter)
@@ -109,16 +116,20 @@ def run_demo(
     return summary
 
 
-def _fit(store: FeatureStore, labels, run_dir: Path, epochs: int | None, progress: bool, log):
-    """Stage 2: fit SoLa with the demo's schedule (resumable); with `labels`, select a checkpoint.
+def _fit_config(store: FeatureStore, path, overrides: dict) -> SoLaConfig:
+    """The demo's schedule (windows per video scaled to the store), then the YAML file, then `overrides`."""
+    schedule = dict(DEMO_SCHEDULE)
+    schedule["fit.windows_per_video"] = max(16, math.ceil(WINDOWS_PER_EPOCH / len(store)))
+    if overrides.get("fit.epochs") and "fit.steps" not in overrides:
+        schedule["fit.steps"] = 0  # epochs instead of the step budget
+    return SoLaConfig.load(path, overrides, base=SoLaConfig.from_dict(nest_dotted(schedule)))
+
+
+def _fit(store: FeatureStore, config: SoLaConfig, labels, run_dir: Path, progress: bool, log):
+    """Stage 2: fit SoLa (resumable); with `labels`, select a checkpoint.
 
     Returns `(adapter, selection table or None)`.
     """
-    schedule = dict(DEMO_SCHEDULE)
-    schedule["fit.windows_per_video"] = max(16, math.ceil(WINDOWS_PER_EPOCH / len(store)))
-    if epochs:
-        schedule.update({"fit.steps": 0, "fit.epochs": epochs})
-    config = load_config(None, schedule)
     budget = f"{config.fit.steps} steps" if config.fit.steps else f"{config.fit.epochs} epochs"
     log(f"[2/6] fitting SoLa ({budget} at lr {config.fit.lr:g}, {config.fit.windows_per_video} windows/video/epoch) "
         f"in {run_dir}")

@@ -7,15 +7,15 @@ import argparse
 from sola.cli.common import (
     NON_NEGATIVE,
     add_annotation_arguments,
-    add_set_argument,
+    add_config_arguments,
     add_store_arguments,
     annotations_from_args,
+    config_overrides,
     integer,
-    set_overrides,
     store_from_args,
 )
 from sola.compare import compare, format_markdown, parse_modes
-from sola.config import load_config
+from sola.config import SoLaConfig, load_config
 from sola.errors import ConfigError
 from sola.tal.config import load_tal_config
 
@@ -29,8 +29,9 @@ def register(subparsers) -> None:
     )
     add_store_arguments(p)
     add_annotation_arguments(p, bad_segments="clip")
-    p.add_argument("--config", required=True, help="TAL config (e.g. configs/thumos14_i3d.yaml or tal_synthetic_cpu)")
-    add_set_argument(p)
+    add_config_arguments(p, "TAL config, e.g. thumos14_i3d or tal_synthetic_cpu (default: the THUMOS14 values)",
+                         "train.epochs=5 (TAL sections data/model/train/test) or fit.lr=1e-4 (SoLa sections "
+                         "adapter/matching/fit/transform)")
     p.add_argument("--adapter", default=None, help="SoLa adapter: a .safetensors file (used as given) or a run "
                    "directory (selected on, like a run fitted here); default: fit one in OUT/sola_run")
     p.add_argument("--no-select", action="store_true", help="use the run's final adapter (a run directory: its "
@@ -53,15 +54,18 @@ def run_compare(args: argparse.Namespace) -> int:
     modes = parse_modes(args.modes)
     if args.seeds < 1:
         raise ConfigError("--seeds must be at least 1")
+    overrides = config_overrides(args)
+    sola_keys = {key: value for key, value in overrides.items() if key.split(".")[0] in SoLaConfig.sections()}
+    tal_keys = {key: value for key, value in overrides.items() if key not in sola_keys}
     table = compare(
         store_from_args(args),
         annotations_from_args(args),
-        load_tal_config(args.config, set_overrides(args.set)),
+        load_tal_config(args.config, tal_keys),
         args.out,
         modes=modes,
         seeds=args.seeds,
         adapter=args.adapter,
-        sola_config=load_config(args.sola_config),
+        sola_config=load_config(args.sola_config, sola_keys),
         sm_weight=args.sm_weight,
         probe=not args.no_probe,
         progress=not args.quiet,

@@ -6,14 +6,48 @@ import argparse
 from pathlib import Path
 
 from sola.adapter import load_adapter
-from sola.cli.common import POSITIVE, add_store_arguments, check_output_dir, integer, store_from_args
-from sola.config import TransformConfig, load_config
+from sola.cli.common import (
+    POSITIVE,
+    add_config_arguments,
+    add_resume_argument,
+    add_store_arguments,
+    check_output_dir,
+    config_overrides,
+    integer,
+    resume_dir,
+    store_from_args,
+)
+from sola.config import load_config
 from sola.demo import run_demo as demo
 from sola.devices import is_main_process
 from sola.errors import ConfigError
 from sola.fit import fit_adapter, load_run_config, metrics_summary
 from sola.synthetic import SyntheticConfig, write_synthetic
 from sola.transform import transform_store
+
+
+# Named flags of `sola train` and `sola transform`: shortcuts for single config keys.
+NAN_POLICIES = ["error", "zero", "drop-video"]
+FIT_SHORTCUTS = [
+    ("--epochs", "fit.epochs", {"type": integer(1)}),
+    ("--seed", "fit.seed", {"type": integer(0)}),
+    ("--batch-size", "fit.batch_size", {"type": integer(1)}),
+    ("--lr", "fit.lr", {"type": POSITIVE}),
+    ("--windows-per-video", "fit.windows_per_video", {"type": integer(1), "help": "training windows per video per epoch"}),
+    ("--checkpoint-every", "fit.checkpoint_every", {"type": integer(1), "help": "epochs between checkpoints (default 10)"}),
+    ("--steps", "fit.steps", {"type": integer(0), "help": "optimiser steps in all (overrides --epochs; 0: use epochs)"}),
+    ("--warmup-steps", "fit.warmup_steps", {"type": integer(0), "help": "linear lr warm-up steps (default 0)"}),
+    ("--schedule", "fit.schedule", {"choices": ["constant", "cosine"], "help": "lr after the warm-up (default constant)"}),
+    ("--device", "fit.device", {"help": "auto | cpu | cuda | cuda:N"}),
+    ("--nan-policy", "fit.nan_policy", {"choices": NAN_POLICIES, "help": "NaN/Inf features (default error)"}),
+]
+TRANSFORM_SHORTCUTS = [
+    ("--chunk-size", "transform.chunk_size", {"type": integer(1), "help": "snippets per forward pass (default 8192)"}),
+    ("--device", "transform.device", {"help": "auto | cpu | cuda | cuda:N"}),
+    ("--nan-policy", "transform.nan_policy", {"choices": NAN_POLICIES,
+                                              "help": "NaN/Inf features: fail (default), replace by 0, or skip the video"}),
+]
+RESUMABLE = ("fit.epochs", "fit.device")  # what a resumed fit may change
 
 
 def register(subparsers) -> None:
@@ -28,20 +62,9 @@ def register(subparsers) -> None:
 
     train = subparsers.add_parser("train", help="fit a SoLa adapter by Similarity Matching (no labels)")
     add_store_arguments(train)
-    train.add_argument("--out", help="run directory (config, metrics, checkpoints)")
-    train.add_argument("--config", help="YAML config overriding the reference defaults")
-    train.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR")
-    train.add_argument("--epochs", type=integer(1))
-    train.add_argument("--seed", type=integer(0))
-    train.add_argument("--batch-size", type=integer(1))
-    train.add_argument("--lr", type=POSITIVE)
-    train.add_argument("--windows-per-video", type=integer(1), help="training windows per video per epoch")
-    train.add_argument("--checkpoint-every", type=integer(1), help="epochs between checkpoints (default 10)")
-    train.add_argument("--steps", type=integer(0), help="optimiser steps in all (overrides --epochs; 0: use epochs)")
-    train.add_argument("--warmup-steps", type=integer(0), help="linear lr warm-up steps (default 0)")
-    train.add_argument("--schedule", choices=["constant", "cosine"], help="lr after the warm-up (default constant)")
-    train.add_argument("--device", help="auto | cpu | cuda | cuda:N")
-    train.add_argument("--nan-policy", choices=["error", "zero", "drop-video"], help="NaN/Inf features (default error)")
+    train.add_argument("--out", metavar="RUN_DIR", help="run directory (config, metrics, checkpoints)")
+    add_resume_argument(train)
+    add_config_arguments(train, "SoLa config over the reference defaults", "fit.lr=1e-4", FIT_SHORTCUTS)
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(func=run_train)
 
@@ -49,11 +72,8 @@ def register(subparsers) -> None:
     add_store_arguments(transform)
     transform.add_argument("--adapter", required=True, help="adapter .safetensors or a run directory")
     transform.add_argument("--out", required=True, help="new store, same layout as FEATURES")
-    transform.add_argument("--chunk-size", type=integer(1), default=None,
-                           help="snippets per forward pass (default 8192)")
-    transform.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N")
-    transform.add_argument("--nan-policy", choices=["error", "zero", "drop-video"], default="error",
-                           help="NaN/Inf features: fail (default), replace by 0, or skip the video")
+    add_config_arguments(transform, "SoLa config (its transform section)", "transform.chunk_size=4096",
+                         TRANSFORM_SHORTCUTS)
     transform.add_argument("--quiet", action="store_true", help="no progress bar")
     transform.set_defaults(func=run_transform)
 
@@ -66,7 +86,9 @@ def register(subparsers) -> None:
     demo.add_argument("--annotations", default=None, help="with --videos: ground truth to draw in the pictures")
     demo.add_argument("--fps", type=POSITIVE, default=None, help="with --videos: resample videos to this frame rate")
     demo.add_argument("--num-videos", type=integer(1), default=None, help="synthetic videos (default 200)")
-    demo.add_argument("--epochs", type=integer(1), default=None, help="fit epochs (default: the demo schedule)")
+    add_config_arguments(demo, "SoLa config over the demo's schedule", "fit.steps=200",
+                         [("--epochs", "fit.epochs", {"type": integer(1), "help": "fit epochs instead of the demo's "
+                                                      "step budget"})])
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
     demo.set_defaults(func=run_demo)
 
@@ -83,34 +105,18 @@ def run_synth(args: argparse.Namespace) -> int:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    overrides = {
-        "fit.epochs": args.epochs,
-        "fit.seed": args.seed,
-        "fit.batch_size": args.batch_size,
-        "fit.lr": args.lr,
-        "fit.windows_per_video": args.windows_per_video,
-        "fit.steps": args.steps,
-        "fit.checkpoint_every": args.checkpoint_every,
-        "fit.warmup_steps": args.warmup_steps,
-        "fit.schedule": args.schedule,
-        "fit.device": args.device,
-        "fit.nan_policy": args.nan_policy,
-    }
+    """`sola train`: fit (or resume) a SoLa adapter and print the run's summary."""
+    overrides = config_overrides(args)
+    run_dir = resume_dir(args)
     if args.resume:
-        if args.out and args.out != args.resume:
-            raise ConfigError("--resume RUN_DIR continues RUN_DIR; drop --out or give the same directory")
-        if args.config or any(v is not None for k, v in overrides.items() if k not in ("fit.epochs", "fit.device")):
+        if args.config or any(key not in RESUMABLE for key in overrides):
             raise ConfigError("a resumed run keeps its own config.yaml; only --epochs and --device may change")
-        config = load_run_config(args.resume, args.epochs)
-        if args.device:
-            config.fit.device = args.device
-        run_dir = args.resume
+        config = load_run_config(run_dir, overrides.get("fit.epochs"))
+        if overrides.get("fit.device"):
+            config.fit.device = overrides["fit.device"]
     else:
-        if not args.out:
-            raise ConfigError("give --out RUN_DIR (or --resume RUN_DIR)")
-        check_output_dir(args.out)
+        check_output_dir(run_dir)
         config = load_config(args.config, overrides)
-        run_dir = args.out
     store = store_from_args(args)
     fit_adapter(store, config, run_dir, resume=bool(args.resume), progress=not args.quiet)
     if is_main_process():
@@ -132,18 +138,12 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_transform(args: argparse.Namespace) -> int:
-    defaults = TransformConfig()
+    """`sola transform`: apply an adapter to every video of a store (resumable, format-preserving)."""
+    settings = load_config(args.config, config_overrides(args)).transform
     adapter = load_adapter(args.adapter)
     store = store_from_args(args)
-    summary = transform_store(
-        adapter,
-        store,
-        args.out,
-        chunk_size=defaults.chunk_size if args.chunk_size is None else args.chunk_size,
-        device=args.device or defaults.device,
-        progress=not args.quiet,
-        nan_policy=args.nan_policy,
-    )
+    summary = transform_store(adapter, store, args.out, chunk_size=settings.chunk_size, device=settings.device,
+                              progress=not args.quiet, nan_policy=settings.nan_policy)
     if is_main_process():
         dropped = f", {summary['dropped']} dropped for NaN/Inf" if summary["dropped"] else ""
         print(
@@ -154,6 +154,6 @@ def run_transform(args: argparse.Namespace) -> int:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    demo(args.out, num_videos=args.num_videos, epochs=args.epochs, videos_dir=args.videos,
-         annotations=args.annotations, fps=args.fps, progress=not args.quiet)
+    demo(args.out, num_videos=args.num_videos, videos_dir=args.videos, annotations=args.annotations, fps=args.fps,
+         progress=not args.quiet, config=args.config, overrides=config_overrides(args))
     return 0

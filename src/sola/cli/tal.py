@@ -11,12 +11,14 @@ from pathlib import Path
 from sola.atomic import remove_stale_temporaries
 from sola.cli.common import (
     add_annotation_arguments,
-    add_set_argument,
+    add_config_arguments,
+    add_resume_argument,
     add_store_arguments,
     annotations_from_args,
     check_output_dir,
+    config_overrides,
     integer,
-    set_overrides,
+    resume_dir,
     store_from_args,
 )
 from sola.devices import resolve_device
@@ -46,15 +48,13 @@ def register(subparsers) -> None:
                             "rerun the same command with --resume to continue.")
     add_store_arguments(p)
     add_annotation_arguments(p, bad_segments="clip")
-    p.add_argument("--config", default=None, help="YAML config (configs/thumos14_i3d.yaml, configs/activitynet_tsp.yaml, "
-                   "configs/tal_synthetic_cpu.yaml); default: the THUMOS14 values")
-    p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory to write")
-    p.add_argument("--seed", type=integer(0), default=None, help="random seed (default: train.seed of the config)")
-    p.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR from its last finished epoch "
-                   "(same data, config and seed; a finished run is not retrained)")
+    p.add_argument("--out", metavar="RUN_DIR", help="run directory to write")
+    add_resume_argument(p)
+    add_config_arguments(p, "TAL config (thumos14_i3d, activitynet_tsp, tal_synthetic_cpu, tal_splice_cpu); "
+                         "default: the THUMOS14 values", "train.epochs=5",
+                         [("--seed", "train.seed", {"type": integer(0), "help": "random seed"})])
     p.add_argument("--quiet", action="store_true", help="no progress bar and no per-epoch lines (without it: a bar on "
                    "a terminal, one line per epoch with loss, lr and seconds otherwise)")
-    add_set_argument(p)
     p.set_defaults(func=run_train)
 
     p = commands.add_parser("infer", help="predict segments with a trained head (official ActivityNet JSON)",
@@ -86,11 +86,11 @@ def register(subparsers) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     """`sola tal train`: train on data.train_subset and write the run directory (resumable)."""
-    out = Path(args.out)
+    out = resume_dir(args)
     check_output_dir(out)
-    check_resume(out, args.resume)
+    check_resume(out, bool(args.resume))
     remove_stale_temporaries(out)  # leftovers of a killed writer
-    config = load_tal_config(args.config, set_overrides(args.set))
+    config = load_tal_config(args.config, config_overrides(args))
     store = store_from_args(args)
     annotations = annotations_from_args(args)
     names = class_names(annotations, config)
@@ -99,7 +99,7 @@ def run_train(args: argparse.Namespace) -> int:
     print(f"sola tal train: {len(items)} {config.data.train_subset} videos, {config.data.num_classes} classes, "
           f"input dim {config.data.input_dim}, {config.train.warmup_epochs + config.train.epochs} epochs", file=sys.stderr)
     started = time.perf_counter()
-    result = train_head(items, config, seed=args.seed, state_dir=out, resume=args.resume,
+    result = train_head(items, config, state_dir=out, resume=bool(args.resume),
                         progress=False if args.quiet else None)
     save_run(out, result.model, config, names, result.history)
     if result.resumed_epochs and result.resumed_epochs == len(result.history):
