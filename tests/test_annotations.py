@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import math
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from sola.annotations import (
+    FORMATS,
     Annotations,
     Segment,
     SnippetGrid,
@@ -17,8 +20,10 @@ from sola.annotations import (
     grid_for,
     load_annotations,
     match_ids,
+    register_format,
     snippet_labels,
 )
+from sola.cli.common import add_annotation_arguments, annotations_from_args
 from sola.errors import AnnotationError
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
@@ -199,3 +204,77 @@ def test_bad_csv_errors(tmp_path):
         load_annotations(path)
     with pytest.raises(AnnotationError, match="does not exist"):
         load_annotations(tmp_path / "missing.json")
+
+
+# -- the format registry --------------------------------------------------------------------------
+@pytest.fixture
+def scratch_format():
+    """Register annotation formats for one test and remove them afterwards."""
+    added: list[str] = []
+
+    def register(name: str, read, **fields):
+        added.append(name)
+        return register_format(name, **fields)(read)
+
+    yield register
+    for name in added:
+        FORMATS.pop(name)
+
+
+def _read_lines(path, metadata):
+    """`video start end label` per line."""
+    videos = {}
+    for line in path.read_text().splitlines()[1:]:
+        video_id, start, end, label = line.split()
+        video = videos.setdefault(video_id, VideoAnnotation(video_id, "validation", math.nan, None, []))
+        video.segments.append(Segment(float(start), float(end), label))
+    return videos
+
+
+def test_builtin_formats_are_registered_in_order_and_offered_by_the_cli():
+    assert list(FORMATS) == ["activitynet", "gtad", "tsp", "bsn"]
+    assert FORMATS["tsp"].read.__name__ == "_read_tsp" and FORMATS["bsn"].sibling == "video_info"
+    parser = argparse.ArgumentParser()
+    add_annotation_arguments(parser)
+    choices = next(a.choices for a in parser._actions if a.dest == "annotation_format")
+    assert choices == list(FORMATS)
+
+
+def test_a_registered_format_is_detected_read_and_selectable(tmp_path, scratch_format):
+    scratch_format("lines", _read_lines, suffixes=(".txt",), detect=lambda p: p.read_text().startswith("# lines"),
+                   title="lines TXT", shape="# lines, then: video start end label", sibling="meta")
+    path = tmp_path / "val_lines.txt"
+    path.write_text("# lines\nv1 1.0 2.5 jump\nv1 4.0 5.0 run\nv2 0.5 1.0 jump\n")
+    (tmp_path / "val_meta.csv").write_text("video,duration,fps\nv1,10.0,25\nv2,3.0,30\n")  # found beside it
+    assert detect_format(path) == "lines"
+    ann = load_annotations(path)
+    assert ann["v1"].duration == 10.0 and ann["v2"].fps == 30.0  # metadata merged after the read
+    assert ann.labels() == ["jump", "run"] and ann["v1"].segments[1].label_id == 1
+    parser = argparse.ArgumentParser()
+    add_annotation_arguments(parser)
+    args = parser.parse_args(["--annotations", str(path), "--annotation-format", "lines"])
+    assert annotations_from_args(args).num_segments() == 3
+    assert "lines TXT" in parser.format_help()
+    (tmp_path / "other.txt").write_text("something else\n")
+    with pytest.raises(AnnotationError, match=r"unrecognised annotation TXT; expected lines TXT \(# lines, then"):
+        detect_format(tmp_path / "other.txt")
+
+
+def test_detection_refuses_two_matching_formats_and_unknown_suffixes(tmp_path, scratch_format):
+    path = tmp_path / "a.csv"
+    path.write_text("video,type,start,end\nv1,Jump,1.0,2.0\n")
+    assert detect_format(path) == "gtad"
+    scratch_format("greedy", lambda path, metadata: {}, suffixes=(".csv",), detect=lambda p: True, title="greedy CSV", shape="anything")
+    several = r"looks like several annotation formats \(gtad, greedy\).*--annotation-format"
+    with pytest.raises(AnnotationError, match=several):
+        detect_format(path)
+    assert load_annotations(path, fmt="gtad").num_segments() == 1  # forcing one still works
+    with pytest.raises(AnnotationError, match=r"unknown annotation file type '\.xml'; expected \.json or \.csv"):
+        detect_format(tmp_path / "a.xml")
+
+
+def test_bsn_video_info_csv_is_named_as_metadata(tmp_path):
+    path = tmp_path / "video_info_new.csv"
+    path.write_text("video,numFrame,seconds,fps,rfps,subset,featureFrame\nv_a,100,4.0,25,25,training,96\n")
+    with pytest.raises(AnnotationError, match="is a BSN video_info CSV.*--metadata"):
+        load_annotations(path)

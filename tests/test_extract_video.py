@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from sola.errors import ExtractError
-from sola.extract.video import DecodeStats, centre_crop, find_videos, probe_video, read_frames, resized_size
+from sola.extract.video import DecodeStats, centre_crop, find_videos, read_frames, read_header, resized_size
 from tests.conftest import shared_path
 
 LEVEL_STEP = 7  # grey level of frame i is 7 * i: apart enough for YUV rounding, below white
@@ -79,7 +79,7 @@ def test_resize_keeps_aspect_and_crop_is_central():
 
 def test_real_clip_frame_counts_follow_the_requested_rate():
     path = shared_path("videos", "v_ZNVhz7ctTq0.mp4")  # 30 fps, 420 frames, 14.0 s
-    info = probe_video(path)
+    info = read_header(path)
     assert info.fps == pytest.approx(30.0) and (info.width, info.height) == (480, 360)
     stats = DecodeStats()
     assert sum(1 for _ in read_frames(path, fps=10, stats=stats)) == 140
@@ -128,7 +128,7 @@ def test_bad_files_raise_one_line_errors_naming_the_file(bad_files, kind, messag
 
 def test_missing_file_error_names_it(tmp_path):
     with pytest.raises(ExtractError, match=r"missing\.mp4: no such file"):
-        probe_video(tmp_path / "missing.mp4")
+        read_header(tmp_path / "missing.mp4")
 
 
 def test_corrupted_stream_fails_mid_decode_with_the_frame_count(tmp_path):

@@ -14,8 +14,10 @@ from sola.stores import LAYOUTS, open_store
 from sola.stores.csv import CsvWriter
 from sola.stores.hdf5 import Hdf5Writer
 from sola.stores.npy import NpyWriter
-from sola.stores.npz import NpzWriter, PtWriter
-from sola.stores.pickle import PickleDirWriter, PickleFileWriter
+from sola.stores.npz import NpzWriter
+from sola.stores.pickle import PickleFileWriter
+from sola.stores.pickle_dir import PickleDirWriter
+from sola.stores.pt import PtWriter
 from sola.stores.twostream import TwoStreamStore, resample_time
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"

@@ -15,8 +15,9 @@ from sola.stores.checks import apply_nan_policy, check_dim, scan_store
 from sola.stores.csv import CsvWriter
 from sola.stores.hdf5 import Hdf5Writer
 from sola.stores.npy import NpyWriter
-from sola.stores.npz import NpzWriter, PtWriter
-from sola.stores.pickle import PickleDirWriter
+from sola.stores.npz import NpzWriter
+from sola.stores.pickle_dir import PickleDirWriter
+from sola.stores.pt import PtWriter
 
 GOOD = np.arange(24, dtype=np.float32).reshape(6, 4)
 DIR_WRITERS = {"npy": NpyWriter, "csv": CsvWriter, "npz": NpzWriter, "pt": PtWriter, "pickle-dir": PickleDirWriter}

@@ -16,8 +16,10 @@ import pytest
 from sola.stores.csv import CsvWriter
 from sola.stores.hdf5 import Hdf5Writer
 from sola.stores.npy import NpyWriter
-from sola.stores.npz import NpzWriter, PtWriter
-from sola.stores.pickle import PickleDirWriter, PickleFileWriter
+from sola.stores.npz import NpzWriter
+from sola.stores.pickle import PickleFileWriter
+from sola.stores.pickle_dir import PickleDirWriter
+from sola.stores.pt import PtWriter
 
 NUM_VIDEOS = 24
 # layout -> (writer, output name)

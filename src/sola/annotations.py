@@ -1,6 +1,7 @@
 """Temporal annotations: every common file format read into one model, times in seconds.
 
-Formats (detected from the file, or forced with `fmt`):
+Formats (detected from the file, or forced with `fmt`); each reader registers itself with
+`register_format`, which also gives `detect_format` and `--annotation-format` their choices:
 - `activitynet`: ActivityNet-style JSON `{"database": {vid: {subset, duration, fps, annotations:
   [{segment: [s, e], label, label_id?}]}}}`, including ActionFormer's `thumos14.json`, G-TAD's
   ground truth (segments as strings) and SoLa's synthetic `annotations.json` (extra per-video
@@ -22,7 +23,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,7 +31,6 @@ import numpy as np
 
 from sola.errors import AnnotationError
 
-FORMATS = ("activitynet", "gtad", "tsp", "bsn")
 BAD_SEGMENT_POLICIES = ("error", "clip", "keep")
 AMBIGUOUS = "ambiguous"
 # Segments may overrun the stated duration by this much (seconds) before they count as outside
@@ -155,6 +155,51 @@ class Annotations(Mapping):
         )
 
 
+# -- formats -----------------------------------------------------------------------------------
+Reader = Callable[[Path, Path | None], dict[str, VideoAnnotation]]
+
+
+@dataclass(frozen=True)
+class AnnotationFormat:
+    """One annotation format: how to recognise its files and how to read one (see `register_format`)."""
+
+    name: str
+    read: Reader  # (file, metadata CSV or None) -> {video id: VideoAnnotation}
+    detect: Callable[[Path], bool]  # True for a file of this format (asked only for `suffixes`)
+    suffixes: tuple[str, ...]
+    title: str  # for --help and messages: "G-TAD CSV"
+    shape: str  # what its files look like, for messages: "video,type,start,end,..."
+    sibling: str | None = None  # without metadata given, use the one CSV beside the file with this word
+    merge_metadata: bool = True  # fill duration / fps / subset from the metadata CSV after `read`
+    hint: Callable[[Path], str | None] | None = None  # a message for a file that goes with this format
+
+
+FORMATS: dict[str, AnnotationFormat] = {}
+
+
+def register_format(
+    name: str,
+    *,
+    suffixes: tuple[str, ...],
+    detect: Callable[[Path], bool],
+    title: str,
+    shape: str,
+    sibling: str | None = None,
+    merge_metadata: bool = True,
+    hint: Callable[[Path], str | None] | None = None,
+) -> Callable[[Reader], Reader]:
+    """Decorator of a reader `(path, metadata) -> {video_id: VideoAnnotation}`: make it format `name`
+    of `load_annotations`, `detect_format` and `--annotation-format` (the fields: `AnnotationFormat`)."""
+
+    def decorate(read: Reader) -> Reader:
+        FORMATS[name] = AnnotationFormat(
+            name, read, detect, tuple(suffixes), title, shape, sibling, merge_metadata, hint
+        )
+        return read
+
+    return decorate
+
+
 # -- reading ------------------------------------------------------------------------------------
 def load_annotations(
     path: str | os.PathLike,
@@ -176,14 +221,18 @@ def load_annotations(
     if bad_segments not in BAD_SEGMENT_POLICIES:
         raise AnnotationError(f"bad_segments must be one of {', '.join(BAD_SEGMENT_POLICIES)}, got {bad_segments!r}")
     fmt = fmt or detect_format(path)
-    readers = {"activitynet": _read_activitynet, "gtad": _read_gtad, "tsp": _read_tsp, "bsn": _read_bsn}
-    if fmt not in readers:
+    if fmt not in FORMATS:
         raise AnnotationError(f"unknown annotation format {fmt!r}; known: {', '.join(FORMATS)}")
+    spec = FORMATS[fmt]
     meta_path = Path(metadata) if metadata is not None else None
     if meta_path is not None and not meta_path.is_file():
         raise AnnotationError(f"metadata file {meta_path} does not exist")
+    if meta_path is None and spec.sibling is not None:
+        meta_path = _sibling(path, spec.sibling)
     try:
-        videos = readers[fmt](path, meta_path)
+        videos = spec.read(path, meta_path)
+        if meta_path is not None and spec.merge_metadata:
+            _apply_metadata(videos, meta_path)
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
         raise AnnotationError(
             f"{path}: not a valid {fmt} annotation file ({type(exc).__name__}: {exc}); "
@@ -198,38 +247,31 @@ def load_annotations(
 
 
 def detect_format(path: Path) -> str:
-    """Guess the annotation format from the file's suffix and first bytes; raises `AnnotationError`."""
+    """The registered format whose `detect` accepts the file (only formats of its suffix are asked).
+
+    Raises `AnnotationError` when none or several accept it, naming what was expected.
+    """
     suffix = path.suffix.lower()
-    if suffix == ".json":
-        data = _load_json(path)
-        if isinstance(data, dict) and ("database" in data or "GT" in data):
-            return "activitynet"
-        if isinstance(data, dict) and data:
-            first = next(iter(data.values()))
-            if isinstance(first, dict) and "duration_second" in first:
-                return "bsn"
-            if isinstance(first, dict) and "annotations" in first:
-                return "activitynet"
+    candidates = [spec for spec in FORMATS.values() if suffix in spec.suffixes]
+    if not candidates:
+        known = dict.fromkeys(s for spec in FORMATS.values() for s in spec.suffixes)
+        raise AnnotationError(f"{path}: unknown annotation file type {suffix!r}; expected {' or '.join(known)}")
+    found = [spec.name for spec in candidates if spec.detect(path)]
+    if len(found) > 1:
         raise AnnotationError(
-            f"{path}: unrecognised annotation JSON; expected an ActivityNet-style "
-            "{'database': {...}} or a BSN anet_anno_action.json"
+            f"{path} looks like several annotation formats ({', '.join(found)}); force one with --annotation-format"
         )
-    if suffix == ".csv":
-        header = set(_csv_header(path))
-        if {"video", "type", "start", "end"} <= header:
-            return "gtad"
-        if {"video-name", "t-start", "t-end", "action-label"} <= header:
-            return "tsp"
-        if {"video", "subset", "numFrame"} <= header:
-            raise AnnotationError(
-                f"{path} is a BSN video_info CSV (subsets only); load the anet_anno_action.json "
-                "and pass this file as metadata (--metadata)"
-            )
-        raise AnnotationError(
-            f"{path}: unrecognised annotation CSV header {sorted(header)}; expected G-TAD "
-            "(video,type,start,end,...) or TSP (video-name,t-start,t-end,action-label,...)"
-        )
-    raise AnnotationError(f"{path}: unknown annotation file type {suffix!r}; expected .json or .csv")
+    if found:
+        return found[0]
+    for spec in FORMATS.values():
+        hint = spec.hint(path) if spec.hint is not None else None
+        if hint:
+            raise AnnotationError(hint)
+    header = f" header {sorted(_csv_header(path))}" if suffix == ".csv" else ""
+    raise AnnotationError(
+        f"{path}: unrecognised annotation {suffix.lstrip('.').upper()}{header}; expected "
+        + " or ".join(f"{spec.title} ({spec.shape})" for spec in candidates)
+    )
 
 
 _json_cache: dict[tuple, object] = {}
@@ -320,6 +362,23 @@ def _subset_from_thumos_id(video_id: str) -> str:
     return ""
 
 
+def _first_entry(path: Path) -> dict | None:
+    """The first value of a JSON object file when it is a mapping (a per-video entry), else None."""
+    data = _load_json(path)
+    first = next(iter(data.values()), None) if isinstance(data, dict) else None
+    return first if isinstance(first, dict) else None
+
+
+def _is_activitynet(path: Path) -> bool:
+    data = _load_json(path)
+    if isinstance(data, dict) and ("database" in data or "GT" in data):
+        return True
+    first = _first_entry(path)
+    return first is not None and "annotations" in first and "duration_second" not in first
+
+
+@register_format("activitynet", suffixes=(".json",), detect=_is_activitynet, title="ActivityNet/ActionFormer JSON",
+                 shape="{'database': {video: {subset, duration, annotations: [{segment, label}]}}}")
 def _read_activitynet(path: Path, metadata: Path | None) -> dict[str, VideoAnnotation]:
     data = _load_json(path)
     database = data.get("database", data.get("GT")) if isinstance(data, dict) else None
@@ -352,19 +411,30 @@ def _read_activitynet(path: Path, metadata: Path | None) -> dict[str, VideoAnnot
             feat_stride=_optional_number(entry.get("feat_stride"), path, f"video {raw_id!r} feat_stride"),
             num_frames=_optional_number(entry.get("num_frames"), path, f"video {raw_id!r} num_frames"),
         )
-    if metadata is not None:
-        _apply_metadata(videos, metadata)
     return videos
 
 
+def _has_columns(*names: str) -> Callable[[Path], bool]:
+    """A `detect` for CSV formats: the header holds all of `names`."""
+    return lambda path: set(names) <= set(_csv_header(path))
+
+
+def _csv_records(path: Path, id_column: str, required: set[str]) -> Iterator[tuple[str, str, dict[str, str]]]:
+    """`(video id, "line N", row)` of every row of an annotation CSV that has the `required` columns."""
+    for line, row in enumerate(_csv_rows(path, {id_column} | required), start=2):
+        yield clean_video_id(row[id_column].strip()), f"line {line}", row
+
+
+GTAD_COLUMNS = ("video", "type", "start", "end")
+
+
+@register_format("gtad", suffixes=(".csv",), detect=_has_columns(*GTAD_COLUMNS), title="G-TAD CSV",
+                 shape="video,type,start,end,...")
 def _read_gtad(path: Path, metadata: Path | None) -> dict[str, VideoAnnotation]:
-    rows = _csv_rows(path, {"video", "type", "start", "end"})
     file_subset = _subset_from_name(path)
     videos: dict[str, VideoAnnotation] = {}
     fps_votes: dict[str, float] = {}
-    for line, row in enumerate(rows, start=2):
-        video_id = clean_video_id(row["video"].strip())
-        where = f"line {line}"
+    for video_id, where, row in _csv_records(path, "video", set(GTAD_COLUMNS)):
         seg = _make_segment(row["start"], row["end"], row["type"], None, path, where)
         video = videos.get(video_id)
         if video is None:
@@ -377,18 +447,18 @@ def _read_gtad(path: Path, metadata: Path | None) -> dict[str, VideoAnnotation]:
             fps_votes[video_id] = round(_number(frame, path, where) / seg.start, 3)
     for video_id, fps in fps_votes.items():
         videos[video_id].fps = fps
-    if metadata is not None:
-        _apply_metadata(videos, metadata)
     return videos
 
 
+TSP_COLUMNS = ("video-name", "t-start", "t-end", "action-label")
+
+
+@register_format("tsp", suffixes=(".csv",), detect=_has_columns(*TSP_COLUMNS), title="TSP CSV",
+                 shape="video-name,t-start,t-end,action-label,...", sibling="metadata")
 def _read_tsp(path: Path, metadata: Path | None) -> dict[str, VideoAnnotation]:
-    rows = _csv_rows(path, {"video-name", "t-start", "t-end", "action-label"})
     subset = _subset_from_name(path)
     videos: dict[str, VideoAnnotation] = {}
-    for line, row in enumerate(rows, start=2):
-        video_id = clean_video_id(row["video-name"].strip())
-        where = f"line {line}"
+    for video_id, where, row in _csv_records(path, "video-name", set(TSP_COLUMNS)):
         video = videos.get(video_id)
         if video is None:
             duration = _optional_number(row.get("video-duration"), path, f"{where} video-duration")
@@ -404,17 +474,28 @@ def _read_tsp(path: Path, metadata: Path | None) -> dict[str, VideoAnnotation]:
         if region == "no action" or (not region and not label):
             continue  # TSP also lists the background regions between actions
         video.segments.append(_make_segment(row["t-start"], row["t-end"], label, None, path, where))
-    if metadata is None:
-        metadata = _sibling(path, "metadata")
-    if metadata is not None:
-        _apply_metadata(videos, metadata)
     return videos
 
 
+def _is_bsn(path: Path) -> bool:
+    first = _first_entry(path)  # not None: the file is a JSON object
+    return first is not None and "duration_second" in first and not {"database", "GT"} & set(_load_json(path))
+
+
+def _bsn_video_info_hint(path: Path) -> str | None:
+    """Loading BSN's video_info CSV as annotations: say it is BSN's metadata."""
+    if path.suffix.lower() == ".csv" and {"video", "subset", "numFrame"} <= set(_csv_header(path)):
+        return (f"{path} is a BSN video_info CSV (subsets only); load the anet_anno_action.json "
+                "and pass this file as metadata (--metadata)")
+    return None
+
+
+# BSN's subsets, durations and fps come from its own video_info CSV (read here, not merged).
+@register_format("bsn", suffixes=(".json",), detect=_is_bsn, title="BSN JSON",
+                 shape="anet_anno_action.json {video: {duration_second, annotations}} + video_info CSV",
+                 sibling="video_info", merge_metadata=False, hint=_bsn_video_info_hint)
 def _read_bsn(path: Path, metadata: Path | None) -> dict[str, VideoAnnotation]:
     data = _load_json(path)
-    if metadata is None:
-        metadata = _sibling(path, "video_info")
     if metadata is None:
         raise AnnotationError(
             f"{path}: BSN annotations keep subsets in a separate video_info CSV; pass it as "
@@ -575,19 +656,24 @@ def grid_for(
     feat_stride: float | None = None,
     num_frames: float | None = None,
     fps: float | None = None,
+    fallback_stride: float | None = None,
+    fallback_frames: float | None = None,
 ) -> SnippetGrid:
     """The snippet grid of a video with T snippets.
 
     A fixed stride when `feat_stride` is given here or in the annotation (fps from the argument or
-    the annotation), otherwise T snippets rescaled over the annotated duration. Raises
-    `AnnotationError` when the needed fps or duration is unknown.
+    the annotation), or else `fallback_stride` (snippets `fallback_frames` wide) when an fps is
+    known; otherwise T snippets rescaled over the annotated duration. Raises `AnnotationError`
+    when the needed fps or duration is unknown.
     """
     stride = feat_stride if feat_stride is not None else video.feat_stride
+    rate = fps if fps is not None else video.fps
+    frames = num_frames if num_frames is not None else video.num_frames
+    if stride is None and rate and fallback_stride:
+        stride, frames = fallback_stride, fallback_frames
     if stride is not None:
-        rate = fps if fps is not None else video.fps
         if rate is None:
             raise AnnotationError(f"video {video.video_id!r}: fps unknown; pass fps for the fixed-stride grid")
-        frames = num_frames if num_frames is not None else video.num_frames
         return SnippetGrid.fixed(rate, stride, frames)
     if not math.isfinite(video.duration):
         raise AnnotationError(
@@ -666,6 +752,19 @@ class IdMatch:
         )
 
 
+def _by_video(names: list[str], side: str, fix: str = "") -> dict[str, str]:
+    """Bare video id (no `v_`, no extension) -> name; raises `AnnotationError` if two names are one video."""
+    found: dict[str, str] = {}
+    for name in names:
+        key = _bare_id(clean_video_id(name))
+        if key in found:
+            raise AnnotationError(
+                f"duplicate video ids in the {side}: {found[key]!r} and {name!r} name the same video{fix}"
+            )
+        found[key] = name
+    return found
+
+
 def match_ids(feature_ids, annotation_ids, strict: bool = False) -> IdMatch:
     """Pair feature ids with annotation ids, treating `v_<id>` and `<id>` as the same video.
 
@@ -674,28 +773,10 @@ def match_ids(feature_ids, annotation_ids, strict: bool = False) -> IdMatch:
     """
     features = [str(v) for v in feature_ids]
     annotated = [str(v) for v in annotation_ids]
-    annotation_by_key: dict[str, str] = {}
-    for name in annotated:
-        key = _bare_id(clean_video_id(name))
-        if key in annotation_by_key:
-            raise AnnotationError(
-                f"duplicate video ids in the annotations: {annotation_by_key[key]!r} and {name!r} name the same video"
-            )
-        annotation_by_key[key] = name
-    pairs: dict[str, str] = {}
-    seen: dict[str, str] = {}
-    missing: list[str] = []
-    for name in features:
-        key = _bare_id(clean_video_id(name))
-        if key in seen:
-            raise AnnotationError(
-                f"duplicate video ids in the features: {seen[key]!r} and {name!r} name the same video; remove one"
-            )
-        seen[key] = name
-        if key in annotation_by_key:
-            pairs[name] = annotation_by_key[key]
-        else:
-            missing.append(name)
+    annotation_by_key = _by_video(annotated, "annotations")
+    feature_by_key = _by_video(features, "features", "; remove one")
+    pairs = {name: annotation_by_key[key] for key, name in feature_by_key.items() if key in annotation_by_key}
+    missing = [name for key, name in feature_by_key.items() if key not in annotation_by_key]
     unfeatured = sorted(set(annotated) - set(pairs.values()))
     result = IdMatch(pairs, sorted(missing), unfeatured)
     if strict and (missing or unfeatured):

@@ -7,7 +7,8 @@ import math
 import os
 from pathlib import Path
 
-STORE_OPTIONS = ("prefix", "suffix", "key")
+from sola.annotations import BAD_SEGMENT_POLICIES, FORMATS, load_annotations
+from sola.stores import LAYOUTS, command_line_options, open_store
 
 
 def integer(minimum: int):
@@ -64,48 +65,44 @@ def check_output_dir(path: str | os.PathLike, flag: str = "--out") -> None:
 
 
 def add_store_arguments(parser: argparse.ArgumentParser, name: str = "features") -> None:
-    """Add FEATURES plus --layout/--prefix/--suffix/--key to a subcommand."""
+    """Add FEATURES, --layout and one flag per command-line option the registered layouts declare
+    (--prefix, --suffix, --key; each help lists the layouts taking it)."""
     parser.add_argument(name, help="feature store: a directory of per-video files or one file")
     parser.add_argument(
-        "--layout", default=None,
-        help="force the layout (npy, csv, hdf5, pickle, pickle-dir, npz, pt, twostream) instead of detecting it",
+        "--layout", default=None, help=f"force the layout ({', '.join(LAYOUTS)}) instead of detecting it",
     )
-    parser.add_argument("--prefix", default=None, help="file-name prefix before the video id (e.g. v_)")
-    parser.add_argument("--suffix", default=None, help="file-name suffix after the video id (before the extension)")
-    parser.add_argument("--key", default=None, help="array/dataset name inside each file (npz, pt, pickle, hdf5 groups)")
+    for option, layouts in command_line_options().values():
+        parser.add_argument(f"--{option.name.replace('_', '-')}", dest=option.name, type=option.type, default=None,
+                            help=f"{option.help}; for {', '.join(layouts)}")
 
 
 def store_options(args: argparse.Namespace) -> dict:
     """The layout options given on the command line (only those set)."""
-    return {key: getattr(args, key) for key in STORE_OPTIONS if getattr(args, key, None) is not None}
+    return {name: getattr(args, name) for name in command_line_options() if getattr(args, name, None) is not None}
 
 
 def store_from_args(args: argparse.Namespace, name: str = "features"):
     """Open the feature store described by `add_store_arguments`."""
-    from sola.stores import open_store
-
     return open_store(getattr(args, name), layout=args.layout, **store_options(args))
 
 
 def add_annotation_arguments(parser: argparse.ArgumentParser, required: bool = True, bad_segments: str = "error") -> None:
-    """Add --annotations, --annotation-format, --metadata and --bad-segments to a subcommand."""
+    """Add --annotations, --annotation-format (the registered formats), --metadata and --bad-segments."""
     parser.add_argument(
         "--annotations", required=required, default=None, metavar="ANN",
-        help="annotation file (ActivityNet/ActionFormer JSON, G-TAD CSV, TSP CSV, BSN JSON)",
+        help=f"annotation file ({', '.join(spec.title for spec in FORMATS.values())})",
     )
-    parser.add_argument("--annotation-format", default=None, choices=["activitynet", "gtad", "tsp", "bsn"],
+    parser.add_argument("--annotation-format", default=None, choices=list(FORMATS),
                         help="force the annotation format instead of detecting it")
     parser.add_argument("--metadata", default=None, help="TSP metadata CSV or BSN video_info CSV")
     parser.add_argument(
-        "--bad-segments", default=bad_segments, choices=["error", "clip", "keep"],
+        "--bad-segments", default=bad_segments, choices=list(BAD_SEGMENT_POLICIES),
         help=f"segments with end < start or outside the video: error, clip them, or keep them (default {bad_segments})",
     )
 
 
 def annotations_from_args(args: argparse.Namespace):
     """Load the annotations described by `add_annotation_arguments`; raises `AnnotationError`."""
-    from sola.annotations import load_annotations
-
     return load_annotations(args.annotations, args.annotation_format, args.metadata, bad_segments=args.bad_segments)
 
 

@@ -15,7 +15,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from sola.errors import ExtractError
-from sola.extract.video import DecodeStats, probe_video, read_frames
+from sola.extract.video import DecodeStats, read_frames, read_header
 
 
 def num_snippets(frames: int, window: int, stride: int) -> int:
@@ -96,7 +96,7 @@ class ClipSource:
         self.path = Path(path)
         self.fps, self.window, self.stride, self.batch = fps, window, stride, batch
         self.start, self.max_seconds = start, max_seconds
-        self.header = probe_video(self.path)
+        self.header = read_header(self.path)
         self.frame_rate = float(fps if fps is not None else self.header.fps)
         if not self.frame_rate:
             raise ExtractError(f"{self.path}: the container does not state a frame rate; pass --fps")

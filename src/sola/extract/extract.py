@@ -18,7 +18,7 @@ from sola.errors import ExtractError
 from sola.extract.clips import ClipSource, iter_clips, num_snippets
 from sola.extract.encoder import SnippetEncoder, kinetics400_labels, resolve_device
 from sola.extract.pipeline import BATCH, DONE, ERROR, START, decode_in_background
-from sola.extract.video import find_videos, probe_video
+from sola.extract.video import find_videos, read_header
 
 METADATA_NAME = "extract_metadata.json"
 ENCODER_NAME = "i3d_kinetics400_rgb"
@@ -295,7 +295,7 @@ def classify_video(
     if topk < 1:
         raise ExtractError(f"topk must be at least 1, got {topk}")
     if encoder is None:
-        probe_video(path)  # fail on a bad file before loading the model
+        read_header(path)  # fail on a bad file before loading the model
         encoder = SnippetEncoder(device, cache)
     logits, _ = encode_video(
         path, encoder, fps, window, window, batch, "logits", max_seconds, progress=False, start=start

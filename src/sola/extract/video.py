@@ -69,7 +69,7 @@ def _stream_fps(stream) -> float:
     return float(rate) if rate else 0.0
 
 
-def probe_video(path: str | os.PathLike) -> VideoInfo:
+def read_header(path: str | os.PathLike) -> VideoInfo:
     """Read a video's header: fps, frame count, duration, size; raises `ExtractError` if unreadable."""
     path = Path(path)
     container, stream = _open(path)

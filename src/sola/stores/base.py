@@ -1,22 +1,48 @@
 """The `FeatureStore` interface: where per-video snippet features live, in any layout.
 
 A store maps video ids to `(T, C)` arrays. Every layout (a directory of `.npy`, `.csv`, pickles,
-one HDF5 file, ...) implements the same small interface, registers itself with
-`register_layout`, and gives a writer of its own layout so that `transform` is format-preserving.
+one HDF5 file, ...) implements the same small interface and registers itself with
+`register_layout`. The contract of a layout:
+- `declared_options`: the keyword options it takes (`StoreOption`: name, type, help); `open_store`
+  checks options against them and the command line builds its store flags from them;
+- `detect`, `video_ids`, `read` (which changes nothing: the same call gives the same answer
+  whatever was read before), `close` (releases open files; a no-op by default);
+- `writer(out)`, a writer of its own layout so that `transform` is format-preserving, and
+  `open_output(out)`, which opens what that writer wrote.
 """
 
 from __future__ import annotations
 
 import abc
 import os
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterator
 
 import numpy as np
 
+from sola.atomic import atomic_path, remove_stale_temporaries
 from sola.errors import EmptyVideoError, StoreError
+from sola.stores.sniff import file_looks_like
 
 LAYOUTS: dict[str, type["FeatureStore"]] = {}
+
+
+@dataclass(frozen=True)
+class StoreOption:
+    """One keyword option of a layout: `open_store(path, NAME=value)`, and the flag `--NAME` when `cli`."""
+
+    name: str
+    type: Callable[[str], Any]  # turns command-line text into the option's value
+    help: str
+    cli: bool = True  # a flag of every command that reads features; False: Python only
+
+
+# Options that several layouts take (one declaration, so that they mean the same everywhere).
+PREFIX = StoreOption("prefix", str, "file-name prefix before the video id (e.g. v_)")
+SUFFIX = StoreOption("suffix", str, "file-name suffix after the video id (before the extension)")
+KEY = StoreOption("key", str, "array/dataset name inside each file")
 
 
 def register_layout(name: str) -> Callable[[type["FeatureStore"]], type["FeatureStore"]]:
@@ -28,6 +54,62 @@ def register_layout(name: str) -> Callable[[type["FeatureStore"]], type["Feature
         return cls
 
     return decorate
+
+
+def command_line_options() -> dict[str, tuple[StoreOption, list[str]]]:
+    """The options registered layouts expose as flags: name -> (option, names of the layouts taking it).
+
+    Raises `StoreError` when two layouts declare one option name with different types.
+    """
+    found: dict[str, tuple[StoreOption, list[str]]] = {}
+    for layout, cls in LAYOUTS.items():
+        for option in cls.declared_options:
+            if not option.cli:
+                continue
+            first, layouts = found.setdefault(option.name, (option, []))
+            if first.type is not option.type:
+                raise StoreError(f"layouts {layouts[0]!r} and {layout!r} declare option {option.name!r} with "
+                                 "different types; give one of them another name")
+            layouts.append(layout)
+    return found
+
+
+def detect_layouts(path: Path) -> list[str]:
+    """Names of every layout whose `detect` accepts `path`."""
+    return [name for name, cls in LAYOUTS.items() if cls.detect(path)]
+
+
+def open_store(path: str | os.PathLike, layout: str | None = None, **options: Any) -> "FeatureStore":
+    """Open a feature store, detecting its layout from `path` unless `layout` is given.
+
+    `options` go to the layout (e.g. `prefix="v_"`, `key="feats"`; see its `declared_options`).
+    Raises `StoreError` if the path does not exist, the layout is unknown, cannot be detected,
+    several layouts match, or the layout does not take one of the options.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise StoreError(f"feature store {path} does not exist")
+    if layout is None:
+        found = detect_layouts(path)
+        if len(found) > 1:
+            raise StoreError(
+                f"{path} looks like several feature layouts ({', '.join(found)}); force one with --layout"
+            )
+        if not found:
+            raise StoreError(
+                f"cannot tell the feature layout of {path}; expected one of {', '.join(sorted(LAYOUTS))} "
+                "(force one with --layout)"
+            )
+        layout = found[0]
+    if layout not in LAYOUTS:
+        raise StoreError(f"unknown feature layout {layout!r}; known: {', '.join(sorted(LAYOUTS))}")
+    cls = LAYOUTS[layout]
+    known = [option.name for option in cls.declared_options]
+    unknown = sorted(set(options) - set(known))
+    if unknown and not cls.forwards_options:
+        raise StoreError(f"layout {layout!r} does not take these options ({', '.join(unknown)}); "
+                         f"it takes: {', '.join(known) or 'none'}")
+    return cls(path, **options)
 
 
 class StoreWriter(abc.ABC):
@@ -58,6 +140,10 @@ class FeatureStore(abc.ABC):
     """Read access to `(T, C)` snippet features of many videos, keyed by video id."""
 
     layout: ClassVar[str] = ""
+    # The keyword options the constructor takes after the path (`open_store` checks them).
+    declared_options: ClassVar[tuple[StoreOption, ...]] = ()
+    # True when options other than the declared ones go on to inner stores (two-stream).
+    forwards_options: ClassVar[bool] = False
     # True when `window_source` slices the file lazily (memmap, HDF5 dataset); otherwise training
     # caches the videos once as memory-mapped .npy files instead of holding them all in memory.
     random_access: ClassVar[bool] = False
@@ -77,7 +163,10 @@ class FeatureStore(abc.ABC):
 
     @abc.abstractmethod
     def read(self, video_id: str) -> np.ndarray:
-        """The `(T, C)` features of one video in their stored dtype; raises `StoreError`."""
+        """The `(T, C)` features of one video in their stored dtype; raises `StoreError`.
+
+        Reading changes no option of the store: what one read answers does not depend on others.
+        """
 
     @abc.abstractmethod
     def writer(self, out: str | os.PathLike) -> StoreWriter:
@@ -106,9 +195,16 @@ class FeatureStore(abc.ABC):
 
     def open_output(self, out: str | os.PathLike) -> "FeatureStore":
         """The store that `writer(out)` wrote, opened with this store's layout and options."""
-        from sola.stores import open_store
-
         return open_store(out, layout=self.layout, **self.options())
+
+    def close(self) -> None:
+        """Release open files (a later read reopens them); layouts that hold none do nothing."""
+
+    def __enter__(self) -> "FeatureStore":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close()
 
     # -- shared conveniences ----------------------------------------------------------------
     def __len__(self) -> int:
@@ -152,13 +248,14 @@ class DirectoryStore(FeatureStore):
     """
 
     extensions: ClassVar[tuple[str, ...]] = ()
+    declared_options = (PREFIX, SUFFIX)
 
     def __init__(self, path: str | os.PathLike, prefix: str = "", suffix: str = "") -> None:
         super().__init__(path)
         if not self.path.is_dir():
             raise StoreError(f"feature directory {self.path} does not exist")
         self.prefix, self.suffix = prefix, suffix
-        self._files: dict[str, Path] | None = None
+        self._files: dict[str, Path] | None = None  # the directory listing, read once
 
     @classmethod
     def detect(cls, path: Path) -> bool:
@@ -212,6 +309,69 @@ class DirectoryStore(FeatureStore):
         return {"prefix": self.prefix, "suffix": self.suffix}
 
 
+class KeyedDirectoryStore(DirectoryStore):
+    """Shared code of directory layouts whose files hold a bare array or `{key: array}` (npz, pt, pickle-dir).
+
+    `read` chooses the entry of each file by `pick_key` and changes nothing. `options` and `writer`
+    sniff the first video's file (once) for how the files store their features, so that the
+    output stores them the same way. Subclasses implement `load_entry` and set `writer_class`.
+    """
+
+    declared_options = (PREFIX, SUFFIX, KEY)
+    writer_class: ClassVar[type["KeyedDirectoryWriter"]]
+
+    def __init__(self, path: str | os.PathLike, prefix: str = "", suffix: str = "", key: str | None = None) -> None:
+        super().__init__(path, prefix, suffix)
+        self.key = key
+        self._sniffed: dict[str, Any] | None = None
+
+    @abc.abstractmethod
+    def load_entry(self, file: Path) -> tuple[np.ndarray, str | None]:
+        """Decode one file: its feature array (not yet checked) and its key (None for a bare array)."""
+
+    def load_file(self, file: Path) -> np.ndarray:
+        return self.load_entry(file)[0]
+
+    def sniff_file(self, file: Path) -> dict[str, Any]:
+        """How one file stores its features, as keyword options of `writer_class` (at least `key`)."""
+        return {"key": self.load_entry(file)[1]}
+
+    def _sniff(self) -> dict[str, Any]:
+        """`sniff_file` of the first video (of an empty store: the given key), worked out once."""
+        if self._sniffed is None:
+            ids = self.video_ids()
+            self._sniffed = self.sniff_file(self.file(ids[0])) if ids else {"key": self.key}
+        return self._sniffed
+
+    def options(self) -> dict[str, Any]:
+        return {**super().options(), "key": self._sniff()["key"]}
+
+    def writer(self, out: str | os.PathLike) -> "KeyedDirectoryWriter":
+        return self.writer_class(Path(out), self.prefix, self.suffix, **self._sniff())
+
+
+class SingleFileStore(FeatureStore):
+    """Shared code of layouts with one file for all videos (HDF5, one pickle).
+
+    Detected by a suffix in `suffixes` or by the file's first bytes (`signature`, unless the file is
+    named with one of `foreign_suffixes`); `kind` names the format in messages.
+    """
+
+    suffixes: ClassVar[tuple[str, ...]] = ()
+    signature: ClassVar[bytes] = b""
+    foreign_suffixes: ClassVar[tuple[str, ...]] = ()
+    kind: ClassVar[str] = ""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        super().__init__(path)
+        if not self.path.is_file():
+            raise StoreError(f"{self.kind} feature file {self.path} does not exist")
+
+    @classmethod
+    def detect(cls, path: Path) -> bool:
+        return file_looks_like(path, cls.suffixes, cls.signature, cls.foreign_suffixes)
+
+
 class DirectoryWriter(StoreWriter):
     """Writes `OUT/{prefix}{id}{suffix}{ext}`, each file atomically; `close()` removes stale temporaries."""
 
@@ -226,8 +386,6 @@ class DirectoryWriter(StoreWriter):
     def close(self) -> None:
         """Remove `.NAME.*.tmp` leftovers of killed runs (at the end: under DDP the other ranks'
         temporaries are in flight until every rank has finished)."""
-        from sola.atomic import remove_stale_temporaries
-
         remove_stale_temporaries(self.path)
 
     def file(self, video_id: str) -> Path:
@@ -238,8 +396,6 @@ class DirectoryWriter(StoreWriter):
         return self.file(video_id).is_file()
 
     def write(self, video_id: str, features: np.ndarray) -> None:
-        from sola.atomic import atomic_path
-
         with atomic_path(self.file(video_id)) as tmp:
             with open(tmp, "wb") as handle:
                 self.dump(handle, video_id, features)
@@ -249,13 +405,25 @@ class DirectoryWriter(StoreWriter):
         """Encode one video's `(T, C)` array into an open binary file; must be deterministic."""
 
 
+class KeyedDirectoryWriter(DirectoryWriter):
+    """A directory writer whose files hold `{key: array}`, or the bare array when `key` is None."""
+
+    def __init__(self, path: str | os.PathLike, prefix: str = "", suffix: str = "", key: str | None = None) -> None:
+        super().__init__(path, prefix, suffix)
+        self.key = key
+
+    def payload(self, features: Any) -> Any:
+        """What one file holds: `{key: features}`, or `features` itself without a key."""
+        return {self.key: features} if self.key else features
+
+
 class PartsWriter(StoreWriter):
     """Shared code of layouts with one file for all videos (HDF5, one pickle).
 
     Each video is written atomically as `.OUT.parts/{id}.npy`, so a killed run loses nothing and a
     rerun skips finished videos (ranks can share the work); `close()` (one process) assembles the
     previous output and the parts into a temporary file renamed onto OUT. Subclasses implement
-    `finished_ids` (videos in a complete earlier OUT) and `close`.
+    `finished_ids` (videos in a complete earlier OUT) and `assemble`.
     """
 
     def __init__(self, path: str | os.PathLike) -> None:
@@ -270,10 +438,21 @@ class PartsWriter(StoreWriter):
     def finished_ids(self) -> set[str]:
         """Video ids already in the complete output file of an earlier run."""
 
+    @abc.abstractmethod
+    def assemble(self, parts: dict[str, Path]) -> None:
+        """Write OUT, in sorted video order, from the previous complete OUT (if any) and `parts`,
+        through a temporary file renamed onto it (`atomic_path`)."""
+
+    def close(self) -> None:
+        """Assemble OUT (unless nothing was written since it was complete), then remove the parts."""
+        self.remove_stale_temporaries()
+        parts = self.finished_parts()
+        if parts or not self.path.is_file():
+            self.assemble(parts)
+        shutil.rmtree(self.parts, ignore_errors=True)
+
     def remove_stale_temporaries(self) -> None:
         """Leftovers of killed runs: part temporaries and a half-built output file."""
-        from sola.atomic import remove_stale_temporaries
-
         remove_stale_temporaries(self.parts)
         for stale in self.path.parent.glob(f".{self.path.name}.*.tmp"):
             stale.unlink(missing_ok=True)
@@ -292,8 +471,6 @@ class PartsWriter(StoreWriter):
         return video_id in self._done or self.part(video_id).is_file()
 
     def write(self, video_id: str, features: np.ndarray) -> None:
-        from sola.atomic import atomic_path
-
         with atomic_path(self.part(video_id)) as tmp:
             with open(tmp, "wb") as handle:
                 np.save(handle, np.ascontiguousarray(features), allow_pickle=False)

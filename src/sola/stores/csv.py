@@ -10,9 +10,10 @@ from typing import Any
 import numpy as np
 
 from sola.errors import StoreError
-from sola.stores.base import DirectoryStore, DirectoryWriter, register_layout
+from sola.stores.base import PREFIX, SUFFIX, DirectoryStore, DirectoryWriter, StoreOption, register_layout
 
 CSV_DTYPES = ("float16", "float32", "float64")
+DTYPE = StoreOption("dtype", str, f"dtype the values are read as ({', '.join(CSV_DTYPES)}; CSV holds none)", cli=False)
 
 
 def _is_number(text: str) -> bool:
@@ -60,6 +61,7 @@ class CsvStore(DirectoryStore):
     """
 
     extensions = (".csv",)
+    declared_options = (PREFIX, SUFFIX, DTYPE)
 
     def __init__(self, path: str | os.PathLike, prefix: str = "", suffix: str = "", dtype: str = "float64") -> None:
         super().__init__(path, prefix, suffix)

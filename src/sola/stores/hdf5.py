@@ -8,8 +8,8 @@ builds the HDF5 file in a temporary file, in sorted video order, and renames it 
 
 from __future__ import annotations
 
+import contextlib
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +17,12 @@ import numpy as np
 
 from sola.atomic import atomic_path
 from sola.errors import StoreError
-from sola.stores.base import FeatureStore, PartsWriter, check_features, register_layout
+from sola.stores.base import KEY, PartsWriter, SingleFileStore, StoreOption, check_features, register_layout
+from sola.stores.sniff import pick_key
 
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".he5")
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+GROUP = StoreOption("group", str, "HDF5 group that holds the videos (default: the top level)", cli=False)
 
 
 def _h5py():
@@ -30,32 +32,25 @@ def _h5py():
 
 
 @register_layout("hdf5")
-class Hdf5Store(FeatureStore):
+class Hdf5Store(SingleFileStore):
     """`FILE.h5` with a dataset `video_id` (or a group `video_id` holding dataset `key`) per video."""
 
     random_access = True
+    suffixes = HDF5_SUFFIXES
+    signature = HDF5_SIGNATURE
+    kind = "HDF5"
+    declared_options = (KEY, GROUP)
 
     def __init__(self, path: str | os.PathLike, key: str | None = None, group: str = "") -> None:
         super().__init__(path)
-        if not self.path.is_file():
-            raise StoreError(f"HDF5 feature file {self.path} does not exist")
         self.key, self.group = key, group.strip("/")
         self._handle = None
         self._pid = None
-        self._ids: list[str] | None = None
+        self._ids_and_key: tuple[list[str], str | None] | None = None  # (video ids, dataset name), read once
         self._compression: dict[str, Any] | None = None
 
-    @classmethod
-    def detect(cls, path: Path) -> bool:
-        if not path.is_file():
-            return False
-        if path.suffix.lower() in HDF5_SUFFIXES:
-            return True
-        with open(path, "rb") as handle:
-            return handle.read(8) == HDF5_SIGNATURE
-
     def _file(self):
-        """The open `h5py.File` (reopened in a forked child process)."""
+        """The open `h5py.File` (reopened in a forked child process, and after `close`)."""
         if self._handle is None or self._pid != os.getpid():
             h5py = _h5py()
             try:
@@ -77,48 +72,44 @@ class Hdf5Store(FeatureStore):
                              "with the group that holds the videos (open_store(..., group=...))")
         return handle[self.group]
 
-    def video_ids(self) -> list[str]:
-        if self._ids is None:
+    def _structure(self) -> tuple[list[str], str | None]:
+        """Sorted video ids, and the dataset name inside each video's group (None: each video is a
+        dataset): `key`, else sniffed from the first video's group."""
+        if self._ids_and_key is None:
             h5py = _h5py()
             root = self._root()
             try:
-                names = list(root.keys())
-                if self.key is None and names and isinstance(root[names[0]], h5py.Group):
-                    self.key = self._guess_key(root[names[0]], names[0])
+                names = sorted(root.keys())
+                key = self.key
+                if key is None and names and isinstance(root[names[0]], h5py.Group):
+                    first = root[names[0]]
+                    datasets = [k for k, v in first.items() if isinstance(v, h5py.Dataset)]
+                    key = pick_key(datasets, None, f"{self.path}: group {names[0]!r}", noun="dataset")
             except (OSError, RuntimeError, KeyError) as exc:
                 raise StoreError(f"{self.path}: corrupt HDF5 index ({exc}); re-download or re-extract it") from None
-            self._ids = sorted(names)
-        return self._ids
+            self._ids_and_key = (names, key)
+        return self._ids_and_key
 
-    def _guess_key(self, group, name: str) -> str:
-        h5py = _h5py()
-        datasets = [k for k, v in group.items() if isinstance(v, h5py.Dataset)]
-        for preferred in ("feats", "features", "feature"):
-            if preferred in datasets:
-                return preferred
-        if len(datasets) == 1:
-            return datasets[0]
-        raise StoreError(
-            f"{self.path}: group {name!r} holds datasets {datasets}; say which one holds the features (--key NAME)"
-        )
+    def video_ids(self) -> list[str]:
+        return list(self._structure()[0])
 
     def dataset(self, video_id: str):
         """The `h5py.Dataset` of one video (not read); raises `StoreError`."""
+        _, key = self._structure()
         root = self._root()
-        self.video_ids()
         dataset = _h5py().Dataset
         try:
             node = root[video_id]
-            if self.key is not None and isinstance(node, dataset):
+            if key is not None and isinstance(node, dataset):
                 raise StoreError(
-                    f"{self.path}: {video_id!r} is a dataset but other videos are groups holding {self.key!r}; "
+                    f"{self.path}: {video_id!r} is a dataset but other videos are groups holding {key!r}; "
                     "store every video the same way (all datasets, or all groups with the same dataset name)"
                 )
-            if self.key is not None:
-                node = node[self.key]
+            if key is not None:
+                node = node[key]
         except KeyError:
             raise StoreError(f"{self.path}: no dataset for video {video_id!r}"
-                             f"{f' (no {self.key!r} in its group; check --key)' if self.key else ''}") from None
+                             f"{f' (no {key!r} in its group; check --key)' if key else ''}") from None
         except (OSError, RuntimeError, ValueError) as exc:
             raise StoreError(f"{self.path}: video {video_id!r} is unreadable ({exc}); the file is corrupt") from None
         if not isinstance(node, dataset):
@@ -136,7 +127,7 @@ class Hdf5Store(FeatureStore):
             raise StoreError(
                 f"{self.path}: dataset {video_id!r} is unreadable ({exc}); the file is truncated or corrupt"
             ) from None
-        return check_features(np.asarray(array), f"{self.path}[{video_id}]")
+        return check_features(np.asarray(array), self.source_of(video_id))
 
     def window_source(self, video_id: str):
         dataset = self.dataset(video_id)
@@ -166,12 +157,10 @@ class Hdf5Store(FeatureStore):
         return self._compression
 
     def options(self) -> dict[str, Any]:
-        self.video_ids()
-        return {"key": self.key, "group": self.group}
+        return {"key": self._structure()[1], "group": self.group}
 
     def writer(self, out: str | os.PathLike) -> "Hdf5Writer":
-        self.video_ids()
-        return Hdf5Writer(Path(out), key=self.key, group=self.group, dataset_options=self.compression())
+        return Hdf5Writer(Path(out), key=self._structure()[1], group=self.group, dataset_options=self.compression())
 
     def close(self) -> None:
         """Close the open file handle (reads reopen it)."""
@@ -191,23 +180,17 @@ class Hdf5Writer(PartsWriter):
         super().__init__(path)
 
     def finished_ids(self) -> set[str]:
-        store = Hdf5Store(self.path, key=self.key, group=self.group)
-        try:
+        with Hdf5Store(self.path, key=self.key, group=self.group) as store:
             return set(store.video_ids())
-        finally:
-            store.close()
 
-    def close(self) -> None:
-        """Build the HDF5 file from the previous output (if any) and the parts; rename it into place."""
-        self.remove_stale_temporaries()
-        parts = self.finished_parts()
-        if not parts and self.path.is_file():
-            shutil.rmtree(self.parts, ignore_errors=True)
-            return
+    def assemble(self, parts: dict[str, Path]) -> None:
+        """Build the HDF5 file from the previous output (if any) and the parts."""
         h5py = _h5py()
-        previous = Hdf5Store(self.path, key=self.key, group=self.group) if self.path.is_file() else None
-        ids = sorted(set(parts) | (set(previous.video_ids()) if previous else set()))
-        with atomic_path(self.path) as tmp:
+        with atomic_path(self.path) as tmp, contextlib.ExitStack() as stack:
+            previous = None
+            if self.path.is_file():  # closed before the rename onto it
+                previous = stack.enter_context(Hdf5Store(self.path, key=self.key, group=self.group))
+            ids = sorted(set(parts) | (set(previous.video_ids()) if previous else set()))
             with h5py.File(tmp, "w", track_order=False) as out:
                 root = out.require_group(self.group) if self.group else out
                 for video_id in ids:
@@ -220,6 +203,3 @@ class Hdf5Writer(PartsWriter):
                         self.key or video_id, data=array, track_times=False, **self.dataset_options
                     )
                     del array
-            if previous is not None:
-                previous.close()
-        shutil.rmtree(self.parts, ignore_errors=True)

@@ -1,4 +1,4 @@
-"""Pickled features: one pickle per video, or one pickle holding a dict `video_id -> array`.
+"""Pickled features: one pickle holding a dict `video_id -> array` (a pickle per video: `pickle_dir`).
 
 Used by the TSP feature extractor and some ActivityNet releases. A pickle can run arbitrary code
 when loaded, so every pickle goes through `safe_load`, which admits only NumPy arrays, dicts,
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +18,8 @@ import numpy as np
 
 from sola.atomic import atomic_path
 from sola.errors import StoreError, UnsafePickleError
-from sola.stores.base import (
-    DirectoryStore,
-    DirectoryWriter,
-    FeatureStore,
-    PartsWriter,
-    check_features,
-    register_layout,
-)
+from sola.stores.base import KEY, PartsWriter, SingleFileStore, check_features, register_layout
+from sola.stores.sniff import select_feature
 
 PICKLE_SUFFIXES = (".pkl", ".pickle")
 PROTOCOL = 4  # fixed, so that output bytes do not depend on the Python version's default
@@ -80,19 +73,9 @@ def safe_load(file: Path) -> Any:
         raise StoreError(f"{file}: cannot read ({exc})") from None
 
 
-def _as_array(value: Any, key: str | None, where: str) -> tuple[np.ndarray, str | None]:
-    """The feature array inside one pickled value, and the dict key it came from (None if bare)."""
-    if isinstance(value, dict):
-        arrays = {str(k): v for k, v in value.items() if isinstance(v, (np.ndarray, list))}
-        if key is None:
-            key = next((k for k in ("feats", "features", "feature") if k in arrays), None)
-            if key is None and len(arrays) == 1:
-                key = next(iter(arrays))
-        if key is None or key not in arrays:
-            raise StoreError(
-                f"{where}: a dict with keys {sorted(map(str, value))}; say which holds the features (--key NAME)"
-            )
-        value = arrays[key]
+def pickled_features(value: Any, key: str | None, where: str) -> tuple[np.ndarray, str | None]:
+    """The feature array inside one unpickled value, and the dict key it came from (None if bare)."""
+    value, key = select_feature(value, key, where, entry_types=(np.ndarray, list))
     if isinstance(value, list):
         try:
             value = np.asarray(value, dtype=np.float32)
@@ -103,73 +86,25 @@ def _as_array(value: Any, key: str | None, where: str) -> tuple[np.ndarray, str 
     return value, key
 
 
-def _dump(handle, obj: Any) -> None:
+def dump_pickle(handle, obj: Any) -> None:
+    """Pickle `obj` with the fixed protocol (output bytes independent of the Python version)."""
     pickle.dump(obj, handle, protocol=PROTOCOL)
 
 
-@register_layout("pickle-dir")
-class PickleDirStore(DirectoryStore):
-    """`DIR/{prefix}{video_id}{suffix}.pkl`, each holding an array or a dict with one feature array."""
-
-    extensions = PICKLE_SUFFIXES
-
-    def __init__(self, path: str | os.PathLike, prefix: str = "", suffix: str = "", key: str | None = None) -> None:
-        super().__init__(path, prefix, suffix)
-        self.key = key
-        self._wrapped: bool | None = None  # whether files hold {key: array} rather than an array
-
-    def load_file(self, file: Path) -> np.ndarray:
-        array, key = _as_array(safe_load(file), self.key, str(file))
-        if self._wrapped is None:
-            self._wrapped, self.key = key is not None, key
-        return array
-
-    def options(self) -> dict[str, Any]:
-        self._probe()
-        return {**super().options(), "key": self.key}
-
-    def _probe(self) -> None:
-        if self._wrapped is None and self.video_ids():
-            self.read(self.video_ids()[0])
-
-    def writer(self, out: str | os.PathLike) -> "PickleDirWriter":
-        self._probe()
-        return PickleDirWriter(Path(out), self.prefix, self.suffix, key=self.key if self._wrapped else None)
-
-
-class PickleDirWriter(DirectoryWriter):
-    """One pickle per video, as a bare array or `{key: array}` like the source."""
-
-    extension = ".pkl"
-
-    def __init__(self, path: Path, prefix: str = "", suffix: str = "", key: str | None = None) -> None:
-        super().__init__(path, prefix, suffix)
-        self.key = key
-
-    def dump(self, handle, video_id: str, features: np.ndarray) -> None:
-        array = np.ascontiguousarray(features)
-        _dump(handle, {self.key: array} if self.key else array)
-
-
 @register_layout("pickle")
-class PickleFileStore(FeatureStore):
+class PickleFileStore(SingleFileStore):
     """One pickle file holding `{video_id: array}` (or `{video_id: {key: array}}`), loaded whole."""
+
+    suffixes = PICKLE_SUFFIXES
+    signature = b"\x80"  # protocol >= 2 pickles open with the PROTO opcode
+    foreign_suffixes = (".pt", ".pth")  # torch archives of old torch versions are pickles too
+    kind = "pickle"
+    declared_options = (KEY,)
 
     def __init__(self, path: str | os.PathLike, key: str | None = None) -> None:
         super().__init__(path)
-        if not self.path.is_file():
-            raise StoreError(f"pickle feature file {self.path} does not exist")
         self.key = key
-        self._data: dict[str, Any] | None = None
-
-    @classmethod
-    def detect(cls, path: Path) -> bool:
-        if not path.is_file():
-            return False
-        if path.suffix.lower() in PICKLE_SUFFIXES:
-            return True
-        with open(path, "rb") as handle:  # protocol >= 2 pickles open with the PROTO opcode
-            return handle.read(1) == b"\x80" and path.suffix.lower() not in (".pt", ".pth")
+        self._data: dict[str, Any] | None = None  # the whole file, loaded once
 
     def _videos(self) -> dict[str, Any]:
         if self._data is None:
@@ -191,25 +126,29 @@ class PickleFileStore(FeatureStore):
     def video_ids(self) -> list[str]:
         return list(self._videos())
 
-    def read(self, video_id: str) -> np.ndarray:
+    def _entry(self, video_id: str) -> tuple[np.ndarray, str | None]:
         videos = self._videos()
         if video_id not in videos:
             raise StoreError(f"{self.path}: no features for video {video_id!r}")
-        where = f"{self.path}[{video_id}]"
-        array, key = _as_array(videos[video_id], self.key, where)
-        if key is not None:
-            self.key = key
-        return check_features(array, where)
+        return pickled_features(videos[video_id], self.key, self.source_of(video_id))
+
+    def read(self, video_id: str) -> np.ndarray:
+        return check_features(self._entry(video_id)[0], self.source_of(video_id))
+
+    def stored_key(self) -> str | None:
+        """The key the videos hold their features under (None: bare arrays), sniffed from the first video."""
+        ids = self.video_ids()
+        return self._entry(ids[0])[1] if ids else self.key
 
     def options(self) -> dict[str, Any]:
-        return {"key": self.key}
+        return {"key": self.stored_key()}
 
     def writer(self, out: str | os.PathLike) -> "PickleFileWriter":
-        wrapped = None
-        if self.video_ids():
-            self.read(self.video_ids()[0])
-            wrapped = self.key if isinstance(self._videos()[self.video_ids()[0]], dict) else None
-        return PickleFileWriter(Path(out), key=wrapped)
+        return PickleFileWriter(Path(out), key=self.stored_key())
+
+    def close(self) -> None:
+        """Let go of the loaded file (a later read loads it again)."""
+        self._data = None
 
 
 class PickleFileWriter(PartsWriter):
@@ -222,13 +161,8 @@ class PickleFileWriter(PartsWriter):
     def finished_ids(self) -> set[str]:
         return set(PickleFileStore(self.path).video_ids())
 
-    def close(self) -> None:
-        """Pickle the previous output (if any) and the parts as one dict, sorted by id; rename into place."""
-        self.remove_stale_temporaries()
-        parts = self.finished_parts()
-        if not parts and self.path.is_file():
-            shutil.rmtree(self.parts, ignore_errors=True)
-            return
+    def assemble(self, parts: dict[str, Path]) -> None:
+        """Pickle the previous output (if any) and the parts as one dict, sorted by id."""
         videos: dict[str, Any] = {}
         if self.path.is_file():
             previous = PickleFileStore(self.path, key=self.key)
@@ -241,6 +175,5 @@ class PickleFileWriter(PartsWriter):
         data = {k: ({self.key: v} if self.key else v) for k, v in sorted(videos.items())}
         with atomic_path(self.path) as tmp:
             with open(tmp, "wb") as handle:
-                _dump(handle, data)
-        shutil.rmtree(self.parts, ignore_errors=True)
+                dump_pickle(handle, data)
 

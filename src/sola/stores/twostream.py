@@ -14,9 +14,10 @@ from typing import Any
 import numpy as np
 
 from sola.errors import StoreError
-from sola.stores.base import FeatureStore, StoreWriter, register_layout
+from sola.stores.base import FeatureStore, StoreOption, StoreWriter, open_store, register_layout
 
 DEFAULT_MAX_GAP = 4  # snippets
+UNPAIRED = ("error", "skip")
 
 
 def resample_time(features: np.ndarray, length: int) -> np.ndarray:
@@ -36,7 +37,19 @@ def resample_time(features: np.ndarray, length: int) -> np.ndarray:
 
 @register_layout("twostream")
 class TwoStreamStore(FeatureStore):
-    """`DIR/rgb` + `DIR/flow` (each any layout), or any two stores given as `rgb=` / `flow=`."""
+    """`DIR/rgb` + `DIR/flow` (each any layout), or any two stores given as `rgb=` / `flow=`.
+
+    Options other than the declared ones (prefix, key, ...) go to `open_store` of each stream.
+    """
+
+    declared_options = (
+        StoreOption("rgb", str, "the RGB store (a path or an open FeatureStore; default DIR/rgb)", cli=False),
+        StoreOption("flow", str, "the flow store (a path or an open FeatureStore; default DIR/flow)", cli=False),
+        StoreOption("max_gap", int, f"most snippets the stream lengths may differ by (default {DEFAULT_MAX_GAP})",
+                    cli=False),
+        StoreOption("unpaired", str, "videos in one stream only: 'error' or 'skip' them", cli=False),
+    )
+    forwards_options = True
 
     def __init__(
         self,
@@ -47,8 +60,6 @@ class TwoStreamStore(FeatureStore):
         unpaired: str = "error",
         **options: Any,
     ) -> None:
-        from sola.stores import open_store
-
         if path is not None:
             super().__init__(path)
             rgb = rgb if rgb is not None else self.path / "rgb"
@@ -59,7 +70,7 @@ class TwoStreamStore(FeatureStore):
         self.flow = flow if isinstance(flow, FeatureStore) else open_store(flow, **options)
         if path is None:
             super().__init__(self.rgb.path)
-        if unpaired not in ("error", "skip"):
+        if unpaired not in UNPAIRED:
             raise StoreError(f"unpaired must be 'error' or 'skip', got {unpaired!r}")
         self.max_gap, self.unpaired = max_gap, unpaired
         self._ids: list[str] | None = None
@@ -115,3 +126,8 @@ class TwoStreamStore(FeatureStore):
     def open_output(self, out: str | os.PathLike) -> FeatureStore:
         """The combined store `writer(out)` wrote: one store of the RGB layout (not two streams)."""
         return self.rgb.open_output(out)
+
+    def close(self) -> None:
+        """Close both streams."""
+        self.rgb.close()
+        self.flow.close()
