@@ -26,6 +26,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from sola.devices import resolve_device
 from sola.errors import AnnotationError, CheckpointError, ConfigError
@@ -209,8 +210,6 @@ def train_head(items: list[dict[str, Any]], config: TalConfig, seed: int | None 
     per epoch to stderr (epoch, losses, learning rate, seconds: see `epoch_line`); True always shows the
     bar; False prints nothing.
     """
-    from tqdm import tqdm
-
     if not items:
         raise AnnotationError("no training videos: check data.train_subset against the annotation subsets")
     d, t = config.data, config.train
@@ -225,25 +224,11 @@ def train_head(items: list[dict[str, Any]], config: TalConfig, seed: int | None 
     device = resolve_device(t.device)
     if d.resize_to:
         items = [resize_item(item, d.resize_to) for item in items]
-    model = (model or TalModel(config, adapter=adapter)).to(device)
-    ema = copy.deepcopy(model).eval() if t.ema_decay > 0 else None
-    if ema is not None:
-        for param in ema.parameters():
-            param.requires_grad_(False)
-    groups = parameter_groups(model, t.weight_decay)
-    if auxiliary is not None:
-        auxiliary = auxiliary.to(device).train()
-        known = {id(p) for group in groups for p in group["params"]}
-        extra = parameter_groups(auxiliary, t.weight_decay)
-        for group, more in zip(groups, extra):  # parameters shared with the model (the adapter) once
-            group["params"] += [p for p in more["params"] if id(p) not in known]
-    optimizer = torch.optim.AdamW(groups, lr=t.lr)
+    model, ema, auxiliary, optimizer = _build(config, device, model, adapter, auxiliary)
     normalizer = LossNormalizer(t.init_loss_norm, t.loss_norm_momentum)
     steps_per_epoch = max(len(items) // t.batch_size, 1)  # drop the last partial batch, as ActionFormer
     total_epochs = t.warmup_epochs + t.epochs
-    total_steps = total_epochs * steps_per_epoch
-    warmup_steps = t.warmup_epochs * steps_per_epoch
-    multiple = 2 ** config.model.branch_layers
+    total_steps, warmup_steps = total_epochs * steps_per_epoch, t.warmup_epochs * steps_per_epoch
     result = TrainResult(model=ema if ema is not None else model)
     modules = {"model": model, "ema": ema, "auxiliary": auxiliary}
     fingerprint = run_fingerprint(items, config, seed)
@@ -264,25 +249,9 @@ def train_head(items: list[dict[str, Any]], config: TalConfig, seed: int | None 
         for batch_index in range(steps_per_epoch):
             chosen = order[batch_index * t.batch_size : (batch_index + 1) * t.batch_size]
             batch = [random_truncate(items[i], d.max_seq_len, d.trunc_thresh, d.crop_ratio, rng) for i in chosen]
-            feats, mask = pad_batch([item["feats"].float() for item in batch], multiple)
-            feats, mask = feats.to(device), mask.to(device)
-            cls_targets, reg_targets = batch_targets(batch, feats.shape[1], config, device)
-            outputs = model(feats, mask)
-            losses = detection_loss(outputs["cls_logits"], outputs["offsets"], outputs["mask"], cls_targets,
-                                    reg_targets, normalizer, t.focal_alpha, t.focal_gamma, t.loss_weight,
-                                    t.label_smoothing)
-            if auxiliary is not None:
-                losses["aux_loss"] = auxiliary(feats, mask)
-                losses["loss"] = losses["loss"] + auxiliary_weight * losses["aux_loss"]
-            else:
-                losses["aux_loss"] = torch.zeros(())
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(step, warmup_steps, total_steps, t.lr)
-            optimizer.zero_grad(set_to_none=True)
-            losses["loss"].backward()
-            if t.clip_grad_norm > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), t.clip_grad_norm)
-            optimizer.step()
+            losses = _train_step(batch, config, model, auxiliary, auxiliary_weight, optimizer, normalizer, device)
             if ema is not None:
                 update_ema(ema, model, t.ema_decay)
             for key in sums:
@@ -305,3 +274,47 @@ def train_head(items: list[dict[str, Any]], config: TalConfig, seed: int | None 
     bar.close()
     result.model.eval()
     return result
+
+
+def _build(config: TalConfig, device: torch.device, model: TalModel | None, adapter: nn.Module | None,
+           auxiliary: nn.Module | None):
+    """`(model, EMA copy or None, auxiliary, AdamW)` on `device`; parameters shared by the auxiliary
+    loss and the model (the unified adapter) are optimised once."""
+    t = config.train
+    model = (model or TalModel(config, adapter=adapter)).to(device)
+    ema = copy.deepcopy(model).eval() if t.ema_decay > 0 else None
+    if ema is not None:
+        for param in ema.parameters():
+            param.requires_grad_(False)
+    groups = parameter_groups(model, t.weight_decay)
+    if auxiliary is not None:
+        auxiliary = auxiliary.to(device).train()
+        known = {id(p) for group in groups for p in group["params"]}
+        extra = parameter_groups(auxiliary, t.weight_decay)
+        for group, more in zip(groups, extra):
+            group["params"] += [p for p in more["params"] if id(p) not in known]
+    return model, ema, auxiliary, torch.optim.AdamW(groups, lr=t.lr)
+
+
+def _train_step(batch: list[dict[str, Any]], config: TalConfig, model: TalModel, auxiliary: nn.Module | None,
+                auxiliary_weight: float, optimizer: torch.optim.Optimizer, normalizer: LossNormalizer,
+                device: torch.device) -> dict[str, torch.Tensor]:
+    """One optimiser step on a batch of (cut) items; returns the losses."""
+    t = config.train
+    feats, mask = pad_batch([item["feats"].float() for item in batch], 2 ** config.model.branch_layers)
+    feats, mask = feats.to(device), mask.to(device)  # (B, T, C), (B, T)
+    cls_targets, reg_targets = batch_targets(batch, feats.shape[1], config, device)
+    outputs = model(feats, mask)
+    losses = detection_loss(outputs["cls_logits"], outputs["offsets"], outputs["mask"], cls_targets, reg_targets,
+                            normalizer, t.focal_alpha, t.focal_gamma, t.loss_weight, t.label_smoothing)
+    if auxiliary is not None:
+        losses["aux_loss"] = auxiliary(feats, mask)
+        losses["loss"] = losses["loss"] + auxiliary_weight * losses["aux_loss"]
+    else:
+        losses["aux_loss"] = torch.zeros(())
+    optimizer.zero_grad(set_to_none=True)
+    losses["loss"].backward()
+    if t.clip_grad_norm > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), t.clip_grad_norm)
+    optimizer.step()
+    return losses
