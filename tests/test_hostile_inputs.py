@@ -133,7 +133,7 @@ def test_library_refuses_a_chunk_size_below_one(bench, tmp_path):
 
 def test_transform_with_a_nan_adapter_writes_nothing(capsys, bench, tmp_path):
     from sola.adapter import adapter_metadata
-    from sola.checkpoint import write_safetensors
+    from sola.runs import write_safetensors
 
     adapter = SoLaAdapter(16, hidden_dim=8)
     tensors = {name: torch.full_like(t, float("nan")) for name, t in adapter.state_dict().items()}

@@ -151,31 +151,6 @@ class TransformConfig:
     nan_policy: str = "error"  # error | zero | drop-video
 
 
-@dataclass
-class SoLaConfig(SectionedConfig):
-    """Everything needed to fit and apply SoLa."""
-
-    adapter: AdapterConfig = field(default_factory=AdapterConfig)
-    matching: MatchingConfig = field(default_factory=MatchingConfig)
-    fit: FitConfig = field(default_factory=FitConfig)
-    transform: TransformConfig = field(default_factory=TransformConfig)
-
-    def validate(self) -> "SoLaConfig":
-        """Check every value and the window geometry; raise `ConfigError` naming the fix."""
-        validate_config(self)
-        return self
-
-
-def gathered_positions(matching: MatchingConfig) -> list[int]:
-    """Window positions whose adapted features enter the similarity map: start + step*i."""
-    return [matching.start + matching.step * i for i in range(matching.num_positions)]
-
-
-def receptive_radius(adapter: AdapterConfig) -> int:
-    """Snippets on each side that one adapted snippet depends on (only the first conv is wide)."""
-    return adapter.dilation * (adapter.kernel_size - 1) // 2
-
-
 def validate_config(config: SoLaConfig) -> None:
     """Raise `ConfigError` for values out of range or gathered positions that see padding."""
     a, m, f, t = config.adapter, config.matching, config.fit, config.transform
@@ -238,6 +213,29 @@ def validate_config(config: SoLaConfig) -> None:
             raise ConfigError(f"{name} must be error, zero or drop-video, got {policy!r}")
     if not (f.device in ("auto", "cpu", "cuda") or f.device.startswith("cuda:")):
         raise ConfigError(f"fit.device must be auto, cpu, cuda or cuda:N, got {f.device!r}")
+    return config
+
+
+@dataclass
+class SoLaConfig(SectionedConfig):
+    """Everything needed to fit and apply SoLa."""
+
+    adapter: AdapterConfig = field(default_factory=AdapterConfig)
+    matching: MatchingConfig = field(default_factory=MatchingConfig)
+    fit: FitConfig = field(default_factory=FitConfig)
+    transform: TransformConfig = field(default_factory=TransformConfig)
+
+    validate = validate_config  # check every value; raise `ConfigError` naming the key and the fix
+
+
+def gathered_positions(matching: MatchingConfig) -> list[int]:
+    """Window positions whose adapted features enter the similarity map: start + step*i."""
+    return [matching.start + matching.step * i for i in range(matching.num_positions)]
+
+
+def receptive_radius(adapter: AdapterConfig) -> int:
+    """Snippets on each side that one adapted snippet depends on (only the first conv is wide)."""
+    return adapter.dilation * (adapter.kernel_size - 1) // 2
 
 
 def load_config(path: str | os.PathLike | None, overrides: dict[str, Any] | None = None) -> SoLaConfig:

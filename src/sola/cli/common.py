@@ -125,3 +125,50 @@ def set_overrides(pairs: list[str]) -> dict:
             raise ConfigError(f"--set {pair!r}: write SECTION.KEY=VALUE, e.g. --set train.epochs=5")
         out[key.strip()] = yaml.safe_load(value)
     return out
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, what: str, example: str,
+                         shortcuts: list[tuple[str, str, dict]] = ()) -> None:
+    """The one config pattern of every subcommand: `--config FILE`, repeatable `--set KEY=VALUE`, and
+    named flags as shortcuts for single keys.
+
+    `what` names the config (e.g. "SoLa YAML config, over the reference defaults"); `example` is a
+    `--set` example; each shortcut is `(flag, dotted key, argparse options)` and is stored under its
+    dotted key (see `config_overrides`).
+    """
+    parser.add_argument("--config", default=None, metavar="FILE", help=f"{what} (a YAML file or a configs/ name)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help=f"override one config value, e.g. --set {example} (repeatable; named flags win)")
+    for flag, key, options in shortcuts:
+        options = dict(options)
+        help_text = options.pop("help", "")
+        if "choices" not in options and "action" not in options:
+            options.setdefault("metavar", flag.lstrip("-").replace("-", "_").upper())
+        parser.add_argument(flag, dest=key, default=None, **options,
+                            help=f"{help_text} (= --set {key}=...)".strip())
+
+
+def config_overrides(args: argparse.Namespace) -> dict:
+    """The dotted overrides a command line gives: its `--set` pairs, then the named flags that were given."""
+    overrides = set_overrides(getattr(args, "set", []) or [])
+    overrides.update({key: value for key, value in vars(args).items() if "." in key and value is not None})
+    return overrides
+
+
+def add_resume_argument(parser: argparse.ArgumentParser) -> None:
+    """`--resume [RUN_DIR]`, the same in `sola train` and `sola tal train`."""
+    parser.add_argument("--resume", nargs="?", const=True, default=False, metavar="RUN_DIR",
+                        help="continue the run in --out (or in RUN_DIR) from its last finished epoch, with its own "
+                        "config; a finished run is not retrained")
+
+
+def resume_dir(args: argparse.Namespace) -> Path:
+    """The run directory of a command with `--out` and `--resume [RUN_DIR]`; raises `ConfigError`."""
+    from sola.errors import ConfigError
+
+    named = args.resume if isinstance(args.resume, str) else None
+    if named and args.out and Path(args.out) != Path(named):
+        raise ConfigError("--resume RUN_DIR continues RUN_DIR; drop --out or give the same directory")
+    if not (named or args.out):
+        raise ConfigError("give --out RUN_DIR (and --resume to continue the run there)")
+    return Path(named or args.out)

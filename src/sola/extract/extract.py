@@ -16,7 +16,8 @@ import numpy as np
 from sola.atomic import atomic_write_text
 from sola.errors import ExtractError
 from sola.extract.clips import ClipSource, iter_clips, num_snippets
-from sola.extract.encoder import SnippetEncoder, kinetics400_labels, resolve_device
+from sola.devices import resolve_device
+from sola.extract.encoder import SnippetEncoder, kinetics400_labels
 from sola.extract.pipeline import BATCH, DONE, ERROR, START, decode_in_background
 from sola.extract.video import find_videos, read_header
 

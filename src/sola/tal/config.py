@@ -116,30 +116,6 @@ class TalTestConfig:
     video_score_topk: int = 2  # classes per proposal taken from video_scores
 
 
-@dataclass
-class TalConfig(SectionedConfig):
-    """Everything the TAL head needs: data, model, train, test."""
-
-    data: TalDataConfig = field(default_factory=TalDataConfig)
-    model: TalModelConfig = field(default_factory=TalModelConfig)
-    train: TalTrainConfig = field(default_factory=TalTrainConfig)
-    test: TalTestConfig = field(default_factory=TalTestConfig)
-
-    def validate(self) -> "TalConfig":
-        """Check every value; raise `ConfigError` naming the key and the fix."""
-        validate_tal_config(self)
-        return self
-
-    def num_levels(self) -> int:
-        """Pyramid levels: the stem output plus one per branch layer."""
-        return self.model.branch_layers + 1
-
-    def level_windows(self) -> list[int]:
-        """Attention window of each pyramid level (the stem uses level 0's)."""
-        window = self.model.window_size
-        return list(window) if isinstance(window, list) else [window] * self.num_levels()
-
-
 def validate_tal_config(config: TalConfig) -> None:
     """Raise `ConfigError` for values out of range or inconsistent between sections."""
     d, m, t, s = config.data, config.model, config.train, config.test
@@ -219,6 +195,28 @@ def validate_tal_config(config: TalConfig) -> None:
         raise ConfigError(f"test.tiou_thresholds must be a non-empty list in (0, 1), got {s.tiou_thresholds}")
     if not (t.device in ("auto", "cpu", "cuda") or t.device.startswith("cuda:")):
         raise ConfigError(f"train.device must be auto, cpu, cuda or cuda:N, got {t.device!r}")
+    return config
+
+
+@dataclass
+class TalConfig(SectionedConfig):
+    """Everything the TAL head needs: data, model, train, test."""
+
+    data: TalDataConfig = field(default_factory=TalDataConfig)
+    model: TalModelConfig = field(default_factory=TalModelConfig)
+    train: TalTrainConfig = field(default_factory=TalTrainConfig)
+    test: TalTestConfig = field(default_factory=TalTestConfig)
+
+    validate = validate_tal_config  # check every value; raise `ConfigError` naming the key and the fix
+
+    def num_levels(self) -> int:
+        """Pyramid levels: the stem output plus one per branch layer."""
+        return self.model.branch_layers + 1
+
+    def level_windows(self) -> list[int]:
+        """Attention window of each pyramid level (the stem uses level 0's)."""
+        window = self.model.window_size
+        return list(window) if isinstance(window, list) else [window] * self.num_levels()
 
 
 def _leaves(value: Any) -> list:
