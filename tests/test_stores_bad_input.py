@@ -11,7 +11,7 @@ import pytest
 from sola.cli import main
 from sola.errors import EmptyVideoError, StoreError, UnsafePickleError
 from sola.stores import open_store
-from sola.stores.checks import apply_nan_policy, check_dim, scan_store
+from sola.stores.checks import apply_nan_policy, scan_store
 from sola.stores.csv import CsvWriter
 from sola.stores.hdf5 import Hdf5Writer
 from sola.stores.npy import NpyWriter
@@ -45,8 +45,6 @@ def test_nan_policy():
 
 
 def test_dims_that_differ_are_an_error(tmp_path):
-    with pytest.raises(StoreError, match="b.npy: feature dim 5 differs from 4"):
-        check_dim(np.zeros((3, 5)), 4, "b.npy")
     writer = NpyWriter(tmp_path)
     writer.write("a", GOOD)
     writer.write("b", np.zeros((3, 5), np.float32))

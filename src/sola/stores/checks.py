@@ -42,17 +42,6 @@ def apply_nan_policy(array: np.ndarray, policy: str, where: str) -> np.ndarray |
     )
 
 
-def check_dim(array: np.ndarray, expected: int | None, where: str) -> int:
-    """Check that a `(T, C)` array has C == `expected` (when given); return C. Raises `StoreError`."""
-    dim = int(array.shape[-1])
-    if expected is not None and dim != expected:
-        raise StoreError(
-            f"{where}: feature dim {dim} differs from {expected} of the other videos; "
-            "all videos of a store must come from the same extractor"
-        )
-    return dim
-
-
 @dataclass
 class StoreSummary:
     """What `sola inspect` reports about a store; counts are over all videos scanned."""
