@@ -153,7 +153,7 @@ class TransformConfig:
 
 def validate_config(config: SoLaConfig) -> None:
     """Raise `ConfigError` for values out of range or gathered positions that see padding."""
-    a, m, f, t = config.adapter, config.matching, config.fit, config.transform
+    a, m, f, transform = config.adapter, config.matching, config.fit, config.transform
     positive = {
         "adapter.hidden_dim": a.hidden_dim,
         "adapter.kernel_size": a.kernel_size,
@@ -167,7 +167,7 @@ def validate_config(config: SoLaConfig) -> None:
         "fit.windows_per_video": f.windows_per_video,
         "fit.checkpoint_every": f.checkpoint_every,
         "fit.health_windows": f.health_windows,
-        "transform.chunk_size": t.chunk_size,
+        "transform.chunk_size": transform.chunk_size,
     }
     for name, value in positive.items():
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -208,7 +208,7 @@ def validate_config(config: SoLaConfig) -> None:
             f"kernel_size={a.kernel_size}, dilation={a.dilation}; lower start/step/num_positions "
             f"or raise matching.window"
         )
-    for name, policy in (("fit.nan_policy", f.nan_policy), ("transform.nan_policy", t.nan_policy)):
+    for name, policy in (("fit.nan_policy", f.nan_policy), ("transform.nan_policy", transform.nan_policy)):
         if policy not in ("error", "zero", "drop-video"):
             raise ConfigError(f"{name} must be error, zero or drop-video, got {policy!r}")
     if not (f.device in ("auto", "cpu", "cuda") or f.device.startswith("cuda:")):
