@@ -173,51 +173,16 @@ def splice_store(
     rng = np.random.default_rng(config.seed)
     actions, pools = split_clips(classes, config, rng)
     subsets = video_subsets(config, rng)
-    seconds_per_snippet = config.feat_stride / config.fps
-    cache: dict[str, np.ndarray] = {}
-    dim = None
+    reader = _ClipReader(clips)
     writer = NpyWriter(out_dir / "features")
-    database, lengths, num_segments = {}, [], 0
+    database, lengths = {}, []
     for index in tqdm(range(config.videos), desc="splice", unit="video", disable=not progress or None):
-        subset = str(subsets[index])
-        parts, segments, cursor = [], [], 0
+        video_id, subset = f"splice_{index:04d}", str(subsets[index])
         drawn = draw_video(pools[subset], actions, config, rng)
-        for clip_id, is_action in drawn:
-            if clip_id not in cache:
-                cache[clip_id] = np.asarray(clips.read(clip_id))
-            features = cache[clip_id]
-            if dim is None:
-                dim = features.shape[1]
-            elif features.shape[1] != dim:
-                raise StoreError(
-                    f"clip {clip_id!r} in {clips.path} has dim {features.shape[1]}, others {dim}; "
-                    "splice clips of one feature type"
-                )
-            parts.append(features)
-            if is_action:
-                segments.append((cursor, cursor + len(features), clip_class(clip_id), clip_id))
-            cursor += len(features)
-        video_id = f"splice_{index:04d}"
+        parts = [reader.read(clip_id) for clip_id, _ in drawn]
         writer.write(video_id, np.concatenate(parts))
-        lengths.append(cursor)
-        num_segments += len(segments)
-        database[video_id] = {
-            "subset": subset,
-            "clips": [clip_id for clip_id, _ in drawn],
-            "duration": round(cursor * seconds_per_snippet, 6),
-            "fps": config.fps,
-            "feat_stride": config.feat_stride,
-            "num_frames": config.num_frames,
-            "annotations": [
-                {
-                    "label": label,
-                    "label_id": actions.index(label),
-                    "segment": [round(start * seconds_per_snippet, 6), round(end * seconds_per_snippet, 6)],
-                    "clip": clip_id,
-                }
-                for start, end, label, clip_id in segments
-            ],
-        }
+        lengths.append(sum(len(part) for part in parts))
+        database[video_id] = _video_entry(subset, drawn, [len(part) for part in parts], actions, config)
     writer.close()
     annotations = {
         "version": FORMAT,
@@ -234,14 +199,59 @@ def splice_store(
         "videos": config.videos,
         "validation_videos": int((subsets == "validation").sum()),
         "holdout_videos": int((subsets == "holdout").sum()),
-        "segments": num_segments,
+        "segments": sum(len(entry["annotations"]) for entry in database.values()),
         "snippets": int(lengths.sum()),
         "min_length": int(lengths.min()),
         "max_length": int(lengths.max()),
         "actions": actions,
-        "dim": dim,
+        "dim": reader.dim,
         "features": str(out_dir / "features"),
         "annotations": str(out_dir / "annotations.json"),
+    }
+
+
+class _ClipReader:
+    """Reads each clip once (clips recur across videos) and checks that all share one dimension."""
+
+    def __init__(self, clips: FeatureStore) -> None:
+        self.clips, self.cache, self.dim = clips, {}, None
+
+    def read(self, clip_id: str) -> np.ndarray:
+        """The clip's features `(T, C)`; raises `StoreError` for a clip of another dimension."""
+        if clip_id not in self.cache:
+            self.cache[clip_id] = np.asarray(self.clips.read(clip_id))
+        features = self.cache[clip_id]
+        if self.dim is None:
+            self.dim = features.shape[1]
+        elif features.shape[1] != self.dim:
+            raise StoreError(f"clip {clip_id!r} in {self.clips.path} has dim {features.shape[1]}, others {self.dim}; "
+                             "splice clips of one feature type")
+        return features
+
+
+def _video_entry(subset: str, drawn: list[tuple[str, bool]], lengths: list[int], actions: list[str],
+                 config: SpliceConfig) -> dict:
+    """The ActivityNet-style annotation of one spliced video: its action clips as segments, in seconds."""
+    seconds_per_snippet = config.feat_stride / config.fps
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    return {
+        "subset": subset,
+        "clips": [clip_id for clip_id, _ in drawn],
+        "duration": round(int(sum(lengths)) * seconds_per_snippet, 6),
+        "fps": config.fps,
+        "feat_stride": config.feat_stride,
+        "num_frames": config.num_frames,
+        "annotations": [
+            {
+                "label": clip_class(clip_id),
+                "label_id": actions.index(clip_class(clip_id)),
+                "segment": [round(int(start) * seconds_per_snippet, 6),
+                            round(int(start + length) * seconds_per_snippet, 6)],
+                "clip": clip_id,
+            }
+            for (clip_id, is_action), start, length in zip(drawn, starts, lengths)
+            if is_action
+        ],
     }
 
 
