@@ -116,6 +116,18 @@ def _cached(store: FeatureStore, video_id: str, cache: Path) -> np.ndarray:
     return np.load(file, mmap_mode="r")
 
 
+class CachedStore:
+    """A store without random access seen through the window cache: `window_source` memory-maps the
+    video's float32 copy in `cache_dir` (written on first use), so slices never reread the file."""
+
+    def __init__(self, store: FeatureStore, cache_dir: str | os.PathLike) -> None:
+        self.store, self.cache_dir = store, Path(cache_dir)
+
+    def window_source(self, video_id: str) -> np.ndarray:
+        """The video as a float32 memmap `(T, C)`."""
+        return _cached(self.store, video_id, self.cache_dir)
+
+
 def epoch_plan(
     lengths: np.ndarray,
     window: int,

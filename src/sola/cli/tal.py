@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -25,7 +26,7 @@ from sola.devices import resolve_device
 from sola.errors import PredictionError
 from sola.metrics import parse_tiou
 from sola.predictions import prediction_notes
-from sola.runs import CLASSES, CONFIG, METRICS, PREDICTIONS, STATE, WEIGHTS, write_json
+from sola.runs import CLASSES, CONFIG, METRICS, PREDICTIONS, STATE, WEIGHTS, WINDOW_CACHE, write_json
 from sola.tal.config import load_tal_config
 from sola.tal.experiment import build_items, class_names, evaluate_predictions, fit_config_to_data, prediction_segments
 from sola.tal.infer import predict_items, prediction_dict, video_scores_for
@@ -95,13 +96,15 @@ def run_train(args: argparse.Namespace) -> int:
     annotations = annotations_from_args(args)
     names = class_names(annotations, config)
     config = fit_config_to_data(config, store.dim(), len(names))
-    items = build_items(store, annotations, config.data.train_subset, config, names)
+    cache = out / WINDOW_CACHE  # layouts without random access: float32 copies, memory-mapped, removed after
+    items = build_items(store, annotations, config.data.train_subset, config, names, cache_dir=cache)
     print(f"sola tal train: {len(items)} {config.data.train_subset} videos, {config.data.num_classes} classes, "
           f"input dim {config.data.input_dim}, {config.train.warmup_epochs + config.train.epochs} epochs", file=sys.stderr)
     started = time.perf_counter()
     result = train_head(items, config, state_dir=out, resume=bool(args.resume),
                         progress=False if args.quiet else None)
     save_run(out, result.model, config, names, result.history)
+    shutil.rmtree(cache, ignore_errors=True)
     if result.resumed_epochs and result.resumed_epochs == len(result.history):
         print(f"already trained ({len(result.history)} epochs, final loss {result.history[-1]['loss']:.4f}); "
               f"not retrained; run written to {out}")

@@ -95,6 +95,7 @@ class TalTrainConfig:
     label_smoothing: float = 0.0
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+    num_workers: int = -1  # batch-loading processes; -1: 0 on the CPU, 4 on CUDA (pinned memory)
 
 
 @dataclass
@@ -193,6 +194,9 @@ def validate_tal_config(config: TalConfig) -> None:
         raise ConfigError(f"test.nms_sigma must be > 0, got {s.nms_sigma}")
     if not s.tiou_thresholds or not all(0 < x < 1 for x in s.tiou_thresholds):
         raise ConfigError(f"test.tiou_thresholds must be a non-empty list in (0, 1), got {s.tiou_thresholds}")
+    if not isinstance(t.num_workers, int) or t.num_workers < -1:
+        raise ConfigError(f"train.num_workers must be -1 (auto), 0 (load in the training process) or more, "
+                          f"got {t.num_workers!r}")
     if not (t.device in ("auto", "cpu", "cuda") or t.device.startswith("cuda:")):
         raise ConfigError(f"train.device must be auto, cpu, cuda or cuda:N, got {t.device!r}")
     return config

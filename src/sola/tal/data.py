@@ -1,7 +1,9 @@
 """Dataset items of the TAL head and what is done to them before a forward pass.
 
 An item is one plain dict (ActionFormer style), independent of file formats:
-  feats (T, C) float tensor; segments (M, 2) float tensor [start, end] in snippets;
+  feats (T, C): a float tensor, or `LazyFeatures` read only when a batch needs them (bounded memory:
+  `StoredFeatures` slices a memory-mapped npy or an HDF5 dataset); segments (M, 2) float tensor
+  [start, end] in snippets;
   labels (M,) int64 tensor; video_id str; fps float; feat_stride float (frames between snippets);
   num_frames float (frames seen by one snippet); duration float (seconds).
 Snippet t is centred on frame t * feat_stride + num_frames / 2, i.e. on second
@@ -12,6 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import os
+
 import numpy as np
 import torch
 from torch.nn import functional as F
@@ -19,6 +23,78 @@ from torch.nn import functional as F
 from sola.errors import AnnotationError
 
 ITEM_KEYS = ("feats", "segments", "labels", "video_id", "fps", "feat_stride", "num_frames", "duration")
+
+
+class LazyFeatures:
+    """`(T, C)` features of one video that are read only by `load()`; slicing `[a:b]` is lazy too."""
+
+    def __init__(self, shape: tuple[int, int], start: int = 0, stop: int | None = None) -> None:
+        self.full_shape = (int(shape[0]), int(shape[1]))
+        self.start, self.stop = start, self.full_shape[0] if stop is None else stop
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """`(T, C)` of this (possibly sliced) view."""
+        return (self.stop - self.start, self.full_shape[1])
+
+    @property
+    def ndim(self) -> int:
+        """Always 2."""
+        return 2
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def __getitem__(self, index: slice) -> "LazyFeatures":
+        start, stop, step = index.indices(len(self))
+        if step != 1:
+            raise ValueError("LazyFeatures take contiguous slices only")
+        view = object.__new__(type(self))
+        view.__dict__.update(self.__dict__)
+        view.start, view.stop = self.start + start, self.start + max(stop, start)
+        return view
+
+    def load(self) -> torch.Tensor:
+        """The features of this view as a float32 tensor `(T, C)`."""
+        raise NotImplementedError
+
+
+class StoredFeatures(LazyFeatures):
+    """A video of a random-access store (memory-mapped npy, HDF5): each `load()` reads only its slice.
+
+    The store's handle is resolved once per process, so a DataLoader worker opens its own.
+    """
+
+    def __init__(self, store, video_id: str, shape: tuple[int, int]) -> None:
+        super().__init__(shape)
+        self.store, self.video_id = store, video_id
+        self._source, self._pid = None, None
+
+    def load(self) -> torch.Tensor:
+        if self._source is None or self._pid != os.getpid():
+            self._source, self._pid = self.store.window_source(self.video_id), os.getpid()
+        return torch.from_numpy(np.array(self._source[self.start : self.stop], dtype=np.float32))  # a copy
+
+
+class ResizedFeatures(LazyFeatures):
+    """Another item's features resampled to `length` snippets (see `resize_item`), at `load()`."""
+
+    def __init__(self, base: LazyFeatures, length: int) -> None:
+        super().__init__((length, base.shape[1]))
+        self.base = base
+
+    def load(self) -> torch.Tensor:
+        return _resample(self.base.load(), self.full_shape[0])[self.start : self.stop]
+
+
+def load_features(feats: torch.Tensor | LazyFeatures) -> torch.Tensor:
+    """An item's features as a float32 tensor `(T, C)` (reading lazy features now)."""
+    return feats.load() if isinstance(feats, LazyFeatures) else feats.float()
+
+
+def _resample(feats: torch.Tensor, length: int) -> torch.Tensor:
+    """Linear interpolation of `(T, C)` to `(length, C)`."""
+    return F.interpolate(feats.T[None], size=length, mode="linear", align_corners=False)[0].T.contiguous()
 
 
 def seconds_to_snippets(seconds: np.ndarray | torch.Tensor | float, fps: float, feat_stride: float,
@@ -42,7 +118,8 @@ def make_item(video_id: str, feats: np.ndarray | torch.Tensor, segments_seconds:
     """
     if fps <= 0 or feat_stride <= 0:
         raise AnnotationError(f"video {video_id}: fps ({fps}) and feat_stride ({feat_stride}) must be positive")
-    feats = torch.as_tensor(np.asarray(feats, dtype=np.float32))
+    if not isinstance(feats, LazyFeatures):
+        feats = torch.as_tensor(np.asarray(feats, dtype=np.float32))
     seconds = np.asarray(segments_seconds, dtype=np.float64).reshape(-1, 2)
     if duration is None:
         duration = float(snippets_to_seconds(feats.shape[0] - 1, fps, feat_stride, num_frames) + 0.5 * num_frames / fps)
@@ -69,10 +146,10 @@ def resize_item(item: dict[str, Any], length: int) -> dict[str, Any]:
         return item
     covered = (feats.shape[0] - 1) * item["feat_stride"] + item["num_frames"]
     stride = covered / length
-    resized = F.interpolate(feats.T[None], size=length, mode="linear", align_corners=False)[0].T  # (L, C)
+    resized = ResizedFeatures(feats, length) if isinstance(feats, LazyFeatures) else _resample(feats, length)
     seconds = snippets_to_seconds(item["segments"].double(), item["fps"], item["feat_stride"], item["num_frames"])
     out = dict(item)
-    out.update(feats=resized.contiguous(), feat_stride=stride, num_frames=stride,
+    out.update(feats=resized, feat_stride=stride, num_frames=stride,
                segments=seconds_to_snippets(seconds, item["fps"], stride, stride).float())
     return out
 

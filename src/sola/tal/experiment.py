@@ -23,7 +23,8 @@ from sola.metrics import Segments, evaluate_detection
 from sola.predictions import ground_truth_segments
 from sola.runs import EVALUATION, PREDICTIONS, write_json
 from sola.tal.config import TalConfig
-from sola.tal.data import make_item
+from sola.sampling import CachedStore
+from sola.tal.data import StoredFeatures, make_item
 from sola.tal.infer import predict_items, prediction_dict, video_scores_for
 from sola.tal.run import save_run
 from sola.tal.train import seed_everything, train_head
@@ -57,8 +58,13 @@ def fit_config_to_data(config: TalConfig, input_dim: int, num_labels: int) -> Ta
     return dataclasses.replace(config, data=data).validate()
 
 
-def build_items(store, annotations, subset: str, config: TalConfig, names: list[str]) -> list[dict[str, Any]]:
+def build_items(store, annotations, subset: str, config: TalConfig, names: list[str], lazy: bool = True,
+                cache_dir: str | os.PathLike | None = None) -> list[dict[str, Any]]:
     """Head items of every video of `subset` that has features; seconds mapped onto each video's grid.
+
+    Memory: with `lazy` (the default), the features of a random-access store (npy, HDF5) stay on disk
+    and each batch reads only its windows (`StoredFeatures`); other layouts are read into memory,
+    or with `cache_dir` copied once to float32 `.npy` files there and memory-mapped.
 
     The grid is fixed-stride when the annotation states `feat_stride` (synthetic data) or an fps is
     known (`data.default_fps` or the annotation's), using `data.feat_stride`/`data.num_frames`;
@@ -77,7 +83,7 @@ def build_items(store, annotations, subset: str, config: TalConfig, names: list[
     items = []
     for feature_id, annotation_id in sorted(match.pairs.items()):
         video = chosen[annotation_id]
-        feats = store.read(feature_id)
+        feats = _features(store, feature_id, lazy, cache_dir)
         if feats.shape[1] != config.data.input_dim:
             raise StoreError(
                 f"{store.source_of(feature_id)}: features of dim {feats.shape[1]}, but the head takes dim "
@@ -103,6 +109,16 @@ def build_items(store, annotations, subset: str, config: TalConfig, names: list[
         items.append(make_item(annotation_id, feats, segments, labels, fps=fps, feat_stride=grid.step * fps,
                                num_frames=2 * grid.offset * fps, duration=duration))
     return items
+
+
+def _features(store, video_id: str, lazy: bool, cache_dir):
+    """One video's features for an item: lazy on random-access stores (or from the cache), else in memory."""
+    if lazy and store.random_access:
+        return StoredFeatures(store, video_id, store.shape(video_id))
+    if lazy and cache_dir is not None:
+        cached = CachedStore(store, cache_dir)
+        return StoredFeatures(cached, video_id, cached.window_source(video_id).shape)
+    return store.read(video_id)
 
 
 def evaluate_predictions(predictions: dict[str, Any], annotations, subset: str, tiou_thresholds,

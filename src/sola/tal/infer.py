@@ -16,7 +16,7 @@ import torch
 
 from sola.errors import AnnotationError
 from sola.tal.config import TalConfig
-from sola.tal.data import pad_batch, resize_item, snippets_to_seconds
+from sola.tal.data import load_features, pad_batch, resize_item, snippets_to_seconds
 from sola.tal.model import TalModel, make_points
 from sola.tal.nms import batched_nms
 
@@ -88,7 +88,7 @@ def predict_items(model: TalModel, items: Iterable[dict[str, Any]], config: TalC
     for first in range(0, len(items), batch_size):
         batch = [resize_item(it, config.data.resize_to) if config.data.resize_to else it
                  for it in items[first : first + batch_size]]
-        feats, mask = pad_batch([it["feats"].float() for it in batch], stride)
+        feats, mask = pad_batch([load_features(it["feats"]) for it in batch], stride)
         outputs = model(feats.to(device), mask.to(device))
         points = make_points(feats.shape[1], config, device=outputs["mask"].device)
         for row, item in enumerate(batch):

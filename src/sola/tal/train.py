@@ -32,7 +32,7 @@ from sola.devices import resolve_device
 from sola.errors import AnnotationError, CheckpointError, ConfigError
 from sola.tal.assignment import assign_targets
 from sola.tal.config import TalConfig
-from sola.tal.data import check_item, pad_batch, random_truncate, resize_item
+from sola.tal.data import check_item, load_features, pad_batch, random_truncate, resize_item
 from sola.tal.losses import LossNormalizer, detection_loss
 from sola.tal.model import TalModel, make_points
 from sola.runs import STATE, load_state, save_state
@@ -105,7 +105,8 @@ def batch_targets(items: list[dict[str, Any]], length: int, config: TalConfig,
 def run_fingerprint(items: list[dict[str, Any]], config: TalConfig, seed: int) -> dict[str, Any]:
     """What a resumed run must share with the saved one: config (device aside), seed and training videos."""
     settings = config.to_dict()
-    settings["train"].pop("device", None)  # a run may move between machines
+    for key in ("device", "num_workers"):  # a run may move between machines
+        settings["train"].pop(key, None)
     videos = hashlib.sha256("\n".join(str(item.get("video_id", i)) for i, item in enumerate(items)).encode())
     # through JSON, so that it compares equal to the saved one (tuples become lists)
     return json.loads(json.dumps({"config": settings, "seed": seed, "videos": videos.hexdigest()}))
@@ -244,14 +245,13 @@ def train_head(items: list[dict[str, Any]], config: TalConfig, seed: int | None 
     for epoch in range(first_epoch, total_epochs):
         model.train()
         started = time.perf_counter()
-        order = rng.permutation(len(items))
+        plan = epoch_batches(items, config, steps_per_epoch, rng)
         sums = {"loss": 0.0, "cls_loss": 0.0, "reg_loss": 0.0, "aux_loss": 0.0}
-        for batch_index in range(steps_per_epoch):
-            chosen = order[batch_index * t.batch_size : (batch_index + 1) * t.batch_size]
-            batch = [random_truncate(items[i], d.max_seq_len, d.trunc_thresh, d.crop_ratio, rng) for i in chosen]
+        for batch, (feats, mask) in zip(plan, batch_loader(plan, config, device)):
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(step, warmup_steps, total_steps, t.lr)
-            losses = _train_step(batch, config, model, auxiliary, auxiliary_weight, optimizer, normalizer, device)
+            losses = _train_step(batch, feats.to(device, non_blocking=True), mask.to(device, non_blocking=True),
+                                 config, model, auxiliary, auxiliary_weight, optimizer, normalizer, device)
             if ema is not None:
                 update_ema(ema, model, t.ema_decay)
             for key in sums:
@@ -296,13 +296,45 @@ def _build(config: TalConfig, device: torch.device, model: TalModel | None, adap
     return model, ema, auxiliary, torch.optim.AdamW(groups, lr=t.lr)
 
 
-def _train_step(batch: list[dict[str, Any]], config: TalConfig, model: TalModel, auxiliary: nn.Module | None,
-                auxiliary_weight: float, optimizer: torch.optim.Optimizer, normalizer: LossNormalizer,
+def epoch_batches(items: list[dict[str, Any]], config: TalConfig, steps: int,
+                  rng: np.random.Generator) -> list[list[dict[str, Any]]]:
+    """The epoch's batches of training windows (`random_truncate` of shuffled items), drawn up front in
+    the order one loop would draw them; the features stay unread (lazy items)."""
+    d, size = config.data, config.train.batch_size
+    order = rng.permutation(len(items))
+    return [[random_truncate(items[i], d.max_seq_len, d.trunc_thresh, d.crop_ratio, rng)
+             for i in order[step * size : (step + 1) * size]] for step in range(steps)]
+
+
+class PaddedBatches(torch.utils.data.Dataset):
+    """Batch `i` of a plan as padded features `(B, T, C)` and mask `(B, T)` (read here, in a worker if any)."""
+
+    def __init__(self, plan: list[list[dict[str, Any]]], multiple: int) -> None:
+        self.plan, self.multiple = plan, multiple
+
+    def __len__(self) -> int:
+        return len(self.plan)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return pad_batch([load_features(item["feats"]) for item in self.plan[index]], self.multiple)
+
+
+def batch_loader(plan: list[list[dict[str, Any]]], config: TalConfig, device: torch.device):
+    """A `DataLoader` over the plan's batches, in order: `train.num_workers` processes read ahead
+    (-1: none on the CPU, 4 on CUDA), into pinned memory on CUDA."""
+    workers = config.train.num_workers
+    if workers < 0:
+        workers = 4 if device.type == "cuda" else 0
+    return torch.utils.data.DataLoader(PaddedBatches(plan, 2 ** config.model.branch_layers), batch_size=None,
+                                       shuffle=False, num_workers=workers, pin_memory=device.type == "cuda")
+
+
+def _train_step(batch: list[dict[str, Any]], feats: torch.Tensor, mask: torch.Tensor, config: TalConfig,
+                model: TalModel, auxiliary: nn.Module | None, auxiliary_weight: float,
+                optimizer: torch.optim.Optimizer, normalizer: LossNormalizer,
                 device: torch.device) -> dict[str, torch.Tensor]:
-    """One optimiser step on a batch of (cut) items; returns the losses."""
+    """One optimiser step on a batch of (cut) items with their padded features `(B, T, C)` and mask `(B, T)`."""
     t = config.train
-    feats, mask = pad_batch([item["feats"].float() for item in batch], 2 ** config.model.branch_layers)
-    feats, mask = feats.to(device), mask.to(device)  # (B, T, C), (B, T)
     cls_targets, reg_targets = batch_targets(batch, feats.shape[1], config, device)
     outputs = model(feats, mask)
     losses = detection_loss(outputs["cls_logits"], outputs["offsets"], outputs["mask"], cls_targets, reg_targets,
