@@ -60,3 +60,32 @@ def mean_across_ranks(value: float, context: DistributedContext) -> float:
     tensor = torch.tensor([value], dtype=torch.float64, device=context.device)
     dist.all_reduce(tensor)
     return float(tensor.item()) / context.world_size
+
+
+def sum_across_ranks(value: float, context: DistributedContext) -> float:
+    """Sum a Python number over all ranks (identity on one process)."""
+    if not context.enabled:
+        return value
+    tensor = torch.tensor([value], dtype=torch.float64, device=context.device)
+    dist.all_reduce(tensor)
+    return float(tensor.item())
+
+
+def gather_dicts(part: dict, context: DistributedContext) -> dict:
+    """The union of every rank's dict (identity on one process); keys must not clash across ranks."""
+    if not context.enabled:
+        return part
+    parts: list = [None] * context.world_size
+    dist.all_gather_object(parts, part)
+    merged: dict = {}
+    for each in parts:
+        merged.update(each)
+    return merged
+
+
+def shard_context() -> DistributedContext:
+    """Rank and world size of the running process group (one process of one without it), for sharding work;
+    the device is the CPU's (callers keep their own)."""
+    if dist.is_available() and dist.is_initialized():
+        return DistributedContext(dist.get_rank(), dist.get_world_size(), 0, torch.device("cpu"))
+    return DistributedContext(0, 1, 0, torch.device("cpu"))

@@ -16,6 +16,7 @@ from sola.cli.common import (
 )
 from sola.compare import compare, format_markdown, parse_modes
 from sola.config import SoLaConfig, load_config
+from sola.devices import is_main_process
 from sola.errors import ConfigError
 from sola.tal.config import load_tal_config
 
@@ -57,6 +58,7 @@ def run_compare(args: argparse.Namespace) -> int:
     overrides = config_overrides(args)
     sola_keys = {key: value for key, value in overrides.items() if key.split(".")[0] in SoLaConfig.sections()}
     tal_keys = {key: value for key, value in overrides.items() if key not in sola_keys}
+    main = is_main_process()  # under torchrun every rank trains its shard; rank 0 reports
     table = compare(
         store_from_args(args),
         annotations_from_args(args),
@@ -68,10 +70,13 @@ def run_compare(args: argparse.Namespace) -> int:
         sola_config=load_config(args.sola_config, sola_keys),
         sm_weight=args.sm_weight,
         probe=not args.no_probe,
-        progress=not args.quiet,
+        progress=main and not args.quiet,
+        log=print if main else (lambda line: None),
         select=not args.no_select,
         heldout_subset=args.heldout_subset,
     )
+    if not main:
+        return 0
     print(format_markdown(table))
     used = table.get("sola_adapter")
     if used:

@@ -22,7 +22,8 @@ from sola.cli.common import (
     resume_dir,
     store_from_args,
 )
-from sola.devices import resolve_device
+from sola.devices import is_main_process
+from sola.distributed import setup_distributed
 from sola.errors import PredictionError
 from sola.metrics import parse_tiou
 from sola.predictions import prediction_notes
@@ -98,11 +99,16 @@ def run_train(args: argparse.Namespace) -> int:
     config = fit_config_to_data(config, store.dim(), len(names))
     cache = out / WINDOW_CACHE  # layouts without random access: float32 copies, memory-mapped, removed after
     items = build_items(store, annotations, config.data.train_subset, config, names, cache_dir=cache)
-    print(f"sola tal train: {len(items)} {config.data.train_subset} videos, {config.data.num_classes} classes, "
-          f"input dim {config.data.input_dim}, {config.train.warmup_epochs + config.train.epochs} epochs", file=sys.stderr)
+    main = is_main_process()
+    if main:
+        print(f"sola tal train: {len(items)} {config.data.train_subset} videos, {config.data.num_classes} classes, "
+              f"input dim {config.data.input_dim}, {config.train.warmup_epochs + config.train.epochs} epochs",
+              file=sys.stderr)
     started = time.perf_counter()
     result = train_head(items, config, state_dir=out, resume=bool(args.resume),
                         progress=False if args.quiet else None)
+    if not main:
+        return 0  # under torchrun, rank 0 writes the run
     save_run(out, result.model, config, names, result.history)
     shutil.rmtree(cache, ignore_errors=True)
     if result.resumed_epochs and result.resumed_epochs == len(result.history):
@@ -119,7 +125,7 @@ def run_infer(args: argparse.Namespace) -> int:
     """`sola tal infer`: predictions of a trained head in the official ActivityNet format."""
     run_dir = Path(args.run_dir)
     config, _ = run_config(run_dir)
-    device = resolve_device(args.device or (config.train.device if config else "auto"))
+    device = setup_distributed(args.device or (config.train.device if config else "auto")).device  # torchrun: shards
     model, config, names = load_run(run_dir, device=str(device))
     store = store_from_args(args)
     annotations = annotations_from_args(args)
@@ -129,6 +135,8 @@ def run_infer(args: argparse.Namespace) -> int:
     predictions, mode = prediction_dict(detections, names, video_scores_for(config, args.video_scores),
                                         config.test.video_score_topk)
     out = Path(args.out) if args.out else run_dir / PREDICTIONS
+    if not is_main_process():
+        return 0  # every rank holds all detections; rank 0 writes them
     write_json(out, predictions)
     total = sum(len(v) for v in predictions["results"].values())
     print(f"{total} segments for {len(items)} {subset} videos ({mode}) written to {out}")

@@ -13,7 +13,9 @@ from typing import Any, Iterable
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
+from sola.distributed import gather_dicts, shard_context
 from sola.errors import AnnotationError
 from sola.tal.config import TalConfig
 from sola.tal.data import load_features, pad_batch, resize_item, snippets_to_seconds
@@ -77,14 +79,17 @@ def postprocess_video(segments: np.ndarray, scores: np.ndarray, labels: np.ndarr
 @torch.no_grad()
 def predict_items(model: TalModel, items: Iterable[dict[str, Any]], config: TalConfig, batch_size: int = 1,
                   device: torch.device | str = "cpu", progress: bool | None = None) -> dict[str, dict[str, np.ndarray]]:
-    """Detections of every item: {video_id: {"segments" (K, 2) seconds, "scores" (K,), "labels" (K,)}}."""
-    from tqdm import tqdm
+    """Detections of every item: {video_id: {"segments" (K, 2) seconds, "scores" (K,), "labels" (K,)}}.
 
+    Under `torchrun` each rank predicts a disjoint shard of the items and every rank returns all detections.
+    """
     model.eval()
-    items = list(items)
+    context = shard_context()
+    items = list(items)[context.rank :: context.world_size]
     stride = 2 ** config.model.branch_layers
     out: dict[str, dict[str, np.ndarray]] = {}
-    bar = tqdm(total=len(items), desc="tal infer", unit="video", disable=None if progress is None else not progress)
+    bar = tqdm(total=len(items), desc="tal infer", unit="video",
+               disable=not context.is_main or (None if progress is None else not progress))
     for first in range(0, len(items), batch_size):
         batch = [resize_item(it, config.data.resize_to) if config.data.resize_to else it
                  for it in items[first : first + batch_size]]
@@ -97,7 +102,7 @@ def predict_items(model: TalModel, items: Iterable[dict[str, Any]], config: TalC
             out[item["video_id"]] = postprocess_video(*candidates, item, config)
         bar.update(len(batch))
     bar.close()
-    return out
+    return gather_dicts(out, context)
 
 
 def fuse_video_scores(detections: dict[str, dict[str, np.ndarray]], video_scores: dict[str, dict[str, float]],

@@ -58,16 +58,17 @@ class LossNormalizer:
 def detection_loss(cls_logits: torch.Tensor, offsets: torch.Tensor, mask: torch.Tensor,
                    cls_targets: torch.Tensor, reg_targets: torch.Tensor, normalizer: LossNormalizer,
                    alpha: float = 0.25, gamma: float = 2.0, loss_weight: float = 1.0,
-                   label_smoothing: float = 0.0) -> dict[str, torch.Tensor]:
+                   label_smoothing: float = 0.0, total_positive=None) -> dict[str, torch.Tensor]:
     """Focal + weighted DIoU loss of a batch; padded points (mask False) contribute nothing.
 
     cls_logits (B, P, K), offsets (B, P, 2), mask (B, P) bool, cls_targets (B, P, K),
     reg_targets (B, P, 2). Returns `loss`, `cls_loss`, `reg_loss` (scalars) and `num_positive`.
-    Updates `normalizer` with this batch's positive count.
+    Updates `normalizer` with this batch's positive count; `total_positive(count)` turns this
+    process's count into the global batch's (DDP: a sum over ranks), so every rank normalises alike.
     """
     positive = (cls_targets.sum(-1) > 0) & mask  # (B, P)
     num_positive = int(positive.sum().item())
-    norm = normalizer.update(num_positive)
+    norm = normalizer.update(num_positive if total_positive is None else total_positive(num_positive))
     targets = cls_targets[mask]  # (V, K)
     if label_smoothing > 0:
         targets = targets * (1 - label_smoothing) + label_smoothing / (targets.shape[-1] + 1)

@@ -26,9 +26,10 @@ from typing import Any, Callable
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from sola.devices import resolve_device
+from sola.distributed import barrier, setup_distributed, sum_across_ranks
 from sola.errors import AnnotationError, CheckpointError, ConfigError
 from sola.tal.assignment import assign_targets
 from sola.tal.config import TalConfig
@@ -221,11 +222,18 @@ def train_head(items: list[dict[str, Any]], config: TalConfig, seed: int | None 
     if state_path is not None and state_path.exists() and not resume:
         raise CheckpointError(f"{state_path}: a training state exists; pass resume=True to continue it "
                               "or choose another state_dir")
+    context = setup_distributed(t.device)
+    if t.batch_size % context.world_size:
+        raise ConfigError(f"train.batch_size={t.batch_size} (the global batch) must be divisible by the number of "
+                          f"processes ({context.world_size})")
     rng = seed_everything(seed)
-    device = resolve_device(t.device)
+    device = context.device
     if d.resize_to:
         items = [resize_item(item, d.resize_to) for item in items]
     model, ema, auxiliary, optimizer = _build(config, device, model, adapter, auxiliary)
+    trainer = _Trainable(model, auxiliary)
+    if context.enabled:  # gradients averaged over ranks; every rank sees a disjoint part of each global batch
+        trainer = DistributedDataParallel(trainer)
     normalizer = LossNormalizer(t.init_loss_norm, t.loss_norm_momentum)
     steps_per_epoch = max(len(items) // t.batch_size, 1)  # drop the last partial batch, as ActionFormer
     total_epochs = t.warmup_epochs + t.epochs
@@ -239,19 +247,19 @@ def train_head(items: list[dict[str, Any]], config: TalConfig, seed: int | None 
                                                              fingerprint)
         result.resumed_epochs = first_epoch
     # progress None: a bar on a terminal, else one line per epoch; True: the bar anywhere; False: nothing
-    show_bar = on_terminal(sys.stderr) if progress is None else bool(progress)
-    log_epochs = progress is None and not show_bar
+    show_bar = context.is_main and (on_terminal(sys.stderr) if progress is None else bool(progress))
+    log_epochs = context.is_main and progress is None and not show_bar
     bar = tqdm(total=total_steps, initial=step, desc="tal train", unit="it", disable=not show_bar)
     for epoch in range(first_epoch, total_epochs):
         model.train()
         started = time.perf_counter()
-        plan = epoch_batches(items, config, steps_per_epoch, rng)
+        plan = [batch[context.rank :: context.world_size] for batch in epoch_batches(items, config, steps_per_epoch, rng)]
         sums = {"loss": 0.0, "cls_loss": 0.0, "reg_loss": 0.0, "aux_loss": 0.0}
         for batch, (feats, mask) in zip(plan, batch_loader(plan, config, device)):
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(step, warmup_steps, total_steps, t.lr)
             losses = _train_step(batch, feats.to(device, non_blocking=True), mask.to(device, non_blocking=True),
-                                 config, model, auxiliary, auxiliary_weight, optimizer, normalizer, device)
+                                 config, trainer, auxiliary_weight, optimizer, normalizer, context)
             if ema is not None:
                 update_ema(ema, model, t.ema_decay)
             for key in sums:
@@ -260,12 +268,15 @@ def train_head(items: list[dict[str, Any]], config: TalConfig, seed: int | None 
             bar.update(1)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        record = {key: value / steps_per_epoch for key, value in sums.items()}
+        # the global batch's losses: every rank's share is normalised by the global positive count
+        record = {key: sum_across_ranks(value, context) / steps_per_epoch for key, value in sums.items()}
+        record["aux_loss"] /= context.world_size  # a mean over ranks (each rank's is a mean already)
         record.update(epoch=epoch + 1, seconds=time.perf_counter() - started, lr=optimizer.param_groups[0]["lr"])
         result.history.append(record)
-        if state_path is not None:
+        if state_path is not None and context.is_main:
             save_train_state(state_path, epoch + 1, step, modules, optimizer, normalizer, rng, result.history,
                              fingerprint)
+        barrier(context)
         bar.set_postfix(loss=f"{record['loss']:.3f}")
         if log_epochs:
             print(epoch_line(record, total_epochs, with_aux=auxiliary is not None), file=sys.stderr, flush=True)
@@ -329,24 +340,42 @@ def batch_loader(plan: list[list[dict[str, Any]]], config: TalConfig, device: to
                                        shuffle=False, num_workers=workers, pin_memory=device.type == "cuda")
 
 
+class _Trainable(nn.Module):
+    """The head and the auxiliary loss as one module, so that DDP averages the gradients of both."""
+
+    def __init__(self, model: TalModel, auxiliary: nn.Module | None) -> None:
+        super().__init__()
+        self.model, self.auxiliary = model, auxiliary
+
+    def forward(self, feats: torch.Tensor, mask: torch.Tensor):
+        outputs = self.model(feats, mask)
+        return outputs, (self.auxiliary(feats, mask) if self.auxiliary is not None else None)
+
+
 def _train_step(batch: list[dict[str, Any]], feats: torch.Tensor, mask: torch.Tensor, config: TalConfig,
-                model: TalModel, auxiliary: nn.Module | None, auxiliary_weight: float,
-                optimizer: torch.optim.Optimizer, normalizer: LossNormalizer,
-                device: torch.device) -> dict[str, torch.Tensor]:
-    """One optimiser step on a batch of (cut) items with their padded features `(B, T, C)` and mask `(B, T)`."""
+                trainer: nn.Module, auxiliary_weight: float, optimizer: torch.optim.Optimizer,
+                normalizer: LossNormalizer, context) -> dict[str, torch.Tensor]:
+    """One optimiser step on this rank's part of a batch of (cut) items, with their padded features
+    `(B, T, C)` and mask `(B, T)`; returns this rank's losses (the global batch's on one process)."""
     t = config.train
-    cls_targets, reg_targets = batch_targets(batch, feats.shape[1], config, device)
-    outputs = model(feats, mask)
+    cls_targets, reg_targets = batch_targets(batch, feats.shape[1], config, context.device)
+    outputs, aux_loss = trainer(feats, mask)
     losses = detection_loss(outputs["cls_logits"], outputs["offsets"], outputs["mask"], cls_targets, reg_targets,
-                            normalizer, t.focal_alpha, t.focal_gamma, t.loss_weight, t.label_smoothing)
-    if auxiliary is not None:
-        losses["aux_loss"] = auxiliary(feats, mask)
-        losses["loss"] = losses["loss"] + auxiliary_weight * losses["aux_loss"]
-    else:
-        losses["aux_loss"] = torch.zeros(())
+                            normalizer, t.focal_alpha, t.focal_gamma, t.loss_weight, t.label_smoothing,
+                            total_positive=lambda count: int(sum_across_ranks(count, context)))
+    detection = losses["loss"]
+    auxiliary = auxiliary_weight * aux_loss if aux_loss is not None else None
+    losses["aux_loss"] = aux_loss if aux_loss is not None else torch.zeros(())
+    losses["loss"] = detection + auxiliary if auxiliary is not None else detection
     optimizer.zero_grad(set_to_none=True)
-    losses["loss"].backward()
+    if context.enabled:
+        # DDP averages gradients over ranks: this rank's detection loss (normalised by the global positive
+        # count) times the number of ranks, plus its auxiliary mean, average to the global batch's gradient
+        scaled = detection * context.world_size
+        (scaled + auxiliary if auxiliary is not None else scaled).backward()
+    else:
+        losses["loss"].backward()
     if t.clip_grad_norm > 0:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), t.clip_grad_norm)
+        torch.nn.utils.clip_grad_norm_(getattr(trainer, "module", trainer).model.parameters(), t.clip_grad_norm)
     optimizer.step()
     return losses
