@@ -93,3 +93,13 @@ def test_library_refuses_to_resume_on_other_features(synthetic_small, tmp_path):
     with pytest.raises(CheckpointError, match="was fitted on"):
         fit_adapter(other, small_config(**{"fit.epochs": 2}), run, resume=True, progress=False, log=lambda s: None)
     assert json.loads((run / "run.json").read_text())["features"] == str(store.path.resolve())
+
+
+def test_prefetching_batches_changes_nothing(synthetic_small):
+    store = open_store(synthetic_small / "features")
+    quiet = dict(progress=False, log=lambda s: None)
+    inline = fit_adapter(store, small_config(**{"fit.epochs": 2, "fit.prefetch": 0}), **quiet)
+    ahead = fit_adapter(store, small_config(**{"fit.epochs": 2, "fit.prefetch": 3}), **quiet)
+    assert all(torch.equal(a, b) for a, b in zip(inline.state_dict().values(), ahead.state_dict().values()))
+    budget = fit_adapter(store, small_config(**{"fit.steps": 4, "fit.prefetch": 3}), **quiet)  # stops mid-epoch
+    assert budget.gate != 0.0

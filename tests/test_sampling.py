@@ -108,3 +108,26 @@ def test_layouts_without_random_access_are_cached_as_memmaps(tmp_path):
     assert len(list((tmp_path / "cache").glob("*.npy"))) == 2
     batch = source.batch(np.array([1]), np.array([5]), 23)
     assert np.array_equal(batch[0], np.load(root / "vid001.npy")[5:28])
+
+
+def test_prefetch_yields_in_order_raises_and_stops_early():
+    from sola.sampling import prefetch
+
+    assert list(prefetch(lambda i: i * i, 6, depth=2)) == [0, 1, 4, 9, 16, 25]
+    assert list(prefetch(lambda i: i, 3, depth=0)) == [0, 1, 2]
+
+    def broken(i):
+        if i == 2:
+            raise ValueError("bad window")
+        return i
+
+    got = []
+    with pytest.raises(ValueError, match="bad window"):
+        for value in prefetch(broken, 5, depth=2):
+            got.append(value)
+    assert got == [0, 1]
+    produced = []
+    stream = prefetch(lambda i: produced.append(i) or i, 1000, depth=2)
+    assert next(stream) == 0
+    stream.close()  # the thread stops: it never reads the whole epoch
+    assert len(produced) < 10

@@ -137,6 +137,7 @@ class FitConfig:
     collapse_ratio: float = 0.2  # adapted effective rank or angular spread below this x the original's
     frozen_epochs: int = 3  # epochs in a row with the loss unchanged (rel. 1e-5) or at the constant-map loss
     health_windows: int = 16  # the fixed windows on which feature health is measured every epoch
+    prefetch: int = 2  # batches read ahead in a background thread (0: read in the training loop)
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     nan_policy: str = "error"  # error | zero | drop-video: what to do with NaN/Inf features
@@ -186,7 +187,8 @@ def validate_config(config: SoLaConfig) -> None:
         raise ConfigError(f"matching.target_k must be positive, got {m.target_k}")
     if not (math.isfinite(f.lr) and f.lr > 0 and math.isfinite(f.weight_decay) and f.weight_decay >= 0):
         raise ConfigError(f"fit.lr must be > 0 and fit.weight_decay >= 0, both finite (got {f.lr}, {f.weight_decay})")
-    for name, value in (("fit.steps", f.steps), ("fit.warmup_steps", f.warmup_steps), ("fit.frozen_epochs", f.frozen_epochs)):
+    for name, value in (("fit.steps", f.steps), ("fit.warmup_steps", f.warmup_steps),
+                        ("fit.frozen_epochs", f.frozen_epochs), ("fit.prefetch", f.prefetch)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise ConfigError(f"{name} must be a non-negative integer (0: off), got {value!r}")
     if f.steps and f.warmup_steps >= f.steps:

@@ -47,7 +47,7 @@ from sola.runs import (
     write_metrics,
     write_record,
 )
-from sola.sampling import WindowSource, epoch_plan, open_window_source
+from sola.sampling import WindowSource, epoch_plan, open_window_source, prefetch
 from sola.schedule import lr_factor, steps_per_epoch, total_epochs, total_steps
 from sola.stores import FeatureStore
 
@@ -262,15 +262,19 @@ def _train_epoch(
     )
     total = torch.zeros((), dtype=torch.float64, device=context.device)
     steps = windows = 0
-    # No host sync inside the loop: on a GPU the next batch is read while the last step runs.
-    for first in range(0, len(videos), local_batch):
+    count = min(-(-len(videos) // local_batch), max(budget - first_step, 0))
+    pin = context.device.type == "cuda"
+
+    def read(index: int) -> torch.Tensor:  # in the prefetch thread: (B, L, C) float32
+        rows = slice(index * local_batch, (index + 1) * local_batch)
+        batch = torch.from_numpy(data.batch(videos[rows], starts[rows], config.matching.window))
+        return batch.pin_memory() if pin else batch
+
+    # No host sync inside the loop: on a GPU the next batches are read while the last step runs.
+    for batch in prefetch(read, count, fit.prefetch):
         step = first_step + steps
-        if step >= budget:
-            break
         for group in optimizer.param_groups:
             group["lr"] = fit.lr * lr_factor(step, budget, fit.warmup_steps, fit.schedule)
-        rows = slice(first, first + local_batch)
-        batch = torch.from_numpy(data.batch(videos[rows], starts[rows], config.matching.window))
         loss = trainer(batch.to(context.device, non_blocking=True))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import queue
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -152,3 +154,47 @@ def epoch_plan(
     videos = videos[local.permutation(len(videos))]
     starts = local.integers(0, lengths[videos] - window + 1)
     return videos, starts
+
+
+def prefetch(produce: Callable[[int], Any], count: int, depth: int = 2) -> Iterator[Any]:
+    """`produce(0), ..., produce(count - 1)`, computed up to `depth` ahead in a background thread.
+
+    Reading memory-mapped windows releases the GIL, so the next batches are read while the current
+    step runs. An error in `produce` is raised here; stopping early (a closed generator) stops the
+    thread. `depth` 0 produces in the caller, one at a time.
+    """
+    if depth <= 0:
+        for index in range(count):
+            yield produce(index)
+        return
+    ready: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def work() -> None:
+        for index in range(count):
+            if stop.is_set():
+                return
+            try:
+                item = (True, produce(index))
+            except BaseException as exc:  # handed to the consumer
+                item = (False, exc)
+            while not stop.is_set():
+                try:
+                    ready.put(item, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            if not item[0]:
+                return
+
+    thread = threading.Thread(target=work, name="sola-prefetch", daemon=True)
+    thread.start()
+    try:
+        for _ in range(count):
+            ok, item = ready.get()
+            if not ok:
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
