@@ -4,7 +4,8 @@ Measures, in one run on the same data, interleaved batch by batch (medians):
   - window loading: memory-mapped (ours) vs np.load of the whole file per window (the reference's),
   - the optimiser step (batch 256, reference adapter and projector): the adapter run at the N=8
     gathered positions only (ours) vs over all L=23 snippets of the window (the reference's),
-  - training windows/s both ways and their ratio,
+  - training windows/s both ways and their ratio, and fit_adapter end to end with and without
+    batches read ahead in a thread (fit.prefetch),
   - transform snippets/s, and the peak RSS of the process.
 
     python benchmarks/fit_throughput.py [--videos 96] [--steps 6] [--dim 2048]
@@ -130,14 +131,20 @@ def main() -> None:
         print(f"  (loading x{rate['mmap (sola)'] / rate['reload per window (reference)']:.1f}, "
               f"step x{rate['gathered positions (sola)'] / rate['full window (reference)']:.2f})")
 
-        # The real loop end to end (sola.fit.fit_adapter: sampling, loading, steps, logging), one epoch.
+        # The real loop end to end (sola.fit.fit_adapter: sampling, loading, steps, logging), one epoch,
+        # with batches read in the training loop (fit.prefetch 0) and read ahead in a thread (the default).
         per_video = max(1, args.steps * args.batch // len(data.lengths))
-        fit_config = load_config(None, {"fit.epochs": 1, "fit.windows_per_video": per_video, "fit.device": str(device)})
-        t0 = time.perf_counter()
-        fit_adapter(store, fit_config, progress=False, log=lambda line: None)
-        seconds = time.perf_counter() - t0
         windows_done = per_video * len(data.lengths)
-        print(f"fit_adapter end to end: {windows_done / seconds:.1f} windows/s ({windows_done} windows in {seconds:.1f} s)")
+        end_to_end = {}
+        for prefetch in (0, 2):
+            fit_config = load_config(None, {"fit.epochs": 1, "fit.windows_per_video": per_video,
+                                            "fit.device": str(device), "fit.prefetch": prefetch})
+            t0 = time.perf_counter()
+            fit_adapter(store, fit_config, progress=False, log=lambda line: None)
+            end_to_end[prefetch] = windows_done / (time.perf_counter() - t0)
+            print(f"fit_adapter end to end, fit.prefetch={prefetch}: {end_to_end[prefetch]:.1f} windows/s "
+                  f"({windows_done} windows)")
+        print(f"  read-ahead vs inline: x{end_to_end[2] / end_to_end[0]:.2f}")
 
         adapter = model.adapter.eval()
         with torch.no_grad():
