@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from sola.extract.encoder import SnippetEncoder
+from sola.extract.config import ExtractConfig
 from sola.extract.extract import extract_videos
 
 DEFAULT_VIDEO = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "videos" / "v_ZNVhz7ctTq0.mp4"
@@ -96,10 +97,10 @@ def main() -> None:
                 for copy in range(args.repeat):  # distinct names, same content
                     (inputs / f"copy{copy:03d}{args.video.suffix}").symlink_to(args.video.resolve())
                 start = time.perf_counter()
-                summary = extract_videos(
-                    inputs, Path(scratch) / "features", fps=args.fps, window=args.window, stride=args.window,
-                    batch=args.e2e_batch, encoder=encoder, progress=False, workers=workers,
-                )  # fmt: skip
+                settings = {"fps": args.fps, "window": args.window, "stride": args.window,
+                            "batch_size": args.e2e_batch, "workers": workers}
+                config = ExtractConfig.from_dict({"extract": settings})
+                summary = extract_videos(inputs, Path(scratch) / "features", config, encoder=encoder, progress=False)
                 synchronize(encoder.device)
                 elapsed = time.perf_counter() - start
             print(

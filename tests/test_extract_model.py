@@ -19,6 +19,7 @@ from sola.cli import main
 from sola.errors import ExtractError
 from sola.extract.encoder import SnippetEncoder, kinetics400_labels
 from sola.extract.clips import num_snippets
+from sola.extract.config import ExtractConfig
 from sola.extract.extract import classify_video, extract_videos, load_metadata
 from sola.extract.i3d import InceptionI3d
 from sola.extract.weights import (
@@ -27,6 +28,11 @@ from sola.extract.weights import (
 )  # fmt: skip
 from sola.stores.npy import NpyStore
 from tests.conftest import shared_path
+
+
+def grid(**extract) -> ExtractConfig:
+    """The default extraction config with these `extract` keys replaced."""
+    return ExtractConfig.from_dict({"extract": extract})
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +105,8 @@ CLASSIFY_CASES = [
 @pytest.mark.slow
 @pytest.mark.parametrize("name, start, label", CLASSIFY_CASES)
 def test_classify_top5_contains_the_true_class(encoder, name, start, label):
-    top = classify_video(shared_path("videos", name), topk=5, encoder=encoder, start=start, max_seconds=2.56)
+    config = ExtractConfig.from_dict({"classify": {"topk": 5, "start": start, "max_seconds": 2.56}})
+    top = classify_video(shared_path("videos", name), config, encoder=encoder)
     labels = [entry for entry, _ in top]
     assert label in labels, f"{name}: top-5 {top}"
     probabilities = [p for _, p in top]
@@ -114,7 +121,7 @@ def extracted(encoder, tmp_path_factory):
     bad.write_text("not a video")
     out = root / "features"
     videos = [shared_path("videos", "tennis26.mp4"), bad]
-    summary = extract_videos(videos, out, fps=5, batch=4, encoder=encoder, progress=False)
+    summary = extract_videos(videos, out, grid(fps=5, batch_size=4), encoder=encoder, progress=False)
     return summary, out, bad
 
 
@@ -151,11 +158,11 @@ def test_rerun_skips_done_videos_without_touching_them(extracted):
     summary, out, bad = extracted
     before = (out / "tennis26.npy").stat().st_mtime_ns
     unused = UnusedEncoder()  # done videos must not be recomputed
-    again = extract_videos([shared_path("videos", "tennis26.mp4")], out, fps=5, encoder=unused, progress=False)
+    again = extract_videos([shared_path("videos", "tennis26.mp4")], out, grid(fps=5), encoder=unused, progress=False)
     assert again.skipped == ["tennis26"] and again.extracted == [] and again.ok
     assert (out / "tennis26.npy").stat().st_mtime_ns == before
     with pytest.raises(ExtractError, match="other settings \\(window\\)"):
-        extract_videos([shared_path("videos", "tennis26.mp4")], out, fps=5, window=8, encoder=unused)
+        extract_videos([shared_path("videos", "tennis26.mp4")], out, grid(fps=5, window=8), encoder=unused)
 
 
 def test_cli_extract_reports_skips_and_exits_1_on_failures(extracted, capsys):

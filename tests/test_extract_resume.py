@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from sola.extract.clips import num_snippets
+from sola.extract.config import ExtractConfig
 from sola.extract.extract import METADATA_NAME, extract_videos, load_metadata
 from sola.stores.npy import NpyStore
 from tests.test_extract_video import write_counter_video
@@ -30,6 +31,11 @@ class MeanEncoder:
         return np.repeat(level[:, None], 1024, axis=1), np.zeros((len(clips), 400), np.float32)
 
 
+def grid(**extract) -> ExtractConfig:
+    """The default extraction config with these `extract` keys replaced."""
+    return ExtractConfig.from_dict({"extract": extract})
+
+
 @pytest.fixture()
 def videos(tmp_path):
     root = tmp_path / "videos"
@@ -44,13 +50,14 @@ def test_interrupted_run_keeps_finished_videos_and_the_rerun_completes(videos, t
     out = tmp_path / "features"
     with pytest.raises(KeyboardInterrupt):
         # one decoding thread and batch 1: a (30 frames at 12 fps, window 8) is 4 batches, then b starts
-        extract_videos(videos, out, window=8, stride=8, batch=1, encoder=MeanEncoder(interrupt_at=6),
-                       workers=1, progress=False)  # fmt: skip
+        extract_videos(videos, out, grid(window=8, stride=8, batch_size=1, workers=1),
+                       encoder=MeanEncoder(interrupt_at=6), progress=False)  # fmt: skip
     assert sorted(p.name for p in out.iterdir()) == ["a.npy", METADATA_NAME]  # no stray temporaries
     assert list(load_metadata(out)["videos"]) == ["a"]
     first = np.load(out / "a.npy")
 
-    summary = extract_videos(videos, out, window=8, stride=8, batch=1, encoder=MeanEncoder(), workers=3, progress=False)
+    summary = extract_videos(videos, out, grid(window=8, stride=8, batch_size=1, workers=3), encoder=MeanEncoder(),
+                             progress=False)
     assert summary.skipped == ["a"] and sorted(summary.extracted) == ["b", "c"]
     assert [path.endswith("broken.mp4") for path, _ in summary.failed] == [True]
     np.testing.assert_array_equal(np.load(out / "a.npy"), first)
@@ -71,5 +78,6 @@ def test_logits_output_and_a_fresh_directory_with_only_bad_videos(videos, tmp_pa
     summary = extract_videos(videos / "broken.mp4", tmp_path / "none", encoder=MeanEncoder(), progress=False)
     assert summary.extracted == [] and len(summary.failed) == 1 and not summary.ok
     assert load_metadata(tmp_path / "none")["videos"] == {}
-    logits = extract_videos(videos / "b.mkv", tmp_path / "logits", output="logits", encoder=MeanEncoder(), progress=False)
+    logits = extract_videos(videos / "b.mkv", tmp_path / "logits", grid(output="logits"), encoder=MeanEncoder(),
+                            progress=False)
     assert logits.extracted == ["b"] and np.load(tmp_path / "logits" / "b.npy").shape == (2, 400)

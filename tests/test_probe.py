@@ -12,8 +12,9 @@ import torch
 
 from sola.annotations import load_annotations
 from sola.cli import main
-from sola.errors import AnnotationError
+from sola.errors import AnnotationError, ConfigError
 from sola.probe import (
+    ProbeConfig,
     average_precision,
     binary_metrics,
     boundary_mask,
@@ -61,6 +62,11 @@ def make_toy(root: Path, videos=(("training", 6), ("validation", 4)), flip: int 
     return open_store(features_dir), load_annotations(root / "annotations.json")
 
 
+def boundary(k: int) -> ProbeConfig:
+    """The default probe config with `data.boundary_k` = k."""
+    return ProbeConfig.from_dict({"data": {"boundary_k": k}})
+
+
 def test_boundary_mask_marks_k_snippets_on_each_side():
     action = np.array([0, 0, 0, 1, 1, 1, 1, 0, 0, 0], dtype=bool)
     assert boundary_mask(action, 1).astype(int).tolist() == [0, 0, 1, 1, 0, 0, 1, 1, 0, 0]
@@ -90,7 +96,7 @@ def test_binary_metrics_by_hand():
 
 def test_probe_learns_a_separable_case_and_counts_boundary_snippets(tmp_path):
     store, annotations = make_toy(tmp_path, flip=1)
-    table = compare_probe(store, annotations, seed=0, boundary_k=1)
+    table = compare_probe(store, annotations, seed=0, config=boundary(1))
     row = table["rows"]["baseline"]
     assert (table["train_subset"], table["val_subset"]) == ("training", "validation")
     # 4 of 60 snippets per video carry the other class's direction: a fitted probe gets exactly
@@ -101,12 +107,12 @@ def test_probe_learns_a_separable_case_and_counts_boundary_snippets(tmp_path):
     assert 0.85 < row["sgd_accuracy"] < 56 / 60
     assert row["sgd_boundary_accuracy"] < 0.2
     # ... and reaches the same rule by its last epoch.
-    data = collect_snippets(store, annotations, boundary_k=1)
+    data = collect_snippets(store, annotations, config=boundary(1))
     reference = reference_probe(build_matrix(data.train), build_matrix(data.val), seed=0)
     assert reference["per_epoch_accuracy"][-1] == pytest.approx(56 / 60)
     assert len(reference["per_epoch_accuracy"]) == 16
     assert row["lbfgs_average_precision"] > 0.8  # chance would be the action share, 1/3
-    wider = compare_probe(store, annotations, seed=0, boundary_k=2)["rows"]["baseline"]
+    wider = compare_probe(store, annotations, seed=0, config=boundary(2))["rows"]["baseline"]
     assert wider["lbfgs_boundary_accuracy"] == pytest.approx(0.5)
     assert row["val_snippets"] == 4 * LENGTH and row["train_snippets"] == 6 * LENGTH
     assert "baseline" in format_probe_table(table)
@@ -199,3 +205,66 @@ def test_an_adapted_store_gives_the_same_row_as_its_adapter(tmp_path):
     by_store = compare_probe(store, annotations, adapted_store=open_store(adapted_dir), seed=0)["rows"]["SoLa"]
     assert by_store == pytest.approx(by_adapter)
     assert by_store != compare_probe(store, annotations, seed=0)["rows"]["baseline"]
+
+
+def test_probe_config_defaults_are_the_reference_protocol(tmp_path):
+    config = ProbeConfig()
+    assert config.sections() == ["data", "sgd", "lbfgs", "select"]
+    sgd, lbfgs, data, select = config.sgd, config.lbfgs, config.data, config.select
+    assert (sgd.epochs, sgd.lr, sgd.momentum, sgd.batch_size, sgd.report_from) == (16, 0.01, 0.9, 256, 6)
+    assert (lbfgs.max_iter, lbfgs.l2, lbfgs.history_size) == (500, 1e-4, 20)
+    assert (data.boundary_k, data.holdout, data.seed) == (2, 0.25, 0)
+    assert data.feat_stride is data.num_frames is data.fps is None  # from the annotations
+    assert (select.metric, select.min_gain) == ("lbfgs_balanced_accuracy", 0.0)
+    config.save(tmp_path / "probe.yaml")
+    assert ProbeConfig.load(tmp_path / "probe.yaml") == config
+    with pytest.raises(ConfigError, match="unknown key sgd.epoch; known keys"):
+        ProbeConfig.from_dict({"sgd": {"epoch": 3}})
+    for key, value in [("sgd.lr", 0.0), ("sgd.momentum", 1.0), ("data.holdout", 1.0), ("data.fps", -1.0),
+                       ("data.boundary_k", 0), ("lbfgs.max_iter", 0), ("select.min_gain", float("nan"))]:
+        with pytest.raises(ConfigError, match=f"^--set: {key} "):
+            ProbeConfig.load(None, {key: value})
+
+
+def test_seed_argument_replaces_the_config_seed_and_defaults_are_the_config(tmp_path):
+    store, annotations = make_toy(tmp_path, flip=1)
+    default = compare_probe(store, annotations)
+    assert compare_probe(store, annotations, config=ProbeConfig()) == default
+    seeded = ProbeConfig.from_dict({"data": {"seed": 4}})
+    assert compare_probe(store, annotations, seed=4) == compare_probe(store, annotations, config=seeded)
+    assert default["config"] == ProbeConfig().to_dict() and default["seed"] == 0
+
+
+def test_probe_command_reads_config_and_set(tmp_path, capsys):
+    store, annotations = make_toy(tmp_path, flip=1)
+    base = ["probe", str(tmp_path / "features"), "--annotations", str(tmp_path / "annotations.json"), "--quiet",
+            "--device", "cpu"]
+    short = ProbeConfig.from_dict({"sgd": {"epochs": 3, "report_from": 1}, "data": {"boundary_k": 1}})
+    expected = compare_probe(store, annotations, config=short, device="cpu")["rows"]["baseline"]
+    assert expected["sgd_accuracy"] != compare_probe(store, annotations, config=boundary(1))["rows"]["baseline"][
+        "sgd_accuracy"]  # 3 epochs are not 16: the key must reach the probe to give these numbers
+    out = tmp_path / "probe.json"
+    # --set, and a named flag that wins over it
+    assert main([*base, "--set", "sgd.epochs=3", "--set", "sgd.report_from=1", "--set", "data.boundary_k=2",
+                 "--boundary-k", "1", "--json", str(out)]) == 0
+    table = json.loads(out.read_text())
+    assert table["rows"]["baseline"] == pytest.approx(expected, nan_ok=True)
+    assert table["config"]["sgd"]["epochs"] == 3 and table["boundary_k"] == 1
+    assert "mean of epochs 1-2" in capsys.readouterr().out
+    # the same from a YAML file
+    (tmp_path / "probe.yaml").write_text("sgd:\n  epochs: 3\n  report_from: 1\ndata:\n  boundary_k: 1\n")
+    assert main([*base, "--config", str(tmp_path / "probe.yaml"), "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["rows"]["baseline"] == pytest.approx(expected, nan_ok=True)
+    capsys.readouterr()
+    # a bad key or value: one line naming it, exit 2
+    for args, says in [(["--set", "sgd.epoch=3"], "unknown key sgd.epoch"),
+                       (["--set", "probe.epochs=3"], "unknown section 'probe'"),
+                       (["--set", "sgd.lr=-1"], "sgd.lr must be"),
+                       (["--set", "select.metric=loss"], "select.metric")]:
+        assert main([*base, *args]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and says in err, err
+    (tmp_path / "bad.yaml").write_text("sgd:\n  epoch: 3\n")
+    assert main([*base, "--config", str(tmp_path / "bad.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "bad.yaml: unknown key sgd.epoch" in err

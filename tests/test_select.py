@@ -11,7 +11,7 @@ import torch
 from sola.adapter import SoLaAdapter, load_adapter, save_adapter
 from sola.cli import main
 from sola.errors import AnnotationError, CheckpointError, ConfigError
-from sola.probe import collect_heldout_snippets, split_videos
+from sola.probe import ProbeConfig, collect_heldout_snippets, split_videos
 from sola.runs import list_checkpoints
 from sola.select import select_checkpoint
 from sola.transform import apply_adapter
@@ -123,7 +123,7 @@ def test_a_clearly_better_checkpoint_wins(tmp_path):
     assert table["message"].startswith(f"epoch_0010 wins: lbfgs_balanced_accuracy {table['best_value']:.3f} "
                                        f"vs identity {table['identity_value']:.3f}")
     # A margin the gain does not clear keeps the identity.
-    kept = select_checkpoint(run, store, annotations, min_gain=0.9)
+    kept = select_checkpoint(run, store, annotations, settings(select={"min_gain": 0.9}))
     assert kept["best"] == "identity" and "by more than 0.9" in kept["message"]
     assert load_adapter(run / "best.safetensors").gate == 0.0
 
@@ -131,7 +131,7 @@ def test_a_clearly_better_checkpoint_wins(tmp_path):
 def test_ties_go_to_the_identity(tmp_path):
     store, annotations = make_toy(tmp_path, flip=0)
     run = make_run(tmp_path, {10: SoLaAdapter(DIM, 16), 20: SoLaAdapter(DIM, 16)})
-    table = select_checkpoint(run, store, annotations, metric="sgd_accuracy")
+    table = select_checkpoint(run, store, annotations, settings(select={"metric": "sgd_accuracy"}))
     assert table["best"] == "identity" and table["rows"]["epoch_0010"] == table["rows"]["identity"]
 
 
@@ -143,7 +143,7 @@ def test_selection_never_reads_the_evaluation_subset(tmp_path):
     original_read = store.read
     store.read = lambda video_id: read.append(video_id) or original_read(video_id)
     run = make_run(tmp_path, {1: scrambler()})
-    table = select_checkpoint(run, store, annotations, holdout=0.25, seed=3)
+    table = select_checkpoint(run, store, annotations, settings(data={"holdout": 0.25}), seed=3)
     assert read and all(v.startswith("training_") for v in read)
     assert table["subset"] == "training" and table["val_videos"] == 2 and table["train_videos"] == 6
     assert all(v.startswith("training_") for v in table["heldout_videos"])
@@ -153,6 +153,11 @@ def test_selection_never_reads_the_evaluation_subset(tmp_path):
     data = collect_heldout_snippets(store_of(tmp_path / "thumos"), thumos)
     assert data.train_subset == data.val_subset == "validation"
     assert all(v.startswith("validation_") for v in data.train.video_ids + data.val.video_ids)
+
+
+def settings(**sections) -> ProbeConfig:
+    """The default probe config with these sections' keys replaced."""
+    return ProbeConfig.from_dict(sections)
 
 
 def store_of(root):
@@ -189,10 +194,10 @@ def test_bad_requests(tmp_path):
     with pytest.raises(CheckpointError, match="no checkpoints"):
         list_checkpoints(tmp_path, required=True)
     run = make_run(tmp_path, {1: SoLaAdapter(DIM, 16)})
-    with pytest.raises(ConfigError, match="lbfgs_accuracy"):
-        select_checkpoint(run, store, annotations, metric="loss")
-    with pytest.raises(ConfigError, match="min_gain"):
-        select_checkpoint(run, store, annotations, min_gain=-0.1)
+    with pytest.raises(ConfigError, match="select.metric: unknown probe metric 'loss'.*lbfgs_accuracy"):
+        select_checkpoint(run, store, annotations, settings(select={"metric": "loss"}))
+    with pytest.raises(ConfigError, match="select.min_gain"):
+        select_checkpoint(run, store, annotations, settings(select={"min_gain": -0.1}))
     with pytest.raises(AnnotationError, match="'test' has 0 video"):
         select_checkpoint(run, store, annotations, subset="test")
     wrong_dim = make_run(tmp_path / "other", {1: SoLaAdapter(DIM + 1, 16)})
@@ -269,3 +274,26 @@ def test_select_defaults_to_the_fitted_store(synthetic_small, tmp_path):
     assert code == 0 and (run / "best.safetensors").is_file()
     (run / "run.json").unlink()
     assert main(["select", str(run), "--annotations", str(synthetic_small / "annotations.json"), "--quiet"]) == 2
+
+
+def test_select_command_config_and_set_reach_the_selection(tmp_path, capsys):
+    make_toy(tmp_path, videos=(("training", 8), ("validation", 2)), flip=0)
+    add_noise(tmp_path)
+    run = make_run(tmp_path, {1: scrambler(), 2: smoother()})
+    args = ["select", str(run), "--features", str(tmp_path / "features"),
+            "--annotations", str(tmp_path / "annotations.json"), "--quiet", "--device", "cpu"]
+    (tmp_path / "select.yaml").write_text("select:\n  min_gain: 0.9\n  metric: sgd_accuracy\n")
+    assert main([*args, "--config", str(tmp_path / "select.yaml"), "--set", "data.holdout=0.5"]) == 0
+    table = json.loads((run / "select.json").read_text())
+    assert (table["metric"], table["min_gain"], table["holdout"]) == ("sgd_accuracy", 0.9, 0.5)
+    assert table["best"] == "identity" and table["val_videos"] == 4
+    # a named flag wins over the file
+    assert main([*args, "--config", str(tmp_path / "select.yaml"), "--min-gain", "0"]) == 0
+    assert json.loads((run / "select.json").read_text())["min_gain"] == 0
+    capsys.readouterr()
+    assert main([*args, "--set", "select.metrics=sgd_accuracy"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown key select.metrics" in err
+    assert main([*args, "--metric", "loss"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "select.metric: unknown probe metric 'loss'" in err

@@ -24,7 +24,7 @@ from sola.atomic import atomic_write_text
 from sola.config import SoLaConfig
 from sola.errors import ConfigError
 from sola.fit import fit_adapter
-from sola.probe import compare_probe, json_ready
+from sola.probe import ProbeConfig, compare_probe, json_ready
 from sola.runs import ADAPTER, BEST, SELECTION, STATE, list_checkpoints, read_json
 from sola.select import select_checkpoint
 from sola.stores import FeatureStore
@@ -152,8 +152,8 @@ def _selection(run_dir: Path, store: FeatureStore, annotations, tal_config, prog
             canonical_subset(heldout_subset) == canonical_subset(tal_config.data.test_subset)):
 
         raise ConfigError(f"--heldout-subset {heldout_subset} is the evaluation subset; selection must never see it")
-    return select_checkpoint(run_dir, store, annotations, subset=subset, progress=progress,
-                             log=log, heldout_subset=heldout_subset, **grid)
+    return select_checkpoint(run_dir, store, annotations, ProbeConfig.from_dict({"data": grid}), subset=subset,
+                             progress=progress, log=log, heldout_subset=heldout_subset)
 
 
 def _probe_grid(annotations, subset: str | None, tal_config) -> dict:

@@ -22,6 +22,7 @@ from sola.compare import compare, format_markdown
 from sola.config import SoLaConfig, nest_dotted
 from sola.errors import ExtractError
 from sola.extract import extract_videos, load_metadata
+from sola.extract.config import ExtractConfig
 from sola.fit import fit_adapter, metrics_summary
 from sola.probe import compare_probe, format_probe_table, json_ready
 from sola.runs import BEST, STATE
@@ -190,7 +191,8 @@ def _extracted_features(out_dir: Path, videos_dir: Path, fps: float | None, prog
         shutil.rmtree(features, ignore_errors=True)
     atomic_write_text(marker, json.dumps(source))
     log(f"[1/6] extracting Kinetics-400 I3D features of {videos_dir} to {features}")
-    summary = extract_videos(videos_dir, features, fps=fps, progress=progress)
+    summary = extract_videos(videos_dir, features, ExtractConfig.from_dict({"extract": {"fps": fps}}),
+                             progress=progress)
     for path, reason in summary.failed:
         log(f"skipped {path}: {reason}")
     if not (summary.extracted or summary.skipped):

@@ -18,6 +18,10 @@ initialisation and the same batches.
 `collect_snippets` trains on one subset and measures on another (the `sola probe` report);
 `collect_heldout_snippets` splits the videos of ONE subset into a probe-training part and a
 held-out part (checkpoint selection, which must never look at the evaluation subset).
+
+Every default lives once in `ProbeConfig` (sections `data`, `sgd`, `lbfgs`, `select`); the
+functions take `config: ProbeConfig | None` (None: the defaults) and an explicit `seed` that,
+when given, replaces `data.seed`.
 """
 
 from __future__ import annotations
@@ -31,13 +35,107 @@ import torch
 from tqdm.auto import tqdm
 
 from sola.annotations import Annotations, canonical_subset, grid_for, match_ids, snippet_labels
+from sola.config import SectionedConfig
 from sola.devices import resolve_device
 from sola.errors import AnnotationError, ConfigError, StoreError
 from sola.transform import apply_adapter
 
-REFERENCE = {"epochs": 16, "lr": 0.01, "momentum": 0.9, "batch_size": 256, "report_from": 6}
 METRICS = ("accuracy", "balanced_accuracy", "average_precision", "boundary_accuracy")
-HOLDOUT = 0.25  # share of a subset's videos held out by `collect_heldout_snippets`
+SELECTABLE = tuple(f"{p}_{m}" for p in ("sgd", "lbfgs") for m in METRICS)  # the columns `select.metric` may name
+
+
+@dataclass
+class ProbeDataConfig:
+    """Which snippets the probes see, how they are labelled, and the held-out split of selection."""
+
+    boundary_k: int = 2  # boundary accuracy counts the snippets within +-k of a transition
+    feat_stride: float | None = None  # frames between snippets; None: from the annotations
+    num_frames: float | None = None  # frames seen by one snippet; None: from the annotations
+    fps: float | None = None  # None: from the annotations
+    holdout: float = 0.25  # share of a subset's videos held out by `collect_heldout_snippets`
+    seed: int = 0  # the held-out split, and both probes' initialisation and batch order
+
+
+@dataclass
+class SgdProbeConfig:
+    """The reference protocol: Linear(C -> 2) trained with mini-batch SGD with momentum."""
+
+    epochs: int = 16
+    lr: float = 0.01
+    momentum: float = 0.9
+    batch_size: int = 256
+    report_from: int = 6  # metrics are averaged over epochs >= this (0-based; the last ten of 16)
+
+
+@dataclass
+class LbfgsProbeConfig:
+    """The converging probe: class-balanced logistic regression, full batch, L-BFGS from zero."""
+
+    l2: float = 1e-4  # loss + l2/2 * |w|^2 (bias free)
+    max_iter: int = 500
+    history_size: int = 20
+    tolerance_grad: float = 1e-6
+    tolerance_change: float = 1e-10
+
+
+@dataclass
+class ProbeSelectConfig:
+    """Checkpoint selection (`sola.select`): the column that decides and the margin to clear."""
+
+    metric: str = "lbfgs_balanced_accuracy"  # the converging probe: sgd_* can sit at the majority rate
+    min_gain: float = 0.0  # a checkpoint must beat the identity by more than this
+
+
+def validate_probe_config(config: "ProbeConfig") -> "ProbeConfig":
+    """Raise `ConfigError` naming the key for a value out of range; returns the config."""
+    d, sgd, lbfgs, select = config.data, config.sgd, config.lbfgs, config.select
+    integers = {"data.boundary_k": (d.boundary_k, 1), "data.seed": (d.seed, 0), "sgd.epochs": (sgd.epochs, 1),
+                "sgd.batch_size": (sgd.batch_size, 1), "sgd.report_from": (sgd.report_from, 0),
+                "lbfgs.max_iter": (lbfgs.max_iter, 1), "lbfgs.history_size": (lbfgs.history_size, 1)}
+    for name, (value, least) in integers.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < least:
+            raise ConfigError(f"{name} must be an integer >= {least}, got {value!r}")
+    for name, value, low, above in (("data.feat_stride", d.feat_stride, 0.0, True), ("data.fps", d.fps, 0.0, True),
+                                    ("data.num_frames", d.num_frames, 0.0, False)):
+        if value is not None and not (math.isfinite(value) and (value > low if above else value >= low)):
+            raise ConfigError(f"{name} must be a finite number {'>' if above else '>='} {low:g} "
+                              f"(null: from the annotations), got {value}")
+    if not 0 < d.holdout < 1:  # also refuses NaN
+        raise ConfigError(f"data.holdout must lie strictly between 0 and 1, got {d.holdout}")
+    if not (math.isfinite(sgd.lr) and sgd.lr > 0):
+        raise ConfigError(f"sgd.lr must be a finite number > 0, got {sgd.lr}")
+    if not 0 <= sgd.momentum < 1:
+        raise ConfigError(f"sgd.momentum must be in [0, 1), got {sgd.momentum}")
+    for name, value in (("lbfgs.l2", lbfgs.l2), ("lbfgs.tolerance_grad", lbfgs.tolerance_grad),
+                        ("lbfgs.tolerance_change", lbfgs.tolerance_change), ("select.min_gain", select.min_gain)):
+        if not (math.isfinite(value) and value >= 0):
+            raise ConfigError(f"{name} must be a finite number >= 0, got {value}")
+    if select.metric not in SELECTABLE:
+        raise ConfigError(f"select.metric: unknown probe metric {select.metric!r}; "
+                          f"choose one of {', '.join(SELECTABLE)}")
+    return config
+
+
+@dataclass
+class ProbeConfig(SectionedConfig):
+    """Everything the linear probe and checkpoint selection use: data, sgd, lbfgs, select."""
+
+    data: ProbeDataConfig = field(default_factory=ProbeDataConfig)
+    sgd: SgdProbeConfig = field(default_factory=SgdProbeConfig)
+    lbfgs: LbfgsProbeConfig = field(default_factory=LbfgsProbeConfig)
+    select: ProbeSelectConfig = field(default_factory=ProbeSelectConfig)
+
+    validate = validate_probe_config  # check every value; raise `ConfigError` naming the key and the fix
+
+
+def probe_config(config: ProbeConfig | None = None, seed: int | None = None) -> ProbeConfig:
+    """A validated copy of `config` (None: the defaults) with `seed`, when given, as its `data.seed`.
+
+    Raises `ConfigError` naming the key of a value out of range.
+    """
+    override = {"data": {"seed": seed}} if seed is not None else None
+    base = config if config is not None else ProbeConfig()
+    return ProbeConfig.from_dict(override, base=base, where="seed").validate()
 
 
 @dataclass
@@ -112,19 +210,16 @@ def collect_snippets(
     annotations: Annotations,
     train_subset: str | None = None,
     val_subset: str | None = None,
-    boundary_k: int = 2,
-    feat_stride: float | None = None,
-    num_frames: float | None = None,
-    fps: float | None = None,
+    config: ProbeConfig | None = None,
     progress: bool = False,
 ) -> ProbeData:
     """Read every annotated video of both splits from `store` with its per-snippet targets.
 
-    Snippet times follow `grid_for` (a fixed stride when the annotations or the arguments give one,
-    else T snippets over the duration). Raises `AnnotationError` if a split has no video with features.
+    Snippet times follow `grid_for` (a fixed stride when the annotations or `config.data` give one,
+    else T snippets over the duration); `data.boundary_k` marks the boundary snippets. Raises
+    `AnnotationError` if a split has no video with features, `ConfigError` for a bad config.
     """
-    if boundary_k < 1:
-        raise AnnotationError(f"boundary k must be at least 1 snippet, got {boundary_k}")
+    config = probe_config(config)
     matched = match_ids(store.video_ids(), annotations.keys())
     by_annotation = {a: f for f, a in matched.pairs.items()}
     train_name, val_name = choose_splits(annotations, list(by_annotation), train_subset, val_subset)
@@ -135,9 +230,8 @@ def collect_snippets(
             raise AnnotationError(
                 f"no video of subset {name!r} has features ({matched.summary()}); check the store and --*-subset"
             )
-        sets[name] = read_snippets(store, annotations, chosen, by_annotation, boundary_k, feat_stride, num_frames,
-                                   fps, progress, f"reading {name}")
-    return ProbeData(sets[train_name], sets[val_name], train_name, val_name, boundary_k,
+        sets[name] = read_snippets(store, annotations, chosen, by_annotation, config, progress, f"reading {name}")
+    return ProbeData(sets[train_name], sets[val_name], train_name, val_name, config.data.boundary_k,
                      skipped=matched.annotations_without_features)
 
 
@@ -146,14 +240,15 @@ def read_snippets(
     annotations: Annotations,
     video_ids: list[str],
     feature_ids: dict[str, str],
-    boundary_k: int = 2,
-    feat_stride: float | None = None,
-    num_frames: float | None = None,
-    fps: float | None = None,
+    config: ProbeConfig | None = None,
     progress: bool = False,
     desc: str = "reading",
 ) -> SnippetSet:
-    """The SnippetSet of `video_ids` (annotation ids, in this order); `feature_ids` maps them to store ids."""
+    """The SnippetSet of `video_ids` (annotation ids, in this order); `feature_ids` maps them to store ids.
+
+    The grid and `boundary_k` come from `config.data` (None: the defaults).
+    """
+    data = (config if config is not None else ProbeConfig()).data
     snippet_set = SnippetSet([], [], [], [], [])
     for video_id in tqdm(video_ids, desc=desc, disable=None if progress else True, leave=False):
         features = np.asarray(store.read(feature_ids[video_id]), dtype=np.float32)
@@ -163,17 +258,19 @@ def read_snippets(
                 "them (`sola inspect` counts them) or drop the video"
             )
         video = annotations[video_id]
-        grid = grid_for(video, len(features), feat_stride, num_frames, fps)
+        grid = grid_for(video, len(features), data.feat_stride, data.num_frames, data.fps)
         labels = snippet_labels(video, len(features), grid)
         snippet_set.video_ids.append(video_id)
         snippet_set.features.append(features)
         snippet_set.action.append(labels.action)
         snippet_set.keep.append(labels.action | ~labels.ambiguous)
-        snippet_set.boundary.append(boundary_mask(labels.action, boundary_k))
+        snippet_set.boundary.append(boundary_mask(labels.action, data.boundary_k))
     return snippet_set
 
 
-def split_videos(video_ids, holdout: float = HOLDOUT, seed: int = 0) -> tuple[list[str], list[str]]:
+def split_videos(
+    video_ids, holdout: float = ProbeDataConfig.holdout, seed: int = ProbeDataConfig.seed
+) -> tuple[list[str], list[str]]:
     """`(probe-train, held-out)` video ids: a seeded permutation of the sorted ids; both parts sorted.
 
     The held-out part has `round(holdout * n)` videos, at least 1 and at most n - 1; the same ids
@@ -213,26 +310,22 @@ def collect_heldout_snippets(
     store,
     annotations: Annotations,
     subset: str | None = None,
-    holdout: float = HOLDOUT,
-    seed: int = 0,
-    boundary_k: int = 2,
-    feat_stride: float | None = None,
-    num_frames: float | None = None,
-    fps: float | None = None,
+    config: ProbeConfig | None = None,
+    seed: int | None = None,
     progress: bool = False,
     heldout_subset: str | None = None,
 ) -> ProbeData:
-    """Snippets of ONE subset, its videos split by `split_videos(holdout, seed)`: the probe trains on
-    the rest and is measured on the held-out videos.
+    """Snippets of ONE subset, its videos split by `split_videos(data.holdout, seed)`: the probe trains
+    on the rest and is measured on the held-out videos.
 
     `subset` defaults to `selection_subset` (training, else validation). Videos of other subsets are
     never read. `train_subset` and `val_subset` of the result both name `subset`; `holdout` is set.
     With `heldout_subset` (e.g. `sola splice`'s "holdout", whose clips the training videos never
     use), the probe trains on every video of `subset` and is measured on that subset instead.
-    Raises `AnnotationError` when the subset has fewer than 2 videos with features.
+    `config.data` gives the grid, `boundary_k`, `holdout` and the seed (`seed`, when given, replaces
+    it). Raises `AnnotationError` when the subset has fewer than 2 videos with features.
     """
-    if boundary_k < 1:
-        raise AnnotationError(f"boundary k must be at least 1 snippet, got {boundary_k}")
+    config = probe_config(config, seed)
     matched = match_ids(store.video_ids(), annotations.keys())
     by_annotation = {a: f for f, a in matched.pairs.items()}
     name = canonical_subset(subset) if subset else selection_subset(annotations, list(by_annotation))
@@ -254,13 +347,15 @@ def collect_heldout_snippets(
             )
         train_ids, holdout = sorted(chosen), None
     else:
-        train_ids, held_ids = split_videos(chosen, holdout, seed)
-    grid = (boundary_k, feat_stride, num_frames, fps, progress)
-    train = read_snippets(store, annotations, train_ids, by_annotation, *grid, desc=f"reading {name} (probe-train)")
-    held = read_snippets(store, annotations, held_ids, by_annotation, *grid, desc=f"reading {held_name} (held out)")
+        holdout = config.data.holdout
+        train_ids, held_ids = split_videos(chosen, holdout, config.data.seed)
+    train = read_snippets(store, annotations, train_ids, by_annotation, config, progress,
+                          desc=f"reading {name} (probe-train)")
+    held = read_snippets(store, annotations, held_ids, by_annotation, config, progress,
+                         desc=f"reading {held_name} (held out)")
     skipped = [v for v in matched.annotations_without_features
                if canonical_subset(annotations[v].subset) in (name, held_name)]
-    return ProbeData(train, held, name, held_name, boundary_k, skipped=skipped, holdout=holdout)
+    return ProbeData(train, held, name, held_name, config.data.boundary_k, skipped=skipped, holdout=holdout)
 
 
 def build_matrix(snippets: SnippetSet, adapter=None, device: str | torch.device = "cpu") -> tuple[torch.Tensor, ...]:
@@ -322,19 +417,19 @@ def average_precision(scores: np.ndarray, positive: np.ndarray) -> float:
 def reference_probe(
     train: tuple[torch.Tensor, ...],
     val: tuple[torch.Tensor, ...],
-    seed: int = 0,
-    epochs: int = REFERENCE["epochs"],
-    lr: float = REFERENCE["lr"],
-    momentum: float = REFERENCE["momentum"],
-    batch_size: int = REFERENCE["batch_size"],
-    report_from: int = REFERENCE["report_from"],
+    seed: int | None = None,
+    config: ProbeConfig | None = None,
     device: str | torch.device = "cpu",
 ) -> dict[str, float]:
-    """The reference protocol: Linear(C->2) trained with SGD; metrics averaged over epochs >= report_from.
+    """The reference protocol (`config.sgd`): Linear(C->2) trained with SGD; metrics averaged over
+    epochs >= `sgd.report_from` (the last epoch alone when there are no more).
 
     `train`/`val` are `build_matrix` outputs. Returns `{metric: mean over the reported epochs}` plus
-    `per_epoch_accuracy` (list). Initialisation and batch order come from `seed` only.
+    `per_epoch_accuracy` (list). Initialisation and batch order come from the seed only (`seed`,
+    else `data.seed`).
     """
+    config = probe_config(config, seed)
+    sgd, seed = config.sgd, config.data.seed
     device = torch.device(device)
     x, y, _ = (t.to(device) for t in train)
     val_x, val_y, val_boundary = (t.to(device) for t in val)
@@ -345,13 +440,13 @@ def reference_probe(
     bias = ((torch.rand(2, generator=generator) * 2 - 1) * bound).to(device)  # (2,)
     history, momentum_state = [], {}
     with _few_threads(device), torch.no_grad():
-        for _ in range(epochs):
+        for _ in range(sgd.epochs):
             order = torch.randperm(len(x), generator=generator).to(device)
-            sgd_epoch(x[order], y[order].long(), weight, bias, lr, momentum, batch_size, momentum_state)
+            sgd_epoch(x[order], y[order].long(), weight, bias, sgd.lr, sgd.momentum, sgd.batch_size, momentum_state)
             logits = val_x @ weight.T + bias  # (N, 2)
             # argmax picks class 0 on a tie, as "score > 0" does
             history.append(binary_metrics(logits[:, 1] - logits[:, 0], val_y, val_boundary))
-    reported = history[report_from:] or history[-1:]
+    reported = history[sgd.report_from:] or history[-1:]
     result = {name: float(np.mean([h[name] for h in reported])) for name in METRICS}
     result["per_epoch_accuracy"] = [h["accuracy"] for h in history]
     return result
@@ -398,15 +493,16 @@ def _few_threads(device: torch.device):
 def logistic_probe(
     train: tuple[torch.Tensor, ...],
     val: tuple[torch.Tensor, ...],
-    l2: float = 1e-4,
-    max_iter: int = 500,
+    config: ProbeConfig | None = None,
     device: str | torch.device = "cpu",
 ) -> dict[str, float]:
     """Class-balanced logistic regression fitted to convergence with L-BFGS (full batch, from zero).
 
-    Loss: class-balanced mean binary cross-entropy + l2/2 * |w|^2 (bias free). Returns the metrics
-    on `val` plus `iterations` (L-BFGS iterations used).
+    Loss: class-balanced mean binary cross-entropy + l2/2 * |w|^2 (bias free); `l2`, `max_iter` and
+    the stopping tolerances from `config.lbfgs`. Returns the metrics on `val` plus `iterations`
+    (L-BFGS iterations used).
     """
+    lbfgs = probe_config(config).lbfgs
     device = torch.device(device)
     x, y, _ = (t.to(device) for t in train)
     val_x, val_y, val_boundary = (t.to(device) for t in val)
@@ -420,15 +516,15 @@ def logistic_probe(
     weight = torch.zeros(x.shape[1], device=device, requires_grad=True)
     bias = torch.zeros((), device=device, requires_grad=True)
     optimizer = torch.optim.LBFGS(
-        [weight, bias], lr=1.0, max_iter=max_iter, history_size=20, line_search_fn="strong_wolfe",
-        tolerance_grad=1e-6, tolerance_change=1e-10,
+        [weight, bias], lr=1.0, max_iter=lbfgs.max_iter, history_size=lbfgs.history_size,
+        line_search_fn="strong_wolfe", tolerance_grad=lbfgs.tolerance_grad, tolerance_change=lbfgs.tolerance_change,
     )
 
     def closure():
         optimizer.zero_grad(set_to_none=True)
         scores = x @ weight + bias
         loss = torch.nn.functional.binary_cross_entropy_with_logits(scores, target, weight=sample_weight)
-        loss = loss + 0.5 * l2 * weight.square().sum()
+        loss = loss + 0.5 * lbfgs.l2 * weight.square().sum()
         loss.backward()
         return loss
 
@@ -440,16 +536,19 @@ def logistic_probe(
     return result
 
 
-def probe_features(data: ProbeData, adapter=None, seed: int = 0, device: str | torch.device | None = None) -> dict:
+def probe_features(data: ProbeData, adapter=None, seed: int | None = None, device: str | torch.device | None = None,
+                   config: ProbeConfig | None = None) -> dict:
     """Both protocols on one feature set (identity, or `adapter` applied): a flat dict of columns.
 
     Columns: `sgd_<metric>` (reference protocol), `lbfgs_<metric>` (converging probe), snippet counts.
+    Settings from `config` (`seed`, when given, replaces `data.seed`); `device` None: auto.
     """
+    config = probe_config(config, seed)
     device = resolve_device(device)
     train = build_matrix(data.train, adapter, device)
     val = build_matrix(data.val, adapter, device)
-    reference = reference_probe(train, val, seed=seed, device=device)
-    logistic = logistic_probe(train, val, device=device)
+    reference = reference_probe(train, val, config=config, device=device)
+    logistic = logistic_probe(train, val, config=config, device=device)
     row = {f"sgd_{name}": reference[name] for name in METRICS}
     row.update({f"lbfgs_{name}": logistic[name] for name in METRICS})
     row["lbfgs_iterations"] = logistic["iterations"]
@@ -463,31 +562,37 @@ def compare_probe(
     store,
     annotations: Annotations,
     adapter=None,
-    seed: int = 0,
+    seed: int | None = None,
     progress: bool = False,
     device=None,
     adapted_store=None,
-    **options,
+    config: ProbeConfig | None = None,
+    train_subset: str | None = None,
+    val_subset: str | None = None,
 ) -> dict:
     """Probe table for the demo and the CLI: `{"rows": {"baseline": {...}, "SoLa": {...}}, ...}`.
 
     `store`: a FeatureStore; `adapter`: a `SoLaAdapter` applied to `store` for the SoLa row, or
     `adapted_store`: a store already transformed by SoLa (same videos; no adapter work then).
-    With neither, only the baseline row. `options` go to `collect_snippets` (subsets, boundary_k,
-    grid). Format with `format_probe_table`. Raises `AnnotationError` when a split has no videos.
+    With neither, only the baseline row. `train_subset`/`val_subset` as in `collect_snippets`;
+    settings from `config` (None: the defaults; `seed`, when given, replaces `data.seed`), recorded
+    in the table's `config`. Format with `format_probe_table`. Raises `AnnotationError` when a split
+    has no videos, `ConfigError` for a bad config.
     """
-    data = collect_snippets(store, annotations, progress=progress, **options)
-    rows = {"baseline": probe_features(data, None, seed, device)}
+    config = probe_config(config, seed)
+    seed = config.data.seed
+    data = collect_snippets(store, annotations, train_subset, val_subset, config, progress)
+    rows = {"baseline": probe_features(data, None, device=device, config=config)}
     if adapted_store is not None:
-        adapted = collect_snippets(adapted_store, annotations, progress=progress, **options)
+        adapted = collect_snippets(adapted_store, annotations, train_subset, val_subset, config, progress)
         if adapted.train.video_ids != data.train.video_ids or adapted.val.video_ids != data.val.video_ids:
             raise AnnotationError(
                 f"{adapted_store.path} does not hold the same annotated videos as {store.path}; "
                 "transform the whole store with `sola transform`"
             )
-        rows["SoLa"] = probe_features(adapted, None, seed, device)
+        rows["SoLa"] = probe_features(adapted, None, device=device, config=config)
     elif adapter is not None:
-        rows["SoLa"] = probe_features(data, adapter, seed, device)
+        rows["SoLa"] = probe_features(data, adapter, device=device, config=config)
     return {
         "train_subset": data.train_subset,
         "val_subset": data.val_subset,
@@ -495,6 +600,7 @@ def compare_probe(
         "val_videos": len(data.val.video_ids),
         "boundary_k": data.boundary_k,
         "seed": seed,
+        "config": config.to_dict(),
         "rows": rows,
     }
 
@@ -511,9 +617,11 @@ def format_probe_table(table: dict) -> str:
     else:
         where = (f"train {table['train_subset']} ({table['train_videos']} videos), "
                  f"measure {table['val_subset']} ({table['val_videos']} videos)")
+    sgd = SgdProbeConfig(**table.get("config", {}).get("sgd", {}))  # tables written before the config: defaults
+    epochs = (f"mean of epochs {sgd.report_from}-{sgd.epochs - 1}" if sgd.report_from < sgd.epochs
+              else f"epoch {sgd.epochs - 1}")
     lines = [
-        f"linear probe: {where}; sgd = reference protocol "
-        f"(mean of epochs {REFERENCE['report_from']}-{REFERENCE['epochs'] - 1}), lbfgs = converged "
+        f"linear probe: {where}; sgd = reference protocol ({epochs}), lbfgs = converged "
         "class-balanced logistic regression",
         header,
     ]

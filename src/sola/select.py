@@ -6,13 +6,14 @@ tanh(alpha) is 0 (the adapter at init) *is* the identity and is probed as such. 
 probed on a held-out part of ONE subset, the one the TAL head trains on (training, else validation
 as for THUMOS14): the linear probe trains on the other videos of that subset
 (`sola.probe.collect_heldout_snippets`). The evaluation subset is never read. A checkpoint must do
-strictly better than the identity (by more than `min_gain`) to win; ties go to the identity, then
-to the earliest epoch. When the identity wins, `best.safetensors` is an identity adapter (epoch 0's
-when it exists, else a fresh one with gate 0: its output equals its input bit for bit).
+strictly better than the identity (by more than `select.min_gain` of the `sola.probe.ProbeConfig`)
+to win; ties go to the identity, then to the earliest epoch. When the identity wins,
+`best.safetensors` is an identity adapter (epoch 0's when it exists, else a fresh one with gate 0:
+its output equals its input bit for bit).
 
-The default metric is the converging probe's balanced accuracy (`lbfgs_balanced_accuracy`): the
-reference protocol's accuracy (`sgd_accuracy`, also available) can sit at the majority-class rate
-on small sets, where it cannot tell checkpoints apart.
+The default `select.metric` is the converging probe's balanced accuracy (`lbfgs_balanced_accuracy`):
+the reference protocol's accuracy (`sgd_accuracy`, also available) can sit at the majority-class
+rate on small sets, where it cannot tell checkpoints apart.
 """
 
 from __future__ import annotations
@@ -26,12 +27,10 @@ import torch
 
 from sola.adapter import SoLaAdapter, load_adapter, save_adapter
 from sola.atomic import atomic_write_bytes, atomic_write_text
-from sola.errors import CheckpointError, ConfigError
-from sola.probe import HOLDOUT, METRICS, collect_heldout_snippets, json_ready, probe_features
+from sola.errors import CheckpointError
+from sola.probe import ProbeConfig, collect_heldout_snippets, json_ready, probe_config, probe_features
 from sola.runs import BEST, SELECTION, list_checkpoints
 
-DEFAULT_METRIC = "lbfgs_balanced_accuracy"
-SELECTABLE = tuple(f"{p}_{m}" for p in ("sgd", "lbfgs") for m in METRICS)
 IDENTITY = "identity"
 
 
@@ -53,48 +52,41 @@ def select_checkpoint(
     run_dir: str | os.PathLike,
     store,
     annotations,
-    metric: str = DEFAULT_METRIC,
-    seed: int = 0,
+    config: ProbeConfig | None = None,
+    seed: int | None = None,
     progress: bool = False,
     log=None,
     device=None,
     subset: str | None = None,
-    holdout: float = HOLDOUT,
-    min_gain: float = 0.0,
-    boundary_k: int = 2,
-    feat_stride: float | None = None,
-    num_frames: float | None = None,
-    fps: float | None = None,
     heldout_subset: str | None = None,
 ) -> dict:
     """Probe the identity and every checkpoint on a held-out part of `subset`; write the winner to
     `RUN_DIR/best.safetensors` and the table to `RUN_DIR/select.json` (both atomically).
 
-    `subset`: the subset the TAL head trains on (default: training, else validation); `holdout`
-    of its videos (by a permutation seeded with `seed`) measure the probe, the rest train it.
-    A checkpoint wins only with `metric` > identity + `min_gain`; ties go to the identity, then to
-    the earliest epoch; NaN never wins. `boundary_k`, `feat_stride`, `num_frames`, `fps`: the
-    probe's snippet labels (`sola.probe.collect_heldout_snippets`). `heldout_subset`: measure on
-    that subset instead of a held-out part of `subset` (the probe then trains on all of `subset`):
-    for data whose videos share content within a subset, such as `sola splice`'s ("holdout").
+    `subset`: the subset the TAL head trains on (default: training, else validation); a share
+    `data.holdout` of its videos (by a permutation seeded with the seed) measure the probe, the rest
+    train it. A checkpoint wins only with `select.metric` > identity + `select.min_gain`; ties go to
+    the identity, then to the earliest epoch; NaN never wins. `config` (a `sola.probe.ProbeConfig`,
+    None: the defaults) also gives the probe's snippet labels and both protocols; `seed`, when given,
+    replaces `data.seed`. `heldout_subset`: measure on that subset instead of a held-out part of
+    `subset` (the probe then trains on all of `subset`): for data whose videos share content within
+    a subset, such as `sola splice`'s ("holdout").
 
     Returns the table: `{"metric", "best" ("identity" or "epoch_0040"), "best_epoch" (0 for the
     identity), "best_value", "identity_value", "gain", "min_gain", "identity_wins",
     "best_checkpoint" (path, None for an identity without epoch 0), "identity_checkpoint",
     "checkpoints", "features", "subset", "holdout", "heldout_videos", "train_videos", "val_videos",
-    "train_subset", "val_subset", "boundary_k", "seed", "rows": {"identity": {...},
+    "train_subset", "val_subset", "boundary_k", "seed", "config", "rows": {"identity": {...},
     "epoch_0010": {...}, ...}, "message"}`. Raises `ConfigError` for an unknown metric or a bad
-    `min_gain`/`holdout`, `CheckpointError` for a missing, unreadable or mismatched checkpoint,
-    `AnnotationError` when the subset has fewer than 2 videos with features.
+    `min_gain`/`holdout` (naming the key), `CheckpointError` for a missing, unreadable or mismatched
+    checkpoint, `AnnotationError` when the subset has fewer than 2 videos with features.
     """
-    if metric not in SELECTABLE:
-        raise ConfigError(f"unknown probe metric {metric!r}; choose one of {', '.join(SELECTABLE)}")
-    if not (math.isfinite(min_gain) and min_gain >= 0):
-        raise ConfigError(f"min_gain must be a finite number >= 0, got {min_gain}")
+    config = probe_config(config, seed)
+    metric, min_gain, seed = config.select.metric, config.select.min_gain, config.data.seed
     run_dir = Path(run_dir)
     checkpoints = list_checkpoints(run_dir, required=True)
-    data = collect_heldout_snippets(store, annotations, subset, holdout, seed, boundary_k, feat_stride, num_frames,
-                                    fps, progress, heldout_subset)
+    data = collect_heldout_snippets(store, annotations, subset, config, progress=progress,
+                                    heldout_subset=heldout_subset)
 
     def load(path):
         adapter = load_adapter(path)
@@ -110,7 +102,7 @@ def select_checkpoint(
         identity_path = checkpoints[0][1]  # the adapter at init: the identity itself
     if log:
         log("probing the identity (the original features)")
-    rows = {IDENTITY: probe_features(data, None, seed, device)}
+    rows = {IDENTITY: probe_features(data, None, device=device, config=config)}
     identity_value = rows[IDENTITY][metric]
     threshold = identity_value + min_gain
     winner = None  # (name, epoch, path, value)
@@ -122,7 +114,7 @@ def select_checkpoint(
             log(f"probing {path.name}")
         adapter = template = load(path)
         name = f"epoch_{epoch:04d}"
-        rows[name] = probe_features(data, adapter, seed, device)
+        rows[name] = probe_features(data, adapter, device=device, config=config)
         value = rows[name][metric]
         # strict, and NaN fails both tests: ties keep the identity, then the earlier epoch
         if value > threshold and (winner is None or value > winner[3]):
@@ -152,7 +144,7 @@ def select_checkpoint(
         "checkpoints": [f"epoch_{epoch:04d}" for epoch, _ in checkpoints],
         "features": str(Path(store.path).resolve()),
         "subset": data.train_subset,
-        "holdout": holdout,
+        "holdout": config.data.holdout,
         "heldout_videos": list(data.val.video_ids),
         "train_videos": len(data.train.video_ids),
         "val_videos": len(data.val.video_ids),
@@ -160,6 +152,7 @@ def select_checkpoint(
         "val_subset": data.val_subset,
         "boundary_k": data.boundary_k,
         "seed": seed,
+        "config": config.to_dict(),
         "rows": rows,
     }
     table["message"] = selection_message(table)

@@ -15,8 +15,10 @@ from sola.cli.common import (
     NON_NEGATIVE,
     POSITIVE,
     add_annotation_arguments,
+    add_config_arguments,
     add_store_arguments,
     annotations_from_args,
+    config_overrides,
     integer,
     number,
     store_from_args,
@@ -26,11 +28,31 @@ from sola.devices import resolve_device
 from sola.errors import ConfigError, PredictionError
 from sola.metrics import evaluate_detection, evaluate_proposals, parse_tiou
 from sola.predictions import align_video_ids, ground_truth_segments, prediction_notes, read_predictions
-from sola.probe import HOLDOUT, compare_probe, format_probe_table, json_ready
+from sola.probe import SELECTABLE, ProbeConfig, compare_probe, format_probe_table, json_ready
 from sola.runs import BEST, SELECTION, fitted_store
-from sola.select import DEFAULT_METRIC, select_checkpoint
+from sola.select import select_checkpoint
 from sola.stores import open_store
 from sola.tsm import write_tsm_picture
+
+# Named flags of `sola probe` and `sola select`: shortcuts for single keys of `sola.probe.ProbeConfig`.
+PROBE_SHORTCUTS = [
+    ("--boundary-k", "data.boundary_k", {"type": integer(1), "help": "boundary accuracy counts snippets within +-k "
+                                         "of a transition (default 2)"}),
+    ("--feat-stride", "data.feat_stride", {"type": POSITIVE,
+                                           "help": "frames between snippets (else from annotations)"}),
+    ("--num-frames", "data.num_frames", {"type": NON_NEGATIVE, "help": "frames per snippet"}),
+    ("--fps", "data.fps", {"type": POSITIVE, "help": "frames per second (else from annotations)"}),
+    ("--seed", "data.seed", {"type": integer(0), "help": "probe seed (and, for select, the held-out split's)"}),
+]
+SELECT_SHORTCUTS = [
+    ("--holdout", "data.holdout", {"type": number(0.0, 1.0, above=True), "help": "share of its videos held out to "
+                                   "measure the probe (default 0.25; the probe trains on the rest)"}),
+    ("--min-gain", "select.min_gain", {"type": number(), "help": "a checkpoint must beat the identity by more than "
+                                       "this on --metric (default 0: any strict gain)"}),
+    ("--metric", "select.metric", {"help": f"column that picks the best checkpoint: {', '.join(SELECTABLE)} "
+                                   "(default lbfgs_balanced_accuracy; sgd_accuracy is the reference protocol's)"}),
+]
+PROBE_CONFIG = "probe config (sections data, sgd, lbfgs, select) over the reference defaults"
 
 
 def register(subparsers) -> None:
@@ -95,16 +117,10 @@ def register(subparsers) -> None:
     add_annotation_arguments(p)
     p.add_argument("--subset", default=None, help="the subset to select on, the one the TAL head trains on "
                    "(default: training, or validation when there is none, as for THUMOS14); never the evaluation subset")
-    p.add_argument("--holdout", type=number(0.0, 1.0, above=True), default=None, help="share of its videos held out to measure the probe "
-                   "(default 0.25; the probe trains on the rest)")
     p.add_argument("--heldout-subset", default=None, metavar="SUBSET",
                    help="measure the probe on this subset instead of a held-out part of --subset "
                    "(e.g. holdout for `sola splice` data, whose training videos share clips)")
-    p.add_argument("--min-gain", type=number(), default=0.0, help="a checkpoint must beat the identity by more than "
-                   "this on --metric (default 0: any strict gain)")
-    _add_grid_arguments(p)
-    p.add_argument("--metric", default=None, help="column that picks the best checkpoint "
-                   "(default lbfgs_balanced_accuracy; sgd_accuracy is the reference protocol's)")
+    _add_probe_config_arguments(p, "data.holdout=0.5", SELECT_SHORTCUTS)
     p.set_defaults(func=run_select)
 
     p = subparsers.add_parser(
@@ -129,35 +145,14 @@ def _add_probe_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--train-subset", default=None, help="subset the probe trains on (default: training, "
                    "or validation when there is no training subset, as for THUMOS14)")
     p.add_argument("--val-subset", default=None, help="subset it is measured on (default: validation, or test)")
-    _add_grid_arguments(p)
+    _add_probe_config_arguments(p, "sgd.epochs=32")
 
 
-def _add_grid_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--boundary-k", type=integer(1), default=2, help="boundary accuracy counts snippets within +-k "
-                   "of a transition (default 2)")
-    p.add_argument("--feat-stride", type=POSITIVE, default=None, help="frames between snippets (else from annotations)")
-    p.add_argument("--num-frames", type=NON_NEGATIVE, default=None, help="frames per snippet")
-    p.add_argument("--fps", type=POSITIVE, default=None, help="frames per second (else from annotations)")
-    p.add_argument("--seed", type=integer(0), default=0, help="probe seed (and, for select, the held-out split's)")
+def _add_probe_config_arguments(p: argparse.ArgumentParser, example: str, extra=()) -> None:
+    """--config/--set of a `ProbeConfig` with the grid and seed flags (and `extra`) as shortcuts, --device, --quiet."""
+    add_config_arguments(p, PROBE_CONFIG, example, PROBE_SHORTCUTS + list(extra))
     p.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default: cuda when present)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-
-
-def _probe_options(args) -> dict:
-    return {
-        "train_subset": args.train_subset,
-        "val_subset": args.val_subset,
-        **_grid_options(args),
-    }
-
-
-def _grid_options(args) -> dict:
-    return {
-        "boundary_k": args.boundary_k,
-        "feat_stride": args.feat_stride,
-        "num_frames": args.num_frames,
-        "fps": args.fps,
-    }
 
 
 def _add_ground_truth_arguments(p: argparse.ArgumentParser) -> None:
@@ -247,6 +242,8 @@ def run_probe(args) -> int:
     """`sola probe`: print the probe table (baseline, and SoLa with --adapter); optionally JSON."""
     if args.adapter and args.adapted:
         raise ConfigError("give either --adapter or --adapted, not both")
+    config = ProbeConfig.load(args.config, config_overrides(args))
+    device = resolve_device(args.device)
     store = store_from_args(args)
     adapted = None
     if args.adapted:
@@ -255,8 +252,8 @@ def run_probe(args) -> int:
     annotations = annotations_from_args(args)
     adapter = load_adapter(args.adapter) if args.adapter else None
     table = compare_probe(
-        store, annotations, adapter, seed=args.seed, progress=not args.quiet, device=resolve_device(args.device),
-        adapted_store=adapted, **_probe_options(args),
+        store, annotations, adapter, progress=not args.quiet, device=device, adapted_store=adapted, config=config,
+        train_subset=args.train_subset, val_subset=args.val_subset,
     )
     print(format_probe_table(table))
     if args.json:
@@ -268,6 +265,8 @@ def run_probe(args) -> int:
 def run_select(args) -> int:
     """`sola select`: probe the identity and every checkpoint, print the table and the winner, write
     best.safetensors and select.json."""
+    config = ProbeConfig.load(args.config, config_overrides(args))
+    device = resolve_device(args.device)
     if args.features is not None:
         store = open_store(args.features, layout=args.layout, **store_options(args))
     else:
@@ -275,9 +274,8 @@ def run_select(args) -> int:
     annotations = annotations_from_args(args)
     log = None if args.quiet else (lambda line: print(line, file=sys.stderr))
     table = select_checkpoint(
-        args.run_dir, store, annotations, metric=args.metric or DEFAULT_METRIC, seed=args.seed,
-        progress=not args.quiet, log=log, device=resolve_device(args.device), subset=args.subset,
-        holdout=HOLDOUT if args.holdout is None else args.holdout, min_gain=args.min_gain, heldout_subset=args.heldout_subset, **_grid_options(args),
+        args.run_dir, store, annotations, config, progress=not args.quiet, log=log, device=device,
+        subset=args.subset, heldout_subset=args.heldout_subset,
     )
     print(format_probe_table(table))
     print(table["message"])

@@ -6,8 +6,35 @@ import argparse
 import json
 import sys
 
-from sola.cli.common import NON_NEGATIVE, POSITIVE, integer
+from sola.cli.common import NON_NEGATIVE, POSITIVE, add_config_arguments, config_overrides, integer
+from sola.extract.config import OUTPUTS, ExtractConfig
 from sola.extract.extract import classify_video, extract_videos
+
+# Named flags: shortcuts for single keys of `sola.extract.config.ExtractConfig`.
+ENCODER_SHORTCUTS = [
+    ("--device", "encoder.device", {"help": "auto | cpu | cuda | cuda:N (default auto)"}),
+    ("--cache", "encoder.cache", {"help": "weights cache directory (default $SOLA_CACHE or ~/.cache/sola)"}),
+]
+EXTRACT_SHORTCUTS = [
+    ("--fps", "extract.fps", {"type": POSITIVE, "help": "resample frames to this rate (default: keep the video's)"}),
+    ("--window", "extract.window", {"type": integer(1), "help": "frames per snippet (default 16)"}),
+    ("--stride", "extract.stride", {"type": integer(1), "help": "frames between snippet starts (default 16)"}),
+    ("--batch", "extract.batch_size", {"type": integer(1), "help": "snippets per forward pass (default 8)"}),
+    ("--workers", "extract.workers", {"type": integer(1), "help": "threads decoding videos in parallel "
+                                      "(default: 8 on a GPU, else 2)"}),
+    ("--output", "extract.output", {"choices": list(OUTPUTS), "help": "features: Mixed_5c averaged, 1024-d "
+                                    "(default); logits: the 400 Kinetics logits"}),
+    *ENCODER_SHORTCUTS,
+]
+CLASSIFY_SHORTCUTS = [
+    ("--topk", "classify.topk", {"type": integer(1), "help": "how many classes to print (default 5)"}),
+    ("--fps", "classify.fps", {"type": POSITIVE, "help": "frame rate of the clips (default 25, as Kinetics)"}),
+    ("--window", "classify.window", {"type": integer(1), "help": "frames per clip (default 64)"}),
+    ("--start", "classify.start", {"type": NON_NEGATIVE, "help": "seconds to skip at the start (default 0)"}),
+    ("--seconds", "classify.max_seconds", {"type": POSITIVE, "help": "classify only this many seconds"}),
+    *ENCODER_SHORTCUTS,
+]
+EXTRACT_CONFIG = "extraction config (sections encoder, extract, classify) over the defaults"
 
 
 def register(subparsers) -> None:
@@ -23,21 +50,7 @@ def register(subparsers) -> None:
     )
     extract.add_argument("inputs", nargs="+", metavar="VIDEO_OR_DIR", help="video files and/or directories of videos")
     extract.add_argument("--out", required=True, help="output feature directory")
-    extract.add_argument(
-        "--fps", type=POSITIVE, default=None, help="resample frames to this rate (default: keep the video's)"
-    )
-    extract.add_argument("--window", type=integer(1), default=16, help="frames per snippet (default 16)")
-    extract.add_argument("--stride", type=integer(1), default=16, help="frames between snippet starts (default 16)")
-    extract.add_argument("--batch", type=integer(1), default=8, help="snippets per forward pass (default 8)")
-    extract.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
-    extract.add_argument(
-        "--workers", type=integer(1), default=None, help="threads decoding videos in parallel (default: 8 on a GPU, else 2)"
-    )
-    extract.add_argument(
-        "--output", choices=["features", "logits"], default="features",
-        help="features: Mixed_5c averaged, 1024-d (default); logits: the 400 Kinetics logits",
-    )  # fmt: skip
-    extract.add_argument("--cache", default=None, help="weights cache directory (default $SOLA_CACHE or ~/.cache/sola)")
+    add_config_arguments(extract, EXTRACT_CONFIG, "extract.stride=8", EXTRACT_SHORTCUTS)
     extract.add_argument("--quiet", action="store_true", help="no progress bars")
     extract.set_defaults(func=run_extract)
 
@@ -48,24 +61,15 @@ def register(subparsers) -> None:
         "logits averaged over clips, softmax, top-k class names with probabilities.",
     )
     classify.add_argument("video", help="a video file")
-    classify.add_argument("--topk", type=integer(1), default=5, help="how many classes to print (default 5)")
     classify.add_argument("--json", action="store_true", help="print JSON [{label, probability}, ...]")
-    classify.add_argument("--fps", type=POSITIVE, default=25.0, help="frame rate of the clips (default 25, as Kinetics)")
-    classify.add_argument("--window", type=integer(1), default=64, help="frames per clip (default 64)")
-    classify.add_argument("--start", type=NON_NEGATIVE, default=0.0, help="seconds to skip at the start (default 0)")
-    classify.add_argument("--seconds", type=POSITIVE, default=None, help="classify only this many seconds")
-    classify.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
-    classify.add_argument("--cache", default=None, help="weights cache directory (default $SOLA_CACHE or ~/.cache/sola)")
+    add_config_arguments(classify, EXTRACT_CONFIG, "classify.batch_size=4", CLASSIFY_SHORTCUTS)
     classify.set_defaults(func=run_classify)
 
 
 def run_extract(args: argparse.Namespace) -> int:
     """Handler of `sola extract`: 0 if every video is done, 1 if some failed (each named on stderr)."""
-    summary = extract_videos(
-        args.inputs, args.out, fps=args.fps, window=args.window, stride=args.stride, batch=args.batch,
-        device=args.device, output=args.output, cache=args.cache, progress=False if args.quiet else None,
-        workers=args.workers,
-    )  # fmt: skip
+    config = ExtractConfig.load(args.config, config_overrides(args))  # refused here, before any video is opened
+    summary = extract_videos(args.inputs, args.out, config, progress=False if args.quiet else None)
     for message in summary.warnings:
         print(f"sola extract: warning: {message}", file=sys.stderr)
     for _, message in summary.failed:
@@ -79,10 +83,7 @@ def run_extract(args: argparse.Namespace) -> int:
 
 def run_classify(args: argparse.Namespace) -> int:
     """Handler of `sola classify`: print the top-k Kinetics-400 classes."""
-    top = classify_video(
-        args.video, topk=args.topk, fps=args.fps, window=args.window, max_seconds=args.seconds,
-        device=args.device, cache=args.cache, start=args.start,
-    )  # fmt: skip
+    top = classify_video(args.video, ExtractConfig.load(args.config, config_overrides(args)))
     if args.json:
         print(json.dumps([{"label": label, "probability": round(p, 6)} for label, p in top], indent=1))
     else:

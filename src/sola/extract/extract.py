@@ -1,5 +1,6 @@
 """From videos to stored snippet features: `extract_videos` (many videos, resumable) and the
-single-video helpers `encode_video` and `classify_video`. Clip geometry lives in `clips.py`.
+single-video helpers `encode_video` and `classify_video`. Clip geometry lives in `clips.py`, every
+default in `sola.extract.config.ExtractConfig`.
 """
 
 from __future__ import annotations
@@ -15,15 +16,15 @@ import numpy as np
 
 from sola.atomic import atomic_write_text
 from sola.errors import ExtractError
-from sola.extract.clips import ClipSource, iter_clips, num_snippets
 from sola.devices import resolve_device
+from sola.extract.clips import ClipSource, iter_clips, num_snippets
+from sola.extract.config import OUTPUTS, ExtractConfig, ExtractionConfig
 from sola.extract.encoder import SnippetEncoder, kinetics400_labels
 from sola.extract.pipeline import BATCH, DONE, ERROR, START, decode_in_background
 from sola.extract.video import find_videos, read_header
 
 METADATA_NAME = "extract_metadata.json"
 ENCODER_NAME = "i3d_kinetics400_rgb"
-OUTPUTS = {"features": 1024, "logits": 400}
 __all__ = ["extract_videos", "encode_video", "classify_video", "load_metadata", "ExtractSummary",
            "num_snippets", "iter_clips"]  # fmt: skip
 
@@ -31,11 +32,11 @@ __all__ = ["extract_videos", "encode_video", "classify_video", "load_metadata", 
 def encode_video(
     path: str | os.PathLike,
     encoder: SnippetEncoder,
-    fps: float | None = None,
-    window: int = 16,
-    stride: int = 16,
-    batch: int = 8,
-    output: str = "features",
+    fps: float | None = ExtractionConfig.fps,
+    window: int = ExtractionConfig.window,
+    stride: int = ExtractionConfig.stride,
+    batch: int = ExtractionConfig.batch_size,
+    output: str = ExtractionConfig.output,
     max_seconds: float | None = None,
     progress: bool | None = None,
     start: float = 0.0,
@@ -164,44 +165,36 @@ def _store_video(path: Path, video_id: str, chunks: list[np.ndarray], source: Cl
 def extract_videos(
     inputs: str | os.PathLike | Iterable[str | os.PathLike],
     out_dir: str | os.PathLike,
-    fps: float | None = None,
-    window: int = 16,
-    stride: int = 16,
-    batch: int = 8,
-    device: str = "auto",
-    output: str = "features",
-    cache: str | os.PathLike | None = None,
+    config: ExtractConfig | None = None,
     encoder: SnippetEncoder | None = None,
     progress: bool | None = None,
-    workers: int | None = None,
 ) -> ExtractSummary:
     """Encode videos into `out_dir/<stem>.npy` `(T, 1024)` float32 plus `out_dir/extract_metadata.json`.
 
-    `inputs` are video files and/or directories (their video files, not recursive). `fps=None`
-    keeps each video's own frame rate; window and stride count resampled frames. `workers`
-    threads decode videos in parallel while the encoder runs (None: 8 on a GPU, where decoding
-    is the bottleneck, else 2). Videos already in the metadata with their `.npy` present are
-    skipped (resumable); unreadable ones are reported in `summary.failed` and the run goes on.
-    Files are written atomically, each `.npy` before its metadata entry. The output directory reads back with `sola.stores.npy.NpyStore`. Raises `ExtractError` if `out_dir`
-    holds an extraction with other settings, or the weights cannot be fetched.
+    `inputs` are video files and/or directories (their video files, not recursive). Settings from
+    `config` (None: the defaults): its `extract` section (`fps` None keeps each video's own frame
+    rate; window and stride count resampled frames; `workers` threads decode videos in parallel
+    while the encoder runs, None: 8 on a GPU, where decoding is the bottleneck, else 2) and its
+    `encoder` section (device, weights cache; unused when `encoder` is given). Videos already in
+    the metadata with their `.npy` present are skipped (resumable); unreadable ones are reported
+    in `summary.failed` and the run goes on. Files are written atomically, each `.npy` before its
+    metadata entry. The output directory reads back with `sola.stores.npy.NpyStore`. Raises
+    `ConfigError` for a bad config (before any work), `ExtractError` if `out_dir` holds an
+    extraction with other settings, or the weights cannot be fetched.
     """
     from tqdm import tqdm
 
     from sola.stores.npy import NpyWriter
 
+    config = (config if config is not None else ExtractConfig()).validate()
+    grid, device, cache = config.extract, config.encoder.device, config.encoder.cache
+    fps, window, stride, batch, output = grid.fps, grid.window, grid.stride, grid.batch_size, grid.output
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
-    if output not in OUTPUTS:
-        raise ExtractError(f"unknown output {output!r}; use one of {', '.join(OUTPUTS)}")
     target = encoder.device if encoder is not None else resolve_device(device)  # a bad name fails here
+    workers = grid.workers
     if workers is None:
         workers = min(8, os.cpu_count() or 1) if target.type == "cuda" else 2
-    if window < 1 or stride < 1 or batch < 1 or workers < 1:
-        raise ExtractError(
-            f"window, stride, batch and workers must be at least 1 (got {window}, {stride}, {batch}, {workers})"
-        )
-    if fps is not None and not fps > 0:
-        raise ExtractError(f"fps must be positive, got {fps}")
     out_dir = Path(out_dir)
     settings = _settings(fps, window, stride, output)
     metadata = load_metadata(out_dir) or {"settings": settings, "videos": {}}
@@ -275,33 +268,29 @@ def extract_videos(
 
 def classify_video(
     path: str | os.PathLike,
-    topk: int = 5,
+    config: ExtractConfig | None = None,
     encoder: SnippetEncoder | None = None,
-    fps: float | None = 25.0,
-    window: int = 64,
-    batch: int = 2,
-    max_seconds: float | None = None,
-    device: str = "auto",
-    cache: str | os.PathLike | None = None,
-    start: float = 0.0,
 ) -> list[tuple[str, float]]:
     """Kinetics-400 top-k `(class name, probability)` for a video, from clip-averaged logits.
 
-    The video is cut into non-overlapping clips of `window` frames at `fps` (25 = Kinetics), the
-    400 logits are averaged over clips and passed through a softmax. `start` and `max_seconds`
-    (seconds) restrict it to a part of the video. Raises `ExtractError` if the video cannot be read.
+    Settings from `config.classify` (None: the defaults): the video is cut into non-overlapping
+    clips of `window` frames at `fps` (25 = Kinetics), the 400 logits are averaged over clips and
+    passed through a softmax; `start` and `max_seconds` (seconds) restrict it to a part of the
+    video. The model comes from `config.encoder` unless `encoder` is given. Raises `ConfigError`
+    for a bad config, `ExtractError` if the video cannot be read.
     """
     import torch
 
-    if topk < 1:
-        raise ExtractError(f"topk must be at least 1, got {topk}")
+    config = (config if config is not None else ExtractConfig()).validate()
+    settings = config.classify
     if encoder is None:
         read_header(path)  # fail on a bad file before loading the model
-        encoder = SnippetEncoder(device, cache)
+        encoder = SnippetEncoder(config.encoder.device, config.encoder.cache)
     logits, _ = encode_video(
-        path, encoder, fps, window, window, batch, "logits", max_seconds, progress=False, start=start
+        path, encoder, settings.fps, settings.window, settings.window, settings.batch_size, "logits",
+        settings.max_seconds, progress=False, start=settings.start,
     )
     probabilities = torch.softmax(torch.from_numpy(logits.mean(axis=0)), dim=0)
-    values, indices = probabilities.topk(min(topk, probabilities.numel()))
+    values, indices = probabilities.topk(min(settings.topk, probabilities.numel()))
     labels = kinetics400_labels()
     return [(labels[i], float(p)) for p, i in zip(values.tolist(), indices.tolist())]
