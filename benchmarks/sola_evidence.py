@@ -46,12 +46,12 @@ PROBE_COLUMNS = ("sgd_balanced_accuracy", "lbfgs_balanced_accuracy", "lbfgs_aver
 COLUMNS = (*PROBE_COLUMNS, "average_mAP")
 
 
-def make_data(bench: str, seed: int, root: Path):
+def make_data(bench: str, seed: int, root: Path, clips: Path = CLIPS):
     """The benchmark's store and annotations for one data seed (written once)."""
     data = root / f"data{seed}"
     if not (data / "annotations.json").is_file():
         if bench == "splice":
-            splice_store(open_store(CLIPS), data, SpliceConfig(seed=seed), progress=False)
+            splice_store(open_store(clips), data, SpliceConfig(seed=seed), progress=False)
         else:
             write_synthetic(data, SyntheticConfig(seed=seed), progress=False)
     return open_store(data / "features"), load_annotations(data / "annotations.json")
@@ -84,11 +84,11 @@ def measure(store, annotations, probe_data, adapter, tal_config, seed: int, out:
     return row
 
 
-def run_cell(bench: str, data_seed: int, fit_seed: int, schedule: dict, root: Path, log) -> dict:
+def run_cell(bench: str, data_seed: int, fit_seed: int, schedule: dict, root: Path, log, clips: Path = CLIPS) -> dict:
     """Original, SoLa selected and SoLa as fitted for one (data seed, fit seed)."""
     from sola.adapter import load_adapter
 
-    store, annotations = make_data(bench, data_seed, root)
+    store, annotations = make_data(bench, data_seed, root, clips)
     tal_config = load_tal_config(HEAD_CONFIG[bench])
     cell = root / f"data{data_seed}" / f"fit{fit_seed}"
     probe_data = collect_snippets(store, annotations)
@@ -206,6 +206,8 @@ def main(argv=None) -> int:
     parser.add_argument("--data-seeds", type=int, default=3)
     parser.add_argument("--fit-seeds", type=int, default=3)
     parser.add_argument("--schedule", default=None, help="JSON of fit overrides (default: the demo's schedule)")
+    parser.add_argument("--clips", type=Path, default=CLIPS, help="trimmed-clip store spliced into the real-feature "
+                        "benchmark (default: ../shared/data/features/gym_clips)")
     parser.add_argument("--checkpoints", default="", help="also measure these checkpoint epochs (shorter budgets), "
                         "e.g. 2,4")
     args = parser.parse_args(argv)
@@ -214,7 +216,7 @@ def main(argv=None) -> int:
     report, results = [], {}
     for bench in args.bench.split(","):
         root = out / bench
-        cells = [run_cell(bench, d, f, schedule, root, lambda m: print(m, file=sys.stderr, flush=True))
+        cells = [run_cell(bench, d, f, schedule, root, lambda m: print(m, file=sys.stderr, flush=True), args.clips)
                  for d in range(args.data_seeds) for f in range(args.fit_seeds)]
         table = summarise(cells)
         results[bench] = {"schedule": schedule, "cells": cells, "table": table}
