@@ -27,16 +27,31 @@ from sola.atomic import atomic_write_text
 from sola.errors import ConfigError
 
 
+@typing.dataclass_transform(field_specifiers=(dataclasses.field,))
 class SectionedConfig:
     """The one config pattern of every stage: a dataclass of dataclass sections.
 
     Defaults are the reference values; a YAML file of sections overrides them, and dotted overrides
-    (`{"fit.lr": 1e-4}`, the CLI's `--set` and its named flags) override the file. Subclasses are
-    dataclasses whose fields are sections and may refine `validate`.
+    (`{"fit.lr": 1e-4}`, the CLI's `--set` and its named flags) override the file. A subclass lists
+    its sections as annotations (each defaults to its dataclass's defaults) and names its checker:
+    `class SoLaConfig(SectionedConfig, check=validate_config)`; it becomes a dataclass.
     """
+
+    _check = None  # the subclass's checker: raises `ConfigError` for a bad value
+
+    def __init_subclass__(cls, check=None, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if check is not None:
+            cls._check = staticmethod(check)
+        for name, section in typing.get_type_hints(cls).items():
+            if name not in vars(cls):
+                setattr(cls, name, field(default_factory=section))
+        dataclass(cls)
 
     def validate(self):
         """Check every value; raise `ConfigError` naming the key and the fix. Returns the config."""
+        if self._check is not None:
+            self._check(self)
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -94,62 +109,6 @@ def packaged_config(path: str | os.PathLike) -> Path:
         if candidate.is_file():
             return candidate
     return path
-
-
-@dataclass
-class AdapterConfig:
-    """The gated residual temporal conv: `f + tanh(alpha) * g(f)`."""
-
-    hidden_dim: int = 512  # H
-    kernel_size: int = 5  # k of the first conv (the only one wider than 1)
-    dilation: int = 1
-
-
-@dataclass
-class MatchingConfig:
-    """Similarity Matching: window, gathered positions, target kernel, projector."""
-
-    window: int = 23  # L: snippets per training window
-    step: int = 2  # s: gap between gathered positions
-    start: int = 4  # first gathered position inside the window
-    num_positions: int = 8  # N: positions start + s*i, i = 0..N-1
-    target_k: float = 16.0  # K in T_ij = sigmoid(K / |i-j|^2)
-    projector_dim: int = 512  # Linear(C->512) -> ReLU -> Linear(512->C)
-    clamp_eps: float = 1e-5  # P is clamped to [eps, 1 - eps]
-
-
-@dataclass
-class FitConfig:
-    """Optimiser and schedule of the unsupervised fit."""
-
-    epochs: int = 150
-    batch_size: int = 256  # windows per optimiser step, summed over all DDP ranks
-    lr: float = 1e-4
-    weight_decay: float = 0.01
-    windows_per_video: int = 1  # beyond the reference: more optimiser steps per epoch
-    checkpoint_every: int = 10  # epochs between adapter checkpoints
-    # Beyond the reference (options): a step budget and an lr schedule.
-    steps: int = 0  # > 0: train exactly this many optimiser steps (overrides epochs)
-    warmup_steps: int = 0  # linear warm-up from 0 to lr over the first steps
-    schedule: str = "constant"  # constant | cosine (decay to 0 over the steps after the warm-up)
-    # Guardrails: stop (keeping the last healthy adapter) when a figure says the fit went wrong.
-    max_departure: float = 10.0  # mean ||tanh(alpha) g(f)|| / ||f||: the residual dwarfs the features
-    collapse_ratio: float = 0.2  # adapted effective rank or angular spread below this x the original's
-    frozen_epochs: int = 3  # epochs in a row with the loss unchanged (rel. 1e-5) or at the constant-map loss
-    health_windows: int = 16  # the fixed windows on which feature health is measured every epoch
-    prefetch: int = 2  # batches read ahead in a background thread (0: read in the training loop)
-    seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    nan_policy: str = "error"  # error | zero | drop-video: what to do with NaN/Inf features
-
-
-@dataclass
-class TransformConfig:
-    """Applying a fitted adapter to whole videos."""
-
-    chunk_size: int = 8192  # snippets per forward pass; longer videos go in overlapping chunks
-    device: str = "auto"
-    nan_policy: str = "error"  # error | zero | drop-video
 
 
 def validate_config(config: SoLaConfig) -> None:
@@ -215,19 +174,71 @@ def validate_config(config: SoLaConfig) -> None:
             raise ConfigError(f"{name} must be error, zero or drop-video, got {policy!r}")
     if not (f.device in ("auto", "cpu", "cuda") or f.device.startswith("cuda:")):
         raise ConfigError(f"fit.device must be auto, cpu, cuda or cuda:N, got {f.device!r}")
-    return config
 
 
 @dataclass
-class SoLaConfig(SectionedConfig):
+class AdapterConfig:
+    """The gated residual temporal conv: `f + tanh(alpha) * g(f)`."""
+
+    hidden_dim: int = 512  # H
+    kernel_size: int = 5  # k of the first conv (the only one wider than 1)
+    dilation: int = 1
+
+
+@dataclass
+class MatchingConfig:
+    """Similarity Matching: window, gathered positions, target kernel, projector."""
+
+    window: int = 23  # L: snippets per training window
+    step: int = 2  # s: gap between gathered positions
+    start: int = 4  # first gathered position inside the window
+    num_positions: int = 8  # N: positions start + s*i, i = 0..N-1
+    target_k: float = 16.0  # K in T_ij = sigmoid(K / |i-j|^2)
+    projector_dim: int = 512  # Linear(C->512) -> ReLU -> Linear(512->C)
+    clamp_eps: float = 1e-5  # P is clamped to [eps, 1 - eps]
+
+
+@dataclass
+class FitConfig:
+    """Optimiser and schedule of the unsupervised fit."""
+
+    epochs: int = 150
+    batch_size: int = 256  # windows per optimiser step, summed over all DDP ranks
+    lr: float = 1e-4
+    weight_decay: float = 0.01
+    windows_per_video: int = 1  # beyond the reference: more optimiser steps per epoch
+    checkpoint_every: int = 10  # epochs between adapter checkpoints
+    # Beyond the reference (options): a step budget and an lr schedule.
+    steps: int = 0  # > 0: train exactly this many optimiser steps (overrides epochs)
+    warmup_steps: int = 0  # linear warm-up from 0 to lr over the first steps
+    schedule: str = "constant"  # constant | cosine (decay to 0 over the steps after the warm-up)
+    # Guardrails: stop (keeping the last healthy adapter) when a figure says the fit went wrong.
+    max_departure: float = 10.0  # mean ||tanh(alpha) g(f)|| / ||f||: the residual dwarfs the features
+    collapse_ratio: float = 0.2  # adapted effective rank or angular spread below this x the original's
+    frozen_epochs: int = 3  # epochs in a row with the loss unchanged (rel. 1e-5) or at the constant-map loss
+    health_windows: int = 16  # the fixed windows on which feature health is measured every epoch
+    prefetch: int = 2  # batches read ahead in a background thread (0: read in the training loop)
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    nan_policy: str = "error"  # error | zero | drop-video: what to do with NaN/Inf features
+
+
+@dataclass
+class TransformConfig:
+    """Applying a fitted adapter to whole videos."""
+
+    chunk_size: int = 8192  # snippets per forward pass; longer videos go in overlapping chunks
+    device: str = "auto"
+    nan_policy: str = "error"  # error | zero | drop-video
+
+
+class SoLaConfig(SectionedConfig, check=validate_config):
     """Everything needed to fit and apply SoLa."""
 
-    adapter: AdapterConfig = field(default_factory=AdapterConfig)
-    matching: MatchingConfig = field(default_factory=MatchingConfig)
-    fit: FitConfig = field(default_factory=FitConfig)
-    transform: TransformConfig = field(default_factory=TransformConfig)
-
-    validate = validate_config  # check every value; raise `ConfigError` naming the key and the fix
+    adapter: AdapterConfig
+    matching: MatchingConfig
+    fit: FitConfig
+    transform: TransformConfig
 
 
 def gathered_positions(matching: MatchingConfig) -> list[int]:

@@ -44,6 +44,35 @@ METRICS = ("accuracy", "balanced_accuracy", "average_precision", "boundary_accur
 SELECTABLE = tuple(f"{p}_{m}" for p in ("sgd", "lbfgs") for m in METRICS)  # the columns `select.metric` may name
 
 
+def validate_probe_config(config: ProbeConfig) -> None:
+    """Raise `ConfigError` naming the key for a value out of range; returns the config."""
+    d, sgd, lbfgs, select = config.data, config.sgd, config.lbfgs, config.select
+    integers = {"data.boundary_k": (d.boundary_k, 1), "data.seed": (d.seed, 0), "sgd.epochs": (sgd.epochs, 1),
+                "sgd.batch_size": (sgd.batch_size, 1), "sgd.report_from": (sgd.report_from, 0),
+                "lbfgs.max_iter": (lbfgs.max_iter, 1), "lbfgs.history_size": (lbfgs.history_size, 1)}
+    for name, (value, least) in integers.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < least:
+            raise ConfigError(f"{name} must be an integer >= {least}, got {value!r}")
+    for name, value, low, above in (("data.feat_stride", d.feat_stride, 0.0, True), ("data.fps", d.fps, 0.0, True),
+                                    ("data.num_frames", d.num_frames, 0.0, False)):
+        if value is not None and not (math.isfinite(value) and (value > low if above else value >= low)):
+            raise ConfigError(f"{name} must be a finite number {'>' if above else '>='} {low:g} "
+                              f"(null: from the annotations), got {value}")
+    if not 0 < d.holdout < 1:  # also refuses NaN
+        raise ConfigError(f"data.holdout must lie strictly between 0 and 1, got {d.holdout}")
+    if not (math.isfinite(sgd.lr) and sgd.lr > 0):
+        raise ConfigError(f"sgd.lr must be a finite number > 0, got {sgd.lr}")
+    if not 0 <= sgd.momentum < 1:
+        raise ConfigError(f"sgd.momentum must be in [0, 1), got {sgd.momentum}")
+    for name, value in (("lbfgs.l2", lbfgs.l2), ("lbfgs.tolerance_grad", lbfgs.tolerance_grad),
+                        ("lbfgs.tolerance_change", lbfgs.tolerance_change), ("select.min_gain", select.min_gain)):
+        if not (math.isfinite(value) and value >= 0):
+            raise ConfigError(f"{name} must be a finite number >= 0, got {value}")
+    if select.metric not in SELECTABLE:
+        raise ConfigError(f"select.metric: unknown probe metric {select.metric!r}; "
+                          f"choose one of {', '.join(SELECTABLE)}")
+
+
 @dataclass
 class ProbeDataConfig:
     """Which snippets the probes see, how they are labelled, and the held-out split of selection."""
@@ -86,46 +115,13 @@ class ProbeSelectConfig:
     min_gain: float = 0.0  # a checkpoint must beat the identity by more than this
 
 
-def validate_probe_config(config: "ProbeConfig") -> "ProbeConfig":
-    """Raise `ConfigError` naming the key for a value out of range; returns the config."""
-    d, sgd, lbfgs, select = config.data, config.sgd, config.lbfgs, config.select
-    integers = {"data.boundary_k": (d.boundary_k, 1), "data.seed": (d.seed, 0), "sgd.epochs": (sgd.epochs, 1),
-                "sgd.batch_size": (sgd.batch_size, 1), "sgd.report_from": (sgd.report_from, 0),
-                "lbfgs.max_iter": (lbfgs.max_iter, 1), "lbfgs.history_size": (lbfgs.history_size, 1)}
-    for name, (value, least) in integers.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < least:
-            raise ConfigError(f"{name} must be an integer >= {least}, got {value!r}")
-    for name, value, low, above in (("data.feat_stride", d.feat_stride, 0.0, True), ("data.fps", d.fps, 0.0, True),
-                                    ("data.num_frames", d.num_frames, 0.0, False)):
-        if value is not None and not (math.isfinite(value) and (value > low if above else value >= low)):
-            raise ConfigError(f"{name} must be a finite number {'>' if above else '>='} {low:g} "
-                              f"(null: from the annotations), got {value}")
-    if not 0 < d.holdout < 1:  # also refuses NaN
-        raise ConfigError(f"data.holdout must lie strictly between 0 and 1, got {d.holdout}")
-    if not (math.isfinite(sgd.lr) and sgd.lr > 0):
-        raise ConfigError(f"sgd.lr must be a finite number > 0, got {sgd.lr}")
-    if not 0 <= sgd.momentum < 1:
-        raise ConfigError(f"sgd.momentum must be in [0, 1), got {sgd.momentum}")
-    for name, value in (("lbfgs.l2", lbfgs.l2), ("lbfgs.tolerance_grad", lbfgs.tolerance_grad),
-                        ("lbfgs.tolerance_change", lbfgs.tolerance_change), ("select.min_gain", select.min_gain)):
-        if not (math.isfinite(value) and value >= 0):
-            raise ConfigError(f"{name} must be a finite number >= 0, got {value}")
-    if select.metric not in SELECTABLE:
-        raise ConfigError(f"select.metric: unknown probe metric {select.metric!r}; "
-                          f"choose one of {', '.join(SELECTABLE)}")
-    return config
-
-
-@dataclass
-class ProbeConfig(SectionedConfig):
+class ProbeConfig(SectionedConfig, check=validate_probe_config):
     """Everything the linear probe and checkpoint selection use: data, sgd, lbfgs, select."""
 
-    data: ProbeDataConfig = field(default_factory=ProbeDataConfig)
-    sgd: SgdProbeConfig = field(default_factory=SgdProbeConfig)
-    lbfgs: LbfgsProbeConfig = field(default_factory=LbfgsProbeConfig)
-    select: ProbeSelectConfig = field(default_factory=ProbeSelectConfig)
-
-    validate = validate_probe_config  # check every value; raise `ConfigError` naming the key and the fix
+    data: ProbeDataConfig
+    sgd: SgdProbeConfig
+    lbfgs: LbfgsProbeConfig
+    select: ProbeSelectConfig
 
 
 def probe_config(config: ProbeConfig | None = None, seed: int | None = None) -> ProbeConfig:

@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import math
 import os
 from pathlib import Path
 
 from sola.annotations import BAD_SEGMENT_POLICIES, FORMATS, load_annotations
 from sola.stores import LAYOUTS, command_line_options, open_store
+
+
+def add_command(subparsers, name: str, func, help: str | None = None,
+                description: str | None = None) -> argparse.ArgumentParser:
+    """Add subcommand `name` that runs `func(args)`. Its `--help` texts default to `func`'s docstring:
+    the first paragraph is the one-line help, the rest the description."""
+    summary, _, rest = inspect.cleandoc(func.__doc__ or "").partition("\n\n")
+    help = help if help is not None else " ".join(summary.split())
+    description = description if description is not None else " ".join(rest.split()) or help
+    parser = subparsers.add_parser(name, help=help, description=description)
+    parser.set_defaults(func=func)
+    return parser
 
 
 def integer(minimum: int):

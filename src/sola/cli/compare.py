@@ -4,16 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from sola.cli.common import (
-    NON_NEGATIVE,
-    add_annotation_arguments,
-    add_config_arguments,
-    add_store_arguments,
-    annotations_from_args,
-    config_overrides,
-    integer,
-    store_from_args,
-)
+from sola.cli.common import (NON_NEGATIVE, add_annotation_arguments, add_command, add_config_arguments,
+                             add_store_arguments, annotations_from_args, config_overrides, integer, store_from_args)
 from sola.compare import compare, format_markdown, parse_modes
 from sola.config import SoLaConfig, load_config
 from sola.devices import is_main_process
@@ -23,11 +15,7 @@ from sola.tal.config import load_tal_config
 
 def register(subparsers) -> None:
     """Add `sola compare` to the `sola` parser."""
-    p = subparsers.add_parser(
-        "compare", help="TAL head on original vs SoLa features (and unified modes): mAP table over seeds",
-        description="Train the built-in TAL head per mode with identical seeds and print mAP per tIoU "
-        "(mean +- std over seeds), probe accuracy and seconds per epoch; writes OUT/compare.md and OUT/compare.json.",
-    )
+    p = add_command(subparsers, "compare", run_compare)
     add_store_arguments(p)
     add_annotation_arguments(p, bad_segments="clip")
     add_config_arguments(p, "TAL config, e.g. thumos14_i3d or tal_synthetic_cpu (default: the THUMOS14 values)",
@@ -48,10 +36,14 @@ def register(subparsers) -> None:
     p.add_argument("--no-probe", action="store_true", help="skip the linear-probe columns")
     p.add_argument("--out", default="compare_out", help="output directory (results are resumable)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(func=run_compare)
 
 
 def run_compare(args: argparse.Namespace) -> int:
+    """TAL head on original vs SoLa features (and unified modes): mAP table over seeds
+
+    Train the built-in TAL head per mode with identical seeds and print mAP per tIoU (mean +- std over
+    seeds), probe accuracy and seconds per epoch; writes OUT/compare.md and OUT/compare.json.
+    """
     modes = parse_modes(args.modes)
     if args.seeds < 1:
         raise ConfigError("--seeds must be at least 1")

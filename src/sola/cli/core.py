@@ -6,17 +6,8 @@ import argparse
 from pathlib import Path
 
 from sola.adapter import load_adapter
-from sola.cli.common import (
-    POSITIVE,
-    add_config_arguments,
-    add_resume_argument,
-    add_store_arguments,
-    check_output_dir,
-    config_overrides,
-    integer,
-    resume_dir,
-    store_from_args,
-)
+from sola.cli.common import (POSITIVE, add_command, add_config_arguments, add_resume_argument, add_store_arguments,
+                             check_output_dir, config_overrides, integer, resume_dir, store_from_args)
 from sola.config import load_config
 from sola.demo import run_demo as demo
 from sola.devices import is_main_process
@@ -52,34 +43,29 @@ RESUMABLE = ("fit.epochs", "fit.device")  # what a resumed fit may change
 
 def register(subparsers) -> None:
     """Add the core subcommands to the `sola` parser."""
-    synth = subparsers.add_parser("synth", help="write a seeded synthetic untrimmed-video benchmark")
+    synth = add_command(subparsers, "synth", run_synth)
     synth.add_argument("out", help="output directory (features/ and annotations.json)")
     synth.add_argument("--videos", type=integer(1), default=200)
     synth.add_argument("--dim", type=integer(1), default=256, help="feature dimension C")
     synth.add_argument("--classes", type=integer(1), default=10)
     synth.add_argument("--seed", type=integer(0), default=0)
-    synth.set_defaults(func=run_synth)
 
-    train = subparsers.add_parser("train", help="fit a SoLa adapter by Similarity Matching (no labels)")
+    train = add_command(subparsers, "train", run_train)
     add_store_arguments(train)
     train.add_argument("--out", metavar="RUN_DIR", help="run directory (config, metrics, checkpoints)")
     add_resume_argument(train)
     add_config_arguments(train, "SoLa config over the reference defaults", "fit.lr=1e-4", FIT_SHORTCUTS)
     train.add_argument("--quiet", action="store_true", help="no progress bar")
-    train.set_defaults(func=run_train)
 
-    transform = subparsers.add_parser("transform", help="apply an adapter to every video of a store")
+    transform = add_command(subparsers, "transform", run_transform)
     add_store_arguments(transform)
     transform.add_argument("--adapter", required=True, help="adapter .safetensors or a run directory")
     transform.add_argument("--out", required=True, help="new store, same layout as FEATURES")
     add_config_arguments(transform, "SoLa config (its transform section)", "transform.chunk_size=4096",
                          TRANSFORM_SHORTCUTS)
     transform.add_argument("--quiet", action="store_true", help="no progress bar")
-    transform.set_defaults(func=run_transform)
 
-    demo = subparsers.add_parser(
-        "demo", help="synthetic (or your) videos -> fit SoLa -> transform -> TSM pictures -> probe table"
-    )
+    demo = add_command(subparsers, "demo", run_demo)
     demo.add_argument("--out", default="demo_out", help="output directory (default demo_out)")
     demo.add_argument("--videos", metavar="DIR", default=None,
                       help="run on the videos in DIR (I3D extraction first) instead of the synthetic benchmark")
@@ -90,10 +76,10 @@ def register(subparsers) -> None:
                          [("--epochs", "fit.epochs", {"type": integer(1), "help": "fit epochs instead of the demo's "
                                                       "step budget"})])
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
-    demo.set_defaults(func=run_demo)
 
 
 def run_synth(args: argparse.Namespace) -> int:
+    """write a seeded synthetic untrimmed-video benchmark"""
     check_output_dir(args.out, "output")
     config = SyntheticConfig(videos=args.videos, dim=args.dim, classes=args.classes, seed=args.seed)
     summary = write_synthetic(args.out, config)
@@ -105,7 +91,7 @@ def run_synth(args: argparse.Namespace) -> int:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    """`sola train`: fit (or resume) a SoLa adapter and print the run's summary."""
+    """fit a SoLa adapter by Similarity Matching (no labels)"""
     overrides = config_overrides(args)
     run_dir = resume_dir(args)
     if args.resume:
@@ -138,7 +124,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_transform(args: argparse.Namespace) -> int:
-    """`sola transform`: apply an adapter to every video of a store (resumable, format-preserving)."""
+    """apply an adapter to every video of a store"""
     settings = load_config(args.config, config_overrides(args)).transform
     adapter = load_adapter(args.adapter)
     store = store_from_args(args)
@@ -154,6 +140,7 @@ def run_transform(args: argparse.Namespace) -> int:
 
 
 def run_demo(args: argparse.Namespace) -> int:
+    """synthetic (or your) videos -> fit SoLa -> transform -> TSM pictures -> probe table"""
     demo(args.out, num_videos=args.num_videos, videos_dir=args.videos, annotations=args.annotations, fps=args.fps,
          progress=not args.quiet, config=args.config, overrides=config_overrides(args))
     return 0

@@ -5,39 +5,22 @@ from __future__ import annotations
 
 import argparse
 
-from sola.cli.common import (
-    add_annotation_arguments,
-    add_store_arguments,
-    annotations_from_args,
-    integer,
-    store_from_args,
-    store_options,
-)
+from sola.cli.common import (add_annotation_arguments, add_command, add_store_arguments, annotations_from_args,
+                             integer, store_from_args, store_options)
 from sola.splice import SpliceConfig
 
 
 def register(subparsers) -> None:
     """Add the data subcommands to the `sola` parser."""
-    inspect = subparsers.add_parser(
-        "inspect",
-        help="summarise a feature store: layout, videos, dim, dtype, lengths, NaN/Inf, empty videos",
-        description="Read every video once and report the store. Exit 0 when clean, 1 when it finds "
-        "NaN/Inf values, empty or unreadable videos, or mixed feature dims (or ids do not match with --strict).",
-    )
+    inspect = add_command(subparsers, "inspect", run_inspect)
     add_store_arguments(inspect)
     inspect.add_argument("--flow", default=None, help="a flow store to combine with FEATURES (RGB) along channels")
     add_annotation_arguments(inspect, required=False)
     inspect.add_argument("--subset", default=None, help="compare ids with this annotation subset only")
     inspect.add_argument("--strict", action="store_true", help="fail when feature and annotation ids differ")
     inspect.add_argument("--quiet", action="store_true", help="no progress bar")
-    inspect.set_defaults(func=run_inspect)
 
-    splice = subparsers.add_parser(
-        "splice",
-        help="concatenate trimmed-clip features into pseudo-untrimmed videos (a localization benchmark)",
-        description="Clips are named CLASS_N; --actions classes become actions, the others background. "
-        "Training and validation videos use disjoint clips. Writes OUT/features (npy) and OUT/annotations.json.",
-    )
+    splice = add_command(subparsers, "splice", run_splice)
     add_store_arguments(splice, name="clips")
     splice.add_argument("out", help="output directory (must be new or empty)")
     splice.add_argument("--videos", type=int, default=SpliceConfig.videos, help="videos to write (default %(default)s)")
@@ -54,7 +37,6 @@ def register(subparsers) -> None:
                         help="share of the other videos and clips in a 'holdout' subset for checkpoint selection "
                         "(default %(default)s; 0: none)")
     splice.add_argument("--quiet", action="store_true", help="no progress bar")
-    splice.set_defaults(func=run_splice)
 
 
 def _open(args: argparse.Namespace):
@@ -69,6 +51,11 @@ def _open(args: argparse.Namespace):
 
 
 def run_inspect(args: argparse.Namespace) -> int:
+    """summarise a feature store: layout, videos, dim, dtype, lengths, NaN/Inf, empty videos
+
+    Read every video once and report the store. Exit 0 when clean, 1 when it finds NaN/Inf values, empty or
+    unreadable videos, or mixed feature dims (or ids do not match with --strict).
+    """
     import numpy as np
 
     from sola.stores.checks import scan_store
@@ -112,6 +99,11 @@ def run_inspect(args: argparse.Namespace) -> int:
 
 
 def run_splice(args: argparse.Namespace) -> int:
+    """concatenate trimmed-clip features into pseudo-untrimmed videos (a localization benchmark)
+
+    Clips are named CLASS_N; --actions classes become actions, the others background. Training and
+    validation videos use disjoint clips. Writes OUT/features (npy) and OUT/annotations.json.
+    """
     from sola.splice import parse_clip_range, splice_store
 
     low, high = parse_clip_range(args.clips_per_video)

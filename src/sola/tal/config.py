@@ -22,6 +22,90 @@ from sola.config import SectionedConfig
 from sola.errors import ConfigError
 
 
+def validate_tal_config(config: TalConfig) -> None:
+    """Raise `ConfigError` for values out of range or inconsistent between sections."""
+    d, m, t, s = config.data, config.model, config.train, config.test
+    for section, values in dataclasses.asdict(config).items():  # NaN would pass every comparison below
+        for name, value in values.items():
+            if any(isinstance(x, float) and not math.isfinite(x) for x in _leaves(value)):
+                raise ConfigError(f"{section}.{name} must be finite (no NaN or Inf), got {value}")
+    positive = {
+        "data.num_classes": d.num_classes,
+        "data.input_dim": d.input_dim,
+        "data.max_seq_len": d.max_seq_len,
+        "model.embd_dim": m.embd_dim,
+        "model.embd_kernel_size": m.embd_kernel_size,
+        "model.n_head": m.n_head,
+        "model.mlp_ratio": m.mlp_ratio,
+        "model.head_dim": m.head_dim,
+        "model.head_kernel_size": m.head_kernel_size,
+        "model.head_layers": m.head_layers,
+        "train.epochs": t.epochs,
+        "train.batch_size": t.batch_size,
+        "test.pre_nms_topk": s.pre_nms_topk,
+        "test.max_seg_num": s.max_seg_num,
+    }
+    for name, value in positive.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+    for name, value in {"model.embd_layers": m.embd_layers, "model.stem_layers": m.stem_layers,
+                        "model.branch_layers": m.branch_layers, "train.warmup_epochs": t.warmup_epochs,
+                        "data.resize_to": d.resize_to}.items():
+        if not isinstance(value, int) or value < 0:
+            raise ConfigError(f"{name} must be a non-negative integer, got {value!r}")
+    if m.embd_dim % m.n_head:
+        raise ConfigError(f"model.embd_dim ({m.embd_dim}) must be divisible by model.n_head ({m.n_head})")
+    if m.embd_kernel_size % 2 == 0 or m.head_kernel_size % 2 == 0:
+        raise ConfigError("model.embd_kernel_size and model.head_kernel_size must be odd")
+    levels = config.num_levels()
+    if len(m.regression_range) != levels:
+        raise ConfigError(
+            f"model.regression_range has {len(m.regression_range)} ranges but the pyramid has {levels} "
+            f"levels (model.branch_layers + 1); give one [low, high] per level"
+        )
+    for low_high in m.regression_range:
+        if len(low_high) != 2 or not low_high[0] < low_high[1]:
+            raise ConfigError(f"model.regression_range entries must be [low, high] with low < high, got {low_high}")
+    if isinstance(m.window_size, list) and len(m.window_size) != levels:
+        raise ConfigError(
+            f"model.window_size lists {len(m.window_size)} windows but the pyramid has {levels} levels"
+        )
+    stride = 2 ** m.branch_layers
+    if d.max_seq_len % stride:
+        raise ConfigError(f"data.max_seq_len ({d.max_seq_len}) must be a multiple of 2**branch_layers = {stride}")
+    if d.resize_to and d.resize_to % stride:
+        raise ConfigError(f"data.resize_to ({d.resize_to}) must be a multiple of 2**branch_layers = {stride}")
+    if d.feat_stride <= 0 or d.num_frames < 0 or d.default_fps < 0:
+        raise ConfigError("data.feat_stride must be > 0 and data.num_frames, data.default_fps >= 0")
+    if not 0 <= d.trunc_thresh <= 1:
+        raise ConfigError(f"data.trunc_thresh must be in [0, 1], got {d.trunc_thresh}")
+    if d.crop_ratio is not None and (len(d.crop_ratio) != 2 or not 0 < d.crop_ratio[0] <= d.crop_ratio[1] <= 1):
+        raise ConfigError(f"data.crop_ratio must be null or [low, high] with 0 < low <= high <= 1, got {d.crop_ratio}")
+    for name, value in {"model.dropout": m.dropout, "model.drop_path": m.drop_path,
+                        "train.label_smoothing": t.label_smoothing, "train.ema_decay": t.ema_decay,
+                        "train.loss_norm_momentum": t.loss_norm_momentum, "train.focal_alpha": t.focal_alpha,
+                        "train.cls_prior_prob": t.cls_prior_prob, "test.voting_thresh": s.voting_thresh}.items():
+        if not 0 <= value < 1 or (name == "train.cls_prior_prob" and value == 0):
+            raise ConfigError(f"{name} must be in [0, 1), got {value}")
+    if not math.isfinite(m.layer_scale_init):
+        raise ConfigError(f"model.layer_scale_init must be a finite number (<= 0 turns it off), "
+                          f"got {m.layer_scale_init}")
+    if t.lr <= 0 or t.weight_decay < 0 or t.init_loss_norm <= 0 or t.center_sample_radius <= 0:
+        raise ConfigError("train.lr, train.init_loss_norm, train.center_sample_radius must be > 0 "
+                          "and train.weight_decay >= 0")
+    if s.nms_method not in ("soft", "hard", "none"):
+        raise ConfigError(f"test.nms_method must be soft, hard or none, got {s.nms_method!r}")
+    if s.nms_sigma <= 0:
+        raise ConfigError(f"test.nms_sigma must be > 0, got {s.nms_sigma}")
+    if not s.tiou_thresholds or not all(0 < x < 1 for x in s.tiou_thresholds):
+        raise ConfigError(f"test.tiou_thresholds must be a non-empty list in (0, 1), got {s.tiou_thresholds}")
+    if not isinstance(t.num_workers, int) or t.num_workers < -1:
+        raise ConfigError(f"train.num_workers must be -1 (auto), 0 (load in the training process) or more, "
+                          f"got {t.num_workers!r}")
+    if not (t.device in ("auto", "cpu", "cuda") or t.device.startswith("cuda:")):
+        raise ConfigError(f"train.device must be auto, cpu, cuda or cuda:N, got {t.device!r}")
+
+
 @dataclass
 class TalDataConfig:
     """The snippet grid, the subsets and the training-time augmentation."""
@@ -117,101 +201,13 @@ class TalTestConfig:
     video_score_topk: int = 2  # classes per proposal taken from video_scores
 
 
-def validate_tal_config(config: TalConfig) -> None:
-    """Raise `ConfigError` for values out of range or inconsistent between sections."""
-    d, m, t, s = config.data, config.model, config.train, config.test
-    for section, values in dataclasses.asdict(config).items():  # NaN would pass every comparison below
-        for name, value in values.items():
-            if any(isinstance(x, float) and not math.isfinite(x) for x in _leaves(value)):
-                raise ConfigError(f"{section}.{name} must be finite (no NaN or Inf), got {value}")
-    positive = {
-        "data.num_classes": d.num_classes,
-        "data.input_dim": d.input_dim,
-        "data.max_seq_len": d.max_seq_len,
-        "model.embd_dim": m.embd_dim,
-        "model.embd_kernel_size": m.embd_kernel_size,
-        "model.n_head": m.n_head,
-        "model.mlp_ratio": m.mlp_ratio,
-        "model.head_dim": m.head_dim,
-        "model.head_kernel_size": m.head_kernel_size,
-        "model.head_layers": m.head_layers,
-        "train.epochs": t.epochs,
-        "train.batch_size": t.batch_size,
-        "test.pre_nms_topk": s.pre_nms_topk,
-        "test.max_seg_num": s.max_seg_num,
-    }
-    for name, value in positive.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-    for name, value in {"model.embd_layers": m.embd_layers, "model.stem_layers": m.stem_layers,
-                        "model.branch_layers": m.branch_layers, "train.warmup_epochs": t.warmup_epochs,
-                        "data.resize_to": d.resize_to}.items():
-        if not isinstance(value, int) or value < 0:
-            raise ConfigError(f"{name} must be a non-negative integer, got {value!r}")
-    if m.embd_dim % m.n_head:
-        raise ConfigError(f"model.embd_dim ({m.embd_dim}) must be divisible by model.n_head ({m.n_head})")
-    if m.embd_kernel_size % 2 == 0 or m.head_kernel_size % 2 == 0:
-        raise ConfigError("model.embd_kernel_size and model.head_kernel_size must be odd")
-    levels = config.num_levels()
-    if len(m.regression_range) != levels:
-        raise ConfigError(
-            f"model.regression_range has {len(m.regression_range)} ranges but the pyramid has {levels} "
-            f"levels (model.branch_layers + 1); give one [low, high] per level"
-        )
-    for low_high in m.regression_range:
-        if len(low_high) != 2 or not low_high[0] < low_high[1]:
-            raise ConfigError(f"model.regression_range entries must be [low, high] with low < high, got {low_high}")
-    if isinstance(m.window_size, list) and len(m.window_size) != levels:
-        raise ConfigError(
-            f"model.window_size lists {len(m.window_size)} windows but the pyramid has {levels} levels"
-        )
-    stride = 2 ** m.branch_layers
-    if d.max_seq_len % stride:
-        raise ConfigError(f"data.max_seq_len ({d.max_seq_len}) must be a multiple of 2**branch_layers = {stride}")
-    if d.resize_to and d.resize_to % stride:
-        raise ConfigError(f"data.resize_to ({d.resize_to}) must be a multiple of 2**branch_layers = {stride}")
-    if d.feat_stride <= 0 or d.num_frames < 0 or d.default_fps < 0:
-        raise ConfigError("data.feat_stride must be > 0 and data.num_frames, data.default_fps >= 0")
-    if not 0 <= d.trunc_thresh <= 1:
-        raise ConfigError(f"data.trunc_thresh must be in [0, 1], got {d.trunc_thresh}")
-    if d.crop_ratio is not None and (len(d.crop_ratio) != 2 or not 0 < d.crop_ratio[0] <= d.crop_ratio[1] <= 1):
-        raise ConfigError(f"data.crop_ratio must be null or [low, high] with 0 < low <= high <= 1, got {d.crop_ratio}")
-    for name, value in {"model.dropout": m.dropout, "model.drop_path": m.drop_path,
-                        "train.label_smoothing": t.label_smoothing, "train.ema_decay": t.ema_decay,
-                        "train.loss_norm_momentum": t.loss_norm_momentum, "train.focal_alpha": t.focal_alpha,
-                        "train.cls_prior_prob": t.cls_prior_prob, "test.voting_thresh": s.voting_thresh}.items():
-        if not 0 <= value < 1 or (name == "train.cls_prior_prob" and value == 0):
-            raise ConfigError(f"{name} must be in [0, 1), got {value}")
-    if not math.isfinite(m.layer_scale_init):
-        raise ConfigError(f"model.layer_scale_init must be a finite number (<= 0 turns it off), "
-                          f"got {m.layer_scale_init}")
-    if t.lr <= 0 or t.weight_decay < 0 or t.init_loss_norm <= 0 or t.center_sample_radius <= 0:
-        raise ConfigError("train.lr, train.init_loss_norm, train.center_sample_radius must be > 0 "
-                          "and train.weight_decay >= 0")
-    if s.nms_method not in ("soft", "hard", "none"):
-        raise ConfigError(f"test.nms_method must be soft, hard or none, got {s.nms_method!r}")
-    if s.nms_sigma <= 0:
-        raise ConfigError(f"test.nms_sigma must be > 0, got {s.nms_sigma}")
-    if not s.tiou_thresholds or not all(0 < x < 1 for x in s.tiou_thresholds):
-        raise ConfigError(f"test.tiou_thresholds must be a non-empty list in (0, 1), got {s.tiou_thresholds}")
-    if not isinstance(t.num_workers, int) or t.num_workers < -1:
-        raise ConfigError(f"train.num_workers must be -1 (auto), 0 (load in the training process) or more, "
-                          f"got {t.num_workers!r}")
-    if not (t.device in ("auto", "cpu", "cuda") or t.device.startswith("cuda:")):
-        raise ConfigError(f"train.device must be auto, cpu, cuda or cuda:N, got {t.device!r}")
-    return config
-
-
-@dataclass
-class TalConfig(SectionedConfig):
+class TalConfig(SectionedConfig, check=validate_tal_config):
     """Everything the TAL head needs: data, model, train, test."""
 
-    data: TalDataConfig = field(default_factory=TalDataConfig)
-    model: TalModelConfig = field(default_factory=TalModelConfig)
-    train: TalTrainConfig = field(default_factory=TalTrainConfig)
-    test: TalTestConfig = field(default_factory=TalTestConfig)
-
-    validate = validate_tal_config  # check every value; raise `ConfigError` naming the key and the fix
+    data: TalDataConfig
+    model: TalModelConfig
+    train: TalTrainConfig
+    test: TalTestConfig
 
     def num_levels(self) -> int:
         """Pyramid levels: the stem output plus one per branch layer."""
