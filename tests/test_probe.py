@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -268,3 +269,110 @@ def test_probe_command_reads_config_and_set(tmp_path, capsys):
     assert main([*base, "--config", str(tmp_path / "bad.yaml")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "bad.yaml: unknown key sgd.epoch" in err
+
+
+# -- bounded memory: a plan of rows, read one video at a time; seeded, reported subsamples ---------------------
+
+
+def probe_with(**data) -> ProbeConfig:
+    """The default probe config with these `data` keys."""
+    return ProbeConfig.from_dict({"data": data}).validate()
+
+
+class NoReads:
+    """A store that answers shapes but refuses to read features (planning must not read)."""
+
+    def __init__(self, store):
+        self.store = store
+
+    def __getattr__(self, name):
+        return getattr(self.store, name)
+
+    def read(self, video_id):
+        raise AssertionError(f"planning read the features of {video_id}")
+
+
+def test_default_plan_holds_every_usable_snippet_and_reads_no_features(tmp_path):
+    store, annotations = make_toy(tmp_path)
+    data = collect_snippets(NoReads(store), annotations)
+    assert data.train.num_snippets == data.train.available == 6 * LENGTH
+    assert all(np.array_equal(rows, np.arange(LENGTH)) for rows in data.train.rows)
+    # The matrix is every snippet of every video in order, L2-normalised per snippet.
+    x, action, _ = build_matrix(dataclasses.replace(data.val, store=store))
+    full = np.concatenate([np.load(tmp_path / "features" / f"validation_{n}.npy") for n in range(4)])
+    torch.testing.assert_close(x, torch.nn.functional.normalize(torch.from_numpy(full).float(), dim=1))
+    assert action.sum() == 4 * 20
+
+
+def test_max_snippets_caps_each_split_with_a_seeded_uniform_draw(tmp_path):
+    store, annotations = make_toy(tmp_path)
+    data = collect_snippets(store, annotations, config=probe_with(max_snippets=100))
+    assert data.train.num_snippets == 100 and data.val.num_snippets == 100
+    assert data.train.available == 6 * LENGTH
+    assert len(data.train.video_ids) == 6  # the draw is over snippets, every video keeps its share
+    again = collect_snippets(store, annotations, config=probe_with(max_snippets=100))
+    other = collect_snippets(store, annotations, config=probe_with(max_snippets=100, seed=1))
+    same = [np.array_equal(a, b) for a, b in zip(data.train.rows, again.train.rows)]
+    assert all(same)
+    assert not all(np.array_equal(a, b) for a, b in zip(data.train.rows, other.train.rows))
+    # Targets follow their rows: action snippets are 20..39 of every toy video.
+    for rows, action in zip(data.train.rows, data.train.action):
+        assert np.array_equal(action, (rows >= 20) & (rows < 40))
+    table = compare_probe(store, annotations, config=probe_with(max_snippets=100))
+    assert table["subsample"]["train"] == {"videos": 6, "videos_available": 6, "snippets": 100,
+                                           "snippets_available": 360}
+    assert table["rows"]["baseline"]["train_snippets"] == 100
+    assert "train 100 of 360 snippets in 6 of 6 videos" in format_probe_table(table)
+    assert "subsampled" not in format_probe_table(compare_probe(store, annotations))
+
+
+def test_chunk_draws_one_snippet_per_chunk_and_videos_a_share_of_videos(tmp_path):
+    store, annotations = make_toy(tmp_path)
+    data = collect_snippets(store, annotations, config=probe_with(chunk=7))
+    for rows in data.train.rows:
+        assert np.array_equal(rows // 7, np.arange(math.ceil(LENGTH / 7)))  # one in each chunk, in order
+    assert len({tuple(r) for r in data.train.rows}) > 1  # drawn at random, not the chunk's first
+    half = collect_snippets(store, annotations, config=probe_with(videos=0.5))
+    assert len(half.train.video_ids) == 3 and half.train.videos_available == 6
+    assert len(half.val.video_ids) == 2
+    assert set(half.train.video_ids) <= {f"training_{n}" for n in range(6)}
+    table = compare_probe(store, annotations, config=probe_with(videos=0.5))
+    assert "in 3 of 6 videos" in format_probe_table(table)
+
+
+@pytest.mark.parametrize("key, value", [("videos", 0.0), ("videos", 1.5), ("chunk", 0), ("max_snippets", -1)])
+def test_bad_subsample_settings_name_the_key(key, value):
+    with pytest.raises(ConfigError, match=f"data.{key}"):
+        probe_with(**{key: value})
+
+
+def test_sgd_epoch_in_an_order_equals_it_on_the_shuffled_copy():
+    from sola.probe import sgd_epoch
+
+    generator = torch.Generator().manual_seed(3)
+    x = torch.randn(600, 4, generator=generator)
+    target = (torch.rand(600, generator=generator) > 0.5).long()
+    order = torch.randperm(600, generator=generator)
+    start_w, start_b = torch.randn(2, 4, generator=generator), torch.zeros(2)
+    copied = (start_w.clone(), start_b.clone(), {})
+    indexed = (start_w.clone(), start_b.clone(), {})
+    sgd_epoch(x[order], target[order], copied[0], copied[1], 0.01, 0.9, 256, copied[2])
+    sgd_epoch(x, target, indexed[0], indexed[1], 0.01, 0.9, 256, indexed[2], order)
+    assert torch.equal(copied[0], indexed[0]) and torch.equal(copied[1], indexed[1])
+
+
+def test_an_adapted_store_of_other_lengths_is_refused(tmp_path):
+    store, annotations = make_toy(tmp_path)
+    other = tmp_path / "other"
+    other.mkdir()
+    for path in (tmp_path / "features").glob("*.npy"):
+        np.save(other / path.name, np.load(path)[:-1])  # one snippet short
+    with pytest.raises(AnnotationError, match="another length"):
+        compare_probe(store, annotations, adapted_store=open_store(other))
+
+
+def test_probe_command_max_snippets(tmp_path, capsys):
+    make_toy(tmp_path)
+    code = main(["probe", str(tmp_path / "features"), "--annotations", str(tmp_path / "annotations.json"),
+                 "--max-snippets", "50", "--quiet"])
+    assert code == 0 and "train 50 of 360 snippets" in capsys.readouterr().out

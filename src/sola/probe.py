@@ -19,6 +19,13 @@ initialisation and the same batches.
 `collect_heldout_snippets` splits the videos of ONE subset into a probe-training part and a
 held-out part (checkpoint selection, which must never look at the evaluation subset).
 
+Bounded memory: a split is first planned (which snippets of which videos, from the stores' shapes
+and the annotations), then read and adapted one video at a time into one matrix of the chosen
+snippets. `data.videos` (a share of each split's videos) and `data.chunk` (one random snippet per
+chunk of that many, as the reference's one per 100) subsample on request; `data.max_snippets` caps
+each split (a seeded uniform draw beyond it). The defaults keep every snippet of sets up to that
+cap. Every subsample is seeded and reported.
+
 Every default lives once in `ProbeConfig` (sections `data`, `sgd`, `lbfgs`, `select`); the
 functions take `config: ProbeConfig | None` (None: the defaults) and an explicit `seed` that,
 when given, replaces `data.seed`.
@@ -27,6 +34,7 @@ when given, replaces `data.seed`.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -50,9 +58,12 @@ def validate_probe_config(config: ProbeConfig) -> None:
     integers = {"data.boundary_k": (d.boundary_k, 1), "data.seed": (d.seed, 0), "sgd.epochs": (sgd.epochs, 1),
                 "sgd.batch_size": (sgd.batch_size, 1), "sgd.report_from": (sgd.report_from, 0),
                 "lbfgs.max_iter": (lbfgs.max_iter, 1), "lbfgs.history_size": (lbfgs.history_size, 1)}
+    integers.update({"data.chunk": (d.chunk, 1), "data.max_snippets": (d.max_snippets, 0)})
     for name, (value, least) in integers.items():
         if not isinstance(value, int) or isinstance(value, bool) or value < least:
             raise ConfigError(f"{name} must be an integer >= {least}, got {value!r}")
+    if not 0 < d.videos <= 1:  # also refuses NaN
+        raise ConfigError(f"data.videos is the share of each split's videos probed, in (0, 1], got {d.videos}")
     for name, value, low, above in (("data.feat_stride", d.feat_stride, 0.0, True), ("data.fps", d.fps, 0.0, True),
                                     ("data.num_frames", d.num_frames, 0.0, False)):
         if value is not None and not (math.isfinite(value) and (value > low if above else value >= low)):
@@ -82,7 +93,10 @@ class ProbeDataConfig:
     num_frames: float | None = None  # frames seen by one snippet; None: from the annotations
     fps: float | None = None  # None: from the annotations
     holdout: float = 0.25  # share of a subset's videos held out by `collect_heldout_snippets`
-    seed: int = 0  # the held-out split, and both probes' initialisation and batch order
+    seed: int = 0  # the held-out split, the subsamples, and both probes' initialisation and batch order
+    videos: float = 1.0  # share of each split's videos probed (seeded; the reference: about 0.1)
+    chunk: int = 1  # one random snippet per chunk of this many (1: every snippet; the reference: 100)
+    max_snippets: int = 400_000  # per split (0: no cap); beyond it a seeded uniform draw: memory ~ N x C x 4 B
 
 
 @dataclass
@@ -136,18 +150,24 @@ def probe_config(config: ProbeConfig | None = None, seed: int | None = None) -> 
 
 @dataclass
 class SnippetSet:
-    """Per-video snippet features and targets of one split (features kept as stored, float32)."""
+    """The snippets of one split that a probe sees: per video, the chosen rows and their targets.
 
-    video_ids: list[str]
-    features: list[np.ndarray]  # each (T_v, C) float32, not normalised
-    action: list[np.ndarray]  # each (T_v,) bool
-    keep: list[np.ndarray]  # each (T_v,) bool: False for ambiguous-only snippets
-    boundary: list[np.ndarray]  # each (T_v,) bool: within +-k of a transition
+    A plan only: `build_matrix` reads (and adapts) the features one video at a time.
+    """
+
+    store: object  # the FeatureStore the rows are read from
+    video_ids: list[str]  # annotation ids
+    feature_ids: list[str]  # the store's ids of the same videos
+    rows: list[np.ndarray]  # each (n_v,) int64, increasing: the chosen snippets of the video
+    action: list[np.ndarray]  # each (n_v,) bool
+    boundary: list[np.ndarray]  # each (n_v,) bool: within +-k of a transition
+    available: int = 0  # usable snippets (not ambiguous-only) of the split's videos before subsampling
+    videos_available: int = 0  # videos of the split before `data.videos`
 
     @property
     def num_snippets(self) -> int:
-        """Snippets used (kept) over all videos."""
-        return int(sum(k.sum() for k in self.keep))
+        """Snippets chosen over all videos."""
+        return int(sum(len(r) for r in self.rows))
 
 
 @dataclass
@@ -209,7 +229,8 @@ def collect_snippets(
     config: ProbeConfig | None = None,
     progress: bool = False,
 ) -> ProbeData:
-    """Read every annotated video of both splits from `store` with its per-snippet targets.
+    """Plan the probe's snippets of every annotated video of both splits of `store` (their shapes and
+    targets; `build_matrix` reads the features).
 
     Snippet times follow `grid_for` (a fixed stride when the annotations or `config.data` give one,
     else T snippets over the duration); `data.boundary_k` marks the boundary snippets. Raises
@@ -226,7 +247,8 @@ def collect_snippets(
             raise AnnotationError(
                 f"no video of subset {name!r} has features ({matched.summary()}); check the store and --*-subset"
             )
-        sets[name] = read_snippets(store, annotations, chosen, by_annotation, config, progress, f"reading {name}")
+        sets[name] = read_snippets(store, annotations, chosen, by_annotation, config, progress,
+                                   f"planning {name}", stream=len(sets))
     return ProbeData(sets[train_name], sets[val_name], train_name, val_name, config.data.boundary_k,
                      skipped=matched.annotations_without_features)
 
@@ -239,29 +261,76 @@ def read_snippets(
     config: ProbeConfig | None = None,
     progress: bool = False,
     desc: str = "reading",
+    stream: int = 0,
 ) -> SnippetSet:
     """The SnippetSet of `video_ids` (annotation ids, in this order); `feature_ids` maps them to store ids.
 
-    The grid and `boundary_k` come from `config.data` (None: the defaults).
+    Reads only each video's shape. The grid, `boundary_k` and the subsample (`videos`, `chunk`,
+    `max_snippets`, drawn with `data.seed` and `stream`) come from `config.data` (None: the defaults).
     """
     data = (config if config is not None else ProbeConfig()).data
-    snippet_set = SnippetSet([], [], [], [], [])
-    for video_id in tqdm(video_ids, desc=desc, disable=None if progress else True, leave=False):
-        features = np.asarray(store.read(feature_ids[video_id]), dtype=np.float32)
-        if not np.isfinite(features).all():
-            raise StoreError(
-                f"{store.source_of(feature_ids[video_id])}: NaN/Inf features; a probe cannot learn from them: fix "
-                "them (`sola inspect` counts them) or drop the video"
-            )
+    rng = np.random.default_rng([data.seed, stream])
+    chosen = list(video_ids)
+    if data.videos < 1:
+        count = max(1, int(data.videos * len(chosen) + 0.5))
+        chosen = [chosen[i] for i in sorted(rng.choice(len(chosen), count, replace=False))]
+    snippet_set = SnippetSet(store, [], [], [], [], [], videos_available=len(video_ids))
+    for video_id in tqdm(chosen, desc=desc, disable=None if progress else True, leave=False):
+        length = int(store.shape(feature_ids[video_id])[0])
         video = annotations[video_id]
-        grid = grid_for(video, len(features), data.feat_stride, data.num_frames, data.fps)
-        labels = snippet_labels(video, len(features), grid)
+        labels = snippet_labels(video, length, grid_for(video, length, data.feat_stride, data.num_frames, data.fps))
+        keep = labels.action | ~labels.ambiguous
+        snippet_set.available += int(keep.sum())
+        rows = draw_per_chunk(np.flatnonzero(keep), data.chunk, rng)
         snippet_set.video_ids.append(video_id)
-        snippet_set.features.append(features)
-        snippet_set.action.append(labels.action)
-        snippet_set.keep.append(labels.action | ~labels.ambiguous)
-        snippet_set.boundary.append(boundary_mask(labels.action, data.boundary_k))
+        snippet_set.feature_ids.append(feature_ids[video_id])
+        snippet_set.rows.append(rows)
+        snippet_set.action.append(labels.action[rows])
+        snippet_set.boundary.append(boundary_mask(labels.action, data.boundary_k)[rows])
+    if data.max_snippets and snippet_set.num_snippets > data.max_snippets:
+        cap_snippets(snippet_set, data.max_snippets, rng)
     return snippet_set
+
+
+def draw_per_chunk(rows: np.ndarray, chunk: int, rng: np.random.Generator) -> np.ndarray:
+    """One random entry of `rows` (increasing snippet indices) per chunk of `chunk` snippets
+    (`rows // chunk`); `rows` itself for `chunk` 1."""
+    if chunk == 1 or len(rows) == 0:
+        return rows
+    group = rows // chunk
+    order = np.lexsort((rng.random(len(rows)), group))  # by chunk, randomly within it
+    first = np.r_[True, group[order][1:] != group[order][:-1]]
+    return np.sort(rows[order[first]])
+
+
+def cap_snippets(snippet_set: SnippetSet, cap: int, rng: np.random.Generator) -> None:
+    """Keep a uniform random `cap` of the chosen snippets over all videos, in place (order kept)."""
+    sizes = np.array([len(r) for r in snippet_set.rows])
+    keep = np.zeros(sizes.sum(), dtype=bool)
+    keep[rng.choice(len(keep), cap, replace=False)] = True
+    parts = np.split(keep, np.cumsum(sizes)[:-1])
+    for name in ("rows", "action", "boundary"):
+        values = getattr(snippet_set, name)
+        setattr(snippet_set, name, [v[mask] for v, mask in zip(values, parts)])
+
+
+def on_store(snippet_set: SnippetSet, store, annotations: Annotations) -> SnippetSet:
+    """The same plan read from another store of the same videos (e.g. one `sola transform` wrote).
+
+    Raises `AnnotationError` when a video is missing there or has another length.
+    """
+    matched = match_ids(store.video_ids(), annotations.keys())
+    by_annotation = {a: f for f, a in matched.pairs.items()}
+    for video_id, feature_id in zip(snippet_set.video_ids, snippet_set.feature_ids):
+        other = by_annotation.get(video_id)
+        if other is None or store.shape(other)[0] != snippet_set.store.shape(feature_id)[0]:
+            raise AnnotationError(
+                f"{store.path} does not hold the same annotated videos as {snippet_set.store.path} "
+                f"({video_id!r} {'is missing' if other is None else 'has another length'}); "
+                "transform the whole store with `sola transform`"
+            )
+    feature_ids = [by_annotation[v] for v in snippet_set.video_ids]
+    return dataclasses.replace(snippet_set, store=store, feature_ids=feature_ids)
 
 
 def split_videos(
@@ -346,28 +415,40 @@ def collect_heldout_snippets(
         holdout = config.data.holdout
         train_ids, held_ids = split_videos(chosen, holdout, config.data.seed)
     train = read_snippets(store, annotations, train_ids, by_annotation, config, progress,
-                          desc=f"reading {name} (probe-train)")
+                          desc=f"planning {name} (probe-train)", stream=0)
     held = read_snippets(store, annotations, held_ids, by_annotation, config, progress,
-                         desc=f"reading {held_name} (held out)")
+                         desc=f"planning {held_name} (held out)", stream=1)
     skipped = [v for v in matched.annotations_without_features
                if canonical_subset(annotations[v].subset) in (name, held_name)]
     return ProbeData(train, held, name, held_name, config.data.boundary_k, skipped=skipped, holdout=holdout)
 
 
-def build_matrix(snippets: SnippetSet, adapter=None, device: str | torch.device = "cpu") -> tuple[torch.Tensor, ...]:
-    """All kept snippets as one L2-normalised matrix: (x (N, C) float32, action (N,), boundary (N,)).
+def build_matrix(snippets: SnippetSet, adapter=None, device: str | torch.device = "cpu",
+                 progress: bool = False) -> tuple[torch.Tensor, ...]:
+    """The chosen snippets as one L2-normalised matrix: (x (N, C) float32, action (N,), boundary (N,)).
 
-    With an adapter, each whole video is adapted first (`sola.transform.apply_adapter`).
+    Videos are read one at a time; with an adapter each whole video is adapted first
+    (`sola.transform.apply_adapter`), so memory holds the matrix and one video. Raises `StoreError`
+    for NaN/Inf features.
     """
-    if adapter is not None:
-        features = [apply_adapter(adapter, f, device=device) for f in snippets.features]
-    else:
-        features = snippets.features
-    keep = np.concatenate(snippets.keep)
-    x = torch.from_numpy(np.concatenate(features)[keep].astype(np.float32, copy=False))  # (N, C)
-    x = torch.nn.functional.normalize(x, dim=1)
-    action = torch.from_numpy(np.concatenate(snippets.action)[keep])
-    boundary = torch.from_numpy(np.concatenate(snippets.boundary)[keep])
+    store = snippets.store
+    x = torch.empty(snippets.num_snippets, store.dim(), dtype=torch.float32)
+    offset = 0
+    for feature_id, rows in tqdm(list(zip(snippets.feature_ids, snippets.rows)), desc="reading snippets",
+                                 disable=None if progress else True, leave=False):
+        features = np.asarray(store.read(feature_id), dtype=np.float32)
+        if not np.isfinite(features).all():
+            raise StoreError(
+                f"{store.source_of(feature_id)}: NaN/Inf features; a probe cannot learn from them: fix "
+                "them (`sola inspect` counts them) or drop the video"
+            )
+        if adapter is not None:
+            features = apply_adapter(adapter, features, device=device)
+        chosen = torch.from_numpy(np.ascontiguousarray(features[rows], dtype=np.float32))
+        x[offset : offset + len(rows)] = torch.nn.functional.normalize(chosen, dim=1)
+        offset += len(rows)
+    action = torch.from_numpy(np.concatenate(snippets.action)) if snippets.rows else torch.zeros(0, dtype=torch.bool)
+    boundary = torch.from_numpy(np.concatenate(snippets.boundary)) if snippets.rows else torch.zeros(0, dtype=torch.bool)
     return x, action, boundary
 
 
@@ -438,7 +519,7 @@ def reference_probe(
     with _few_threads(device), torch.no_grad():
         for _ in range(sgd.epochs):
             order = torch.randperm(len(x), generator=generator).to(device)
-            sgd_epoch(x[order], y[order].long(), weight, bias, sgd.lr, sgd.momentum, sgd.batch_size, momentum_state)
+            sgd_epoch(x, y.long(), weight, bias, sgd.lr, sgd.momentum, sgd.batch_size, momentum_state, order)
             logits = val_x @ weight.T + bias  # (N, 2)
             # argmax picks class 0 on a tie, as "score > 0" does
             history.append(binary_metrics(logits[:, 1] - logits[:, 0], val_y, val_boundary))
@@ -450,20 +531,22 @@ def reference_probe(
 
 def sgd_epoch(
     x: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
-    lr: float, momentum: float, batch_size: int, state: dict,
+    lr: float, momentum: float, batch_size: int, state: dict, order: torch.Tensor | None = None,
 ) -> None:
     """One epoch of mini-batch SGD with momentum on softmax cross-entropy, in place, without autograd.
 
-    `x` (N, C) already shuffled, `target` (N,) class indices, `weight` (K, C), `bias` (K,). The
+    `x` (N, C) and `target` (N,) class indices, taken in `order` (N,) (None: as they are; batches are
+    gathered one at a time, never a shuffled copy of `x`), `weight` (K, C), `bias` (K,). The
     same updates as `torch.optim.SGD(lr, momentum)` on `cross_entropy(x @ weight.T + bias)` (mean
     over the batch), written out because autograd and optimizer bookkeeping cost more than the
     arithmetic of a (256, C) x (C, 2) step. `state` (start with {}) keeps the momentum buffers.
     """
     eye = torch.eye(weight.shape[0], dtype=x.dtype, device=x.device)
     for first in range(0, len(x), batch_size):
-        batch = x[first : first + batch_size]  # (B, C), a view
+        index = slice(first, first + batch_size) if order is None else order[first : first + batch_size]
+        batch = x[index]  # (B, C)
         probs = torch.softmax(batch @ weight.T + bias, dim=1)  # (B, K)
-        error = (probs - eye[target[first : first + batch_size]]) / len(batch)  # d loss / d logits
+        error = (probs - eye[target[index]]) / len(batch)  # d loss / d logits
         for name, param, grad in (("weight", weight, error.T @ batch), ("bias", bias, error.sum(0))):
             buffer = state.get(name)
             buffer = grad.clone() if buffer is None else buffer.mul_(momentum).add_(grad)
@@ -533,7 +616,7 @@ def logistic_probe(
 
 
 def probe_features(data: ProbeData, adapter=None, seed: int | None = None, device: str | torch.device | None = None,
-                   config: ProbeConfig | None = None) -> dict:
+                   config: ProbeConfig | None = None, progress: bool = False) -> dict:
     """Both protocols on one feature set (identity, or `adapter` applied): a flat dict of columns.
 
     Columns: `sgd_<metric>` (reference protocol), `lbfgs_<metric>` (converging probe), snippet counts.
@@ -541,8 +624,8 @@ def probe_features(data: ProbeData, adapter=None, seed: int | None = None, devic
     """
     config = probe_config(config, seed)
     device = resolve_device(device)
-    train = build_matrix(data.train, adapter, device)
-    val = build_matrix(data.val, adapter, device)
+    train = build_matrix(data.train, adapter, device, progress)
+    val = build_matrix(data.val, adapter, device, progress)
     reference = reference_probe(train, val, config=config, device=device)
     logistic = logistic_probe(train, val, config=config, device=device)
     row = {f"sgd_{name}": reference[name] for name in METRICS}
@@ -550,6 +633,8 @@ def probe_features(data: ProbeData, adapter=None, seed: int | None = None, devic
     row["lbfgs_iterations"] = logistic["iterations"]
     row["train_snippets"] = int(len(train[0]))
     row["val_snippets"] = int(len(val[0]))
+    row["train_available"] = data.train.available  # before subsampling
+    row["val_available"] = data.val.available
     row["val_action_fraction"] = float(val[1].double().mean())
     return row
 
@@ -578,27 +663,31 @@ def compare_probe(
     config = probe_config(config, seed)
     seed = config.data.seed
     data = collect_snippets(store, annotations, train_subset, val_subset, config, progress)
-    rows = {"baseline": probe_features(data, None, device=device, config=config)}
+    rows = {"baseline": probe_features(data, None, device=device, config=config, progress=progress)}
     if adapted_store is not None:
-        adapted = collect_snippets(adapted_store, annotations, train_subset, val_subset, config, progress)
-        if adapted.train.video_ids != data.train.video_ids or adapted.val.video_ids != data.val.video_ids:
-            raise AnnotationError(
-                f"{adapted_store.path} does not hold the same annotated videos as {store.path}; "
-                "transform the whole store with `sola transform`"
-            )
-        rows["SoLa"] = probe_features(adapted, None, device=device, config=config)
+        adapted = dataclasses.replace(data, train=on_store(data.train, adapted_store, annotations),
+                                      val=on_store(data.val, adapted_store, annotations))
+        rows["SoLa"] = probe_features(adapted, None, device=device, config=config, progress=progress)
     elif adapter is not None:
-        rows["SoLa"] = probe_features(data, adapter, device=device, config=config)
+        rows["SoLa"] = probe_features(data, adapter, device=device, config=config, progress=progress)
     return {
         "train_subset": data.train_subset,
         "val_subset": data.val_subset,
         "train_videos": len(data.train.video_ids),
         "val_videos": len(data.val.video_ids),
+        "subsample": subsample_summary(data),
         "boundary_k": data.boundary_k,
         "seed": seed,
         "config": config.to_dict(),
         "rows": rows,
     }
+
+
+def subsample_summary(data: ProbeData) -> dict:
+    """What the probe saw of each split: videos and snippets chosen of those available."""
+    return {name: {"videos": len(part.video_ids), "videos_available": part.videos_available,
+                   "snippets": part.num_snippets, "snippets_available": part.available}
+            for name, part in (("train", data.train), ("val", data.val))}
 
 
 def format_probe_table(table: dict) -> str:
@@ -623,7 +712,18 @@ def format_probe_table(table: dict) -> str:
     ]
     for name, row in table["rows"].items():
         lines.append(f"{name:<{name_width}}" + "".join(_percent(row[key]) for key, _ in columns))
-    return "\n".join(lines)
+    note = subsample_note(table.get("subsample"), table.get("seed", 0))
+    return "\n".join(lines + ([note] if note else []))
+
+
+def subsample_note(subsample: dict | None, seed: int) -> str:
+    """One line saying how much of each split a subsampled probe saw ("" when it saw everything)."""
+    if not subsample or all(part["snippets"] == part["snippets_available"] and part["videos"] == part["videos_available"]
+                            for part in subsample.values()):
+        return ""
+    parts = [f"{name} {part['snippets']:,} of {part['snippets_available']:,} snippets in {part['videos']:,} of "
+             f"{part['videos_available']:,} videos" for name, part in subsample.items()]
+    return f"subsampled (seed {seed}; data.videos, data.chunk, data.max_snippets): {'; '.join(parts)}"
 
 
 def _percent(value) -> str:

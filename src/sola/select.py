@@ -28,7 +28,8 @@ import torch
 from sola.adapter import SoLaAdapter, load_adapter, save_adapter
 from sola.atomic import atomic_write_bytes, atomic_write_text
 from sola.errors import CheckpointError
-from sola.probe import ProbeConfig, collect_heldout_snippets, json_ready, probe_config, probe_features
+from sola.probe import (ProbeConfig, collect_heldout_snippets, json_ready, probe_config, probe_features,
+                        subsample_summary)
 from sola.runs import BEST, SELECTION, list_checkpoints
 
 IDENTITY = "identity"
@@ -75,7 +76,7 @@ def select_checkpoint(
     Returns the table: `{"metric", "best" ("identity" or "epoch_0040"), "best_epoch" (0 for the
     identity), "best_value", "identity_value", "gain", "min_gain", "identity_wins",
     "best_checkpoint" (path, None for an identity without epoch 0), "identity_checkpoint",
-    "checkpoints", "features", "subset", "holdout", "heldout_videos", "train_videos", "val_videos",
+    "checkpoints", "features", "subset", "holdout", "heldout_videos", "train_videos", "subsample", "val_videos",
     "train_subset", "val_subset", "boundary_k", "seed", "config", "rows": {"identity": {...},
     "epoch_0010": {...}, ...}, "message"}`. Raises `ConfigError` for an unknown metric or a bad
     `min_gain`/`holdout` (naming the key), `CheckpointError` for a missing, unreadable or mismatched
@@ -147,6 +148,7 @@ def select_checkpoint(
         "holdout": config.data.holdout,
         "heldout_videos": list(data.val.video_ids),
         "train_videos": len(data.train.video_ids),
+        "subsample": subsample_summary(data),
         "val_videos": len(data.val.video_ids),
         "train_subset": data.train_subset,
         "val_subset": data.val_subset,

@@ -33,6 +33,8 @@ PROBE_SHORTCUTS = [
     ("--num-frames", "data.num_frames", {"type": NON_NEGATIVE, "help": "frames per snippet"}),
     ("--fps", "data.fps", {"type": POSITIVE, "help": "frames per second (else from annotations)"}),
     ("--seed", "data.seed", {"type": integer(0), "help": "probe seed (and, for select, the held-out split's)"}),
+    ("--max-snippets", "data.max_snippets", {"type": integer(0), "help": "cap on each split's snippets, a seeded "
+                                             "uniform draw beyond it (default 400000, ~3.3 GB at 2048-d; 0: none)"}),
 ]
 SELECT_SHORTCUTS = [
     ("--holdout", "data.holdout", {"type": number(0.0, 1.0, above=True), "help": "share of its videos held out to "
