@@ -6,7 +6,9 @@ each stage in a fresh process and reads that process's peak RSS (`os.wait4`):
 
   train      `sola train` for 1 epoch (reference schedule: batch 256, one window per video)
   transform  `sola transform` of the whole store
-  probe      `sola probe` (reference SGD protocol and the converged probe, on its bounded subsample)
+  probe      `sola probe` (reference SGD protocol and the converged probe) with `--max-snippets N`
+             (default 100,000 here, below the smallest store's splits, so that both sizes are capped;
+             with the library's default of 400,000 memory stops growing once a split exceeds it)
   head       the TAL head: lazy items of every training video, then a fixed number of batches
 
 Prints one row per (stage, size), the ratio of the largest to the smallest store per stage (1.15 at
@@ -90,7 +92,7 @@ def peak_rss(command: list[str]) -> tuple[float, float, str]:
     return usage.ru_maxrss / 1024, time.perf_counter() - started, output.strip().splitlines()[-1:] or [""]
 
 
-def stage_commands(root: Path, stage: str, batches: int) -> list[str]:
+def stage_commands(root: Path, stage: str, batches: int, probe_snippets: int = 100_000) -> list[str]:
     """The command of one stage on the store in `root`."""
     sola = [sys.executable, "-m", "sola"]
     store, annotations = str(root / "features"), str(root / "annotations.json")
@@ -100,7 +102,7 @@ def stage_commands(root: Path, stage: str, batches: int) -> list[str]:
         return [*sola, "transform", store, "--adapter", str(root / "run"), "--out", str(root / "sola"),
                 "--device", "cpu", "--quiet"]
     if stage == "probe":
-        return [*sola, "probe", store, "--annotations", annotations, "--quiet"]
+        return [*sola, "probe", store, "--annotations", annotations, "--max-snippets", str(probe_snippets), "--quiet"]
     if stage == "head":
         script = root / "head.py"
         script.write_text(textwrap.dedent(HEAD_SCRIPT))
@@ -113,6 +115,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="2,16", help="comma list of store sizes in GB")
     parser.add_argument("--stages", default="train,transform,probe,head")
     parser.add_argument("--head-batches", type=int, default=8, help="TAL head batches to train")
+    parser.add_argument("--probe-snippets", type=int, default=100_000, help="the probe's --max-snippets")
     parser.add_argument("--out", default="bench_out/scale_memory")
     parser.add_argument("--keep", action="store_true", help="keep the stores (they are large)")
     args = parser.parse_args()
@@ -129,7 +132,7 @@ def main() -> None:
               f"{time.perf_counter() - t0:.0f} s", flush=True)
         try:
             for stage in stages:
-                rss, seconds, tail = peak_rss(stage_commands(root, stage, args.head_batches))
+                rss, seconds, tail = peak_rss(stage_commands(root, stage, args.head_batches, args.probe_snippets))
                 rows.append({"stage": stage, "size_gb": summary["gigabytes"], "videos": summary["videos"],
                              "peak_rss_mb": round(rss), "seconds": round(seconds, 1)})
                 print(f"  {stage:9s} peak RSS {rss:8.0f} MB  {seconds:7.1f} s   {tail[0][:90]}", flush=True)
