@@ -9,6 +9,7 @@ import json
 import os
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Iterable
 
@@ -182,21 +183,38 @@ def extract_videos(
     `ConfigError` for a bad config (before any work), `ExtractError` if `out_dir` holds an
     extraction with other settings, or the weights cannot be fetched.
     """
-    from tqdm import tqdm
-
     from sola.stores.npy import NpyWriter
 
     config = (config if config is not None else ExtractConfig()).validate()
-    grid, device, cache = config.extract, config.encoder.device, config.encoder.cache
-    fps, window, stride, batch, output = grid.fps, grid.window, grid.stride, grid.batch_size, grid.output
+    grid = config.extract
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
-    target = encoder.device if encoder is not None else resolve_device(device)  # a bad name fails here
-    workers = grid.workers
+    target = encoder.device if encoder is not None else resolve_device(config.encoder.device)  # a bad name fails here
+    workers = _decode_workers(grid.workers, target)
+    out_dir = Path(out_dir)
+    metadata = _matching_metadata(out_dir, _settings(grid.fps, grid.window, grid.stride, grid.output))
+    writer = NpyWriter(out_dir)
+    summary = ExtractSummary(out_dir, out_dir / METADATA_NAME)
+    videos, problems = find_videos(list(inputs))
+    summary.failed.extend((str(path), message) for path, message in problems)
+    todo = _videos_to_do(videos, metadata, writer, summary)
+    jobs = [(video_id, partial(ClipSource, path, grid.fps, grid.window, grid.stride, grid.batch_size))
+            for video_id, path in todo.items()]  # fmt: skip
+    encode = _LazyEncoder(encoder, config.encoder.device, config.encoder.cache, grid.output)
+    metadata_file = _MetadataFile(summary.metadata, metadata)
+    _encode_videos(todo, jobs, workers, encode, writer, metadata_file, summary, progress)
+    return summary
+
+
+def _decode_workers(workers: int | None, target) -> int:
+    """The number of decoding threads: as configured, else 8 on a GPU (decoding is the bottleneck), else 2."""
     if workers is None:
         workers = min(8, os.cpu_count() or 1) if target.type == "cuda" else 2
-    out_dir = Path(out_dir)
-    settings = _settings(fps, window, stride, output)
+    return workers
+
+
+def _matching_metadata(out_dir: Path, settings: dict) -> dict:
+    """The metadata already in `out_dir`, or a new one; raises `ExtractError` if it has other settings."""
     metadata = load_metadata(out_dir) or {"settings": settings, "videos": {}}
     if metadata["settings"] != settings:
         differ = sorted(k for k in settings if metadata["settings"].get(k) != settings[k])
@@ -204,11 +222,11 @@ def extract_videos(
             f"{out_dir} holds features extracted with other settings ({', '.join(differ)}); "
             "use another --out or the same settings"
         )
-    writer = NpyWriter(out_dir)
-    summary = ExtractSummary(out_dir, out_dir / METADATA_NAME)
-    videos, problems = find_videos(list(inputs))
-    summary.failed.extend((str(path), message) for path, message in problems)
+    return metadata
 
+
+def _videos_to_do(videos: list[Path], metadata: dict, writer, summary: ExtractSummary) -> dict[str, Path]:
+    """The videos still to extract, by id; finished ones go to `summary.skipped`, name clashes to `failed`."""
     todo: dict[str, Path] = {}
     seen: dict[str, Path] = {}
     for path in videos:
@@ -221,13 +239,28 @@ def extract_videos(
         else:
             seen[video_id] = path
             todo[video_id] = path
+    return todo
 
-    def make_source(path: Path):
-        return lambda: ClipSource(path, fps, window, stride, batch)
+
+class _LazyEncoder:
+    """Encodes clip batches into the chosen output, loading the model on the first batch if none is given."""
+
+    def __init__(self, encoder: SnippetEncoder | None, device: str | None, cache, output: str) -> None:
+        self.encoder, self.device, self.cache, self.output = encoder, device, cache, output
+
+    def __call__(self, clips: np.ndarray) -> np.ndarray:
+        if self.encoder is None:  # loaded once a video has decoded: bad inputs alone never load it
+            self.encoder = SnippetEncoder(self.device, self.cache)
+        features, logits = self.encoder.encode(clips)
+        return features if self.output == "features" else logits
+
+
+def _encode_videos(todo: dict[str, Path], jobs: list, workers: int, encode: _LazyEncoder, writer, metadata_file,
+                   summary: ExtractSummary, progress: bool | None) -> None:  # fmt: skip
+    """Decode `jobs` in background threads, encode their batches and store or report each video as it ends."""
+    from tqdm import tqdm
 
     disable = True if progress is False else None  # None: bars only on a terminal
-    metadata_file = _MetadataFile(summary.metadata, metadata)
-    jobs = [(video_id, make_source(path)) for video_id, path in todo.items()]
     outputs: dict[str, list[np.ndarray]] = {}
     bars: dict[str, tqdm] = {}
     overall = tqdm(total=len(jobs), desc="videos", unit="video", disable=disable)
@@ -241,10 +274,7 @@ def extract_videos(
                     total=payload.expected or None, desc=path.name, unit="snippet", leave=False, disable=disable
                 )
             elif kind == BATCH:
-                if encoder is None:  # loaded once a video has decoded: bad inputs alone never load it
-                    encoder = SnippetEncoder(device, cache)
-                features, logits = encoder.encode(payload)
-                outputs[video_id].append(features if output == "features" else logits)
+                outputs[video_id].append(encode(payload))
                 bars[video_id].update(len(payload))
             elif kind in (DONE, ERROR):
                 if video_id in bars:
@@ -263,7 +293,6 @@ def extract_videos(
         for bar in bars.values():
             bar.close()
         overall.close()
-    return summary
 
 
 def classify_video(

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -135,50 +136,15 @@ def read_frames(
     stats = stats if stats is not None else DecodeStats()
     container, stream = _open(path)
     stream.thread_type = "AUTO"
-    width, height = resized_size(stream.codec_context.width, stream.codec_context.height, short_side)
-    if min(width, height) < crop:
-        raise ExtractError(f"short side {short_side} is smaller than the crop {crop}")
-    native_fps = _stream_fps(stream) or 25.0
-    frame_span = 1.0 / native_fps
-
-    def convert(frame) -> np.ndarray:
-        rgb = frame.to_ndarray(width=width, height=height, format="rgb24", interpolation="BILINEAR")
-        return np.ascontiguousarray(centre_crop(rgb, crop))
-
-    origin = None
-    previous, previous_time, previous_rgb = None, 0.0, None
-    next_index = 0  # k of the next output time k / fps
-
-    def emit_until(limit: float) -> Iterator[np.ndarray]:
-        # Emit `previous` for every output time before `limit` (the midpoint to the next frame).
-        nonlocal next_index, previous_rgb
-        while next_index / fps < limit - 1e-9:
-            if previous_rgb is None:
-                previous_rgb = convert(previous)
-            next_index += 1
-            stats.frames += 1
-            yield previous_rgb
-
+    width, height = _output_size(stream, short_side, crop)
+    convert = partial(_to_rgb, width=width, height=height, crop=crop)
+    frame_span = 1.0 / (_stream_fps(stream) or 25.0)
     try:
-        for frame in container.decode(stream):
-            time = frame.time if frame.time is not None else stats.source_frames * frame_span
-            origin = time if origin is None else origin
-            time -= origin
-            stats.source_frames += 1
-            stats.duration = time + frame_span
-            time -= start  # output times are measured from `start`
-            if fps is None:
-                if time < -1e-6:
-                    continue
-                stats.frames += 1
-                yield convert(frame)
-                continue
-            if previous is not None:
-                yield from emit_until((previous_time + time) / 2)
-            previous, previous_time, previous_rgb = frame, time, None
-        if fps is not None and previous is not None:
-            # The last frame shows until the video ends; 1% slack absorbs rounded timestamps.
-            yield from emit_until(previous_time + 0.99 * frame_span)
+        timed = _timed_frames(container.decode(stream), frame_span, start, stats)
+        if fps is None:
+            yield from _frames_from_start(timed, convert, stats)
+        else:
+            yield from _resample(_shown_until(timed, frame_span), fps, convert, stats)
     except av.FFmpegError as exc:
         raise ExtractError(
             f"{path}: decoding failed after {stats.source_frames} frames ({_reason(exc)}); the file is "
@@ -190,6 +156,66 @@ def read_frames(
         raise ExtractError(f"{path}: no frame could be decoded; {REENCODE_HINT}")
     if stats.frames == 0:
         raise ExtractError(f"{path}: no frame at or after {start:g} s (the video lasts {stats.duration:.2f} s)")
+
+
+def _output_size(stream, short_side: int, crop: int) -> tuple[int, int]:
+    """`(width, height)` of a stream's frames resized for the crop; raises `ExtractError` if the crop does not fit."""
+    width, height = resized_size(stream.codec_context.width, stream.codec_context.height, short_side)
+    if min(width, height) < crop:
+        raise ExtractError(f"short side {short_side} is smaller than the crop {crop}")
+    return width, height
+
+
+def _to_rgb(frame, width: int, height: int, crop: int) -> np.ndarray:
+    """A decoded frame resized to `(width, height)` (bilinear) and centre-cropped: `(crop, crop, 3)` uint8."""
+    rgb = frame.to_ndarray(width=width, height=height, format="rgb24", interpolation="BILINEAR")
+    return np.ascontiguousarray(centre_crop(rgb, crop))
+
+
+def _timed_frames(frames: Iterable, frame_span: float, start: float, stats: DecodeStats) -> Iterator[tuple]:
+    """Yield `(frame, seconds after start)`, timed from the first frame; counts them into `stats`."""
+    origin = None
+    for frame in frames:
+        time = frame.time if frame.time is not None else stats.source_frames * frame_span
+        origin = time if origin is None else origin
+        time -= origin
+        stats.source_frames += 1
+        stats.duration = time + frame_span
+        yield frame, time - start  # output times are measured from `start`
+
+
+def _frames_from_start(timed: Iterable[tuple], convert: Callable, stats: DecodeStats) -> Iterator[np.ndarray]:
+    """Convert and yield every frame at or after `start` (time 0), counting them into `stats`."""
+    for frame, time in timed:
+        if time < -1e-6:
+            continue
+        stats.frames += 1
+        yield convert(frame)
+
+
+def _shown_until(timed: Iterable[tuple], frame_span: float) -> Iterator[tuple]:
+    """Yield `(frame, end)`: each frame with the time it stops being the nearest, the midpoint to the next."""
+    previous, previous_time = None, 0.0
+    for frame, time in timed:
+        if previous is not None:
+            yield previous, (previous_time + time) / 2
+        previous, previous_time = frame, time
+    if previous is not None:
+        # The last frame shows until the video ends; 1% slack absorbs rounded timestamps.
+        yield previous, previous_time + 0.99 * frame_span
+
+
+def _resample(shown: Iterable[tuple], fps: float, convert: Callable, stats: DecodeStats) -> Iterator[np.ndarray]:
+    """Yield a frame for every output time `k / fps` before its end, converting each frame once."""
+    next_index = 0  # k of the next output time k / fps
+    for frame, end in shown:
+        rgb = None
+        while next_index / fps < end - 1e-9:
+            if rgb is None:
+                rgb = convert(frame)
+            next_index += 1
+            stats.frames += 1
+            yield rgb
 
 
 def find_videos(inputs: list[str | os.PathLike]) -> tuple[list[Path], list[tuple[Path, str]]]:
