@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "sola.cli.evaluate",
     "sola.cli.data",
     "sola.cli.extract",
+    "sola.cli.cost",
     "sola.cli.tal",
     "sola.cli.compare",
 ]
