@@ -165,3 +165,25 @@ def test_compare_uses_the_identity_when_it_wins_and_no_select_turns_selection_of
     assert main([*args, "--out", str(tmp_path / "final")]) == 2
     err = capsys.readouterr().err
     assert "made with another adapter" in err and "new --out" in err
+
+
+def fake_runs(values, seeds):
+    return [{"mAP": {"0.50": v}, "average_mAP": v, "seconds_per_epoch": 1.0, "seed": s, "scoring": "x"}
+            for v, s in zip(values, seeds)]
+
+
+def test_table_has_the_paired_difference_and_says_n1_for_one_seed():
+    from sola.compare import summarise
+    from sola.stats import paired_difference
+
+    tal = load_tal_config("tal_synthetic_cpu")
+    base, sola = [0.40, 0.50, 0.45], [0.42, 0.49, 0.50]
+    table = summarise({"baseline": fake_runs(base, [0, 1, 2]), "sola": fake_runs(sola, [0, 1, 2])}, {}, tal, 1.0)
+    difference = table["rows"]["sola"]["average_mAP_minus_baseline"]
+    assert difference == paired_difference(sola, base)
+    assert difference["mean"] == pytest.approx(np.mean(np.subtract(sola, base)))
+    row = format_markdown(table).splitlines()[3]
+    assert row.startswith("| sola |") and f"{100 * difference['mean']:+.2f} [" in row
+    one = summarise({"baseline": fake_runs([0.4], [0]), "sola": fake_runs([0.5], [0])}, {}, tal, 1.0)
+    markdown = format_markdown(one)
+    assert "(n=1)" in markdown and "± 0.00" not in markdown and "+10.00 (n=1)" in markdown

@@ -27,6 +27,7 @@ from sola.fit import fit_adapter
 from sola.probe import ProbeConfig, compare_probe, json_ready
 from sola.runs import ADAPTER, BEST, SELECTION, STATE, list_checkpoints, read_json
 from sola.select import select_checkpoint
+from sola.stats import format_difference, format_mean_std, paired_difference
 from sola.stores import FeatureStore
 from sola.tal.experiment import run_experiment
 from sola.tal.unified import TRAINING_MODES
@@ -250,7 +251,7 @@ def compare(
     table = summarise(results, probes, tal_config, sm_weight)
     if used is not None:
         table["sola_adapter"] = {key: value for key, value in used.items() if key != "digest"}
-    atomic_write_text(out_dir / "compare.json", json.dumps(table, indent=1))
+    atomic_write_text(out_dir / "compare.json", json.dumps(json_ready(table), indent=1))
     atomic_write_text(out_dir / "compare.md", format_markdown(table))
     return table
 
@@ -280,8 +281,14 @@ def summarise(results: dict[str, list[dict]], probes: dict[str, dict], tal_confi
             "probe_accuracy": probe.get("sgd_accuracy"),
             "probe_balanced_accuracy": probe.get("lbfgs_balanced_accuracy"),
             "seeds": [run["seed"] for run in runs],
+            "average_mAP_per_seed": average.tolist(),
             "scoring": runs[0]["scoring"],
         }
+    baseline = rows.get("baseline")
+    for mode, row in rows.items():
+        if baseline is not None and mode != "baseline" and row["seeds"] == baseline["seeds"]:
+            row["average_mAP_minus_baseline"] = paired_difference(row["average_mAP_per_seed"],
+                                                                  baseline["average_mAP_per_seed"])
     return {"modes": list(results), "rows": rows, "sm_weight": sm_weight,
             "test_subset": tal_config.data.test_subset, "train_subset": tal_config.data.train_subset}
 
@@ -290,12 +297,17 @@ def format_markdown(table: dict) -> str:
     """The comparison as a Markdown table (mAP in %, mean +- std over seeds)."""
     rows = table["rows"]
     thresholds = list(next(iter(rows.values()))["mAP_mean"])
-    header = ["mode", *[f"mAP@{t}" for t in thresholds], "avg mAP", "probe acc", "probe bal.acc", "s/epoch"]
+    header = ["mode", *[f"mAP@{t}" for t in thresholds], "avg mAP", "avg mAP - baseline [95% CI]", "probe acc",
+              "probe bal.acc", "s/epoch"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for mode, row in rows.items():
+        n = len(row["seeds"])
         cells = [mode]
-        cells += [f"{100 * row['mAP_mean'][t]:.2f} ± {100 * row['mAP_std'][t]:.2f}" for t in thresholds]
-        cells.append(f"{100 * row['average_mAP_mean']:.2f} ± {100 * row['average_mAP_std']:.2f}")
+        cells += [format_mean_std({"mean": row["mAP_mean"][t], "std": row["mAP_std"][t], "n": n}, digits=2)
+                  for t in thresholds]
+        cells.append(format_mean_std({"mean": row["average_mAP_mean"], "std": row["average_mAP_std"], "n": n}, digits=2))
+        difference = row.get("average_mAP_minus_baseline")
+        cells.append(format_difference(difference, digits=2) if difference else "—")
         for key in ("probe_accuracy", "probe_balanced_accuracy"):
             cells.append("—" if row[key] is None else f"{100 * row[key]:.2f}")
         cells.append(f"{row['seconds_per_epoch']:.2f}")
@@ -304,7 +316,7 @@ def format_markdown(table: dict) -> str:
     lines.append("")
     lines.append(
         f"Head trained on `{table['train_subset']}`, evaluated on `{table['test_subset']}`; mean ± std over "
-        f"{seeds} seed(s); scoring: {next(iter(rows.values()))['scoring']}. Probe: reference SGD accuracy and "
+        f"{seeds} seed(s), the difference paired by seed with its 95% t-interval; scoring: {next(iter(rows.values()))['scoring']}. Probe: reference SGD accuracy and "
         "converged class-balanced logistic regression (action vs background snippets)."
     )
     used = table.get("sola_adapter")
