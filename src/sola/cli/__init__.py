@@ -25,6 +25,7 @@ COMMAND_MODULES = [
     "sola.cli.cost",
     "sola.cli.tal",
     "sola.cli.compare",
+    "sola.cli.ablate",
 ]
 
 
