@@ -93,8 +93,9 @@ def test_nan_policies_in_training_windows(tmp_path):
     assert np.isfinite(batch).all() and np.all(batch[0, 5] == 0)
 
 
-def test_layouts_without_random_access_are_cached_as_memmaps(tmp_path):
+def test_layouts_without_random_access_are_cached_and_read_by_rows(tmp_path):
     from sola.stores.csv import CsvWriter
+    from sola.stores.npy import NpyRows
 
     root = write_npy_store(tmp_path / "npy", [30, 40], dim=4)
     writer = CsvWriter(tmp_path / "csv")
@@ -104,7 +105,7 @@ def test_layouts_without_random_access_are_cached_as_memmaps(tmp_path):
     csv_store = open_store(tmp_path / "csv", layout="csv")
     assert not csv_store.random_access and open_store(root).random_access
     source = open_window_source(csv_store, 23, cache_dir=tmp_path / "cache")
-    assert all(isinstance(s, np.memmap) for s in source.sources)
+    assert all(isinstance(s, NpyRows) for s in source.sources)  # no memory map: nothing stays resident
     assert len(list((tmp_path / "cache").glob("*.npy"))) == 2
     batch = source.batch(np.array([1]), np.array([5]), 23)
     assert np.array_equal(batch[0], np.load(root / "vid001.npy")[5:28])

@@ -243,3 +243,24 @@ def test_opening_a_writer_leaves_other_writers_temporaries_alone(tmp_path, layou
     second.close()
     assert not in_flight.exists()
     assert open_store(tmp_path / name).video_ids() == ["vid"]
+
+
+def test_npy_rows_read_slices_without_a_memory_map(tmp_path):
+    from sola.stores.npy import NpyRows
+
+    array = np.arange(7 * 3, dtype=np.float32).reshape(7, 3)
+    np.save(tmp_path / "a.npy", array)
+    np.save(tmp_path / "f.npy", np.asfortranarray(array))
+    store = open_store(tmp_path, layout="npy")
+    rows = store.window_source("a")
+    assert isinstance(rows, NpyRows) and rows.shape == (7, 3) and rows.dtype == np.float32
+    assert np.array_equal(rows[2:5], array[2:5]) and np.array_equal(rows[5:99], array[5:])
+    assert rows[4:4].shape == (0, 3) and np.array_equal(np.asarray(rows), array)
+    assert np.array_equal(rows[[0, 6]], array[[0, 6]])  # other indices: through the whole array
+    assert not isinstance(store.window_source("f"), NpyRows)  # Fortran order: a memory map instead
+    assert np.array_equal(store.window_source("f")[1:3], array[1:3])
+    assert store.shape("a") == (7, 3)
+    data = (tmp_path / "a.npy").read_bytes()
+    (tmp_path / "a.npy").write_bytes(data[:-8])  # truncated after the header was read
+    with pytest.raises(StoreError, match="truncated"):
+        rows[5:7]

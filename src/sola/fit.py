@@ -11,7 +11,7 @@ Run directory layout:
     checkpoints/epoch_XXXX.safetensors   the identity (epoch 0) and an adapter every `checkpoint_every` epochs
     state.safetensors            model + projector + optimiser, to resume
     window_cache/                while fitting a layout without random access (csv, pickle, ...):
-                                 its videos as float32 .npy, memory-mapped; removed at the end
+                                 its videos as float32 .npy, read row by row; removed at the end
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 from sola.atomic import atomic_path
 from sola.errors import StoreError
 from sola.stores import FeatureStore
+from sola.stores.npy import NpyRows
 
 
 @dataclass
@@ -24,7 +25,7 @@ class WindowSource:
 
     video_ids: list[str]
     lengths: np.ndarray  # (V,) snippets per usable video
-    sources: list[Any]  # memmaps (or arrays) indexed like video_ids
+    sources: list[Any]  # sliceable (T, C) sources (NpyRows, HDF5 datasets, arrays) indexed like video_ids
     dim: int
     skipped: list[str] = field(default_factory=list)  # shorter than the window
     dropped: list[str] = field(default_factory=list)  # NaN/Inf under nan_policy="drop-video"
@@ -52,7 +53,7 @@ def open_window_source(
     """Open every video of `store` for window sampling; videos shorter than `window` are skipped.
 
     Layouts without random access (csv, pickle, npz, pt, two-stream) are read once and cached as
-    float32 `.npy` files in `cache_dir`, then memory-mapped like the npy layout, so training never
+    float32 `.npy` files in `cache_dir`, then read row by row like the npy layout, so training never
     holds the dataset in memory nor rereads a file per window (without `cache_dir` they are held in
     memory). `nan_policy`: "error" scans every video once up front (a few snippets at a time) and
     fails naming the first with NaN/Inf, "zero" replaces them by 0 in the batches, "drop-video" scans
@@ -99,14 +100,14 @@ def open_window_source(
 
 
 def all_finite(source: Any, values: int = 1 << 22) -> bool:
-    """True when every value of a `(T, C)` source is finite; memmaps and HDF5 datasets are read a
+    """True when every value of a `(T, C)` source is finite; row sources and HDF5 datasets are read a
     block of about `values` values at a time, never whole."""
     rows = max(1, values // max(1, source.shape[1]))
     return all(np.isfinite(source[first : first + rows]).all() for first in range(0, source.shape[0], rows))
 
 
 def _cached(store: FeatureStore, video_id: str, cache: Path) -> np.ndarray:
-    """One video as a float32 memmap in the window cache (written once, atomically).
+    """One video as float32 rows (`NpyRows`) in the window cache (written once, atomically).
 
     Files are named by a hash of the id: any id is a valid name, and a resumed run finds its videos.
     """
@@ -115,18 +116,18 @@ def _cached(store: FeatureStore, video_id: str, cache: Path) -> np.ndarray:
         with atomic_path(file) as tmp:
             with open(tmp, "wb") as handle:
                 np.save(handle, np.ascontiguousarray(store.read(video_id), dtype=np.float32), allow_pickle=False)
-    return np.load(file, mmap_mode="r")
+    return NpyRows.open(file)
 
 
 class CachedStore:
-    """A store without random access seen through the window cache: `window_source` memory-maps the
-    video's float32 copy in `cache_dir` (written on first use), so slices never reread the file."""
+    """A store without random access seen through the window cache: `window_source` reads rows of the
+    video's float32 copy in `cache_dir` (written on first use), so slices never reread the original."""
 
     def __init__(self, store: FeatureStore, cache_dir: str | os.PathLike) -> None:
         self.store, self.cache_dir = store, Path(cache_dir)
 
     def window_source(self, video_id: str) -> np.ndarray:
-        """The video as a float32 memmap `(T, C)`."""
+        """The video as float32 rows `(T, C)` (`NpyRows`)."""
         return _cached(self.store, video_id, self.cache_dir)
 
 
@@ -159,7 +160,7 @@ def epoch_plan(
 def prefetch(produce: Callable[[int], Any], count: int, depth: int = 2) -> Iterator[Any]:
     """`produce(0), ..., produce(count - 1)`, computed up to `depth` ahead in a background thread.
 
-    Reading memory-mapped windows releases the GIL, so the next batches are read while the current
+    Reading windows (pread, HDF5) releases the GIL, so the next batches are read while the current
     step runs. An error in `produce` is raised here; stopping early (a closed generator) stops the
     thread. `depth` 0 produces in the caller, one at a time.
     """

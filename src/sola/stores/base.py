@@ -144,8 +144,8 @@ class FeatureStore(abc.ABC):
     declared_options: ClassVar[tuple[StoreOption, ...]] = ()
     # True when options other than the declared ones go on to inner stores (two-stream).
     forwards_options: ClassVar[bool] = False
-    # True when `window_source` slices the file lazily (memmap, HDF5 dataset); otherwise training
-    # caches the videos once as memory-mapped .npy files instead of holding them all in memory.
+    # True when `window_source` slices the file lazily (npy rows, HDF5 dataset); otherwise training
+    # caches the videos once as .npy files read row by row instead of holding them all in memory.
     random_access: ClassVar[bool] = False
 
     def __init__(self, path: str | os.PathLike) -> None:
@@ -176,7 +176,7 @@ class FeatureStore(abc.ABC):
     def window_source(self, video_id: str) -> Any:
         """A sliceable `(T, C)` view for drawing training windows without rereading the file.
 
-        Layouts that can memory-map return a memmap (and set `random_access`); the default reads
+        Layouts that can read slices lazily return such a source (and set `random_access`); the default reads
         the whole array.
         """
         return self.read(video_id)

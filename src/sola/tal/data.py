@@ -2,7 +2,7 @@
 
 An item is one plain dict (ActionFormer style), independent of file formats:
   feats (T, C): a float tensor, or `LazyFeatures` read only when a batch needs them (bounded memory:
-  `StoredFeatures` slices a memory-mapped npy or an HDF5 dataset); segments (M, 2) float tensor
+  `StoredFeatures` reads rows of an npy file or slices an HDF5 dataset); segments (M, 2) float tensor
   [start, end] in snippets;
   labels (M,) int64 tensor; video_id str; fps float; feat_stride float (frames between snippets);
   num_frames float (frames seen by one snippet); duration float (seconds).
@@ -60,7 +60,7 @@ class LazyFeatures:
 
 
 class StoredFeatures(LazyFeatures):
-    """A video of a random-access store (memory-mapped npy, HDF5): each `load()` reads only its slice.
+    """A video of a random-access store (npy rows, HDF5): each `load()` reads only its slice.
 
     The store's handle is resolved once per process, so a DataLoader worker opens its own.
     """
