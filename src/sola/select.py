@@ -83,54 +83,23 @@ def select_checkpoint(
     checkpoint, `AnnotationError` when the subset has fewer than 2 videos with features.
     """
     config = probe_config(config, seed)
-    metric, min_gain, seed = config.select.metric, config.select.min_gain, config.data.seed
+    metric, min_gain = config.select.metric, config.select.min_gain
     run_dir = Path(run_dir)
     checkpoints = list_checkpoints(run_dir, required=True)
     data = collect_heldout_snippets(store, annotations, subset, config, progress=progress,
                                     heldout_subset=heldout_subset)
-
-    def load(path):
-        adapter = load_adapter(path)
-        if adapter.dim != store.dim():
-            raise CheckpointError(
-                f"{path}: adapter of dim {adapter.dim} does not fit features of dim {store.dim()}; "
-                "select with the features the run was trained on"
-            )
-        return adapter
-
     identity_path = None
-    if checkpoints[0][0] == 0 and load(checkpoints[0][1]).gate == 0.0:
+    if checkpoints[0][0] == 0 and _load_checked(checkpoints[0][1], store.dim()).gate == 0.0:
         identity_path = checkpoints[0][1]  # the adapter at init: the identity itself
-    if log:
-        log("probing the identity (the original features)")
-    rows = {IDENTITY: probe_features(data, None, device=device, config=config)}
+    candidates = [(epoch, path) for epoch, path in checkpoints if path != identity_path]
+    rows, winner = _probe_candidates(data, candidates, store.dim(), config, device, log)
     identity_value = rows[IDENTITY][metric]
-    threshold = identity_value + min_gain
-    winner = None  # (name, epoch, path, value)
-    template = None
-    for epoch, path in checkpoints:
-        if path == identity_path:
-            continue
-        if log:
-            log(f"probing {path.name}")
-        adapter = template = load(path)
-        name = f"epoch_{epoch:04d}"
-        rows[name] = probe_features(data, adapter, device=device, config=config)
-        value = rows[name][metric]
-        # strict, and NaN fails both tests: ties keep the identity, then the earlier epoch
-        if value > threshold and (winner is None or value > winner[3]):
-            winner = (name, epoch, path, value)
-
     if winner is not None:
         best, best_epoch, best_path, best_value = winner
         atomic_write_bytes(run_dir / BEST, best_path.read_bytes())
     else:
         best, best_epoch, best_path, best_value = IDENTITY, 0, identity_path, identity_value
-        if identity_path is not None:
-            atomic_write_bytes(run_dir / BEST, identity_path.read_bytes())
-        else:
-            save_adapter(identity_adapter(template or load(checkpoints[-1][1])), run_dir / BEST,
-                         {"epoch": 0, "identity": True})
+        _write_identity(run_dir / BEST, identity_path, checkpoints[-1][1], store.dim())
     table = {
         "metric": metric,
         "best": best,
@@ -153,7 +122,7 @@ def select_checkpoint(
         "train_subset": data.train_subset,
         "val_subset": data.val_subset,
         "boundary_k": data.boundary_k,
-        "seed": seed,
+        "seed": config.data.seed,
         "config": config.to_dict(),
         "rows": rows,
     }
@@ -161,6 +130,46 @@ def select_checkpoint(
     table = json_ready(table)
     atomic_write_text(run_dir / SELECTION, json.dumps(table, indent=1) + "\n")
     return table
+
+
+def _load_checked(path: Path, dim: int):
+    """The adapter saved at `path`; `CheckpointError` when it does not fit features of `dim`."""
+    adapter = load_adapter(path)
+    if adapter.dim != dim:
+        raise CheckpointError(
+            f"{path}: adapter of dim {adapter.dim} does not fit features of dim {dim}; "
+            "select with the features the run was trained on"
+        )
+    return adapter
+
+
+def _probe_candidates(data, candidates: list[tuple[int, Path]], dim: int, config: ProbeConfig, device, log):
+    """Probe rows of the identity and every candidate checkpoint, and the winner `(name, epoch, path,
+    value)` or None: strictly above identity + `select.min_gain` (NaN never wins; ties go to the
+    identity, then to the earlier epoch)."""
+    metric = config.select.metric
+    if log:
+        log("probing the identity (the original features)")
+    rows = {IDENTITY: probe_features(data, None, device=device, config=config)}
+    threshold = rows[IDENTITY][metric] + config.select.min_gain
+    winner = None
+    for epoch, path in candidates:
+        if log:
+            log(f"probing {path.name}")
+        name = f"epoch_{epoch:04d}"
+        rows[name] = probe_features(data, _load_checked(path, dim), device=device, config=config)
+        value = rows[name][metric]
+        if value > threshold and (winner is None or value > winner[3]):
+            winner = (name, epoch, path, value)
+    return rows, winner
+
+
+def _write_identity(best: Path, identity_path: Path | None, shaped_like: Path, dim: int) -> None:
+    """Write the identity as `best`: the saved epoch-0 adapter, else an identity of the run's shape."""
+    if identity_path is not None:
+        atomic_write_bytes(best, identity_path.read_bytes())
+    else:
+        save_adapter(identity_adapter(_load_checked(shaped_like, dim)), best, {"epoch": 0, "identity": True})
 
 
 def selection_message(table: dict) -> str:
