@@ -61,14 +61,6 @@ def smoother(width: int = 9) -> SoLaAdapter:
     return adapter
 
 
-def make_run(root, adapters):
-    """A run directory with checkpoints/epoch_XXXX.safetensors for {epoch: adapter}."""
-    run = root / "run"
-    for epoch, adapter in adapters.items():
-        save_adapter(adapter, run / "checkpoints" / f"epoch_{epoch:04d}.safetensors", {"epoch": epoch})
-    return run
-
-
 def add_noise(root, sd=1.0, seed=1):
     """Snippet noise on every feature of the toy store (the smoother removes most of it)."""
     rng = np.random.default_rng(seed)

@@ -5,7 +5,6 @@ On the CPU the training loop is deterministic, and the state restores everything
 resumed weights are compared bitwise (`torch.equal`), dropout and drop-path included.
 """
 
-import json
 
 import numpy as np
 import pytest

@@ -16,26 +16,40 @@ from sola.tal.config import load_tal_config
 def register(subparsers) -> None:
     """Add `sola compare` to the `sola` parser."""
     p = add_command(subparsers, "compare", run_compare)
+    add_head_and_sola_arguments(p)
+    p.add_argument("--adapter", default=None, help="SoLa adapter: a .safetensors file (used as given) or a run "
+                   "directory (selected on, like a run fitted here); default: fit one in OUT/sola_run")
+    p.add_argument("--modes", default="baseline,sola", help="comma list of baseline, sola, unified, unified+sm")
+    p.add_argument("--seeds", type=integer(1), default=3, help="seeds 0..N-1 for every mode (default 3)")
+    p.add_argument("--no-probe", action="store_true", help="skip the linear-probe columns")
+    p.add_argument("--out", default="compare_out", help="output directory (results are resumable)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def add_head_and_sola_arguments(p: argparse.ArgumentParser) -> None:
+    """The arguments of commands that fit SoLa and train the head (`compare`, `ablate`): the store, its
+    annotations, `--config/--set` (TAL or SoLa keys), `--sola-config`, selection and `--sm-weight`."""
     add_store_arguments(p)
     add_annotation_arguments(p, bad_segments="clip")
     add_config_arguments(p, "TAL config, e.g. thumos14_i3d or tal_synthetic_cpu (default: the THUMOS14 values)",
                          "train.epochs=5 (TAL sections data/model/train/test) or fit.lr=1e-4 (SoLa sections "
-                         "adapter/matching/fit/transform)")
-    p.add_argument("--adapter", default=None, help="SoLa adapter: a .safetensors file (used as given) or a run "
-                   "directory (selected on, like a run fitted here); default: fit one in OUT/sola_run")
+                         "adapter/matching/fit/transform: the schedule of every fit)")
+    p.add_argument("--sola-config", default=None, help="SoLa YAML config used when fitting an adapter here")
     p.add_argument("--no-select", action="store_true", help="use the run's final adapter (a run directory: its "
                    "best.safetensors, else adapter.safetensors) instead of selecting among the identity and its "
                    "checkpoints on held-out videos of the head's training subset")
     p.add_argument("--heldout-subset", default=None, metavar="SUBSET",
                    help="select on this subset instead of held-out videos of the head's training subset "
                    "(`sola splice` data: holdout)")
-    p.add_argument("--sola-config", default=None, help="SoLa YAML config used when fitting an adapter here")
-    p.add_argument("--modes", default="baseline,sola", help="comma list of baseline, sola, unified, unified+sm")
-    p.add_argument("--seeds", type=integer(1), default=3, help="seeds 0..N-1 for every mode (default 3)")
     p.add_argument("--sm-weight", type=NON_NEGATIVE, default=1.0, help="weight of Similarity Matching in unified+sm")
-    p.add_argument("--no-probe", action="store_true", help="skip the linear-probe columns")
-    p.add_argument("--out", default="compare_out", help="output directory (results are resumable)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def head_and_sola_configs(args: argparse.Namespace):
+    """`(TalConfig, SoLaConfig)` from `--config`, `--sola-config` and `--set`, each key to its config's sections."""
+    overrides = config_overrides(args)
+    sola_keys = {key: value for key, value in overrides.items() if key.split(".")[0] in SoLaConfig.sections()}
+    tal_keys = {key: value for key, value in overrides.items() if key not in sola_keys}
+    return load_tal_config(args.config, tal_keys), load_config(args.sola_config, sola_keys)
 
 
 def run_compare(args: argparse.Namespace) -> int:
@@ -47,19 +61,17 @@ def run_compare(args: argparse.Namespace) -> int:
     modes = parse_modes(args.modes)
     if args.seeds < 1:
         raise ConfigError("--seeds must be at least 1")
-    overrides = config_overrides(args)
-    sola_keys = {key: value for key, value in overrides.items() if key.split(".")[0] in SoLaConfig.sections()}
-    tal_keys = {key: value for key, value in overrides.items() if key not in sola_keys}
+    tal_config, sola_config = head_and_sola_configs(args)
     main = is_main_process()  # under torchrun every rank trains its shard; rank 0 reports
     table = compare(
         store_from_args(args),
         annotations_from_args(args),
-        load_tal_config(args.config, tal_keys),
+        tal_config,
         args.out,
         modes=modes,
         seeds=args.seeds,
         adapter=args.adapter,
-        sola_config=load_config(args.sola_config, sola_keys),
+        sola_config=sola_config,
         sm_weight=args.sm_weight,
         probe=not args.no_probe,
         progress=main and not args.quiet,

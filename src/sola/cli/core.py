@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from sola.adapter import load_adapter
 from sola.cli.common import (POSITIVE, add_command, add_config_arguments, add_resume_argument, add_store_arguments,

@@ -6,7 +6,6 @@ import argparse
 import json
 import sys
 import warnings
-from pathlib import Path
 
 from sola.adapter import load_adapter
 from sola.annotations import load_annotations

@@ -9,7 +9,7 @@ the video looked at). Frame counts are of the resampled frames; times are in sec
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from sola.config import SectionedConfig
 from sola.errors import ConfigError
