@@ -53,12 +53,12 @@ SELECTABLE = tuple(f"{p}_{m}" for p in ("sgd", "lbfgs") for m in METRICS)  # the
 
 
 def validate_probe_config(config: ProbeConfig) -> None:
-    """Raise `ConfigError` naming the key for a value out of range; returns the config."""
+    """Raise `ConfigError` naming the key for a value out of range (the checker of `ProbeConfig`)."""
     d, sgd, lbfgs, select = config.data, config.sgd, config.lbfgs, config.select
     integers = {"data.boundary_k": (d.boundary_k, 1), "data.seed": (d.seed, 0), "sgd.epochs": (sgd.epochs, 1),
                 "sgd.batch_size": (sgd.batch_size, 1), "sgd.report_from": (sgd.report_from, 0),
-                "lbfgs.max_iter": (lbfgs.max_iter, 1), "lbfgs.history_size": (lbfgs.history_size, 1)}
-    integers.update({"data.chunk": (d.chunk, 1), "data.max_snippets": (d.max_snippets, 0)})
+                "lbfgs.max_iter": (lbfgs.max_iter, 1), "lbfgs.history_size": (lbfgs.history_size, 1),
+                "data.chunk": (d.chunk, 1), "data.max_snippets": (d.max_snippets, 0)}
     for name, (value, least) in integers.items():
         if not isinstance(value, int) or isinstance(value, bool) or value < least:
             raise ConfigError(f"{name} must be an integer >= {least}, got {value!r}")

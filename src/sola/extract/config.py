@@ -18,7 +18,7 @@ OUTPUTS = {"features": 1024, "logits": 400}  # what `extract.output` may name, a
 
 
 def validate_extract_config(config: ExtractConfig) -> None:
-    """Raise `ConfigError` naming the key for a value out of range; returns the config."""
+    """Raise `ConfigError` naming the key for a value out of range (the checker of `ExtractConfig`)."""
     e, x, c = config.encoder, config.extract, config.classify
     if not (e.device in ("auto", "cpu", "cuda") or e.device.startswith("cuda:")):
         raise ConfigError(f"encoder.device must be auto, cpu, cuda or cuda:N, got {e.device!r}")
