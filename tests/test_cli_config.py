@@ -112,3 +112,27 @@ def test_demo_schedule_then_file_then_set(tmp_path):
 def test_set_needs_section_dot_key(synthetic_small, tmp_path, capsys):
     code = main(["train", str(synthetic_small / "features"), "--out", str(tmp_path / "r"), "--set", "lr=1"])
     assert code == 2 and "SECTION.KEY=VALUE" in capsys.readouterr().err
+
+
+def test_synth_and_splice_take_config_set_and_shortcuts(tmp_path, capsys):
+    import json
+
+    from tests.conftest import SHARED
+
+    (tmp_path / "synth.yaml").write_text("synth:\n  videos: 3\n  min_length: 50\n  max_length: 60\n")
+    assert main(["synth", str(tmp_path / "syn"), "--config", str(tmp_path / "synth.yaml"), "--set", "synth.dim=12",
+                 "--videos", "4"]) == 0  # the named flag beats the file
+    database = json.loads((tmp_path / "syn" / "annotations.json").read_text())["database"]
+    assert len(database) == 4 and all(50 <= v["duration"] * 30 / 16 <= 61 for v in database.values())
+    clips = SHARED / "features" / "gym_clips"
+    if not clips.is_dir():
+        pytest.skip(f"{clips} is not here")
+    assert main(["splice", str(clips), str(tmp_path / "spl"), "--videos", "12", "--clips-per-video", "3:4",
+                 "--set", "splice.fps=25", "--quiet"]) == 0
+    spliced = json.loads((tmp_path / "spl" / "annotations.json").read_text())["database"]
+    assert len(spliced) == 12 and {v["fps"] for v in spliced.values()} == {25.0}
+    assert all(3 <= len(v["clips"]) <= 4 for v in spliced.values())
+    capsys.readouterr()
+    assert main(["splice", str(clips), str(tmp_path / "bad"), "--set", "splice.colour=red"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "colour" in err

@@ -27,6 +27,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from sola.atomic import atomic_write_text
+from sola.config import SectionedConfig
 from sola.errors import ConfigError, StoreError
 from sola.stores import FeatureStore
 from sola.stores.npy import NpyWriter
@@ -72,6 +73,16 @@ class SpliceConfig:
         if not (self.fps > 0 and self.feat_stride > 0 and self.num_frames > 0):
             raise ConfigError("splice: fps, feat_stride and num_frames must be positive")
         return self
+
+
+def _check_splice(config: "SpliceSections") -> None:
+    config.splice.validate()
+
+
+class SpliceSections(SectionedConfig, check=_check_splice):
+    """`SpliceConfig` as a sectioned config (section `splice`): what `sola splice --config/--set` reads."""
+
+    splice: SpliceConfig
 
 
 def parse_clip_range(text: str) -> tuple[int, int]:

@@ -24,6 +24,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from sola.atomic import atomic_write_text
+from sola.config import SectionedConfig
 from sola.errors import ConfigError
 from sola.stores.npy import NpyWriter
 
@@ -96,6 +97,12 @@ def sample_segments(length: int, config: SyntheticConfig, rng: np.random.Generat
         start = (length - config.min_action) // 2
         segments.append((start, start + config.min_action, int(rng.integers(config.classes))))
     return segments
+
+
+class SynthSections(SectionedConfig):
+    """`SyntheticConfig` as a sectioned config (section `synth`): what `sola synth --config/--set` reads."""
+
+    synth: SyntheticConfig
 
 
 class SyntheticEncoder:

@@ -12,11 +12,17 @@ from sola.demo import run_demo as demo
 from sola.devices import is_main_process
 from sola.errors import ConfigError
 from sola.fit import fit_adapter, load_run_config, metrics_summary
-from sola.synthetic import SyntheticConfig, write_synthetic
+from sola.synthetic import SynthSections, write_synthetic
 from sola.transform import transform_store
 
 
-# Named flags of `sola train` and `sola transform`: shortcuts for single config keys.
+# Named flags of `sola synth`, `sola train` and `sola transform`: shortcuts for single config keys.
+SYNTH_SHORTCUTS = [
+    ("--videos", "synth.videos", {"type": integer(1), "help": "videos (default 200)"}),
+    ("--dim", "synth.dim", {"type": integer(1), "help": "feature dimension C (default 256)"}),
+    ("--classes", "synth.classes", {"type": integer(1), "help": "action classes (default 10)"}),
+    ("--seed", "synth.seed", {"type": integer(0), "help": "the benchmark's seed (default 0)"}),
+]
 NAN_POLICIES = ["error", "zero", "drop-video"]
 FIT_SHORTCUTS = [
     ("--epochs", "fit.epochs", {"type": integer(1)}),
@@ -44,10 +50,8 @@ def register(subparsers) -> None:
     """Add the core subcommands to the `sola` parser."""
     synth = add_command(subparsers, "synth", run_synth)
     synth.add_argument("out", help="output directory (features/ and annotations.json)")
-    synth.add_argument("--videos", type=integer(1), default=200)
-    synth.add_argument("--dim", type=integer(1), default=256, help="feature dimension C")
-    synth.add_argument("--classes", type=integer(1), default=10)
-    synth.add_argument("--seed", type=integer(0), default=0)
+    add_config_arguments(synth, "synthetic-benchmark config (section synth: sola.synthetic.SyntheticConfig)",
+                         "synth.motion_scale=1.0", SYNTH_SHORTCUTS)
 
     train = add_command(subparsers, "train", run_train)
     add_store_arguments(train)
@@ -80,7 +84,7 @@ def register(subparsers) -> None:
 def run_synth(args: argparse.Namespace) -> int:
     """write a seeded synthetic untrimmed-video benchmark"""
     check_output_dir(args.out, "output")
-    config = SyntheticConfig(videos=args.videos, dim=args.dim, classes=args.classes, seed=args.seed)
+    config = SynthSections.load(args.config, config_overrides(args)).synth
     summary = write_synthetic(args.out, config)
     print(
         f"wrote {summary['videos']} videos ({summary['snippets']} snippets, dim {summary['dim']}, "

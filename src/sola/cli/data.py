@@ -5,9 +5,25 @@ from __future__ import annotations
 
 import argparse
 
-from sola.cli.common import (add_annotation_arguments, add_command, add_store_arguments, annotations_from_args,
-                             integer, store_from_args, store_options)
-from sola.splice import SpliceConfig
+from sola.cli.common import (add_annotation_arguments, add_command, add_config_arguments, add_store_arguments,
+                             annotations_from_args, config_overrides, integer, store_from_args, store_options)
+from sola.splice import SpliceConfig, SpliceSections, parse_clip_range, splice_store
+
+
+# Named flags of `sola splice`: shortcuts for single keys of its config.
+SPLICE_SHORTCUTS = [
+    ("--videos", "splice.videos", {"type": integer(2), "help": f"videos to write (default {SpliceConfig.videos})"}),
+    ("--actions", "splice.actions", {"type": integer(1), "help": "classes that are actions; the rest are background "
+                                     f"(default {SpliceConfig.actions})"}),
+    ("--seed", "splice.seed", {"type": integer(0), "help": "which classes, clips and orders (default 0)"}),
+    ("--action-fraction", "splice.action_fraction", {"type": float, "help": "chance that a clip is an action clip "
+                                                     f"(default {SpliceConfig.action_fraction})"}),
+    ("--validation-fraction", "splice.validation_fraction", {"type": float, "help": "share of the videos, and of "
+                                                             "each class's clips, for validation (default 0.25)"}),
+    ("--holdout-fraction", "splice.holdout_fraction", {"type": float, "help": "share of the other videos and clips "
+                                                       "in a 'holdout' subset for checkpoint selection (default 0.2; "
+                                                       "0: none)"}),
+]
 
 
 def register(subparsers) -> None:
@@ -23,19 +39,11 @@ def register(subparsers) -> None:
     splice = add_command(subparsers, "splice", run_splice)
     add_store_arguments(splice, name="clips")
     splice.add_argument("out", help="output directory (must be new or empty)")
-    splice.add_argument("--videos", type=int, default=SpliceConfig.videos, help="videos to write (default %(default)s)")
-    splice.add_argument("--actions", type=int, default=SpliceConfig.actions,
-                        help="classes that are actions; the rest are background (default %(default)s)")
-    splice.add_argument("--seed", type=integer(0), default=SpliceConfig.seed, help="which classes, clips and orders")
-    splice.add_argument("--clips-per-video", default=f"{SpliceConfig.min_clips}:{SpliceConfig.max_clips}",
-                        metavar="A:B", help="clips per video, uniform in [A, B] (default %(default)s)")
-    splice.add_argument("--action-fraction", type=float, default=SpliceConfig.action_fraction,
-                        help="chance that a clip is an action clip (default %(default)s)")
-    splice.add_argument("--validation-fraction", type=float, default=SpliceConfig.validation_fraction,
-                        help="share of the videos, and of each class's clips, for validation (default %(default)s)")
-    splice.add_argument("--holdout-fraction", type=float, default=SpliceConfig.holdout_fraction,
-                        help="share of the other videos and clips in a 'holdout' subset for checkpoint selection "
-                        "(default %(default)s; 0: none)")
+    add_config_arguments(splice, "splice config (section splice: sola.splice.SpliceConfig)", "splice.fps=25",
+                         SPLICE_SHORTCUTS)
+    splice.add_argument("--clips-per-video", default=None, metavar="A:B", help="clips per video, uniform in [A, B] "
+                        f"(default {SpliceConfig.min_clips}:{SpliceConfig.max_clips}; = --set splice.min_clips=A "
+                        "--set splice.max_clips=B)")
     splice.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -104,12 +112,10 @@ def run_splice(args: argparse.Namespace) -> int:
     Clips are named CLASS_N; --actions classes become actions, the others background. Training and
     validation videos use disjoint clips. Writes OUT/features (npy) and OUT/annotations.json.
     """
-    from sola.splice import parse_clip_range, splice_store
-
-    low, high = parse_clip_range(args.clips_per_video)
-    config = SpliceConfig(videos=args.videos, actions=args.actions, min_clips=low, max_clips=high,
-                          action_fraction=args.action_fraction, validation_fraction=args.validation_fraction,
-                          holdout_fraction=args.holdout_fraction, seed=args.seed)
+    overrides = config_overrides(args)
+    if args.clips_per_video is not None:
+        overrides["splice.min_clips"], overrides["splice.max_clips"] = parse_clip_range(args.clips_per_video)
+    config = SpliceSections.load(args.config, overrides).splice
     summary = splice_store(store_from_args(args, name="clips"), args.out, config, progress=not args.quiet)
     print(
         f"wrote {summary['videos']} videos ({summary['validation_videos']} validation, "
