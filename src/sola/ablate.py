@@ -269,7 +269,8 @@ def plot_table(table: dict, out_dir: Path) -> list[Path]:
         rows = [row for row in table["rows"] if key in row["point"] and "average_mAP" in row["columns"]]
         if not rows:
             continue
-        labels = [str(row["point"][key]) if len(row["point"]) == 1 else row["name"] for row in rows]
+        labels = [", ".join(str(v) if k == key else f"{k.rsplit('.', 1)[-1]}={v}" for k, v in row["point"].items())
+                  for row in rows]
         positions = np.arange(len(rows))
         figure, axis = plt.subplots(figsize=(max(4.0, 1.2 * len(rows)), 3.2))
         for offset, which, colour in ((-0.1, "original", "tab:grey"), (0.1, "adapted", "tab:blue")):
@@ -277,7 +278,7 @@ def plot_table(table: dict, out_dir: Path) -> list[Path]:
             axis.errorbar(positions + offset, [100 * s["mean"] for s in stats],
                           yerr=[0.0 if np.isnan(s["std"]) else 100 * s["std"] for s in stats], fmt="o",
                           capsize=3, color=colour, label="SoLa" if which == "adapted" else "original")
-        axis.set_xticks(positions, labels, rotation=20 if len(rows) > 4 else 0, fontsize=8)
+        axis.set_xticks(positions, labels, fontsize=8)
         axis.set_xlabel(key)
         axis.set_ylabel("head avg mAP (%)")
         axis.legend(fontsize=8)
