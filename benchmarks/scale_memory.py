@@ -7,8 +7,9 @@ each stage in a fresh process and reads that process's peak RSS (`os.wait4`):
   train      `sola train` for 1 epoch (reference schedule: batch 256, one window per video)
   transform  `sola transform` of the whole store
   probe      `sola probe` (reference SGD protocol and the converged probe) with `--max-snippets N`
-             (default 100,000 here, below the smallest store's splits, so that both sizes are capped;
-             with the library's default of 400,000 memory stops growing once a split exceeds it)
+             (default 20,000 here, below both splits of a 2 GB store (its validation split holds about
+             41,000 snippets), so that every size is capped; with the library's default of 400,000 memory
+             stops growing once both splits exceed it)
   head       the TAL head: lazy items of every training video, then a fixed number of batches
 
 Prints one row per (stage, size), the ratio of the largest to the smallest store per stage (1.15 at
@@ -92,7 +93,7 @@ def peak_rss(command: list[str]) -> tuple[float, float, str]:
     return usage.ru_maxrss / 1024, time.perf_counter() - started, output.strip().splitlines()[-1:] or [""]
 
 
-def stage_commands(root: Path, stage: str, batches: int, probe_snippets: int = 100_000) -> list[str]:
+def stage_commands(root: Path, stage: str, batches: int, probe_snippets: int = 20_000) -> list[str]:
     """The command of one stage on the store in `root`."""
     sola = [sys.executable, "-m", "sola"]
     store, annotations = str(root / "features"), str(root / "annotations.json")
@@ -115,7 +116,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="2,16", help="comma list of store sizes in GB")
     parser.add_argument("--stages", default="train,transform,probe,head")
     parser.add_argument("--head-batches", type=int, default=8, help="TAL head batches to train")
-    parser.add_argument("--probe-snippets", type=int, default=100_000, help="the probe's --max-snippets")
+    parser.add_argument("--probe-snippets", type=int, default=20_000, help="the probe's --max-snippets")
     parser.add_argument("--out", default="bench_out/scale_memory")
     parser.add_argument("--keep", action="store_true", help="keep the stores (they are large)")
     args = parser.parse_args()
