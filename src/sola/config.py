@@ -111,6 +111,13 @@ def packaged_config(path: str | os.PathLike) -> Path:
     return path
 
 
+def check_positive_integers(values: dict[str, Any]) -> None:
+    """Raise `ConfigError` naming the first dotted key whose value is not an integer >= 1 (bools refused)."""
+    for name, value in values.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+
+
 def validate_config(config: SoLaConfig) -> None:
     """Raise `ConfigError` for values out of range or gathered positions that see padding."""
     a, m, f, transform = config.adapter, config.matching, config.fit, config.transform
@@ -129,9 +136,7 @@ def validate_config(config: SoLaConfig) -> None:
         "fit.health_windows": f.health_windows,
         "transform.chunk_size": transform.chunk_size,
     }
-    for name, value in positive.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+    check_positive_integers(positive)
     if a.kernel_size % 2 == 0:
         raise ConfigError(
             f"adapter.kernel_size must be odd for symmetric 'same' padding, got {a.kernel_size}"

@@ -17,7 +17,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from sola.config import SectionedConfig
+from sola.config import SectionedConfig, check_positive_integers
 from sola.errors import ConfigError
 
 
@@ -44,9 +44,7 @@ def validate_tal_config(config: TalConfig) -> None:
         "test.pre_nms_topk": s.pre_nms_topk,
         "test.max_seg_num": s.max_seg_num,
     }
-    for name, value in positive.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+    check_positive_integers(positive)
     for name, value in {"model.embd_layers": m.embd_layers, "model.stem_layers": m.stem_layers,
                         "model.branch_layers": m.branch_layers, "train.warmup_epochs": t.warmup_epochs,
                         "data.resize_to": d.resize_to}.items():
