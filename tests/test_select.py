@@ -197,12 +197,17 @@ def test_bad_requests(tmp_path):
         select_checkpoint(wrong_dim, store, annotations)
 
 
-def test_select_command(tmp_path, capsys):
+def select_command_case(tmp_path):
+    """A noisy toy store and a run whose epoch 2 (a smoother) beats epoch 1 (a scrambler); `sola select` args."""
     make_toy(tmp_path, videos=(("training", 8), ("validation", 2)), flip=0)
     add_noise(tmp_path)
     run = make_run(tmp_path, {1: scrambler(), 2: smoother()})
-    args = ["select", str(run), "--features", str(tmp_path / "features"),
-            "--annotations", str(tmp_path / "annotations.json"), "--quiet", "--device", "cpu"]
+    return run, ["select", str(run), "--features", str(tmp_path / "features"),
+                 "--annotations", str(tmp_path / "annotations.json"), "--quiet", "--device", "cpu"]
+
+
+def test_select_command(tmp_path, capsys):
+    run, args = select_command_case(tmp_path)
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "epoch_0002 wins: lbfgs_balanced_accuracy" in out and "epoch_0001" in out and "identity" in out
@@ -269,11 +274,7 @@ def test_select_defaults_to_the_fitted_store(synthetic_small, tmp_path):
 
 
 def test_select_command_config_and_set_reach_the_selection(tmp_path, capsys):
-    make_toy(tmp_path, videos=(("training", 8), ("validation", 2)), flip=0)
-    add_noise(tmp_path)
-    run = make_run(tmp_path, {1: scrambler(), 2: smoother()})
-    args = ["select", str(run), "--features", str(tmp_path / "features"),
-            "--annotations", str(tmp_path / "annotations.json"), "--quiet", "--device", "cpu"]
+    run, args = select_command_case(tmp_path)
     (tmp_path / "select.yaml").write_text("select:\n  min_gain: 0.9\n  metric: sgd_accuracy\n")
     assert main([*args, "--config", str(tmp_path / "select.yaml"), "--set", "data.holdout=0.5"]) == 0
     table = json.loads((run / "select.json").read_text())
