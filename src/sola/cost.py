@@ -110,6 +110,25 @@ def _bytes(parameters) -> int:
     return sum(p.numel() * p.element_size() for p in parameters)
 
 
+def _training_figures(model: torch.nn.Module, loss, inputs: torch.Tensor, device: torch.device,
+                      repeats: int) -> tuple[float, float, float, bool, float]:
+    """One AdamW training step of `loss()` on `model`, measured: `(FLOPs of forward + backward, saved
+    activation bytes, peak bytes, whether the peak is measured, median seconds)`, all for the whole batch."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        loss().backward()
+        optimizer.step()
+
+    flops = count_flops(lambda: loss().backward())
+    activations = saved_bytes(loss)
+    optimizer.zero_grad(set_to_none=True)
+    estimate = _bytes(model.parameters()) * (2 + ADAM_STATE) + activations + inputs.numel() * inputs.element_size()
+    peak, measured = _peak(step, device, estimate)
+    return flops, activations, peak, measured, median_seconds(step, device, repeats)
+
+
 def adapter_cost(dim: int, hidden: int = 512, kernel: int = 5, dilation: int = 1,
                  matching: MatchingConfig | None = None, batch: int = 256, device: str = "cpu",
                  repeats: int = 5) -> Cost:
@@ -126,30 +145,19 @@ def adapter_cost(dim: int, hidden: int = 512, kernel: int = 5, dilation: int = 1
     torch.manual_seed(0)
     adapter = SoLaAdapter(dim, hidden, kernel, dilation)
     model = SimilarityMatching(adapter, matching).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     windows = torch.randn(batch, matching.window, dim, device=device)
     length = 1024
     with torch.no_grad():
         snippets = torch.randn(1, length, dim, device=device)
         forward = count_flops(lambda: adapter(snippets)) / length
-
-    def step():
-        optimizer.zero_grad(set_to_none=True)
-        model(windows).backward()
-        optimizer.step()
-
-    train = count_flops(lambda: model(windows).backward()) / batch
-    activations = saved_bytes(lambda: model(windows)) / batch
-    optimizer.zero_grad(set_to_none=True)
-    weights = _bytes(model.parameters())
-    estimate = weights * (2 + ADAM_STATE) + activations * batch + windows.numel() * windows.element_size()
-    peak, measured = _peak(step, device, estimate)
-    seconds = median_seconds(step, device, repeats)
+    train, activations, peak, measured, seconds = _training_figures(model, lambda: model(windows), windows,
+                                                                    device, repeats)
     return Cost(
         name=f"SoLa adapter (C={dim}, H={hidden}, k={kernel}, d={dilation})", device=str(device),
         parameters=sum(p.numel() for p in adapter.parameters()),
         trainable=sum(p.numel() for p in model.parameters()),
-        forward_flops_per_snippet=forward, train_flops_per_window=train, activation_bytes_per_window=activations,
+        forward_flops_per_snippet=forward, train_flops_per_window=train / batch,
+        activation_bytes_per_window=activations / batch,
         peak_train_bytes=peak, peak_is_measured=measured, seconds_per_1000_windows=1000 * seconds / batch,
         batch=batch,
     )
@@ -165,32 +173,20 @@ def encoder_cost(frames: int = 16, size: int = 224, window: int = MatchingConfig
     device = torch.device(device)
     torch.manual_seed(0)
     model = InceptionI3d().to(device).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     clips = torch.rand(batch, 3, frames, size, size, device=device) * 2 - 1
 
     def loss() -> torch.Tensor:
         features, logits = model(clips)
         return logits.logsumexp(dim=1).mean()  # any scalar of the logits: the cost of the graph is the same
 
-    def step():
-        optimizer.zero_grad(set_to_none=True)
-        loss().backward()
-        optimizer.step()
-
     with torch.no_grad():
         forward = count_flops(lambda: model(clips)) / batch
-    train = count_flops(lambda: loss().backward()) / batch
-    activations = saved_bytes(loss) / batch
-    optimizer.zero_grad(set_to_none=True)
-    weights = _bytes(model.parameters())
-    estimate = weights * (2 + ADAM_STATE) + activations * batch + clips.numel() * clips.element_size()
-    peak, measured = _peak(step, device, estimate)
-    seconds = median_seconds(step, device, repeats)
+    train, activations, peak, measured, seconds = _training_figures(model, loss, clips, device, repeats)
     count = sum(p.numel() for p in model.parameters())
     return Cost(
         name=f"I3D fine-tuning (RGB, {frames}x{size}x{size} per snippet)", device=str(device),
         parameters=count, trainable=count, forward_flops_per_snippet=forward,
-        train_flops_per_window=train * window, activation_bytes_per_window=activations * window,
+        train_flops_per_window=train / batch * window, activation_bytes_per_window=activations / batch * window,
         peak_train_bytes=peak, peak_is_measured=measured,
         seconds_per_1000_windows=1000 * window * seconds / batch, batch=batch,
     )
