@@ -93,6 +93,18 @@ def peak_rss(command: list[str]) -> tuple[float, float, str]:
     return usage.ru_maxrss / 1024, time.perf_counter() - started, output.strip().splitlines()[-1:] or [""]
 
 
+def write_adapter(path: Path) -> Path:
+    """A fresh 2048-d adapter with an open gate, for a transform run without the train stage."""
+    import torch
+
+    from sola.adapter import SoLaAdapter, save_adapter
+
+    adapter = SoLaAdapter(DIM)
+    with torch.no_grad():
+        adapter.alpha.fill_(0.5)
+    return save_adapter(adapter, path)
+
+
 def stage_commands(root: Path, stage: str, batches: int, probe_snippets: int = 20_000) -> list[str]:
     """The command of one stage on the store in `root`."""
     sola = [sys.executable, "-m", "sola"]
@@ -100,7 +112,8 @@ def stage_commands(root: Path, stage: str, batches: int, probe_snippets: int = 2
     if stage == "train":
         return [*sola, "train", store, "--out", str(root / "run"), "--epochs", "1", "--device", "cpu", "--quiet"]
     if stage == "transform":
-        return [*sola, "transform", store, "--adapter", str(root / "run"), "--out", str(root / "sola"),
+        adapter = root / "run" if (root / "run").is_dir() else write_adapter(root / "adapter.safetensors")
+        return [*sola, "transform", store, "--adapter", str(adapter), "--out", str(root / "sola"),
                 "--device", "cpu", "--quiet"]
     if stage == "probe":
         return [*sola, "probe", store, "--annotations", annotations, "--max-snippets", str(probe_snippets), "--quiet"]

@@ -25,6 +25,7 @@ from sola.adapter import SoLaAdapter, adapter_digest
 from sola.atomic import atomic_write_text
 from sola.distributed import barrier, setup_distributed
 from sola.errors import ConfigError, StoreError
+from sola.memory import PeriodicTrim
 from sola.stores import FeatureStore, StoreWriter
 from sola.stores.base import PartsWriter
 from sola.stores.checks import apply_nan_policy
@@ -111,6 +112,7 @@ def transform_store(
     started = time.perf_counter()
     written = skipped = dropped = snippets = 0
     bar = tqdm(mine, desc="transform", unit="video", disable=(not progress or not context.is_main) or None)
+    trim = PeriodicTrim()  # bounds the heap's growth on large stores (see sola.memory)
     for video_id in bar:
         if writer.has(video_id):
             skipped += 1
@@ -128,6 +130,7 @@ def transform_store(
         writer.write(video_id, apply_adapter(adapter, features, chunk_size, context.device))
         written += 1
         snippets += features.shape[0]
+        trim.tick()
     barrier(context)
     if context.is_main:  # after every rank's last video: one process finishes the store
         writer.close()
