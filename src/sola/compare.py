@@ -7,12 +7,20 @@ Modes:
   unified+sm   the same plus Similarity Matching as an auxiliary loss (beyond the paper)
 Every mode runs with the same seeds; each (mode, seed) result is saved, so an interrupted
 comparison resumes where it stopped.
+
+OUT holds `compare.json` + `compare.md` (the table; `compare.json` also names the annotation file
+and subsets, so a report can rebuild the ground truth), `sola_adapter.json`, and per (mode, seed)
+`results/{mode}_seed{seed}.json` (mAP, timing, per-class AP under "per_class") beside
+`results/{mode}_seed{seed}.predictions.json` (the head's detections on the evaluation subset,
+ActivityNet format). Directories made before per-class AP and predictions were kept resume as
+they are, without them.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -25,7 +33,7 @@ from sola.config import SoLaConfig
 from sola.errors import ConfigError
 from sola.fit import fit_adapter
 from sola.probe import ProbeConfig, compare_probe, json_ready
-from sola.runs import ADAPTER, BEST, SELECTION, STATE, list_checkpoints, read_json
+from sola.runs import ADAPTER, BEST, EVALUATION, PREDICTIONS, SELECTION, STATE, list_checkpoints, read_json
 from sola.select import select_checkpoint
 from sola.stats import format_difference, format_mean_std, paired_difference
 from sola.stores import FeatureStore
@@ -35,6 +43,18 @@ from sola.transform import transform_store
 
 MODES = (TRAINING_MODES[0], "sola", *TRAINING_MODES[1:])  # "sola": the head alone, on SoLa features
 SOLA_RECORD = "sola_adapter.json"  # in OUT: which adapter made the "sola" features (and so its results)
+RESULTS = "results"
+TABLE = "compare.json"
+
+
+def result_path(out_dir: str | os.PathLike, mode: str, seed: int) -> Path:
+    """Where the result of one (mode, seed) of a comparison is saved (its presence: that run is done)."""
+    return Path(out_dir) / RESULTS / f"{mode}_seed{seed}.json"
+
+
+def predictions_path(out_dir: str | os.PathLike, mode: str, seed: int) -> Path:
+    """Where the detections of one (mode, seed) on the evaluation subset are kept (ActivityNet format)."""
+    return Path(out_dir) / RESULTS / f"{mode}_seed{seed}.predictions.json"
 
 
 def parse_modes(text: str) -> list[str]:
@@ -172,7 +192,7 @@ def _probe_grid(annotations, subset: str | None, tal_config) -> dict:
 def _check_previous(out_dir: Path, record: dict) -> None:
     """Refuse to mix "sola" outputs of two adapters in one `out_dir` (results resume per mode and seed)."""
     marker = out_dir / SOLA_RECORD
-    if not (any((out_dir / "results").glob("sola_seed*.json")) or (out_dir / "sola_features").is_dir()):
+    if not (any((out_dir / RESULTS).glob("sola_seed*.json")) or (out_dir / "sola_features").is_dir()):
         return
     if marker.is_file():
         previous = json.loads(marker.read_text())
@@ -185,7 +205,7 @@ def _check_previous(out_dir: Path, record: dict) -> None:
         why = "were made before checkpoint selection, by the run's final adapter"
     raise ConfigError(
         f"{out_dir}: its sola features/results {why}, not {record['best'] or record['source']}; compare in a new "
-        f"--out, or delete {out_dir / 'sola_features'}, {out_dir / 'results'}/sola_seed*.json and {marker}"
+        f"--out, or delete {out_dir / 'sola_features'}, {out_dir / RESULTS}/sola_seed*.json and {marker}"
         + ("; --no-select resumes it as it was started" if record["selected"] and not marker.is_file() else "")
     )
 
@@ -234,26 +254,55 @@ def compare(
     results: dict[str, list[dict]] = {}
     for mode in modes:
         for seed in range(seeds):
-            saved = out_dir / "results" / f"{mode}_seed{seed}.json"
+            saved = result_path(out_dir, mode, seed)
             if saved.is_file():
                 result = json.loads(saved.read_text())
             else:
                 log(f"training the head: {mode}, seed {seed}")
                 features = stores["sola"] if mode == "sola" else store
-                training = "baseline" if mode in ("baseline", "sola") else mode
-                result = run_experiment(features, annotations, tal_config, seed=seed,
-                                        progress=None if progress else False,  # None: bars on a terminal only
-                                        mode=training, sm_weight=sm_weight, sola_config=sola_config)
-                result.pop("history", None)
-                atomic_write_text(saved, json.dumps(result))
+                result = _run_and_keep(features, annotations, tal_config, out_dir, mode, seed,
+                                       progress=None if progress else False,  # None: bars on a terminal only
+                                       sm_weight=sm_weight, sola_config=sola_config)
             results.setdefault(mode, []).append(result)
     probes = _probe_rows(stores, annotations, probe_table) if probe else {}
     table = summarise(results, probes, tal_config, sm_weight)
+    table["annotations"] = _annotation_source(annotations)
     if used is not None:
         table["sola_adapter"] = {key: value for key, value in used.items() if key != "digest"}
-    atomic_write_text(out_dir / "compare.json", json.dumps(json_ready(table), indent=1))
+    atomic_write_text(out_dir / TABLE, json.dumps(json_ready(table), indent=1))
     atomic_write_text(out_dir / "compare.md", format_markdown(table))
     return table
+
+
+def _run_and_keep(features: FeatureStore, annotations, tal_config, out_dir: Path, mode: str, seed: int,
+                  progress, sm_weight: float, sola_config) -> dict:
+    """Train and evaluate the head for one (mode, seed); save its result (with per-class AP) and its predictions.
+
+    The head's run goes to a scratch folder in `OUT/results` (its weights are not kept): its
+    `predictions.json` is moved to `predictions_path`, then the result is written, last, as the
+    mark that this (mode, seed) is done.
+    """
+    saved = result_path(out_dir, mode, seed)
+    saved.parent.mkdir(parents=True, exist_ok=True)
+    training = "baseline" if mode in ("baseline", "sola") else mode
+    # one scratch folder per process: under torchrun every rank trains and writes the same outputs
+    with tempfile.TemporaryDirectory(prefix=f".{saved.stem}.", suffix=".run", dir=saved.parent) as scratch:
+        result = run_experiment(features, annotations, tal_config, seed=seed, out_dir=scratch, progress=progress,
+                                mode=training, sm_weight=sm_weight, sola_config=sola_config)
+        result.pop("history", None)
+        evaluation = read_json(Path(scratch) / EVALUATION, {})
+        if "per_class" in evaluation:
+            result["per_class"] = evaluation["per_class"]
+        if (Path(scratch) / PREDICTIONS).is_file():
+            os.replace(Path(scratch) / PREDICTIONS, predictions_path(out_dir, mode, seed))
+    atomic_write_text(saved, json.dumps(result))
+    return result
+
+
+def _annotation_source(annotations) -> str | None:
+    """The resolved path of the annotation file the head was trained and evaluated on (None if unknown)."""
+    source = getattr(annotations, "source", "")
+    return str(Path(source).resolve()) if source else None
 
 
 def _probe_rows(stores: dict[str, FeatureStore], annotations, table: dict | None = None) -> dict[str, dict]:
@@ -293,13 +342,13 @@ def summarise(results: dict[str, list[dict]], probes: dict[str, dict], tal_confi
             "test_subset": tal_config.data.test_subset, "train_subset": tal_config.data.train_subset}
 
 
-def format_markdown(table: dict) -> str:
-    """The comparison as a Markdown table (mAP in %, mean +- std over seeds)."""
+def table_cells(table: dict) -> tuple[list[str], list[list[str]]]:
+    """`(header, rows of cells)` of the comparison: mAP in %, mean ± std over seeds (compare.md, reports)."""
     rows = table["rows"]
     thresholds = list(next(iter(rows.values()))["mAP_mean"])
     header = ["mode", *[f"mAP@{t}" for t in thresholds], "avg mAP", "avg mAP - baseline [95% CI]", "probe acc",
               "probe bal.acc", "s/epoch"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines = []
     for mode, row in rows.items():
         n = len(row["seeds"])
         cells = [mode]
@@ -311,16 +360,31 @@ def format_markdown(table: dict) -> str:
         for key in ("probe_accuracy", "probe_balanced_accuracy"):
             cells.append("—" if row[key] is None else f"{100 * row[key]:.2f}")
         cells.append(f"{row['seconds_per_epoch']:.2f}")
-        lines.append("| " + " | ".join(cells) + " |")
-    seeds = len(next(iter(rows.values()))["seeds"])
-    lines.append("")
-    lines.append(
+        lines.append(cells)
+    return header, lines
+
+
+def table_notes(table: dict) -> list[str]:
+    """The sentences under the comparison table: protocol, scoring, which adapter made the SoLa features."""
+    rows = table["rows"]
+    first = next(iter(rows.values()))
+    notes = [
         f"Head trained on `{table['train_subset']}`, evaluated on `{table['test_subset']}`; mean ± std over "
-        f"{seeds} seed(s), the difference paired by seed with its 95% t-interval; scoring: {next(iter(rows.values()))['scoring']}. Probe: reference SGD accuracy and "
+        f"{len(first['seeds'])} seed(s), the difference paired by seed with its 95% t-interval; scoring: "
+        f"{first['scoring']}. Probe: reference SGD accuracy and "
         "converged class-balanced logistic regression (action vs background snippets)."
-    )
+    ]
     used = table.get("sola_adapter")
     if used and "sola" in rows:
-        lines.append("")
-        lines.append(f"SoLa features: {used['message'] or 'from ' + used['source']}.")
+        notes.append(f"SoLa features: {used['message'] or 'from ' + used['source']}.")
+    return notes
+
+
+def format_markdown(table: dict) -> str:
+    """The comparison as a Markdown table (mAP in %, mean +- std over seeds) and its notes."""
+    header, rows = table_cells(table)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cells) + " |" for cells in rows]
+    for note in table_notes(table):
+        lines += ["", note]
     return "\n".join(lines) + "\n"
