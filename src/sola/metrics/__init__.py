@@ -1,6 +1,7 @@
 """Evaluation metrics: detection mAP and proposal AR@AN with the official ActivityNet semantics."""
 
 from sola.metrics.detection import DetectionResult, evaluate_detection, interpolated_average_precision
+from sola.metrics.errors import ERROR_TYPES, FalsePositiveAnalysis, classify_predictions, false_positive_analysis
 from sola.metrics.proposals import ProposalResult, evaluate_proposals
 from sola.metrics.segments import (
     ACTIVITYNET_TIOU,
@@ -16,10 +17,14 @@ __all__ = [
     "THUMOS14_TIOU",
     "TIOU_PRESETS",
     "DetectionResult",
+    "ERROR_TYPES",
+    "FalsePositiveAnalysis",
     "ProposalResult",
     "Segments",
+    "classify_predictions",
     "evaluate_detection",
     "evaluate_proposals",
+    "false_positive_analysis",
     "interpolated_average_precision",
     "parse_tiou",
     "segment_iou",
