@@ -10,7 +10,8 @@ names for the same things:
 An adapter fit also holds `run.json` (the feature store it was fitted on), `adapter.safetensors`
 (the latest adapter), `checkpoints/epoch_XXXX.safetensors`, and after `sola select`
 `best.safetensors` + `select.json`. A TAL run holds `weights.safetensors` (the EMA model),
-`classes.json`, with unified training `adapter.json` (the adapter's shape), and after inference
+`classes.json`, `features.json` (what it was trained on, see `sola.tal.features`), with unified
+training `adapter.json` (the adapter's shape), and after inference
 `predictions.json` + `evaluation.json`.
 
 Every safetensors file sola writes goes through `write_safetensors` (same tensors and metadata ->

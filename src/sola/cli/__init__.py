@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "sola.cli.extract",
     "sola.cli.cost",
     "sola.cli.tal",
+    "sola.cli.detect",
     "sola.cli.compare",
     "sola.cli.ablate",
 ]

@@ -20,6 +20,7 @@ from sola.metrics import parse_tiou
 from sola.predictions import prediction_notes
 from sola.runs import CLASSES, CONFIG, METRICS, PREDICTIONS, STATE, WEIGHTS, WINDOW_CACHE, write_json
 from sola.tal.config import load_tal_config
+from sola.tal.features import features_record
 from sola.tal.experiment import build_items, class_names, evaluate_predictions, fit_config_to_data, prediction_segments
 from sola.tal.infer import predict_items, prediction_dict, video_scores_for
 from sola.tal.run import check_resume, load_run, run_config, save_run
@@ -95,7 +96,7 @@ def run_train(args: argparse.Namespace) -> int:
                         progress=False if args.quiet else None)
     if not main:
         return 0  # under torchrun, rank 0 writes the run
-    save_run(out, result.model, config, names, result.history)
+    save_run(out, result.model, config, names, result.history, features_record(store, config))
     shutil.rmtree(cache, ignore_errors=True)
     if result.resumed_epochs and result.resumed_epochs == len(result.history):
         print(f"already trained ({len(result.history)} epochs, final loss {result.history[-1]['loss']:.4f}); "

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from sola.annotations import grid_for, match_ids
+from sola.annotations import SnippetGrid, grid_for, match_ids
 from sola.devices import resolve_device
 from sola.errors import AnnotationError, PredictionError, StoreError
 from sola.metrics import Segments, evaluate_detection
@@ -25,6 +25,7 @@ from sola.runs import EVALUATION, PREDICTIONS, write_json
 from sola.tal.config import TalConfig
 from sola.sampling import CachedStore
 from sola.tal.data import StoredFeatures, make_item
+from sola.tal.features import extraction_grids, features_record
 from sola.tal.infer import predict_items, prediction_dict, video_scores_for
 from sola.tal.run import save_run
 from sola.tal.train import seed_everything, train_head
@@ -66,9 +67,11 @@ def build_items(store, annotations, subset: str, config: TalConfig, names: list[
     and each batch reads only its windows (`StoredFeatures`); other layouts are read into memory,
     or with `cache_dir` copied once to float32 `.npy` files there and memory-mapped.
 
-    The grid is fixed-stride when the annotation states `feat_stride` (synthetic data) or an fps is
-    known (`data.default_fps` or the annotation's), using `data.feat_stride`/`data.num_frames`;
-    otherwise the snippets are spread evenly over the annotated duration. Ambiguous segments are
+    The grid of a `sola extract` store (or a transform of one) is the one it was extracted on
+    (its metadata: fps, stride, window per video). Otherwise it is fixed-stride when the annotation
+    states `feat_stride` (synthetic data) or an fps is known (`data.default_fps` or the
+    annotation's), using `data.feat_stride`/`data.num_frames`; otherwise the snippets are spread
+    evenly over the annotated duration. Ambiguous segments are
     skipped. Raises `AnnotationError` when no video of the subset has features.
     """
     chosen = annotations.subset(subset)
@@ -80,6 +83,7 @@ def build_items(store, annotations, subset: str, config: TalConfig, names: list[
             "set data.train_subset / data.test_subset"
         )
     index = {name: i for i, name in enumerate(names)}
+    extracted = extraction_grids(store)
     items = []
     for feature_id, annotation_id in sorted(match.pairs.items()):
         video = chosen[annotation_id]
@@ -91,8 +95,12 @@ def build_items(store, annotations, subset: str, config: TalConfig, names: list[
             )
         length = feats.shape[0]
         fps = config.data.default_fps or video.fps
-        grid = grid_for(video, length, fps=fps or None, fallback_stride=config.data.feat_stride,
-                        fallback_frames=config.data.num_frames)
+        if feature_id in extracted:  # the grid the features were extracted on, whatever the annotations say
+            fps = extracted[feature_id]["fps"]
+            grid = SnippetGrid.fixed(fps, extracted[feature_id]["stride"], extracted[feature_id]["window"])
+        else:
+            grid = grid_for(video, length, fps=fps or None, fallback_stride=config.data.feat_stride,
+                            fallback_frames=config.data.num_frames)
         fps = fps or 1.0  # a rescaled grid: snippet units stand in for frames
         duration = video.duration if math.isfinite(video.duration) else float(grid.to_seconds(length - 0.5))
         segments, labels = [], []
@@ -206,7 +214,7 @@ def run_experiment(store, annotations, config: TalConfig, seed: int = 0, out_dir
     }
     if out_dir is not None:
         out_dir = Path(out_dir)
-        save_run(out_dir, result.model, config, names, result.history)
+        save_run(out_dir, result.model, config, names, result.history, features_record(store, config))
         write_json(out_dir / PREDICTIONS, predictions)
         write_json(out_dir / EVALUATION, {**metrics.to_dict(), "scoring": scoring, "mode": mode,
                                               "seconds_per_epoch": result.seconds_per_epoch})

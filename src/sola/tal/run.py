@@ -1,4 +1,4 @@
-"""A trained head on disk: `RUN_DIR/{weights.safetensors, config.yaml, classes.json, metrics.jsonl}`.
+"""A trained head on disk: `RUN_DIR/{weights.safetensors, config.yaml, classes.json, metrics.jsonl, features.json}`.
 
 File names and the safetensors reader/writer come from `sola.runs` (shared with the adapter fit).
 Runs of unified training also hold `adapter.json` (the shape of the SoLa adapter in front of the
@@ -31,14 +31,19 @@ from sola.runs import (
     write_safetensors,
 )
 from sola.tal.config import TalConfig, load_tal_config, save_tal_config
+from sola.tal.features import write_features
 from sola.tal.model import TalModel
 
 WEIGHTS_FORMAT = "sola-tal-1"
 
 
 def save_run(run_dir: str | os.PathLike, model, config: TalConfig, class_names: list[str],
-             history: list[dict[str, float]] | None = None) -> Path:
-    """Write weights (safetensors), config, class names and the metrics log into `run_dir`; return it."""
+             history: list[dict[str, float]] | None = None, features: dict | None = None) -> Path:
+    """Write weights (safetensors), config, class names and the metrics log into `run_dir`; return it.
+
+    `features`: what the head was trained on (`sola.tal.features.features_record`), kept as
+    `features.json` so that `sola detect` can check its inputs.
+    """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     state = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
@@ -46,6 +51,8 @@ def save_run(run_dir: str | os.PathLike, model, config: TalConfig, class_names: 
     save_tal_config(config, run_dir / CONFIG)
     write_json(run_dir / CLASSES, list(class_names))
     write_metrics(run_dir, history or [])
+    if features is not None:
+        write_features(run_dir, features)
     adapter = getattr(model, "adapter", None)
     if adapter is not None:  # unified training: how to rebuild the adapter in front of the head
         write_json(run_dir / ADAPTER_SHAPE, adapter.shape)

@@ -1,0 +1,136 @@
+"""What features a TAL head was trained on, recorded in its run (`features.json`) and checked on use.
+
+A head only makes sense on features of the kind it was trained on: the same encoder, width,
+snippet grid (frames per snippet, stride, frame-rate rule) and, for heads trained on SoLa
+features, the same adapter. `features_record` reads that from the store: `sola extract` output
+carries `extract_metadata.json`, `sola transform` output a provenance record naming its input
+store and adapter; other stores (features made elsewhere) record their width and the grid of
+the head's config, with the encoder "unknown". `check_detectable` compares a record with what
+`sola detect` will extract and apply, and raises one line naming the mismatch and the fix.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from sola.errors import ConfigError
+
+FEATURES = "features.json"  # in a TAL run directory
+FORMAT = "sola-features-1"
+UNKNOWN = "unknown"
+
+
+def extraction_metadata(store) -> dict | None:
+    """`sola extract`'s metadata of a store, following `sola transform` records to its input; None if none."""
+    from sola.extract import load_metadata
+    from sola.transform import PROVENANCE
+
+    path = Path(store.path)
+    for _ in range(8):  # a transform of a transform: follow the chain a few steps
+        if path.is_dir():
+            metadata = load_metadata(path)
+            if metadata is not None:
+                return metadata
+        provenance = _provenance(path, PROVENANCE)
+        if provenance is None:
+            return None
+        path = Path(provenance["input"]["path"])
+    return None
+
+
+def _provenance(path: Path, name: str) -> dict | None:
+    for candidate in (path / name, path.with_name(f"{path.name}.{name}")):
+        if candidate.is_file():
+            try:
+                return json.loads(candidate.read_text())
+            except ValueError:
+                return None
+    return None
+
+
+def adapter_of(store) -> str | None:
+    """The SHA-256 of the adapter that made a `sola transform` store (None for other stores)."""
+    from sola.transform import PROVENANCE
+
+    record = _provenance(Path(store.path), PROVENANCE)
+    return record.get("adapter") if record else None
+
+
+def features_record(store, config) -> dict:
+    """What a head trained on `store` with TAL `config` was trained on (JSON-ready)."""
+    metadata = extraction_metadata(store)
+    record = {"format": FORMAT, "dim": int(store.dim()), "adapter": adapter_of(store),
+              "store": str(Path(store.path).resolve()), "layout": store.layout}
+    if metadata is not None:
+        settings = metadata["settings"]
+        record.update(encoder=settings.get("encoder", UNKNOWN), output=settings.get("output", "features"),
+                      window=settings.get("window"), stride=settings.get("stride"), fps=settings.get("fps"),
+                      fps_rule="each video's own frame rate" if settings.get("fps") is None
+                      else f"resampled to {settings['fps']:g} fps")
+    else:
+        data = config.data
+        record.update(encoder=UNKNOWN, output="features", window=data.num_frames, stride=data.feat_stride,
+                      fps=data.default_fps or None,
+                      fps_rule=f"{data.default_fps:g} fps (data.default_fps)" if data.default_fps
+                      else "the annotations' fps")
+    return record
+
+
+def describe(record: dict) -> str:
+    """One phrase: '1024-d i3d_kinetics400_rgb features, 16 frames every 16, each video's own frame rate'."""
+    adapter = f", adapted by SoLa adapter {record['adapter'][:12]}" if record.get("adapter") else ""
+    return (f"{record['dim']}-d {record.get('encoder', UNKNOWN)} features, {record.get('window')} frames every "
+            f"{record.get('stride')}, {record.get('fps_rule', '?')}{adapter}")
+
+
+def check_detectable(record: dict, head: str, extracted: dict, adapter_digest: str | None) -> None:
+    """Raise `ConfigError` (one line) unless `extracted` features (+ adapter) are what the head was trained on.
+
+    `extracted`: the record of what `sola detect` extracts (`encoder`, `output`, `dim`, `window`,
+    `stride`, `fps`); `adapter_digest`: the SHA-256 of `--adapter` (None without one).
+    """
+    trained = describe(record)
+    if record.get("encoder") != extracted["encoder"] or record["dim"] != extracted["dim"]:
+        raise ConfigError(
+            f"{head} was trained on {trained}, but `sola detect` extracts {extracted['dim']}-d "
+            f"{extracted['encoder']} features; train the head on `sola extract` features to detect with it"
+        )
+    want, have = record.get("adapter"), adapter_digest
+    if want and not have:
+        raise ConfigError(f"{head} was trained on SoLa features (adapter {want[:12]}); pass that adapter with --adapter")
+    if have and not want:
+        raise ConfigError(f"{head} was trained on features without a SoLa adapter; drop --adapter "
+                          "(or train the head on the adapted features)")
+    if want and have and want != have:
+        raise ConfigError(f"{head} was trained on features of SoLa adapter {want[:12]}, but --adapter is "
+                          f"{have[:12]}; pass the adapter the head's features were made with")
+
+
+def write_features(run_dir, record: dict) -> None:
+    """Write a head run's `features.json`."""
+    from sola.runs import write_json
+
+    write_json(Path(run_dir) / FEATURES, record)
+
+
+def read_features(run_dir) -> dict | None:
+    """A head run's `features.json` (None for runs written before it was recorded); raises `ConfigError`."""
+    path = Path(run_dir) / FEATURES
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+        int(record["dim"])
+    except (ValueError, KeyError, TypeError):
+        raise ConfigError(f"{path}: unreadable features record; retrain the head with `sola tal train`") from None
+    return record
+
+
+def extraction_grids(store) -> dict[str, dict]:
+    """Per video of a `sola extract` store (or a transform of one): `{fps, stride, window}` of its snippets."""
+    metadata = extraction_metadata(store)
+    if metadata is None:
+        return {}
+    return {video_id: {"fps": info["fps"], "stride": info["stride"], "window": info["window"]}
+            for video_id, info in metadata["videos"].items()}
