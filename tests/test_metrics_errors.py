@@ -163,6 +163,10 @@ def test_bad_input():
 
 
 # -- a plain loop of DETAD's rules as the yardstick ----------------------------------------------
+def overlap(predictions: Segments, i: int, truth: Segments, j: int) -> float:
+    return float(segment_iou(predictions.start[i], predictions.end[i], truth.start[j], truth.end[j]))
+
+
 def loop_categories(truth: Segments, predictions: Segments, threshold: float, low: float = 0.1) -> list[str]:
     """DETAD's matching and `analyze_fp_error_types`, one prediction at a time."""
     true_positive = set()
@@ -171,9 +175,10 @@ def loop_categories(truth: Segments, predictions: Segments, threshold: float, lo
                       key=lambda i: -predictions.score[i])
         taken = set()
         for i in rows:
-            candidates = [j for j in range(len(truth)) if truth.label[j] == name and truth.video[j] == predictions.video[i]]
-            scored = sorted(((float(segment_iou(predictions.start[i], predictions.end[i], truth.start[j], truth.end[j])),
-                              position, j) for position, j in enumerate(candidates)), reverse=True)
+            candidates = [j for j in range(len(truth))
+                          if truth.label[j] == name and truth.video[j] == predictions.video[i]]
+            scored = sorted(((overlap(predictions, i, truth, j), position, j) for position, j in enumerate(candidates)),
+                            reverse=True)
             for iou, _, j in scored:
                 if iou < threshold:
                     break
@@ -190,8 +195,7 @@ def loop_categories(truth: Segments, predictions: Segments, threshold: float, lo
         if not same_video:
             out.append("background")
             continue
-        ious = [float(segment_iou(predictions.start[i], predictions.end[i], truth.start[j], truth.end[j]))
-                for j in same_video]
+        ious = [overlap(predictions, i, truth, j) for j in same_video]
         best = int(np.argmax(ious))
         same = truth.label[same_video[best]] == predictions.label[i]
         if ious[best] >= threshold:
@@ -213,7 +217,8 @@ def test_vectorised_equals_the_loop(seed):
     anchor = rng.integers(0, n_gt, n_pred)  # predictions near a ground truth, or anywhere in any video
     near = rng.random(n_pred) < 0.7
     start = np.where(near, truth.start[anchor] + rng.normal(0, 2, n_pred), rng.uniform(0, 60, n_pred))
-    length = np.where(near, (truth.end - truth.start)[anchor] * rng.uniform(0.5, 1.5, n_pred), rng.uniform(1, 20, n_pred))
+    length = np.where(near, (truth.end - truth.start)[anchor] * rng.uniform(0.5, 1.5, n_pred),
+                      rng.uniform(1, 20, n_pred))
     video = np.where(near, truth.video[anchor], rng.choice(["v0", "v1", "v4"], n_pred))
     label = np.where(rng.random(n_pred) < 0.6, truth.label[anchor], rng.choice(["a", "b", "c", "d"], n_pred))
     predictions = Segments.build(video, start, start + length, label, rng.random(n_pred))
