@@ -27,6 +27,7 @@ COMMAND_MODULES = [
     "sola.cli.detect",
     "sola.cli.compare",
     "sola.cli.ablate",
+    "sola.cli.report",
     "sola.cli.show",
 ]
 

@@ -1,0 +1,34 @@
+"""`sola report`: one self-contained HTML page (and a Markdown twin) of a run or a comparison."""
+
+from __future__ import annotations
+
+import argparse
+
+from sola.cli.common import add_command
+
+
+def register(subparsers) -> None:
+    """Add `sola report` to the `sola` parser."""
+    p = add_command(subparsers, "report", run_report)
+    p.add_argument("directory", metavar="RUN_OR_COMPARE_DIR",
+                   help="a `sola train` run directory or a `sola compare` output directory")
+    p.add_argument("--out", default=None, metavar="REPORT.html",
+                   help="the HTML page to write (default RUN_OR_COMPARE_DIR/report.html); its Markdown twin "
+                   "REPORT.md and its pictures REPORT_files/ go beside it")
+
+
+def run_report(args: argparse.Namespace) -> int:
+    """Write one self-contained HTML page (and a Markdown twin) of a train run or a comparison
+
+    For a `sola train` run directory: its config, the loss, gate, departure and feature-health
+    curves per epoch, the TSM of one video of the fitted store before and after the adapter, and
+    the probe per checkpoint when selection ran. For a `sola compare` directory: the mAP table,
+    per-class AP differences to the baseline, each mode's false-positive breakdown (DETAD) and
+    detection timelines of a few videos. Pictures are inlined in the page (nothing is fetched from
+    a network); the Markdown twin links them in a folder beside it.
+    """
+    from sola.report import write_report
+
+    written = write_report(args.directory, args.out)
+    print(f"report: {written['html']} (Markdown twin: {written['markdown']}, pictures in {written['images']})")
+    return 0
