@@ -140,7 +140,8 @@ def precision_recall_figure(curves: dict[str, tuple], ap: dict[str, float], out:
     plt = _pyplot()
     names = sorted(curves, key=lambda n: -ap.get(n, 0.0))
     shown = names if len(names) <= 2 * highlight else names[:highlight] + names[-highlight:]
-    colors = class_colors(list(curves))
+    palette = [f"tab:{c}" for c in ("blue", "orange", "green", "red", "purple", "brown", "pink", "olive", "cyan")]
+    colors = {name: palette[i % len(palette)] for i, name in enumerate(shown)}  # no grey: grey is the rest
     fig, ax = plt.subplots(figsize=(6.5, 5))
     for name in names:
         recall, precision = curves[name]
