@@ -52,17 +52,18 @@ def compare_report(compare_dir: str | Path, images: Path) -> Report:
     _per_class(report.section("per-class", "Per-class AP"), results, images)
     truth, durations, why = _ground_truth(table)
     predictions = _predictions(compare_dir, seeds)
-    missing = [f"`{predictions_path(compare_dir, mode, seed).relative_to(compare_dir)}`"
-               for mode, seed in predictions.items() if seed is None]
+    missing = [f"`{path.relative_to(compare_dir)}`" for mode, mode_seeds in seeds.items() for seed in mode_seeds
+               if not (path := predictions_path(compare_dir, mode, seed)).is_file()]
     errors = report.section("errors", "Error analysis (DETAD false positives)")
     timelines = report.section("timelines", "Timelines")
     for section in (errors, timelines):
         if truth is None:
             section.add(Note(f"No ground truth to compare with: {why}.", warning=True))
         if missing:
-            section.add(Note(f"No predictions kept for {', '.join(missing)} (a comparison made before `sola compare` "
-                             "kept them); delete that mode's results files and rerun `sola compare` with the same "
-                             "--out to get them.", warning=True))
+            shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
+            section.add(Note(f"No predictions kept for {shown} (results of a `sola compare` that did not keep them); "
+                             "delete those results files and rerun `sola compare` with the same --out to get "
+                             "them.", warning=True))
     chosen = {mode: seed for mode, seed in predictions.items() if seed is not None}
     if truth is not None and chosen:
         loaded = {mode: _read(predictions_path(compare_dir, mode, seed)) for mode, seed in chosen.items()}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from sola.errors import SolaError
+from sola.errors import SolaError, StoreError
 from sola.fit import metrics_summary
 from sola.probe import SELECTABLE
 from sola.report.document import Code, Figure, Note, Report, Table, number
@@ -125,8 +125,10 @@ def _tsm(report: Report, run_dir: Path, images: Path) -> None:
         store = fitted_store(run_dir)
         video, length = _tsm_video(store)
         path = write_tsm_picture(store, video, images / "tsm.png", adapter=run_dir / ADAPTER)
-    except (SolaError, OSError) as exc:
-        section.add(Note(f"No TSM picture: the store the run was fitted on cannot be read ({exc}).", warning=True))
+    except (SolaError, OSError) as exc:  # the store moved or was deleted since the fit
+        where = (read_record(run_dir) or {}).get("features", f"(no {RECORD})")
+        section.add(Note(f"No TSM picture: the store the run was fitted on, {where}, cannot be read: {exc}",
+                         warning=True))
         return
     section.add(Figure(path, f"Cosine self-similarity of video `{video}` ({length} snippets) of the fitted store, "
                              f"before and after the run's `{ADAPTER}`; the inset is the Similarity Matching target."))
@@ -141,7 +143,7 @@ def _tsm_video(store) -> tuple[str, int]:
             return video, length
         seen.append((length, video))
     if not seen:
-        raise FileNotFoundError(f"{store.path}: the store holds no video")
+        raise StoreError(f"{store.path}: the store holds no video")
     length, video = min(seen)
     return video, length
 
