@@ -35,6 +35,12 @@ def test_compare_every_mode_over_seeds_and_resume(synthetic_small, tmp_path, mon
     baseline, adapted = table["rows"]["baseline"], table["rows"]["sola"]
     assert baseline["seeds"] == [0, 1] and list(baseline["mAP_mean"]) == ["0.30", "0.40", "0.50", "0.60", "0.70"]
     runs = [json.loads((tmp_path / "cmp" / "results" / f"baseline_seed{s}.json").read_text()) for s in (0, 1)]
+    for mode in modes:  # kept for reports: per-class AP and the predictions of every (mode, seed)
+        assert set(json.loads((tmp_path / "cmp" / "results" / f"{mode}_seed0.json").read_text())["per_class"]) == set(
+            annotations.labels())
+        assert json.loads((tmp_path / "cmp" / "results" / f"{mode}_seed1.predictions.json").read_text())["results"]
+    assert json.loads((tmp_path / "cmp" / "compare.json").read_text())["annotations"] == str(
+        (synthetic_small / "annotations.json").resolve())
     assert baseline["average_mAP_mean"] == pytest.approx(np.mean([r["average_mAP"] for r in runs]))
     assert baseline["average_mAP_std"] == pytest.approx(np.std([r["average_mAP"] for r in runs]))
     assert baseline["probe_accuracy"] is not None and adapted["probe_balanced_accuracy"] is not None

@@ -18,6 +18,12 @@ def test_demo_runs_end_to_end_and_resumes(tmp_path):
         with open(picture, "rb") as handle:
             assert handle.read(8) == b"\x89PNG\r\n\x1a\n"
     assert json.loads((tmp_path / "demo" / "summary.json").read_text())["videos"] == 16
+    assert summary["reports"] == [str(tmp_path / "demo" / "compare" / "report.html"),
+                                  str(tmp_path / "demo" / "run" / "report.html")]
+    compare_page = (tmp_path / "demo" / "compare" / "report.html").read_text()
+    assert 'id="map-table"' in compare_page and 'id="error-table"' in compare_page
+    assert "No predictions kept" not in compare_page and "No TSM picture" not in (
+        tmp_path / "demo" / "run" / "report.html").read_text()
     again = run_demo(tmp_path / "demo", num_videos=16, epochs=1, progress=False, log=lambda s: None)
     assert again["transform"]["written"] == 0 and again["transform"]["skipped"] == 16
     assert set(again["probe"]["rows"]) == {"baseline", "SoLa"}
@@ -54,3 +60,4 @@ def test_demo_on_real_videos(tmp_path):
     assert summary["transform"]["written"] == 1
     with open(summary["pictures"][0], "rb") as handle:
         assert handle.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert summary["reports"] == [str(tmp_path / "demo" / "run" / "report.html")]  # the fit's: no comparison

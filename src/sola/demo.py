@@ -1,8 +1,10 @@
 """`sola demo`: the whole SoLa workflow in a few minutes on a CPU.
 
 Synthetic (default): synthetic benchmark -> fit SoLa (a short schedule, below) -> transform
--> TSM pictures -> linear probe, baseline vs SoLa -> the TAL head on both feature sets -> summary.
-Real videos (`videos_dir`): Kinetics-400 I3D extraction -> fit -> transform -> TSM pictures.
+-> TSM pictures -> linear probe, baseline vs SoLa -> the TAL head on both feature sets -> reports
+(`sola report` of the comparison and of the fit) -> summary.
+Real videos (`videos_dir`): Kinetics-400 I3D extraction -> fit -> transform -> TSM pictures -> the
+fit's report.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from sola.extract import extract_videos, load_metadata
 from sola.extract.config import ExtractConfig
 from sola.fit import fit_adapter, metrics_summary
 from sola.probe import compare_probe, format_probe_table, json_ready
+from sola.report import write_report
 from sola.runs import BEST, STATE
 from sola.select import select_checkpoint
 from sola.stores import FeatureStore, open_store
@@ -86,15 +89,16 @@ def run_demo(
 
     sola_dir = out_dir / "sola_features"
     _forget_other_adapter(sola_dir, adapter)
-    log(f"[3/6] transforming every video to {sola_dir}")
+    log(f"[3/7] transforming every video to {sola_dir}")
     transformed = transform_store(adapter, store, sola_dir, progress=progress)
     pictures = _pictures(store, labels, adapter, out_dir, synthetic, log)
     if synthetic:
         probe, detection = _evaluate(store, labels, open_store(sola_dir), out_dir, progress, log)
     else:
         probe = detection = None
-        log("[5/6] no probe or TAL head on a handful of real videos (they need annotated training and validation splits)")
+        log("[5/7] no probe or TAL head on a handful of real videos (they need annotated training and validation splits)")
 
+    reports = _reports([out_dir / "compare"] if synthetic else [], run_dir, log)
     fit_summary = metrics_summary(run_dir)
     summary = {
         "videos": len(store),
@@ -105,6 +109,7 @@ def run_demo(
         "pictures": pictures,
         "probe": probe,
         "detection": detection,
+        "reports": reports,
         "seconds": round(time.perf_counter() - started, 1),
     }
     atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=1))
@@ -114,7 +119,14 @@ def run_demo(
         f"gate tanh(alpha) = {fit_summary['gate']:+.3f}, departure {fit_summary['departure']:.3f}; "
         f"features in {sola_dir}; pictures: {', '.join(pictures)}"
     )
+    log(f"report{'s' if len(reports) > 1 else ''}: {', '.join(reports)}")
     return summary
+
+
+def _reports(compare_dirs: list[Path], run_dir: Path, log) -> list[str]:
+    """Stage 7: the `sola report` pages of the comparison (synthetic demo) and of the fit; their paths."""
+    log("[7/7] writing the reports (self-contained HTML pages with a Markdown twin)")
+    return [str(write_report(source)["html"]) for source in [*compare_dirs, run_dir]]
 
 
 def _fit_config(store: FeatureStore, path, overrides: dict) -> SoLaConfig:
@@ -132,7 +144,7 @@ def _fit(store: FeatureStore, config: SoLaConfig, labels, run_dir: Path, progres
     Returns `(adapter, selection table or None)`.
     """
     budget = f"{config.fit.steps} steps" if config.fit.steps else f"{config.fit.epochs} epochs"
-    log(f"[2/6] fitting SoLa ({budget} at lr {config.fit.lr:g}, {config.fit.windows_per_video} windows/video/epoch) "
+    log(f"[2/7] fitting SoLa ({budget} at lr {config.fit.lr:g}, {config.fit.windows_per_video} windows/video/epoch) "
         f"in {run_dir}")
     adapter = fit_adapter(store, config, run_dir, resume=(run_dir / STATE).is_file(), progress=progress, log=log)
     if labels is None:
@@ -145,7 +157,7 @@ def _fit(store: FeatureStore, config: SoLaConfig, labels, run_dir: Path, progres
 
 def _pictures(store: FeatureStore, labels, adapter, out_dir: Path, synthetic: bool, log) -> list[str]:
     """Stage 4: TSM pictures of a few videos (validation videos of the synthetic benchmark)."""
-    log(f"[4/6] drawing temporal self-similarity maps in {out_dir}")
+    log(f"[4/7] drawing temporal self-similarity maps in {out_dir}")
     shown = sorted(labels.subset("validation"))[:3] if synthetic else store.video_ids()[:4]
     grid = {} if synthetic else _extraction_grid(store)
     return [
@@ -157,10 +169,10 @@ def _pictures(store: FeatureStore, labels, adapter, out_dir: Path, synthetic: bo
 
 def _evaluate(store: FeatureStore, labels, sola_store: FeatureStore, out_dir: Path, progress: bool, log):
     """Stages 5-6: the linear probe and the built-in head, original vs SoLa features, same seed."""
-    log("[5/6] linear probe (action vs background snippets), baseline vs SoLa, same seed")
+    log("[5/7] linear probe (action vs background snippets), baseline vs SoLa, same seed")
     probe = json_ready(compare_probe(store, labels, adapted_store=sola_store, seed=0))
     log(format_probe_table(probe))
-    log("[6/6] the built-in TAL head (configs/tal_synthetic_cpu.yaml) on original vs SoLa features, same seed")
+    log("[6/7] the built-in TAL head (configs/tal_synthetic_cpu.yaml) on original vs SoLa features, same seed")
     detection = compare(store, labels, load_tal_config("tal_synthetic_cpu"), out_dir / "compare",
                         modes=["baseline", "sola"], seeds=1, adapted_store=sola_store, probe_table=probe,
                         progress=progress, log=log)
@@ -173,11 +185,11 @@ def _synthetic_features(out_dir: Path, num_videos: int | None, progress: bool, l
     data_dir = out_dir / "data"
     synthetic = SyntheticConfig(videos=num_videos or SyntheticConfig.videos)
     if _synthetic_changed(data_dir, synthetic):
-        log(f"[1/6] writing the synthetic benchmark ({synthetic.videos} videos) to {data_dir}")
+        log(f"[1/7] writing the synthetic benchmark ({synthetic.videos} videos) to {data_dir}")
         _forget_outputs(out_dir)
         write_synthetic(data_dir, synthetic, progress=progress)
     else:
-        log(f"[1/6] reusing the synthetic benchmark in {data_dir}")
+        log(f"[1/7] reusing the synthetic benchmark in {data_dir}")
     return open_store(data_dir / "features"), load_annotations(data_dir / "annotations.json")
 
 
@@ -190,7 +202,7 @@ def _extracted_features(out_dir: Path, videos_dir: Path, fps: float | None, prog
         _forget_outputs(out_dir)
         shutil.rmtree(features, ignore_errors=True)
     atomic_write_text(marker, json.dumps(source))
-    log(f"[1/6] extracting Kinetics-400 I3D features of {videos_dir} to {features}")
+    log(f"[1/7] extracting Kinetics-400 I3D features of {videos_dir} to {features}")
     summary = extract_videos(videos_dir, features, ExtractConfig.from_dict({"extract": {"fps": fps}}),
                              progress=progress)
     for path, reason in summary.failed:

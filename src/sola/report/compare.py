@@ -83,7 +83,7 @@ def _overview(report: Report, compare_dir: Path, table: dict) -> None:
     used = table.get("sola_adapter")
     if used:
         rows.append(["SoLa features", str(used.get("message") or used.get("source"))])
-    report.section("comparison", "Comparison").add(Table("comparison", ["", "value"], rows))
+    report.section("comparison", "Comparison").add(Table("comparison", ["", "value"], rows, layout="facts"))
 
 
 def _per_class(section: Section, results: dict[str, list[dict]], images: Path) -> None:

@@ -23,12 +23,16 @@ class Note:
 
 @dataclass
 class Table:
-    """A table of text cells. `name`: its stable id in the page (tests and links find it by this)."""
+    """A table of text cells. `name`: its stable id in the page (tests and links find it by this).
+
+    `layout`: "numbers" (cells right-aligned on one line) or "facts" (label / value rows of text).
+    """
 
     name: str
     header: list[str]
     rows: list[list[str]]
     caption: str = ""
+    layout: str = "numbers"
     kind: str = "table"
 
 

@@ -55,7 +55,7 @@ def _overview(report: Report, run_dir: Path, records: list[dict]) -> None:
     selection = read_json(run_dir / SELECTION)
     if selection:
         rows.append(["selected", str(selection.get("best"))])
-    section.add(Table("run-summary", ["", "value"], rows))
+    section.add(Table("run-summary", ["", "value"], rows, layout="facts"))
     if not records:
         section.add(Note(f"No finished epoch yet: `{run_dir / 'metrics.jsonl'}` is empty.", warning=True))
     elif "stopped" in records[-1]:
