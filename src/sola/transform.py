@@ -25,7 +25,7 @@ from sola.adapter import SoLaAdapter, adapter_digest
 from sola.atomic import atomic_write_text
 from sola.distributed import barrier, setup_distributed
 from sola.errors import ConfigError, StoreError
-from sola.memory import PeriodicTrim
+from sola.memory import HeapTrim
 from sola.stores import FeatureStore, StoreWriter
 from sola.stores.base import PartsWriter
 from sola.stores.checks import apply_nan_policy
@@ -112,7 +112,7 @@ def transform_store(
     started = time.perf_counter()
     written = skipped = dropped = snippets = 0
     bar = tqdm(mine, desc="transform", unit="video", disable=(not progress or not context.is_main) or None)
-    trim = PeriodicTrim()  # bounds the heap's growth on large stores (see sola.memory)
+    trim = HeapTrim()  # bounds the heap's growth on large stores (see sola.memory)
     for video_id in bar:
         if writer.has(video_id):
             skipped += 1
