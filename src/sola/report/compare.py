@@ -13,12 +13,18 @@ from pathlib import Path
 
 import numpy as np
 
+from sola.annotations import load_annotations
 from sola.compare import TABLE, predictions_path, result_path, table_cells, table_notes
 from sola.errors import CheckpointError, PredictionError, SolaError
 from sola.metrics import Segments
+from sola.metrics.errors import ERROR_TYPES, false_positive_analysis
+from sola.plots import class_colors, timeline_figure
+from sola.predictions import ground_truth_segments
 from sola.report.document import Figure, Note, Report, Section, Table, number
 from sola.report.figures import difference_bars
 from sola.runs import read_json
+from sola.show import error_figure
+from sola.tal.experiment import AGNOSTIC_LABEL, prediction_segments
 
 REFERENCE = "baseline"  # the mode every other one is compared with, per class
 BAR_CLASSES = 30  # classes drawn in the bar chart; with more, the largest gains and losses
@@ -142,9 +148,6 @@ def _class_counts(results: dict[str, list[dict]]) -> dict[str, int]:
 def _ground_truth(table: dict) -> tuple[Segments | None, dict[str, float], str]:
     """`(ground truth, duration per video, "")` of the evaluation subset, from the annotation file
     `compare.json` names, or `(None, {}, why not)`."""
-    from sola.annotations import load_annotations
-    from sola.predictions import ground_truth_segments
-
     path = table.get("annotations")
     if not path:
         return None, {}, "`compare.json` does not name its annotation file (a comparison made before it did)"
@@ -174,8 +177,6 @@ def _read(path: Path) -> dict:
 
 def _as_scored(truth: Segments, loaded: dict[str, dict]) -> Segments:
     """The ground truth as the head was scored: every label "action" for a class-agnostic head's proposals."""
-    from sola.tal.experiment import AGNOSTIC_LABEL
-
     labels = {p["label"] for data in loaded.values() for preds in data["results"].values() for p in preds}
     if labels == {AGNOSTIC_LABEL} and AGNOSTIC_LABEL not in set(truth.label.tolist()):
         return Segments(truth.video, truth.start, truth.end, np.full(len(truth.video), AGNOSTIC_LABEL), None)
@@ -185,10 +186,6 @@ def _as_scored(truth: Segments, loaded: dict[str, dict]) -> Segments:
 def _errors(section: Section, truth: Segments, loaded: dict[str, dict], seeds: dict[str, int],
             thresholds: list[float], images: Path) -> None:
     """DETAD's false-positive breakdown per mode (one seed each): a figure per mode and one table."""
-    from sola.metrics.errors import ERROR_TYPES, false_positive_analysis
-    from sola.show import error_figure
-    from sola.tal.experiment import prediction_segments
-
     analyses = {}
     for mode, data in loaded.items():
         analyses[mode] = false_positive_analysis(truth, prediction_segments(data, f"{mode} predictions"),
@@ -210,8 +207,6 @@ def _errors(section: Section, truth: Segments, loaded: dict[str, dict], seeds: d
 def _timelines(section: Section, truth: Segments, durations: dict[str, float], loaded: dict[str, dict],
                seeds: dict[str, int], table: dict, images: Path) -> None:
     """Timelines of a few evaluation videos: each mode's detections (one seed) above the ground truth."""
-    from sola.plots import class_colors, timeline_figure
-
     videos = list(dict.fromkeys(truth.video.tolist()))[:TIMELINE_VIDEOS]
     labels = set(truth.label.tolist()) | {p["label"] for data in loaded.values()
                                           for v in videos for p in data["results"].get(v, [])}

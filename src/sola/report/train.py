@@ -12,6 +12,7 @@ from sola.report.document import Code, Figure, Note, Report, Table, number
 from sola.report.figures import Panel, line_panels
 from sola.runs import ADAPTER, CONFIG, RECORD, SELECTION, fitted_store, read_json, read_metrics, read_record
 from sola.select import IDENTITY
+from sola.tsm import write_tsm_picture
 
 TSM_MAX_SNIPPETS = 1024  # a T x T map per picture: a video longer than this is drawn only when none is shorter
 TSM_SCAN = 50  # videos looked at (in id order) to find one to draw
@@ -115,8 +116,6 @@ def _spread(count: int, limit: int) -> list[int]:
 
 
 def _tsm(report: Report, run_dir: Path, images: Path) -> None:
-    from sola.tsm import write_tsm_picture
-
     section = report.section("tsm", "Temporal self-similarity")
     if not (run_dir / ADAPTER).is_file():
         section.add(Note(f"No `{ADAPTER}` yet (no finished checkpoint): nothing to draw.", warning=True))
