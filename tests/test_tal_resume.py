@@ -128,7 +128,7 @@ def test_cli_resumes_and_does_not_retrain(tmp_path, monkeypatch, capsys):
 
     assert train(tmp_path / "full") == 0
     names = {p.name for p in (tmp_path / "full").iterdir()}
-    assert names == {"weights.safetensors", "config.yaml", "classes.json", "metrics.jsonl", STATE}
+    assert names == {"weights.safetensors", "config.yaml", "classes.json", "metrics.jsonl", "features.json", STATE}
 
     # killed after epoch 1, then resumed with the same command plus --resume
     plain = train_module.train_head
