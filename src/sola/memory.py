@@ -5,8 +5,7 @@ arrays (a few MB each) come from the heap, and the pages of freed arrays stay re
 `sola transform` grew from 781 MB on a 2 GB store to 1,002 MB on a 30 GB one. `malloc_trim(0)`
 returns every free page; `HeapTrim` calls it whenever the process has grown by 64 MB since the
 last call, which bounds the peak whatever the store's size (2 GB store: 416 MB instead of 747 MB,
-at the same speed within the noise of a shared machine; `benchmarks/scale_memory.py` measures
-both sizes). Elsewhere than glibc (or without `/proc`) it does nothing.
+up to about 10% slower; 30 GB store: 440 MB against 429 MB on 2 GB, `benchmarks/scale_memory.py`). Elsewhere than glibc (or without `/proc`) it does nothing.
 """
 
 from __future__ import annotations
