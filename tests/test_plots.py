@@ -16,7 +16,7 @@ def test_class_colours_are_stable_and_distinct():
     assert first == second and len(set(first.values())) == 3
 
 
-def test_timeline_writes_a_png_and_counts_hidden_detections(tmp_path):
+def test_timeline_writes_a_png_atomically_with_more_detections_than_lanes(tmp_path):
     detections = [(8.5, 15.2, "jump", 0.9), (9.0, 14.0, "jump", 0.5), (2.0, 4.0, "swing", 0.3), (20, 22, "jump", 0.05)]
     out = timeline_figure(tmp_path / "t.png", 24.0, detections, [(8.86, 15.01, "jump")], min_score=0.1, max_lanes=1)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
