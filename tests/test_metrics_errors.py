@@ -19,19 +19,7 @@ from sola.metrics import (
     segment_iou,
 )
 from sola.metrics.errors import CATEGORIES, category_codes
-
-
-def gt(*rows):
-    """Ground truth from (video, start, end, label) rows."""
-    video, start, end, label = zip(*rows)
-    return Segments.build(video, start, end, label)
-
-
-def pred(*rows):
-    """Predictions from (video, start, end, label, score) rows."""
-    video, start, end, label, score = zip(*rows)
-    return Segments.build(video, start, end, label, score)
-
+from tests.test_metrics_detection import gt, pred  # (video, start, end, label[, score]) rows -> Segments
 
 # Two annotated videos (and a third, "C", without ground truth).
 GROUND_TRUTH = gt(("A", 10, 20, "jump"), ("A", 40, 50, "run"), ("B", 5, 15, "jump"))
