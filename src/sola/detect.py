@@ -89,7 +89,7 @@ def detect_videos(
     from sola.extract.extract import ENCODER_NAME
     from sola.extract.config import OUTPUTS, ExtractConfig
     from sola.stores import open_store
-    from sola.tal.features import check_detectable, read_features
+    from sola.tal.features import check_detectable, extraction_metadata, read_features
     from sola.tal.run import load_run
     from sola.transform import transform_store
 
@@ -117,38 +117,31 @@ def detect_videos(
     if fitted is not None:
         transform_store(fitted, store, out_dir / "features_sola", device=str(target), progress=bool(progress))
         store = open_store(out_dir / "features_sola")
-    predictions = _predict(model, config, names, store, sorted(done), target, progress)
+    videos = extraction_metadata(store)["videos"]  # per video: fps, stride, window, duration
+    predictions = _predict(model, config, names, store, {video_id: videos[video_id] for video_id in sorted(done)},
+                           target, progress)
     atomic_write_text(out_dir / DETECTIONS, json.dumps(predictions, indent=1) + "\n")
     result = DetectSummary(out_dir, out_dir / DETECTIONS, predictions, failed=failed, notes=notes + summary.warnings)
-    result.timelines = _timelines(predictions, store, annotations, out_dir / TIMELINES, min_score, result.notes)
+    durations = {video_id: float(info["duration"]) for video_id, info in videos.items()}
+    result.timelines = _timelines(predictions, durations, annotations, out_dir / TIMELINES, min_score, result.notes)
     return result
 
 
-def _predict(model, config, names: list[str], store, video_ids: list[str], device, progress) -> dict:
-    """The head's detections of every video of `store` (grid from its extraction metadata)."""
+def _predict(model, config, names: list[str], store, videos: dict[str, dict], device, progress) -> dict:
+    """The head's detections of `videos` (id -> extraction metadata: the grid and duration) of `store`."""
     from sola.tal.data import make_item
-    from sola.tal.features import extraction_grids
     from sola.tal.infer import predict_items, to_activitynet
 
-    grids = extraction_grids(store)
-    metadata = _durations(store)
-    items = []
-    for video_id in video_ids:
-        grid = grids[video_id]
-        items.append(make_item(video_id, store.read(video_id), np.zeros((0, 2)), [], fps=grid["fps"],
-                               feat_stride=grid["stride"], num_frames=grid["window"], duration=metadata[video_id]))
+    items = [make_item(video_id, store.read(video_id), np.zeros((0, 2)), [], fps=info["fps"],
+                       feat_stride=info["stride"], num_frames=info["window"], duration=info["duration"])
+             for video_id, info in videos.items()]
     detections = predict_items(model, items, config, batch_size=1, device=device, progress=progress)
     scoring = "class-agnostic proposals" if len(names) == 1 else "multi-class detection"
     return to_activitynet(detections, names, scoring)
 
 
-def _durations(store) -> dict[str, float]:
-    from sola.tal.features import extraction_metadata
-
-    return {video_id: float(info["duration"]) for video_id, info in extraction_metadata(store)["videos"].items()}
-
-
-def _timelines(predictions: dict, store, annotations, out: Path, min_score: float, notes: list[str]) -> list[Path]:
+def _timelines(predictions: dict, durations: dict[str, float], annotations, out: Path, min_score: float,
+               notes: list[str]) -> list[Path]:
     """One timeline PNG per video; ground truth beneath where `annotations` know the video."""
     from sola.plots import class_colors, timeline_figure
 
@@ -163,7 +156,6 @@ def _timelines(predictions: dict, store, annotations, out: Path, min_score: floa
     labels = [e["label"] for entries in results.values() for e in entries]
     labels += [s.label for video in truth.values() for s in video.segments]
     colors = class_colors(labels)
-    durations = _durations(store)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for video_id, entries in sorted(results.items()):
