@@ -2,14 +2,17 @@
 
 For every data seed (a `sola splice` of the real I3D gym clips, or a `sola synth` benchmark) and
 every fit seed: fit SoLa with one schedule, select a checkpoint on held-out training videos (the
-identity included; on spliced data the clip-disjoint "holdout" subset), then measure on the evaluation subset, original vs SoLa with the same seeds:
-the linear probe (reference SGD protocol and converged L-BFGS) and the built-in head's mAP. Both
-the selected adapter and the last one ("as fitted", no selection) are measured. Every cell is
-saved as it finishes, so an interrupted run resumes. Prints, and writes OUT/evidence.md and
-OUT/evidence.json: mean ± std over all (data seed, fit seed) pairs and the paired difference
-SoLa - original with its 95% t-interval.
+identity included; on spliced data the clip-disjoint "holdout" subset) by the probe ("selected",
+the reference's rule) and, with `--criteria probe,head`, by a short proxy of the head over paired
+seeds ("head-selected", `sola.select_head`), then measure on the evaluation subset, original vs
+SoLa with the same seeds: the linear probe (reference SGD protocol and converged L-BFGS) and the
+built-in head's mAP. With `--fitted`, the last adapter ("as fitted", no selection) is measured
+too. Every cell is saved as it finishes, so an interrupted run resumes. Prints, and writes
+OUT/evidence.md and OUT/evidence.json: mean ± std over all (data seed, fit seed) pairs and the
+paired difference SoLa - original with its 95% t-interval.
 
-    python benchmarks/sola_evidence.py --out bench_out/evidence            # both benchmarks, 3 x 3
+    python benchmarks/sola_evidence.py --out bench_out/evidence --fitted    # both benchmarks, 3 x 3
+    python benchmarks/sola_evidence.py --criteria probe,head --out bench_out/evidence_head
     python benchmarks/sola_evidence.py --bench splice --data-seeds 1 --fit-seeds 1 --out /tmp/quick
 """
 
@@ -29,8 +32,10 @@ from sola.config import load_config
 from sola.demo import DEMO_SCHEDULE
 from sola.fit import fit_adapter
 from sola.health import FitDiverged
-from sola.probe import collect_snippets, json_ready, probe_features
+from sola.adapter import adapter_digest
+from sola.probe import ProbeConfig, collect_snippets, json_ready, probe_features
 from sola.select import select_checkpoint
+from sola.select_head import head_select_checkpoint
 from sola.splice import SpliceConfig, splice_store
 from sola.stats import format_difference, format_mean_std, mean_std, paired_difference
 from sola.stores import open_store
@@ -44,6 +49,8 @@ HEAD_CONFIG = {"splice": "tal_splice_cpu", "synthetic": "tal_synthetic_cpu"}
 PROBE_COLUMNS = ("sgd_balanced_accuracy", "lbfgs_balanced_accuracy", "lbfgs_average_precision",
                  "lbfgs_boundary_accuracy")
 COLUMNS = (*PROBE_COLUMNS, "average_mAP")
+FEATURE_SETS = ("original", "fitted", "selected", "head_selected")  # the measured feature sets of a cell
+TITLES = {"fitted": "SoLa as fitted", "selected": "SoLa selected by probe", "head_selected": "SoLa selected by head"}
 
 
 def make_data(bench: str, seed: int, root: Path, clips: Path = CLIPS):
@@ -84,8 +91,10 @@ def measure(store, annotations, probe_data, adapter, tal_config, seed: int, out:
     return row
 
 
-def run_cell(bench: str, data_seed: int, fit_seed: int, schedule: dict, root: Path, log, clips: Path = CLIPS) -> dict:
-    """Original, SoLa selected and SoLa as fitted for one (data seed, fit seed)."""
+def run_cell(bench: str, data_seed: int, fit_seed: int, schedule: dict, root: Path, log, clips: Path = CLIPS,
+             criteria: tuple[str, ...] = ("probe",), fitted: bool = True) -> dict:
+    """Original, SoLa selected (by probe; by head with "head" in `criteria`) and, with `fitted`, SoLa
+    as fitted, for one (data seed, fit seed)."""
     from sola.adapter import load_adapter
 
     store, annotations = make_data(bench, data_seed, root, clips)
@@ -95,41 +104,63 @@ def run_cell(bench: str, data_seed: int, fit_seed: int, schedule: dict, root: Pa
     original = cached(cell / "original.json",
                       lambda: measure(store, annotations, probe_data, None, tal_config, fit_seed, cell / "original"))
     run_dir = cell / "run"
-    stopped = None
-    if not (run_dir / "done").is_file():
-        config = load_config(None, {**schedule, "fit.seed": fit_seed})
-        started = time.perf_counter()
-        try:
-            fit_adapter(store, config, run_dir, resume=(run_dir / "state.safetensors").is_file(),
-                        progress=False, log=lambda m: None)
-        except FitDiverged as exc:
-            stopped = str(exc)
-        atomic_write_text(run_dir / "done", json.dumps({"stopped": stopped,
-                                                         "seconds": time.perf_counter() - started}))
+    fit_once(store, schedule, fit_seed, run_dir)
     stopped = json.loads((run_dir / "done").read_text())["stopped"]
     # Spliced training videos share clips, so selection measures on the clip-disjoint "holdout" subset.
     heldout = "holdout" if bench == "splice" else None
+    last = load_adapter(run_dir / "adapter.safetensors")
+    # One head per distinct adapter: `digests.json` maps an adapter's digest to the file of its measurement.
+    digests = cached(cell / "digests.json", lambda: {"identity": "original"})
+
+    def measured_as(adapter, name: str) -> dict:
+        key = "identity" if adapter is None else adapter_digest(adapter)
+        if key not in digests:
+            cached(cell / f"{name}.json", lambda: measure(
+                store, annotations, probe_data, adapter, tal_config, fit_seed, cell / name))
+            digests[key] = name
+            atomic_write_text(cell / "digests.json", json.dumps(digests))
+        return dict(json.loads((cell / f"{digests[key]}.json").read_text()))
+
+    row = {"data_seed": data_seed, "fit_seed": fit_seed, "original": original, "stopped": stopped}
+    if fitted:
+        row["fitted"] = measured_as(last, "fitted")
     selection = cached(cell / "select.json", lambda: select_checkpoint(
         run_dir, store, annotations, seed=fit_seed, subset=tal_config.data.train_subset, heldout_subset=heldout))
-    last = load_adapter(run_dir / "adapter.safetensors")
-    fitted = cached(cell / "fitted.json",
-                    lambda: measure(store, annotations, probe_data, last, tal_config, fit_seed, cell / "fitted"))
     best = None if selection["identity_wins"] else load_adapter(selection["best_checkpoint"])
-    if best is None:
-        selected = dict(original)  # the same features and seeds: the same numbers
-    elif all(torch.equal(a, b) for a, b in zip(best.state_dict().values(), last.state_dict().values())):
-        selected = dict(fitted)  # the last checkpoint won
-    else:
-        selected = cached(cell / "selected.json",
-                          lambda: measure(store, annotations, probe_data, best, tal_config, fit_seed, cell / "selected"))
+    row.update(selected=measured_as(best, "selected"), best=selection["best"])
+    if "head" in criteria:
+        # The held-out split (synthetic) is seeded 0 for every fit seed, so the identity's proxy
+        # scores of a data seed are shared by its fits (cache_dir).
+        by_head = cached(cell / "select_head.json", lambda: head_select_checkpoint(
+            run_dir, store, annotations, tal_config, ProbeConfig.from_dict({"select": {"criterion": "head"}}),
+            subset=tal_config.data.train_subset, heldout_subset=heldout, cache_dir=cell.parent / "proxy_scores",
+            log=lambda m: log(f"  {bench} data {data_seed} fit {fit_seed}: {m}")))
+        best = None if by_head["identity_wins"] else load_adapter(by_head["best_checkpoint"])
+        row.update(head_selected=measured_as(best, "head_selected"), head_best=by_head["best"],
+                   head_seconds_per_seed=by_head["seconds_per_seed"],
+                   head_candidates=len(by_head["rows"]) - 1)
     metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    log(f"{bench} data {data_seed} fit {fit_seed}: mAP original {100 * original['average_mAP']:.1f}, "
-        f"as fitted {100 * fitted['average_mAP']:.1f}, selected ({selection['best']}) "
-        f"{100 * selected['average_mAP']:.1f}{'; fit stopped' if stopped else ''}")
-    return {"data_seed": data_seed, "fit_seed": fit_seed, "original": original, "fitted": fitted,
-            "selected": selected, "best": selection["best"], "stopped": stopped,
-            "final_loss": metrics[-1]["loss"], "final_departure": metrics[-1]["health"].get("departure"),
-            "constant_map_epochs": sum(bool(m.get("constant_map")) for m in metrics), "epochs": len(metrics)}
+    shown = ", ".join(f"{name} {100 * row[name]['average_mAP']:.1f}" for name in FEATURE_SETS if name in row)
+    log(f"{bench} data {data_seed} fit {fit_seed}: mAP {shown}; probe chose {row['best']}"
+        + (f", head chose {row['head_best']}" if "head_best" in row else "") + ("; fit stopped" if stopped else ""))
+    row.update(final_loss=metrics[-1]["loss"], final_departure=metrics[-1]["health"].get("departure"),
+               constant_map_epochs=sum(bool(m.get("constant_map")) for m in metrics), epochs=len(metrics))
+    return row
+
+
+def fit_once(store, schedule: dict, fit_seed: int, run_dir: Path) -> None:
+    """Fit SoLa into `run_dir` unless done (resumable); `run_dir/done` records a guardrail stop."""
+    if (run_dir / "done").is_file():
+        return
+    config = load_config(None, {**schedule, "fit.seed": fit_seed})
+    started = time.perf_counter()
+    stopped = None
+    try:
+        fit_adapter(store, config, run_dir, resume=(run_dir / "state.safetensors").is_file(),
+                    progress=False, log=lambda m: None)
+    except FitDiverged as exc:
+        stopped = str(exc)
+    atomic_write_text(run_dir / "done", json.dumps({"stopped": stopped, "seconds": time.perf_counter() - started}))
 
 
 def checkpoint_rows(bench: str, cell: dict, epochs: list[int], root: Path) -> dict[int, dict]:
@@ -168,11 +199,12 @@ def format_budget_table(bench: str, cells: list[dict], by_epoch: dict[int, list[
 
 def summarise(cells: list[dict]) -> dict:
     """Per column: mean ± std of each feature set and the paired differences to the original."""
+    names = [name for name in FEATURE_SETS[1:] if all(name in c for c in cells)]
     table = {}
     for column in COLUMNS:
         original = [c["original"][column] for c in cells]
         entry = {"original": mean_std(original)}
-        for name in ("fitted", "selected"):
+        for name in names:
             values = [c[name][column] for c in cells]
             entry[name] = mean_std(values)
             entry[f"{name}_minus_original"] = paired_difference(values, original)
@@ -184,18 +216,26 @@ def format_table(bench: str, schedule: dict, cells: list[dict], table: dict) -> 
     names = {"sgd_balanced_accuracy": "probe SGD bal.acc", "lbfgs_balanced_accuracy": "probe L-BFGS bal.acc",
              "lbfgs_average_precision": "probe AP", "lbfgs_boundary_accuracy": "boundary acc",
              "average_mAP": "head avg mAP"}
-    lines = [f"### {bench}: {len(cells)} pairs (data seeds x fit seeds)", "",
-             "| metric (%) | original | SoLa as fitted | as fitted - original [95% CI] | SoLa selected | "
-             "selected - original [95% CI] |", "|---|---|---|---|---|---|"]
+    sets = [name for name in FEATURE_SETS[1:] if name in table["average_mAP"]]
+    header = "| metric (%) | original | " + " | ".join(f"{TITLES[n]} | - original [95% CI]" for n in sets) + " |"
+    lines = [f"### {bench}: {len(cells)} pairs (data seeds x fit seeds)", "", header, "|---|---|" + "---|---|" * len(sets)]
     for column, entry in table.items():
-        lines.append(f"| {names[column]} | {format_mean_std(entry['original'])} | {format_mean_std(entry['fitted'])} | "
-                     f"{format_difference(entry['fitted_minus_original'])} | {format_mean_std(entry['selected'])} | "
-                     f"{format_difference(entry['selected_minus_original'])} |")
+        cols = [format_mean_std(entry["original"])]
+        for name in sets:
+            cols += [format_mean_std(entry[name]), format_difference(entry[f"{name}_minus_original"])]
+        lines.append(f"| {names[column]} | " + " | ".join(cols) + " |")
     identity = sum(c["best"] == "identity" for c in cells)
     stopped = sum(bool(c["stopped"]) for c in cells)
-    lines += ["", f"Schedule: {', '.join(f'{k}={v}' for k, v in schedule.items())}. Selection picked the identity "
-              f"in {identity} of {len(cells)} fits; guardrails stopped {stopped}; the loss sat at the constant-map "
-              f"loss in {sum(c['constant_map_epochs'] for c in cells)} of {sum(c['epochs'] for c in cells)} epochs."]
+    notes = (f"Schedule: {', '.join(f'{k}={v}' for k, v in schedule.items())}. Probe selection picked the identity "
+             f"in {identity} of {len(cells)} fits")
+    if "head_selected" in sets:
+        kept = sum(c["head_best"] == "identity" for c in cells)
+        seconds = [c["head_seconds_per_seed"] for c in cells if c.get("head_seconds_per_seed")]
+        notes += (f"; head selection kept the identity in {kept} of {len(cells)} ({cells[0]['head_candidates']} "
+                  f"checkpoints judged per fit" + (f", {sum(seconds) / len(seconds):.0f} s per candidate and proxy "
+                                                   "seed" if seconds else "") + ")")
+    lines += ["", notes + f"; guardrails stopped {stopped}; the loss sat at the constant-map loss in "
+              f"{sum(c['constant_map_epochs'] for c in cells)} of {sum(c['epochs'] for c in cells)} epochs."]
     return "\n".join(lines) + "\n"
 
 
@@ -208,15 +248,23 @@ def main(argv=None) -> int:
     parser.add_argument("--schedule", default=None, help="JSON of fit overrides (default: the demo's schedule)")
     parser.add_argument("--clips", type=Path, default=CLIPS, help="trimmed-clip store spliced into the real-feature "
                         "benchmark (default: ../shared/data/features/gym_clips)")
+    parser.add_argument("--criteria", default="probe", help="comma list of selection criteria to measure: probe, "
+                        "head (the proxy head, default settings of sola.select_head)")
+    parser.add_argument("--fitted", action="store_true", help="also measure the last adapter (as fitted)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--checkpoints", default="", help="also measure these checkpoint epochs (shorter budgets), "
                         "e.g. 2,4")
     args = parser.parse_args(argv)
     schedule = json.loads(args.schedule) if args.schedule else dict(DEMO_SCHEDULE)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    criteria = tuple(c.strip() for c in args.criteria.split(",") if c.strip())
     out = Path(args.out)
     report, results = [], {}
     for bench in args.bench.split(","):
         root = out / bench
-        cells = [run_cell(bench, d, f, schedule, root, lambda m: print(m, file=sys.stderr, flush=True), args.clips)
+        cells = [run_cell(bench, d, f, schedule, root, lambda m: print(m, file=sys.stderr, flush=True), args.clips,
+                          criteria, args.fitted)
                  for d in range(args.data_seeds) for f in range(args.fit_seeds)]
         table = summarise(cells)
         results[bench] = {"schedule": schedule, "cells": cells, "table": table}

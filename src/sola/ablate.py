@@ -167,9 +167,12 @@ def cached(path: Path, compute: Callable[[], dict]) -> dict:
 def ablate(store: FeatureStore, annotations, tal_config: TalConfig, points: list[dict[str, Any]],
            out_dir: str | os.PathLike, seeds: int = 3, sola_config: SoLaConfig | None = None, select: bool = True,
            heldout_subset: str | None = None, sm_weight: float = 1.0, progress: bool = False,
-           log: Callable[[str], None] = print) -> dict:
+           log: Callable[[str], None] = print, selection: dict | None = None) -> dict:
     """Run every (point, seed) not yet saved under `out_dir`; write `ablate.json`, `ablate.md` and one
-    plot per swept key. Returns the table (see `summarise`). Raises `ConfigError` for a bad point."""
+    plot per swept key. Returns the table (see `summarise`). Raises `ConfigError` for a bad point.
+
+    `selection`: overrides of the selection config's `select` section (`sola.compare.sola_store`),
+    e.g. `{"criterion": "head"}`; results under other selection settings are kept apart."""
     if seeds < 1:
         raise ConfigError(f"--seeds must be at least 1, got {seeds}")
     if not points:
@@ -190,11 +193,12 @@ def ablate(store: FeatureStore, annotations, tal_config: TalConfig, points: list
             original_dir.mkdir(parents=True, exist_ok=True)
             original = cached(original_dir / f"seed{seed}.json",
                               lambda: measure(data, annotations, tal, seed))
-            where = out_dir / "points" / slug(point) / f"seed{seed}"
+            where = out_dir / "points" / slug(point) / (f"seed{seed}" + _selection_tag(selection))
             where.mkdir(parents=True, exist_ok=True)
             log(f"{point_name(point)}, seed {seed}")
             adapted = cached(where / "result.json", lambda: _adapted(
-                data, annotations, tal, mode, sola, seed, where, select, heldout_subset, sm_weight, progress, log))
+                data, annotations, tal, mode, sola, seed, where, select, heldout_subset, sm_weight, progress, log,
+                selection))
             cells.append({"point": point, "seed": seed, "original": original, "adapted": adapted})
     table = summarise(points, cells)
     atomic_write_text(out_dir / "ablate.json", json.dumps(json_ready(table), indent=1))
@@ -203,13 +207,21 @@ def ablate(store: FeatureStore, annotations, tal_config: TalConfig, points: list
     return table
 
 
-def _adapted(data, annotations, tal, mode, sola, seed, where, select, heldout_subset, sm_weight, progress, log):
+def _selection_tag(selection: dict | None) -> str:
+    """"" for the default selection (the probe), else a suffix that keeps those results apart."""
+    if not selection or selection == {"criterion": "probe"}:
+        return ""
+    return "_select-" + slug(selection)
+
+
+def _adapted(data, annotations, tal, mode, sola, seed, where, select, heldout_subset, sm_weight, progress, log,
+             selection=None):
     """The SoLa row of one (point, seed): fit (+ select) then the head, or unified training."""
     sola = SoLaConfig.load(None, {"fit.seed": seed}, base=sola)
     if mode != "sola":
         return measure(data, annotations, tal, seed, mode=mode, sola_config=sola, sm_weight=sm_weight, probe=False)
     features, record = sola_store(data, where, annotations, tal, sola_config=sola, select=select,
-                                  progress=progress, log=log, heldout_subset=heldout_subset)
+                                  progress=progress, log=log, heldout_subset=heldout_subset, selection=selection)
     row = measure(features, annotations, tal, seed)
     row.update(selected=record["best"], identity=features is data)
     return row

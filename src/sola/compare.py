@@ -34,8 +34,8 @@ from sola.errors import ConfigError
 from sola.fit import fit_adapter
 from sola.probe import ProbeConfig, compare_probe, json_ready
 from sola.runs import ADAPTER, BEST, EVALUATION, PREDICTIONS, SELECTION, STATE, list_checkpoints, read_json
-from sola.select import select_checkpoint
-from sola.stats import format_difference, format_mean_std, paired_difference
+from sola.select_head import choose_checkpoint
+from sola.stats import format_difference, format_mean_std, paired_difference, verdict
 from sola.stores import FeatureStore
 from sola.tal.experiment import run_experiment
 from sola.tal.unified import TRAINING_MODES
@@ -93,14 +93,17 @@ def sola_store(
     progress: bool = True,
     log: Callable[[str], None] = print,
     heldout_subset: str | None = None,
+    selection: dict | None = None,
 ) -> tuple[FeatureStore, dict]:
     """The features of the "sola" mode and a record of the adapter that made them.
 
     Without `adapter`, one is fitted in `out_dir/sola_run`. With `select` (and `annotations`), the
-    adapter is chosen among the identity and the run's checkpoints by `sola.select.select_checkpoint`
-    on a held-out part of the head's training subset (`tal_config.data.train_subset`); a run
-    directory given as `adapter` is selected on the same way (its `select.json` is reused when it
-    was made on that subset, store and checkpoints). An adapter file or object is used as given.
+    adapter is chosen among the identity and the run's checkpoints by `sola.select_head.choose_checkpoint`
+    on a held-out part of the head's training subset (`tal_config.data.train_subset`), by the probe
+    or, with `selection={"criterion": "head"}` (overrides of the probe config's `select` section), by
+    a proxy of this head; a run directory given as `adapter` is selected on the same way (its
+    `select.json` is reused when it was made on that subset, store, checkpoints and selection config,
+    and for the head criterion the same head config). An adapter file or object is used as given.
     When the identity wins (or the adapter's gate is 0), the "sola" features are `store` itself:
     nothing is written. Otherwise `out_dir/sola_features` holds the transformed copy.
 
@@ -126,10 +129,11 @@ def sola_store(
         chosen = load_adapter(source)
     record = {"source": source, "selected": False, "best": None, "message": None}
     if select and run_dir is not None and annotations is not None and list_checkpoints(run_dir):
-        table = _selection(run_dir, store, annotations, tal_config, progress, log, heldout_subset)
+        table = _selection(run_dir, store, annotations, tal_config, progress, log, heldout_subset, selection)
         log(table["message"])
         record.update(selected=True, best=table["best"], message=table["message"],
-                      source=str(run_dir / "checkpoints"), select_table=str(run_dir / SELECTION))
+                      source=str(run_dir / "checkpoints"), select_table=str(run_dir / SELECTION),
+                      criterion=table.get("criterion", "probe"))
         chosen = None if table["identity_wins"] else load_adapter(table["best_checkpoint"])
     elif chosen is None:  # a run directory, not selected here: its best.safetensors, else adapter.safetensors
         if select and annotations is not None:
@@ -152,29 +156,45 @@ def sola_store(
 
 
 def _selection(run_dir: Path, store: FeatureStore, annotations, tal_config, progress: bool, log,
-               heldout_subset: str | None = None) -> dict:
-    """`select_checkpoint` on the head's training subset, or the run's `select.json` when it still holds."""
+               heldout_subset: str | None = None, selection: dict | None = None) -> dict:
+    """`choose_checkpoint` on the head's training subset, or the run's `select.json` when it still holds."""
     subset = tal_config.data.train_subset if tal_config is not None else None
-    saved = run_dir / SELECTION
-    if saved.is_file() and (run_dir / BEST).is_file():
-        previous = read_json(saved, {})
-        current = [f"epoch_{epoch:04d}" for epoch, _ in list_checkpoints(run_dir)]
-        if ("best" in previous and previous.get("checkpoints") == current
-                and previous.get("features") == str(Path(store.path).resolve())
-                and (subset is None or canonical_subset(previous.get("subset", "")) == canonical_subset(subset))
-                and (heldout_subset is None
-                     or canonical_subset(previous.get("val_subset", "")) == canonical_subset(heldout_subset))):
-            log(f"reusing the selection in {saved}")
-            return previous
-    log(f"selecting among the identity and the checkpoints of {run_dir} on held-out videos of subset "
-        f"{subset or '(default)'}")
-    grid = _probe_grid(annotations, subset, tal_config) if tal_config is not None else {}
     if heldout_subset and tal_config is not None and (
             canonical_subset(heldout_subset) == canonical_subset(tal_config.data.test_subset)):
-
         raise ConfigError(f"--heldout-subset {heldout_subset} is the evaluation subset; selection must never see it")
-    return select_checkpoint(run_dir, store, annotations, ProbeConfig.from_dict({"data": grid}), subset=subset,
-                             progress=progress, log=log, heldout_subset=heldout_subset)
+    grid = _probe_grid(annotations, subset, tal_config) if tal_config is not None else {}
+    config = ProbeConfig.from_dict({"data": grid, "select": dict(selection or {})}).validate()
+    previous = read_json(run_dir / SELECTION, {}) if (run_dir / BEST).is_file() else {}
+    if _selection_holds(previous, run_dir, store, config, tal_config, subset, heldout_subset):
+        log(f"reusing the selection in {run_dir / SELECTION}")
+        return previous
+    log(f"selecting among the identity and the checkpoints of {run_dir} by the {config.select.criterion} on "
+        f"held-out videos of subset {subset or '(default)'}")
+    return choose_checkpoint(run_dir, store, annotations, config, tal_config, subset=subset,
+                             heldout_subset=heldout_subset, progress=progress, log=log)
+
+
+def _selection_holds(previous: dict, run_dir: Path, store: FeatureStore, config: ProbeConfig, tal_config,
+                     subset: str | None, heldout_subset: str | None) -> bool:
+    """Whether a saved `select.json` answers this selection: the same checkpoints, store, subsets,
+    selection config (criterion, probe settings) and, for the head criterion, head config."""
+    if "best" not in previous:
+        return False
+    current = [f"epoch_{epoch:04d}" for epoch, _ in list_checkpoints(run_dir)]
+    same = (previous.get("checkpoints") == current
+            and previous.get("features") == str(Path(store.path).resolve())
+            and (subset is None or canonical_subset(previous.get("subset", "")) == canonical_subset(subset))
+            and (heldout_subset is None
+                 or canonical_subset(previous.get("val_subset", "")) == canonical_subset(heldout_subset))
+            and previous.get("config") == _plain(config.to_dict()))
+    if same and config.select.criterion == "head":
+        return tal_config is None or previous.get("head_config") == _plain(tal_config.to_dict())
+    return same
+
+
+def _plain(value):
+    """`value` as it reads back from JSON (tuples become lists, NaN None), for comparing with a saved table."""
+    return json.loads(json.dumps(json_ready(value)))
 
 
 def _probe_grid(annotations, subset: str | None, tal_config) -> dict:
@@ -227,6 +247,7 @@ def compare(
     probe_table: dict | None = None,
     select: bool = True,
     heldout_subset: str | None = None,
+    selection: dict | None = None,
 ) -> dict:
     """Train and evaluate the head per mode and seed; write `compare.json` and `compare.md` in `out_dir`.
 
@@ -235,9 +256,12 @@ def compare(
     adapter among the identity and the checkpoints of the fitted run (or of a run directory given
     as `adapter`) on held-out videos of `tal_config.data.train_subset` (`sola_store`); an adapter
     file or object is never selected on; `heldout_subset` (never the evaluation subset): measure the
-    selection probe on that subset instead (`sola splice`'s "holdout"). `adapted_store`: SoLa features already written (then no
+    selection on that subset instead (`sola splice`'s "holdout"); `selection`: overrides of the `select`
+    section of `sola.probe.ProbeConfig`, e.g. `{"criterion": "head"}` to select by a proxy of this
+    head (`sola.select_head`) instead of the probe. `adapted_store`: SoLa features already written (then no
     adapter work here). `probe_table`: a `sola.probe.compare_probe` result to reuse for the probe
-    columns. Returns the table as a dict; its "sola_adapter" says which adapter made the "sola" features.
+    columns. Returns the table as a dict; its "sola_adapter" says which adapter made the "sola" features
+    and its "verdict" (`verdicts`) says, per mode and metric, whether it helps the head.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -250,7 +274,7 @@ def compare(
                     "features": str(adapted_store.path)}
         else:
             stores["sola"], used = sola_store(store, out_dir, annotations, tal_config, adapter, sola_config,
-                                              select, progress, log, heldout_subset)
+                                              select, progress, log, heldout_subset, selection)
     results: dict[str, list[dict]] = {}
     for mode in modes:
         for seed in range(seeds):
@@ -269,6 +293,7 @@ def compare(
     table["annotations"] = _annotation_source(annotations)
     if used is not None:
         table["sola_adapter"] = {key: value for key, value in used.items() if key != "digest"}
+    table["verdict"] = verdicts(table)
     atomic_write_text(out_dir / TABLE, json.dumps(json_ready(table), indent=1))
     atomic_write_text(out_dir / "compare.md", format_markdown(table))
     return table
@@ -322,6 +347,7 @@ def summarise(results: dict[str, list[dict]], probes: dict[str, dict], tal_confi
         average = np.array([run["average_mAP"] for run in runs])
         probe = probes.get(mode, {})
         rows[mode] = {
+            "mAP_per_seed": {t: per_tiou[:, k].tolist() for k, t in enumerate(thresholds)},
             "mAP_mean": dict(zip(thresholds, per_tiou.mean(0).tolist())),
             "mAP_std": dict(zip(thresholds, per_tiou.std(0).tolist())),
             "average_mAP_mean": float(average.mean()),
@@ -338,8 +364,36 @@ def summarise(results: dict[str, list[dict]], probes: dict[str, dict], tal_confi
         if baseline is not None and mode != "baseline" and row["seeds"] == baseline["seeds"]:
             row["average_mAP_minus_baseline"] = paired_difference(row["average_mAP_per_seed"],
                                                                   baseline["average_mAP_per_seed"])
+            if "mAP_per_seed" in baseline and list(row["mAP_per_seed"]) == list(baseline["mAP_per_seed"]):
+                row["mAP_minus_baseline"] = {t: paired_difference(values, baseline["mAP_per_seed"][t])
+                                             for t, values in row["mAP_per_seed"].items()}
     return {"modes": list(results), "rows": rows, "sm_weight": sm_weight,
             "test_subset": tal_config.data.test_subset, "train_subset": tal_config.data.train_subset}
+
+
+def verdicts(table: dict) -> list[dict]:
+    """One verdict per (mode, metric) against the baseline, from the paired seeds: average mAP, then
+    mAP at each tIoU. Each: `{"mode", "metric", "text"}` plus the paired difference, where `text` is
+    `sola.stats.verdict`'s line ("SoLa helps: +1.2 [+0.3, +2.1] (3 pairs)", ...)."""
+    found = []
+    for mode, row in table["rows"].items():
+        if "average_mAP_minus_baseline" not in row:
+            continue
+        name = "SoLa" if mode == "sola" else mode
+        metrics = {"avg mAP": row["average_mAP_minus_baseline"]}
+        metrics.update({f"mAP@{t}": d for t, d in row.get("mAP_minus_baseline", {}).items()})
+        for metric, difference in metrics.items():
+            found.append({"mode": mode, "metric": metric, "text": verdict(difference, name), **difference})
+    return found
+
+
+def verdict_lines(table: dict) -> list[str]:
+    """The verdicts as printed lines: `avg mAP (sola vs baseline): SoLa helps: +1.2 [+0.3, +2.1] (3 pairs)`.
+
+    Tables from before verdicts were kept get theirs computed from their rows.
+    """
+    found = table.get("verdict") or verdicts(table)
+    return [f"{v['metric']} ({v['mode']} vs baseline): {v['text']}" for v in found]
 
 
 def table_cells(table: dict) -> tuple[list[str], list[list[str]]]:
@@ -387,4 +441,7 @@ def format_markdown(table: dict) -> str:
     lines += ["| " + " | ".join(cells) + " |" for cells in rows]
     for note in table_notes(table):
         lines += ["", note]
+    found = verdict_lines(table)
+    if found:
+        lines += ["", "**Verdict** (paired seeds, 95% t-interval):", ""] + [f"- {line}" for line in found]
     return "\n".join(lines) + "\n"

@@ -49,6 +49,7 @@ from sola.errors import AnnotationError, ConfigError, StoreError
 from sola.transform import apply_adapter
 
 METRICS = ("accuracy", "balanced_accuracy", "average_precision", "boundary_accuracy")
+CRITERIA = ("probe", "head")  # what `select.criterion` may name
 SELECTABLE = tuple(f"{p}_{m}" for p in ("sgd", "lbfgs") for m in METRICS)  # the columns `select.metric` may name
 
 
@@ -79,6 +80,14 @@ def validate_probe_config(config: ProbeConfig) -> None:
                         ("lbfgs.tolerance_change", lbfgs.tolerance_change), ("select.min_gain", select.min_gain)):
         if not (math.isfinite(value) and value >= 0):
             raise ConfigError(f"{name} must be a finite number >= 0, got {value}")
+    if select.criterion not in CRITERIA:
+        raise ConfigError(f"select.criterion must be one of {', '.join(CRITERIA)}, got {select.criterion!r}")
+    for name, value, least in (("select.head_epochs", select.head_epochs, 0), ("select.seeds", select.seeds, 2)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < least:
+            raise ConfigError(f"{name} must be an integer >= {least}, got {value!r}"
+                              + ("; a 95% interval needs two paired seeds" if name == "select.seeds" else ""))
+    if not (math.isfinite(select.head_margin) and select.head_margin >= 0):
+        raise ConfigError(f"select.head_margin must be a finite number >= 0 (avg mAP, 0-1), got {select.head_margin}")
     if select.metric not in SELECTABLE:
         raise ConfigError(f"select.metric: unknown probe metric {select.metric!r}; "
                           f"choose one of {', '.join(SELECTABLE)}")
@@ -127,6 +136,11 @@ class ProbeSelectConfig:
 
     metric: str = "lbfgs_balanced_accuracy"  # the converging probe: sgd_* can sit at the majority rate
     min_gain: float = 0.0  # a checkpoint must beat the identity by more than this
+    # Beyond the reference (`sola.select_head`): judge candidates by a short proxy head instead.
+    criterion: str = "probe"  # "probe" (the reference's rule) or "head" (the proxy head's held-out avg mAP)
+    head_epochs: int = 6  # the proxy head's epochs in all, warm-up included (0: the head config's schedule)
+    seeds: int = 3  # proxy-head seeds, each candidate paired with the identity on the same seed
+    head_margin: float = 0.0  # the 95% interval of the paired avg-mAP gain (0-1) must lie above this
 
 
 class ProbeConfig(SectionedConfig, check=validate_probe_config):

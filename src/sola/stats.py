@@ -55,3 +55,23 @@ def format_difference(summary: dict[str, float], scale: float = 100.0, digits: i
         return f"{scale * summary['mean']:+.{digits}f} (n=1)"
     return (f"{scale * summary['mean']:+.{digits}f} "
             f"[{scale * summary['low']:+.{digits}f}, {scale * summary['high']:+.{digits}f}]")
+
+
+def verdict(difference: dict[str, float], name: str = "SoLa", scale: float = 100.0, digits: int = 1) -> str:
+    """One plain line from a paired difference (`paired_difference`, treated - control, 0-1 units).
+
+    "SoLa helps: +1.2 [+0.3, +2.1] (3 pairs)" when the 95% interval lies above 0, "SoLa hurts: ..."
+    when it lies below, "no measurable difference: ..." when it spans 0, and with one pair "one seed
+    cannot tell: ..." (no interval).
+    """
+    n = int(difference["n"])
+    if n < 2:
+        return (f"one seed cannot tell: {name} {scale * difference['mean']:+.{digits}f} (n=1, no interval); "
+                "rerun with 3 or more seeds")
+    shown = f"{format_difference(difference, scale, digits)} ({n} pairs)"
+    low, high = difference["low"], difference["high"]
+    if low > 0:
+        return f"{name} helps: {shown}"
+    if high < 0:
+        return f"{name} hurts: {shown}"
+    return f"no measurable difference: {shown}"

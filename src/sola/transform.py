@@ -85,11 +85,13 @@ def transform_store(
     device: str = "auto",
     progress: bool = True,
     nan_policy: str = "error",
+    video_ids: list[str] | None = None,
 ) -> dict:
     """Write `adapter(store)` to a new store of the same layout at `out`; rerunning skips done videos.
 
     Under `torchrun`, videos are sharded across ranks; the main rank finishes the store at the end.
     `nan_policy` ("error", "zero", "drop-video") decides what happens to videos with NaN/Inf.
+    `video_ids`: only these videos of the store (default: all of them).
     Returns counts: {"videos", "written", "skipped", "dropped", "seconds", "snippets"}. Raises
     `StoreError` when `out` is the input store (inputs are never modified), when `out` holds
     features its provenance record does not vouch for (see the module docstring) or a video is bad.
@@ -99,6 +101,12 @@ def transform_store(
     if out.resolve() == store.path.resolve():
         raise StoreError(f"--out {out} is the input store; choose a new directory (inputs are never modified)")
     ids = store.video_ids()
+    if video_ids is not None:
+        wanted = set(video_ids)
+        unknown = sorted(wanted - set(ids))
+        if unknown:
+            raise StoreError(f"feature store {store.path} has no video {unknown[0]!r} ({len(unknown)} asked for are missing)")
+        ids = [video_id for video_id in ids if video_id in wanted]
     if not ids:
         raise StoreError(f"feature store {store.path} holds no videos")
     context = setup_distributed(device)

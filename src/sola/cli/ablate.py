@@ -6,7 +6,7 @@ import argparse
 
 from sola.ablate import PRESETS, ablate, format_markdown, parse_grid
 from sola.cli.common import add_command, annotations_from_args, integer, store_from_args
-from sola.cli.compare import add_head_and_sola_arguments, head_and_sola_configs
+from sola.cli.compare import add_head_and_sola_arguments, head_and_sola_configs, selection_options
 from sola.errors import ConfigError
 
 
@@ -40,7 +40,7 @@ def run_ablate(args: argparse.Namespace) -> int:
     table = ablate(store_from_args(args), annotations_from_args(args), tal_config,
                    points, args.out, seeds=args.seeds, sola_config=sola_config,
                    select=not args.no_select, heldout_subset=args.heldout_subset, sm_weight=args.sm_weight,
-                   log=(lambda line: None) if args.quiet else print)
+                   log=(lambda line: None) if args.quiet else print, selection=selection_options(args))
     print(format_markdown(table))
     print(f"written to {args.out}/ablate.md, {args.out}/ablate.json and {len(table['plots'])} plot(s)")
     return 0

@@ -6,7 +6,7 @@ import argparse
 
 from sola.cli.common import (NON_NEGATIVE, add_annotation_arguments, add_command, add_config_arguments,
                              add_store_arguments, annotations_from_args, config_overrides, integer, store_from_args)
-from sola.compare import compare, format_markdown, parse_modes
+from sola.compare import compare, format_markdown, parse_modes, verdict_lines
 from sola.config import SoLaConfig, load_config
 from sola.devices import is_main_process
 from sola.errors import ConfigError
@@ -38,6 +38,10 @@ def add_head_and_sola_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-select", action="store_true", help="use the run's final adapter (a run directory: its "
                    "best.safetensors, else adapter.safetensors) instead of selecting among the identity and its "
                    "checkpoints on held-out videos of the head's training subset")
+    p.add_argument("--select-by", choices=["probe", "head"], default="probe",
+                   help="judge the candidates by the linear probe (default, the reference's rule) or by a short "
+                   "proxy of this head on the held-out videos, paired seeds (`--set select.head_epochs=6`, "
+                   "`select.seeds=3`, `select.head_margin=0`)")
     p.add_argument("--heldout-subset", default=None, metavar="SUBSET",
                    help="select on this subset instead of held-out videos of the head's training subset "
                    "(`sola splice` data: holdout)")
@@ -48,8 +52,16 @@ def head_and_sola_configs(args: argparse.Namespace):
     """`(TalConfig, SoLaConfig)` from `--config`, `--sola-config` and `--set`, each key to its config's sections."""
     overrides = config_overrides(args)
     sola_keys = {key: value for key, value in overrides.items() if key.split(".")[0] in SoLaConfig.sections()}
-    tal_keys = {key: value for key, value in overrides.items() if key not in sola_keys}
+    tal_keys = {key: value for key, value in overrides.items()
+                if key not in sola_keys and key.split(".")[0] != "select"}
     return load_tal_config(args.config, tal_keys), load_config(args.sola_config, sola_keys)
+
+
+def selection_options(args: argparse.Namespace) -> dict:
+    """The `select` section of the selection config: `--select-by`, then `--set select.KEY=VALUE`."""
+    chosen = {key.split(".", 1)[1]: value for key, value in config_overrides(args).items()
+              if key.split(".")[0] == "select"}
+    return {"criterion": getattr(args, "select_by", "probe"), **chosen}
 
 
 def run_compare(args: argparse.Namespace) -> int:
@@ -78,6 +90,7 @@ def run_compare(args: argparse.Namespace) -> int:
         log=print if main else (lambda line: None),
         select=not args.no_select,
         heldout_subset=args.heldout_subset,
+        selection=selection_options(args),
     )
     if not main:
         return 0
@@ -86,4 +99,6 @@ def run_compare(args: argparse.Namespace) -> int:
     if used:
         print(f"sola features: {used['message'] or used['source']}")
     print(f"written to {args.out}/compare.md and {args.out}/compare.json")
+    for line in verdict_lines(table):
+        print(f"verdict: {line}")
     return 0

@@ -19,7 +19,8 @@ from sola.metrics import evaluate_detection, evaluate_proposals, parse_tiou
 from sola.predictions import align_video_ids, ground_truth_segments, prediction_notes, read_predictions
 from sola.probe import SELECTABLE, ProbeConfig, compare_probe, format_probe_table, json_ready
 from sola.runs import BEST, SELECTION, fitted_store
-from sola.select import select_checkpoint
+from sola.select_head import choose_checkpoint, format_head_table
+from sola.tal.config import load_tal_config
 from sola.stores import open_store
 from sola.tsm import write_tsm_picture
 
@@ -42,6 +43,12 @@ SELECT_SHORTCUTS = [
                                        "this on --metric (default 0: any strict gain)"}),
     ("--metric", "select.metric", {"help": f"column that picks the best checkpoint: {', '.join(SELECTABLE)} "
                                    "(default lbfgs_balanced_accuracy; sgd_accuracy is the reference protocol's)"}),
+    ("--criterion", "select.criterion", {"choices": ["probe", "head"], "help": "judge candidates by the linear "
+                                         "probe (default, the reference's rule) or by a short proxy of the TAL head "
+                                         "(--head-config) on held-out videos, paired seeds"}),
+    ("--head-epochs", "select.head_epochs", {"type": integer(0), "help": "head criterion: the proxy head's epochs "
+                                             "in all (default 6; 0: the head config's schedule)"}),
+    ("--seeds", "select.seeds", {"type": integer(2), "help": "head criterion: proxy-head seeds (default 3)"}),
 ]
 PROBE_CONFIG = "probe config (sections data, sgd, lbfgs, select) over the reference defaults"
 
@@ -87,6 +94,9 @@ def register(subparsers) -> None:
     p.add_argument("--heldout-subset", default=None, metavar="SUBSET",
                    help="measure the probe on this subset instead of a held-out part of --subset "
                    "(e.g. holdout for `sola splice` data, whose training videos share clips)")
+    p.add_argument("--head-config", default=None, metavar="TAL_CONFIG", help="head criterion: the TAL head "
+                   "config whose proxy judges (a YAML file or a shipped name, e.g. thumos14_i3d; default: the "
+                   "THUMOS14 values); its data.test_subset is never read")
     _add_probe_config_arguments(p, "data.holdout=0.5", SELECT_SHORTCUTS)
 
     p = add_command(subparsers, "tsm", run_tsm)
@@ -234,12 +244,13 @@ def run_probe(args) -> int:
 
 
 def run_select(args) -> int:
-    """probe the identity and every checkpoint of a run; the best becomes RUN_DIR/best.safetensors
+    """judge the identity and every checkpoint of a run; the best becomes RUN_DIR/best.safetensors
 
-    Probe the identity (the original features) and every checkpoints/epoch_XXXX.safetensors of a run on a
-    held-out part of the subset the TAL head trains on (never the evaluation subset); copy the winner to
-    RUN_DIR/best.safetensors (an identity adapter when no checkpoint beats the original features) and write
-    RUN_DIR/select.json.
+    Judge the identity (the original features) and every checkpoints/epoch_XXXX.safetensors of a run on a
+    held-out part of the subset the TAL head trains on (never the evaluation subset), by the linear probe
+    (default) or, with --criterion head, by a short proxy of the TAL head (--head-config) over paired seeds;
+    copy the winner to RUN_DIR/best.safetensors (an identity adapter when no checkpoint beats the original
+    features) and write RUN_DIR/select.json.
     """
     config = ProbeConfig.load(args.config, config_overrides(args))
     device = resolve_device(args.device)
@@ -249,11 +260,12 @@ def run_select(args) -> int:
         store = fitted_store(args.run_dir)
     annotations = annotations_from_args(args)
     log = None if args.quiet else (lambda line: print(line, file=sys.stderr))
-    table = select_checkpoint(
-        args.run_dir, store, annotations, config, progress=not args.quiet, log=log, device=device,
+    head = load_tal_config(args.head_config) if config.select.criterion == "head" else None
+    table = choose_checkpoint(
+        args.run_dir, store, annotations, config, head, progress=not args.quiet, log=log, device=device,
         subset=args.subset, heldout_subset=args.heldout_subset,
     )
-    print(format_probe_table(table))
+    print(format_head_table(table) if table.get("criterion") == "head" else format_probe_table(table))
     print(table["message"])
     print(f"wrote {args.run_dir}/{BEST} and {args.run_dir}/{SELECTION}")
     return 0

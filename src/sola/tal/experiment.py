@@ -198,7 +198,7 @@ def run_experiment(store, annotations, config: TalConfig, seed: int = 0, out_dir
                                            config.test.video_score_topk)
     fused = bool(predictions["external_data"]["used"])
     metrics = evaluate_predictions(predictions, annotations, config.data.test_subset, config.test.tiou_thresholds,
-                                   class_agnostic=config.data.num_classes == 1 and not fused)
+                                   class_agnostic=names == [AGNOSTIC_LABEL] and not fused)
     summary = {
         "mAP": {f"{t:.2f}": float(v) for t, v in zip(metrics.tiou_thresholds, metrics.mAP)},
         "average_mAP": metrics.average_mAP,
