@@ -193,3 +193,60 @@ def test_table_has_the_paired_difference_and_says_n1_for_one_seed():
     one = summarise({"baseline": fake_runs([0.4], [0]), "sola": fake_runs([0.5], [0])}, {}, tal, 1.0)
     markdown = format_markdown(one)
     assert "(n=1)" in markdown and "± 0.00" not in markdown and "+10.00 (n=1)" in markdown
+
+
+def test_compare_ends_with_a_verdict_per_metric():
+    from sola.compare import summarise, verdict_lines, verdicts
+
+    tal = load_tal_config("tal_synthetic_cpu")
+    base, better = [0.40, 0.50, 0.45], [0.43, 0.52, 0.49]
+    runs = lambda values: [{**run, "mAP": {"0.30": v + 0.1, "0.50": v}} for run, v in  # noqa: E731
+                           zip(fake_runs(values, [0, 1, 2]), values)]
+    table = summarise({"baseline": runs(base), "sola": runs(better), "unified": runs([0.30, 0.51, 0.44])}, {}, tal, 1.0)
+    found = verdicts(table)
+    assert [(v["mode"], v["metric"]) for v in found] == [
+        ("sola", "avg mAP"), ("sola", "mAP@0.30"), ("sola", "mAP@0.50"),
+        ("unified", "avg mAP"), ("unified", "mAP@0.30"), ("unified", "mAP@0.50")]
+    assert found[0]["text"].startswith("SoLa helps: +3.0 [") and found[0]["text"].endswith("(3 pairs)")
+    assert found[3]["text"].startswith("no measurable difference: ")
+    table["verdict"] = found
+    lines = verdict_lines(table)
+    assert lines[0] == f"avg mAP (sola vs baseline): {found[0]['text']}"
+    markdown = format_markdown(table)
+    assert "**Verdict**" in markdown and f"- {lines[0]}" in markdown
+    one = summarise({"baseline": fake_runs([0.4], [0]), "sola": fake_runs([0.5], [0])}, {}, tal, 1.0)
+    assert verdict_lines(one)[0].startswith("avg mAP (sola vs baseline): one seed cannot tell")
+
+
+def test_compare_selects_by_head_and_reuses_a_selection_only_under_the_same_config(tmp_path, monkeypatch, capsys):
+    import sola.compare
+    import sola.tal.experiment
+    from sola.cli import main
+    from tests.test_probe import DIM, make_toy
+    from tests.test_select_head import sharpness_head
+
+    proxies = []
+    monkeypatch.setattr(sola.compare, "run_experiment", fake_experiment([]))
+    monkeypatch.setattr(sola.tal.experiment, "run_experiment", sharpness_head(proxies))
+    make_toy(tmp_path, flip=0)
+    run = scrambled_run(tmp_path, DIM)  # scrambled checkpoints: sharper features, the stand-in head gains
+    args = ["compare", str(tmp_path / "features"), "--annotations", str(tmp_path / "annotations.json"),
+            "--config", "tal_synthetic_cpu", "--adapter", str(run), "--seeds", "2", "--no-probe", "--quiet"]
+    assert main([*args, "--out", str(tmp_path / "by_head"), "--select-by", "head", "--set", "select.seeds=2"]) == 0
+    out = capsys.readouterr().out
+    selection = json.loads((run / "select.json").read_text())
+    assert selection["criterion"] == "head" and selection["seeds"] == 2 and not selection["identity_wins"]
+    used = json.loads((tmp_path / "by_head" / "compare.json").read_text())["sola_adapter"]
+    assert used["criterion"] == "head" and used["best"] == selection["best"]
+    assert "verdict: avg mAP (sola vs baseline): no measurable difference" in out  # the fake head: equal mAP
+    assert proxies
+    # The same selection config reuses select.json; another one (the probe, or other proxy seeds) selects again.
+    proxies.clear()
+    assert main([*args, "--out", str(tmp_path / "again"), "--select-by", "head", "--set", "select.seeds=2"]) == 0
+    assert "reusing the selection" in capsys.readouterr().out and not proxies
+    assert main([*args, "--out", str(tmp_path / "three"), "--select-by", "head"]) == 0
+    capsys.readouterr()
+    assert proxies and json.loads((run / "select.json").read_text())["seeds"] == 3
+    assert main([*args, "--out", str(tmp_path / "probe")]) == 0
+    assert "reusing the selection" not in capsys.readouterr().out
+    assert json.loads((run / "select.json").read_text())["criterion"] == "probe"

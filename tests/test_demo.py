@@ -7,8 +7,14 @@ from sola.demo import run_demo
 
 @pytest.mark.slow
 def test_demo_runs_end_to_end_and_resumes(tmp_path):
-    summary = run_demo(tmp_path / "demo", num_videos=16, epochs=1, progress=False, log=lambda s: None)
+    lines = []
+    summary = run_demo(tmp_path / "demo", num_videos=16, epochs=1, progress=False, log=lines.append)
     assert summary["videos"] == 16 and summary["fit"]["epochs"] == 1
+    # One seed per mode: the verdict says it cannot tell; a kept identity is said in words.
+    assert summary["verdict"] and summary["verdict"][0].startswith("avg mAP (sola vs baseline): one seed cannot tell")
+    assert f"verdict: {summary['verdict'][0]}" in lines
+    kept = "      on this data no checkpoint beat the original features; the original is kept" in lines
+    assert kept == (summary["selected"] == "identity") == summary["kept_original"]
     assert summary["transform"]["written"] == 16
     selection = json.loads((tmp_path / "demo" / "run" / "select.json").read_text())
     assert summary["selected"] == selection["best"] and selection["subset"] == "training"

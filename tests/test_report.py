@@ -14,7 +14,7 @@ import pytest
 
 from sola.annotations import load_annotations
 from sola.cli import main
-from sola.compare import compare, predictions_path, result_path
+from sola.compare import compare, predictions_path, result_path, verdict_lines
 from sola.config import load_config
 from sola.errors import CheckpointError, ConfigError
 from sola.metrics.errors import ERROR_TYPES
@@ -206,8 +206,10 @@ def test_compare_report_has_the_tables_and_the_numbers_of_compare_json(compare_d
     assert report_kind(compare_dir) == "compare"
     written = write_report(compare_dir, tmp_path / "cmp.html")
     page = check_self_contained(written["html"].read_text())
-    assert page.sections == ["comparison", "map", "per-class", "errors", "timelines"]
+    assert page.sections == ["verdict", "comparison", "map", "per-class", "errors", "timelines"]
     table = json.loads((compare_dir / "compare.json").read_text())
+    assert [row[0] for row in page.tables["verdict"][1:]] == verdict_lines(table)
+    assert page.tables["verdict"][1][0].startswith("avg mAP (sola vs baseline): ")
     rows = {row[0]: row for row in page.tables["map-table"][1:]}
     assert set(rows) == {"baseline", "sola"}
     for mode, row in table["rows"].items():

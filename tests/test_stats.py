@@ -27,3 +27,20 @@ def test_t_quantiles():
     assert t_quantile_975(1) == 12.706 and t_quantile_975(8) == 2.306 and t_quantile_975(100) == 1.960
     with pytest.raises(ValueError):
         t_quantile_975(0)
+
+
+def test_verdict_wording():
+    from sola.stats import verdict
+
+    helps = paired_difference([0.52, 0.51, 0.54], [0.50, 0.49, 0.51])
+    assert helps["low"] > 0
+    assert verdict(helps) == f"SoLa helps: {format_difference(helps)} (3 pairs)"
+    hurts = paired_difference([0.50, 0.49, 0.51], [0.52, 0.51, 0.54])
+    assert verdict(hurts) == f"SoLa hurts: {format_difference(hurts)} (3 pairs)"
+    null = paired_difference([0.52, 0.48, 0.50], [0.50, 0.50, 0.50])
+    assert null["low"] < 0 < null["high"]
+    assert verdict(null) == f"no measurable difference: {format_difference(null)} (3 pairs)"
+    same = paired_difference([0.5, 0.4], [0.5, 0.4])  # the identity kept: zero on every seed
+    assert verdict(same) == "no measurable difference: +0.0 [+0.0, +0.0] (2 pairs)"
+    one = verdict(paired_difference([0.5], [0.4]), "unified")
+    assert one.startswith("one seed cannot tell: unified +10.0 (n=1") and "3 or more seeds" in one

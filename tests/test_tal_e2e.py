@@ -117,3 +117,17 @@ def test_cli_bad_input_is_one_line(synthetic, tmp_path, capsys):
                  str(synthetic / "annotations.json")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "not a TAL run directory" in err
+
+
+def test_a_one_label_dataset_is_scored_by_its_label(tmp_path, recwarn):
+    # One label ("act"): the head is single-class, and its detections must meet the ground truth under
+    # that label (they were once scored against "action" ground truth: every prediction ignored, mAP 0).
+    from tests.test_probe import make_toy
+
+    store, annotations = make_toy(tmp_path, videos=(("training", 6), ("validation", 2)), flip=0)
+    config = load_tal_config("tal_synthetic_cpu", {"train.epochs": 2, "train.warmup_epochs": 1,
+                                                   "model.embd_dim": 16, "model.head_dim": 16})
+    result = run_experiment(store, annotations, config, seed=0, progress=False)
+    assert result["scoring"] == "class-agnostic proposals"
+    assert not [w for w in recwarn if "not in the ground truth" in str(w.message)]
+    assert result["average_mAP"] > 0

@@ -178,3 +178,12 @@ def test_transform_of_a_two_stream_store_returns_the_written_store(tmp_path):
     adapted, _ = sola_store(store, tmp_path / "cmp", adapter=model.adapter_, select=False, log=lambda line: None)
     assert adapted.path == tmp_path / "cmp" / "sola_features" and adapted.dim() == 8
     assert not np.allclose(adapted.read("vid001"), store.read("vid001"))
+
+
+def test_transform_only_the_videos_asked_for(tmp_path, adapter):
+    store = open_store(write_npy_store(tmp_path / "in", [20, 30, 25], dim=8))
+    summary = transform_store(adapter, store, tmp_path / "out", progress=False, video_ids=["vid002", "vid000"])
+    assert summary["videos"] == 2 and summary["written"] == 2
+    assert sorted(open_store(tmp_path / "out").video_ids()) == ["vid000", "vid002"]
+    with pytest.raises(StoreError, match="no video 'nope'"):
+        transform_store(adapter, store, tmp_path / "other", progress=False, video_ids=["vid000", "nope"])

@@ -20,7 +20,7 @@ from typing import Callable
 from sola.adapter import adapter_digest, load_adapter
 from sola.annotations import load_annotations
 from sola.atomic import atomic_write_text
-from sola.compare import compare, format_markdown
+from sola.compare import compare, format_markdown, verdict_lines
 from sola.config import SoLaConfig, nest_dotted
 from sola.errors import ExtractError
 from sola.extract import extract_videos, load_metadata
@@ -50,6 +50,7 @@ DEMO_SCHEDULE = {
     "fit.lr": 1e-4,
     "fit.checkpoint_every": 1,
 }
+KEPT_ORIGINAL = "on this data no checkpoint beat the original features; the original is kept"
 WINDOWS_PER_EPOCH = 3200  # a few real videos get more windows each, so an epoch stays ~50 steps
 
 
@@ -109,6 +110,8 @@ def run_demo(
         "pictures": pictures,
         "probe": probe,
         "detection": detection,
+        "verdict": None if detection is None else verdict_lines(detection),
+        "kept_original": None if selection is None else bool(selection["identity_wins"]),
         "reports": reports,
         "seconds": round(time.perf_counter() - started, 1),
     }
@@ -152,6 +155,8 @@ def _fit(store: FeatureStore, config: SoLaConfig, labels, run_dir: Path, progres
     log("      selecting a checkpoint on held-out training videos (the identity is a candidate)")
     selection = select_checkpoint(run_dir, store, labels, subset="training", progress=progress)
     log(f"      {selection['message']}")
+    if selection["identity_wins"]:
+        log(f"      {KEPT_ORIGINAL}")
     return load_adapter(run_dir / BEST), selection
 
 
@@ -177,6 +182,8 @@ def _evaluate(store: FeatureStore, labels, sola_store: FeatureStore, out_dir: Pa
                         modes=["baseline", "sola"], seeds=1, adapted_store=sola_store, probe_table=probe,
                         progress=progress, log=log)
     log(format_markdown(detection))
+    for line in verdict_lines(detection):
+        log(f"verdict: {line}")
     return probe, detection
 
 

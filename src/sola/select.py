@@ -73,7 +73,7 @@ def select_checkpoint(
     `subset` (the probe then trains on all of `subset`): for data whose videos share content within
     a subset, such as `sola splice`'s ("holdout").
 
-    Returns the table: `{"metric", "best" ("identity" or "epoch_0040"), "best_epoch" (0 for the
+    Returns the table: `{"criterion" ("probe"), "metric", "best" ("identity" or "epoch_0040"), "best_epoch" (0 for the
     identity), "best_value", "identity_value", "gain", "min_gain", "identity_wins",
     "best_checkpoint" (path, None for an identity without epoch 0), "identity_checkpoint",
     "checkpoints", "features", "subset", "holdout", "heldout_videos", "train_videos", "subsample", "val_videos",
@@ -101,6 +101,7 @@ def select_checkpoint(
         best, best_epoch, best_path, best_value = IDENTITY, 0, identity_path, identity_value
         _write_identity(run_dir / BEST, identity_path, checkpoints[-1][1], store.dim())
     table = {
+        "criterion": "probe",
         "metric": metric,
         "best": best,
         "best_epoch": best_epoch,

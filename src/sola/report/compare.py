@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from sola.annotations import load_annotations
-from sola.compare import TABLE, predictions_path, result_path, table_cells, table_notes
+from sola.compare import TABLE, predictions_path, result_path, table_cells, table_notes, verdict_lines
 from sola.errors import CheckpointError, PredictionError, SolaError
 from sola.metrics import Segments
 from sola.metrics.errors import ERROR_TYPES, false_positive_analysis
@@ -50,6 +50,12 @@ def compare_report(compare_dir: str | Path, images: Path) -> Report:
     seeds = {mode: row["seeds"] for mode, row in table["rows"].items()}
     results = {mode: [read_json(result_path(compare_dir, mode, s), {}) for s in mode_seeds]
                for mode, mode_seeds in seeds.items()}
+    lines = verdict_lines(table)
+    if lines:
+        report.section("verdict", "Verdict").add(
+            Table("verdict", ["verdict"], [[line] for line in lines], layout="facts"),
+            Note("From the paired seeds of each mode and the baseline: the mean difference with its 95% t-interval; "
+                 "\"helps\" or \"hurts\" only when the interval excludes 0."))
     _overview(report, compare_dir, table)
     header, rows = table_cells(table)
     report.section("map", "Detection mAP").add(
