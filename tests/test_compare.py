@@ -1,4 +1,5 @@
 import json
+import os
 
 import numpy as np
 import pytest
@@ -250,3 +251,19 @@ def test_compare_selects_by_head_and_reuses_a_selection_only_under_the_same_conf
     assert main([*args, "--out", str(tmp_path / "probe")]) == 0
     assert "reusing the selection" not in capsys.readouterr().out
     assert json.loads((run / "select.json").read_text())["criterion"] == "probe"
+
+
+def test_scratch_folders_of_killed_comparisons_are_removed(tmp_path):
+    import subprocess
+    import sys
+
+    from sola.compare import remove_stale_scratch
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    dead = tmp_path / f".sola_seed0.pid{gone.pid}.x1y2.run"
+    live = tmp_path / f".baseline_seed1.pid{os.getpid()}.a1b2.run"
+    for folder in (dead, live):
+        (folder / "checkpoints").mkdir(parents=True)
+    assert remove_stale_scratch(tmp_path) == [dead]
+    assert not dead.exists() and live.is_dir()

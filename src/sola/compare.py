@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Callable
@@ -310,8 +312,10 @@ def _run_and_keep(features: FeatureStore, annotations, tal_config, out_dir: Path
     saved = result_path(out_dir, mode, seed)
     saved.parent.mkdir(parents=True, exist_ok=True)
     training = "baseline" if mode in ("baseline", "sola") else mode
+    remove_stale_scratch(saved.parent)
     # one scratch folder per process: under torchrun every rank trains and writes the same outputs
-    with tempfile.TemporaryDirectory(prefix=f".{saved.stem}.", suffix=".run", dir=saved.parent) as scratch:
+    with tempfile.TemporaryDirectory(prefix=f".{saved.stem}.pid{os.getpid()}.", suffix=".run",
+                                     dir=saved.parent) as scratch:
         result = run_experiment(features, annotations, tal_config, seed=seed, out_dir=scratch, progress=progress,
                                 mode=training, sm_weight=sm_weight, sola_config=sola_config)
         result.pop("history", None)
@@ -322,6 +326,29 @@ def _run_and_keep(features: FeatureStore, annotations, tal_config, out_dir: Path
             os.replace(Path(scratch) / PREDICTIONS, predictions_path(out_dir, mode, seed))
     atomic_write_text(saved, json.dumps(result))
     return result
+
+
+def remove_stale_scratch(results: Path) -> list[Path]:
+    """Remove the scratch folders `.{mode}_seed{seed}.pid{PID}.*.run` in `results` whose process is gone
+    (a killed comparison); a live process's folder (another torchrun rank) is left alone. Returns those removed."""
+    removed = []
+    for folder in results.glob(".*.pid*.run"):
+        match = re.search(r"\.pid(\d+)\.", folder.name)
+        if match and not _alive(int(match.group(1))):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process with this id runs on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, under another user
+    return True
 
 
 def _annotation_source(annotations) -> str | None:
