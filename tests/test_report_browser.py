@@ -82,7 +82,7 @@ def test_compare_report_in_chromium(browser, compare_dir, tmp_path):
     tables = dict(state["tables"])
     assert tables["map-table"] == 3  # header + baseline + sola
     assert tables["per-class-table"] == 5 and tables["error-table"] == 7
-    assert state["sections"] == ["comparison", "map", "per-class", "errors", "timelines"]
+    assert state["sections"] == ["verdict", "comparison", "map", "per-class", "errors", "timelines"]
 
 
 def test_train_report_in_chromium(browser, train_run, tmp_path):
