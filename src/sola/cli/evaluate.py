@@ -1,4 +1,8 @@
-"""Evaluation subcommands: eval-detection, eval-proposals, probe, select, tsm."""
+"""Evaluation subcommands: eval-detection, eval-proposals, probe, select, tsm.
+
+`eval-detection` and `eval-proposals` need no tensors: the modules that import torch (probe, select,
+tsm, adapter) are imported inside the commands that use them.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,6 @@ import json
 import sys
 import warnings
 
-from sola.adapter import load_adapter
 from sola.annotations import load_annotations
 from sola.atomic import atomic_write_text
 from sola.cli.common import (NON_NEGATIVE, POSITIVE, add_annotation_arguments, add_command, add_config_arguments,
@@ -17,11 +20,9 @@ from sola.devices import resolve_device
 from sola.errors import ConfigError, PredictionError
 from sola.metrics import evaluate_detection, evaluate_proposals, parse_tiou
 from sola.predictions import align_video_ids, ground_truth_segments, prediction_notes, read_predictions
-from sola.probe import SELECTABLE, ProbeConfig, compare_probe, format_probe_table, json_ready
+from sola.probe_config import SELECTABLE, ProbeConfig
 from sola.runs import BEST, SELECTION, fitted_store
-from sola.select import select_checkpoint
 from sola.stores import open_store
-from sola.tsm import write_tsm_picture
 
 # Named flags of `sola probe` and `sola select`: shortcuts for single keys of `sola.probe.ProbeConfig`.
 PROBE_SHORTCUTS = [
@@ -211,6 +212,9 @@ def run_probe(args) -> int:
     Linear evaluation of snippet features: the reference SGD protocol and a converged class-balanced
     logistic regression, with accuracy, balanced accuracy, AP and boundary accuracy.
     """
+    from sola.adapter import load_adapter
+    from sola.probe import compare_probe, format_probe_table, json_ready
+
     if args.adapter and args.adapted:
         raise ConfigError("give either --adapter or --adapted, not both")
     config = ProbeConfig.load(args.config, config_overrides(args))
@@ -241,6 +245,9 @@ def run_select(args) -> int:
     RUN_DIR/best.safetensors (an identity adapter when no checkpoint beats the original features) and write
     RUN_DIR/select.json.
     """
+    from sola.probe import format_probe_table
+    from sola.select import select_checkpoint
+
     config = ProbeConfig.load(args.config, config_overrides(args))
     device = resolve_device(args.device)
     if args.features is not None:
@@ -265,6 +272,8 @@ def run_tsm(args) -> int:
     Cosine self-similarity map of one video (and of its SoLa features with --adapter), one colour scale,
     ground truth along both axes, the target kernel as an inset.
     """
+    from sola.tsm import write_tsm_picture
+
     store = store_from_args(args)
     annotations = annotations_from_args(args) if args.annotations else None
     path = write_tsm_picture(

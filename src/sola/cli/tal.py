@@ -1,4 +1,7 @@
-"""The built-in TAL head: `sola tal train`, `sola tal infer`, `sola tal eval`."""
+"""The built-in TAL head: `sola tal train`, `sola tal infer`, `sola tal eval`.
+
+The head's modules (torch) are imported inside `train` and `infer`; `sola tal eval` needs none.
+"""
 
 from __future__ import annotations
 
@@ -14,17 +17,13 @@ from sola.cli.common import (add_annotation_arguments, add_command, add_config_a
                              add_store_arguments, annotations_from_args, check_output_dir, config_overrides, integer,
                              resume_dir, store_from_args)
 from sola.devices import is_main_process
-from sola.distributed import setup_distributed
 from sola.errors import PredictionError
 from sola.metrics import parse_tiou
 from sola.predictions import prediction_notes
 from sola.runs import CLASSES, CONFIG, METRICS, PREDICTIONS, STATE, WEIGHTS, WINDOW_CACHE, write_json
 from sola.tal.config import load_tal_config
-from sola.tal.features import features_record
-from sola.tal.experiment import build_items, class_names, evaluate_predictions, fit_config_to_data, prediction_segments
-from sola.tal.infer import predict_items, prediction_dict, video_scores_for
-from sola.tal.run import check_resume, load_run, run_config, save_run
-from sola.tal.train import train_head
+from sola.tal.evaluation import evaluate_predictions, prediction_segments
+from sola.tal.run import check_resume, run_config
 
 
 def register(subparsers) -> None:
@@ -75,6 +74,11 @@ def register(subparsers) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     """`sola tal train`: train on data.train_subset and write the run directory (resumable)."""
+    from sola.tal.experiment import build_items, class_names, fit_config_to_data
+    from sola.tal.features import features_record
+    from sola.tal.run import save_run
+    from sola.tal.train import train_head
+
     out = resume_dir(args)
     check_output_dir(out)
     check_resume(out, bool(args.resume))
@@ -113,6 +117,11 @@ def run_infer(args: argparse.Namespace) -> int:
 
     Write predictions {'results': {video: [{label, score, segment}]}} in seconds.
     """
+    from sola.distributed import setup_distributed
+    from sola.tal.experiment import build_items
+    from sola.tal.infer import predict_items, prediction_dict, video_scores_for
+    from sola.tal.run import load_run
+
     run_dir = Path(args.run_dir)
     config, _ = run_config(run_dir)
     device = setup_distributed(args.device or (config.train.device if config else "auto")).device  # torchrun: shards
