@@ -16,6 +16,7 @@ import gc
 import json
 import os
 import pickle
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -30,6 +31,7 @@ except ImportError:  # optional speed: `json` gives the same values
     orjson = None
 
 FLAT_KEYS = ("video-id", "t-start", "t-end", "score")
+_SEGMENT, _SCORE, _FIRST, _SECOND = itemgetter("segment"), itemgetter("score"), itemgetter(0), itemgetter(1)
 
 
 def read_predictions(
@@ -108,7 +110,7 @@ def _from_flat(data: dict, path: Path):
 
 
 def _from_per_video(results: dict, path: Path):
-    video, start, end, label, score = [], [], [], [], []
+    videos, counts, start, end, label, score = [], [], [], [], [], []
     for video_id, items in results.items():
         if isinstance(items, dict):  # per-video arrays
             segments = np.asarray(items["segments"], dtype=np.float64).reshape(-1, 2)
@@ -120,7 +122,8 @@ def _from_per_video(results: dict, path: Path):
                     f"{path}: video {video_id!r} has {len(segments)} segments, {len(scores)} scores and "
                     f"{len(labels)} labels; give one of each per prediction"
                 )
-            video.extend([str(video_id)] * len(segments))
+            videos.append(str(video_id))
+            counts.append(len(segments))
             start.extend(segments[:, 0].tolist())
             end.extend(segments[:, 1].tolist())
             score.extend(scores.tolist())
@@ -128,16 +131,18 @@ def _from_per_video(results: dict, path: Path):
             continue
         if not isinstance(items, list):
             raise PredictionError(f"{path}: video {video_id!r}: expected a list of predictions, got {type(items).__name__}")
-        # Whole-list comprehensions: this loop sees every prediction of the file.
-        segments = [item["segment"] for item in items]
-        if any(len(segment) != 2 for segment in segments):
+        # Whole-list maps: this loop sees every prediction of the file.
+        segments = list(map(_SEGMENT, items))
+        if set(map(len, segments)) - {2}:
             bad = next(segment for segment in segments if len(segment) != 2)
             raise PredictionError(f"{path}: video {video_id!r}: segment {bad!r} must be [start, end]")
-        video.extend([video_id] * len(items))
-        start.extend([segment[0] for segment in segments])
-        end.extend([segment[1] for segment in segments])
+        videos.append(video_id)
+        counts.append(len(items))
+        start.extend(map(_FIRST, segments))
+        end.extend(map(_SECOND, segments))
         label.extend([item.get("label", "") for item in items])
-        score.extend([item["score"] for item in items])
+        score.extend(map(_SCORE, items))
+    video = np.repeat(np.asarray(videos, dtype=str), counts)  # one id per video, not per prediction
     return video, start, end, label, score
 
 
@@ -158,8 +163,11 @@ def _names(labels: list, label_names: Mapping[int, str] | None, path: Path, requ
                 f"{path}: class id(s) {missing[:5]} are not label_ids of the annotations; check the label map"
             )
         return names
-    names = ["" if x is None else str(x) for x in labels]
-    if require_labels and any(n == "" for n in names):
+    if set(map(type, labels)) == {str}:
+        names = labels
+    else:
+        names = ["" if x is None else str(x) for x in labels]
+    if require_labels and "" in names:
         raise PredictionError(f"{path}: some predictions have no label; detections need one per prediction")
     return names
 
