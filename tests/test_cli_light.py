@@ -104,3 +104,20 @@ def test_bad_input_to_a_light_command_is_one_line_without_torch(tmp_path):
     result = run_light("eval-detection", tmp_path / "missing.json", tmp_path / "pred.json")
     assert_light(result, code=2)
     assert result["err"].count("\n") == 1
+
+
+def test_the_command_table_names_the_module_that_adds_each_command():
+    import argparse
+
+    from sola.cli import COMMANDS, build_parser
+
+    def commands(parser):
+        action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        return list(action.choices)
+
+    full = commands(build_parser())
+    assert sorted(full) == sorted(COMMANDS)
+    for command, module in COMMANDS.items():
+        alone = commands(build_parser(command))
+        assert command in alone and set(alone) == {c for c, m in COMMANDS.items() if m == module}
+    assert commands(build_parser("no-such-command")) == full  # argparse then lists every choice
