@@ -22,9 +22,10 @@ held-out part (checkpoint selection, which must never look at the evaluation sub
 Bounded memory: a split is first planned (which snippets of which videos, from the stores' shapes
 and the annotations), then read and adapted one video at a time into one matrix of the chosen
 snippets. `data.videos` (a share of each split's videos) and `data.chunk` (one random snippet per
-chunk of that many, as the reference's one per 100) subsample on request; `data.max_snippets` caps
-each split (a seeded uniform draw beyond it). The defaults keep every snippet of sets up to that
-cap. Every subsample is seeded and reported.
+chunk of that many, as the reference's one per 100) subsample on request; `data.max_snippets` and
+`data.max_bytes` (of each split's float32 matrix: 750 MB, so about 1.5 GB for both whatever the
+dimension) cap each split (a seeded uniform draw beyond it, `snippet_cap`). The defaults keep every
+snippet of sets up to that cap. Every subsample is seeded and reported.
 
 Every default lives once in `ProbeConfig` (`sola.probe_config`, re-exported here; sections `data`,
 `sgd`, `lbfgs`, `select`); the functions take `config: ProbeConfig | None` (None: the defaults)
@@ -65,6 +66,7 @@ class SnippetSet:
     boundary: list[np.ndarray]  # each (n_v,) bool: within +-k of a transition
     available: int = 0  # usable snippets (not ambiguous-only) of the split's videos before subsampling
     videos_available: int = 0  # videos of the split before `data.videos`
+    cap: int = 0  # the most snippets the split may hold (`snippet_cap`; 0: no cap)
 
     @property
     def num_snippets(self) -> int:
@@ -167,8 +169,8 @@ def read_snippets(
 ) -> SnippetSet:
     """The SnippetSet of `video_ids` (annotation ids, in this order); `feature_ids` maps them to store ids.
 
-    Reads only each video's shape. The grid, `boundary_k` and the subsample (`videos`, `chunk`,
-    `max_snippets`, drawn with `data.seed` and `stream`) come from `config.data` (None: the defaults).
+    Reads only each video's shape. The grid, `boundary_k` and the subsample (`videos`, `chunk`, and
+    the cap of `snippet_cap`, drawn with `data.seed` and `stream`) come from `config.data` (None: the defaults).
     """
     data = (config if config is not None else ProbeConfig()).data
     rng = np.random.default_rng([data.seed, stream])
@@ -177,8 +179,10 @@ def read_snippets(
         count = max(1, int(data.videos * len(chosen) + 0.5))
         chosen = [chosen[i] for i in sorted(rng.choice(len(chosen), count, replace=False))]
     snippet_set = SnippetSet(store, [], [], [], [], [], videos_available=len(video_ids))
+    width = 1
     for video_id in tqdm(chosen, desc=desc, disable=None if progress else True, leave=False):
-        length = int(store.shape(feature_ids[video_id])[0])
+        shape = store.shape(feature_ids[video_id])
+        length, width = int(shape[0]), max(width, int(shape[1]))
         video = annotations[video_id]
         labels = snippet_labels(video, length, grid_for(video, length, data.feat_stride, data.num_frames, data.fps))
         keep = labels.action | ~labels.ambiguous
@@ -189,9 +193,23 @@ def read_snippets(
         snippet_set.rows.append(rows)
         snippet_set.action.append(labels.action[rows])
         snippet_set.boundary.append(boundary_mask(labels.action, data.boundary_k)[rows])
-    if data.max_snippets and snippet_set.num_snippets > data.max_snippets:
-        cap_snippets(snippet_set, data.max_snippets, rng)
+    snippet_set.cap = snippet_cap(data, width)
+    if snippet_set.cap and snippet_set.num_snippets > snippet_set.cap:
+        cap_snippets(snippet_set, snippet_set.cap, rng)
     return snippet_set
+
+
+def snippet_cap(data: ProbeDataConfig, dim: int) -> int:
+    """The most snippets one split may hold: `data.max_snippets`, and as many rows of `dim` float32
+    as `data.max_bytes` holds (at least 1); 0 when both are 0 (no cap).
+
+    The byte bound keeps both matrices at about 2 x 750 MB by default whatever the dimension
+    (91,552 snippets at 2048-d, 400,000 up to 468-d).
+    """
+    caps = [data.max_snippets] if data.max_snippets else []
+    if data.max_bytes:
+        caps.append(max(1, data.max_bytes // (4 * dim)))
+    return min(caps, default=0)
 
 
 def draw_per_chunk(rows: np.ndarray, chunk: int, rng: np.random.Generator) -> np.ndarray:
@@ -588,7 +606,7 @@ def compare_probe(
 def subsample_summary(data: ProbeData) -> dict:
     """What the probe saw of each split: videos and snippets chosen of those available."""
     return {name: {"videos": len(part.video_ids), "videos_available": part.videos_available,
-                   "snippets": part.num_snippets, "snippets_available": part.available}
+                   "snippets": part.num_snippets, "snippets_available": part.available, "cap": part.cap}
             for name, part in (("train", data.train), ("val", data.val))}
 
 
@@ -624,8 +642,15 @@ def subsample_note(subsample: dict | None, seed: int) -> str:
                             for part in subsample.values()):
         return ""
     parts = [f"{name} {part['snippets']:,} of {part['snippets_available']:,} snippets in {part['videos']:,} of "
-             f"{part['videos_available']:,} videos" for name, part in subsample.items()]
-    return f"subsampled (seed {seed}; data.videos, data.chunk, data.max_snippets): {'; '.join(parts)}"
+             f"{part['videos_available']:,} videos" + _cap_words(part) for name, part in subsample.items()]
+    return (f"subsampled (seed {seed}; data.videos, data.chunk, data.max_snippets, data.max_bytes): "
+            f"{'; '.join(parts)}")
+
+
+def _cap_words(part: dict) -> str:
+    """" (capped at N)" when the split's cap removed snippets (tables before the cap was recorded: "")."""
+    cap = part.get("cap") or 0
+    return f" (capped at {cap:,})" if cap and part["snippets"] == cap < part["snippets_available"] else ""
 
 
 def _percent(value) -> str:

@@ -21,7 +21,8 @@ def validate_probe_config(config: ProbeConfig) -> None:
     integers = {"data.boundary_k": (d.boundary_k, 1), "data.seed": (d.seed, 0), "sgd.epochs": (sgd.epochs, 1),
                 "sgd.batch_size": (sgd.batch_size, 1), "sgd.report_from": (sgd.report_from, 0),
                 "lbfgs.max_iter": (lbfgs.max_iter, 1), "lbfgs.history_size": (lbfgs.history_size, 1),
-                "data.chunk": (d.chunk, 1), "data.max_snippets": (d.max_snippets, 0)}
+                "data.chunk": (d.chunk, 1), "data.max_snippets": (d.max_snippets, 0),
+                "data.max_bytes": (d.max_bytes, 0)}
     for name, (value, least) in integers.items():
         if not isinstance(value, int) or isinstance(value, bool) or value < least:
             raise ConfigError(f"{name} must be an integer >= {least}, got {value!r}")
@@ -60,6 +61,7 @@ class ProbeDataConfig:
     videos: float = 1.0  # share of each split's videos probed (seeded; the reference: about 0.1)
     chunk: int = 1  # one random snippet per chunk of this many (1: every snippet; the reference: 100)
     max_snippets: int = 400_000  # per split (0: no cap); beyond it a seeded uniform draw: memory ~ N x C x 4 B
+    max_bytes: int = 750_000_000  # per split, of its float32 matrix (0: no cap): both ~1.5 GB whatever C
 
 
 @dataclass

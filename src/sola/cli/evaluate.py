@@ -34,7 +34,10 @@ PROBE_SHORTCUTS = [
     ("--fps", "data.fps", {"type": POSITIVE, "help": "frames per second (else from annotations)"}),
     ("--seed", "data.seed", {"type": integer(0), "help": "probe seed (and, for select, the held-out split's)"}),
     ("--max-snippets", "data.max_snippets", {"type": integer(0), "help": "cap on each split's snippets, a seeded "
-                                             "uniform draw beyond it (default 400000, ~3.3 GB at 2048-d; 0: none)"}),
+                                             "uniform draw beyond it (default 400000; 0: none)"}),
+    ("--max-bytes", "data.max_bytes", {"type": integer(0), "help": "cap on each split's float32 matrix in bytes, "
+                                       "as snippets of the store's width (default 750000000: 91,552 snippets at "
+                                       "2048-d, both splits ~1.5 GB; 0: none)"}),
 ]
 SELECT_SHORTCUTS = [
     ("--holdout", "data.holdout", {"type": number(0.0, 1.0, above=True), "help": "share of its videos held out to "
