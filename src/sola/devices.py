@@ -27,6 +27,11 @@ def process_rank() -> int:
     return int(os.environ.get("RANK", "0"))
 
 
+def world_size() -> int:
+    """How many processes train together (WORLD_SIZE, set by `torchrun`; 1 without it)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def is_main_process() -> bool:
     """True on the process that prints summaries and writes shared outputs (rank 0)."""
     return process_rank() == 0

@@ -16,7 +16,7 @@ from sola.atomic import remove_stale_temporaries
 from sola.cli.common import (add_annotation_arguments, add_command, add_config_arguments, add_resume_argument,
                              add_store_arguments, annotations_from_args, check_output_dir, config_overrides, integer,
                              resume_dir, store_from_args)
-from sola.devices import is_main_process
+from sola.devices import is_main_process, world_size
 from sola.errors import PredictionError
 from sola.metrics import parse_tiou
 from sola.predictions import prediction_notes
@@ -92,9 +92,11 @@ def run_train(args: argparse.Namespace) -> int:
     items = build_items(store, annotations, config.data.train_subset, config, names, cache_dir=cache)
     main = is_main_process()
     if main:
+        processes = world_size()
         print(f"sola tal train: {len(items)} {config.data.train_subset} videos, {config.data.num_classes} classes, "
-              f"input dim {config.data.input_dim}, {config.train.warmup_epochs + config.train.epochs} epochs",
-              file=sys.stderr)
+              f"input dim {config.data.input_dim}, {config.train.warmup_epochs + config.train.epochs} epochs, "
+              f"{processes} process{'es' if processes > 1 else ''} x {config.train.batch_size // processes} videos "
+              f"per step (global batch {config.train.batch_size})", file=sys.stderr)
     started = time.perf_counter()
     result = train_head(items, config, state_dir=out, resume=bool(args.resume),
                         progress=False if args.quiet else None)
