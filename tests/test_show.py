@@ -150,3 +150,16 @@ def test_cli_missing_files_are_one_line(files, capsys, tmp_path):
 
 def test_cases_cover_every_category():
     assert {category for _, category, _ in CASES} == {"true positive", *ERROR_TYPES}
+
+
+def test_cli_into_the_same_out_removes_its_stale_timelines_only(files, tmp_path):
+    ann, pred = files
+    out = tmp_path / "again"
+    args = ["show", str(pred), "--annotations", str(ann), "--subset", "validation", "--tiou", "0.5", "--out", str(out)]
+    assert main([*args, "--worst", "2"]) == 0
+    assert sorted(p.name for p in (out / "timelines").iterdir()) == ["01_A.png", "02_B.png"]
+    (out / "timelines" / "my_notes.png").write_bytes(PNG)  # not ours: kept
+    assert main([*args, "--videos", "B"]) == 0
+    assert sorted(p.name for p in (out / "timelines").iterdir()) == ["01_B.png", "my_notes.png"]
+    assert main([*args, "--worst", "0"]) == 0
+    assert sorted(p.name for p in (out / "timelines").iterdir()) == ["my_notes.png"]

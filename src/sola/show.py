@@ -36,6 +36,7 @@ FIGURES = {
     "errors": "errors.png",
 }
 TIMELINES = "timelines"
+_TIMELINE_NAME = re.compile(r"\d{2,}_[A-Za-z0-9._-]+\.png")  # what `show_predictions` names a timeline
 
 
 # -- numbers ------------------------------------------------------------------------------------
@@ -242,7 +243,8 @@ def show_predictions(
     mAP and the DETAD analysis use every prediction at `tiou_thresholds`; precision-recall and the
     worst-video ranking use `pr_tiou`. Timelines: `videos` (ids of the ground truth or the
     predictions), else the `worst` worst videos (module docstring), drawn from predictions scoring at
-    least `min_score`; `durations`: video -> seconds. Returns `{"out_dir", "figures": {name: Path},
+    least `min_score`; `durations`: video -> seconds. Timelines of an earlier call into the same
+    `out_dir` that this one does not draw are removed. Returns `{"out_dir", "figures": {name: Path},
     "timelines": {video: Path}, "json", "markdown", "detection": DetectionResult, "analysis":
     FalsePositiveAnalysis, "videos": [ranking rows]}`. Raises `PredictionError` for unknown `videos`,
     empty ground truth or unscored predictions.
@@ -277,6 +279,7 @@ def show_predictions(
         timelines[video] = video_timeline(predictions, ground_truth, video, path, (durations or {}).get(video),
                                           min_score, title, colors)
         drawn.append({**row, "path": str(path.relative_to(out_dir))})
+    remove_stale_timelines(out_dir / TIMELINES, set(timelines.values()))
 
     summary = {
         "detection": result.to_dict(),
@@ -361,6 +364,15 @@ def check_videos(videos: list[str], ground_truth: Segments, predictions: Segment
         raise PredictionError(f"video(s) {', '.join(map(repr, unknown[:5]))} are in neither the ground truth nor the "
                               f"predictions (e.g. {example}); check the ids given to --videos")
     return list(dict.fromkeys(videos))
+
+
+def remove_stale_timelines(folder: Path, kept: set[Path]) -> list[Path]:
+    """Remove the timelines an earlier `sola show` drew into `folder` (`NN_<video>.png`) that are not in
+    `kept`; other files stay. Returns the removed paths."""
+    stale = [path for path in folder.glob("*.png") if _TIMELINE_NAME.fullmatch(path.name) and path not in kept]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
 
 
 def _row_without_ground_truth(video: str, predictions: Segments, min_score: float) -> dict:
