@@ -163,3 +163,32 @@ def test_cli_into_the_same_out_removes_its_stale_timelines_only(files, tmp_path)
     assert sorted(p.name for p in (out / "timelines").iterdir()) == ["01_B.png", "my_notes.png"]
     assert main([*args, "--worst", "0"]) == 0
     assert sorted(p.name for p in (out / "timelines").iterdir()) == ["my_notes.png"]
+
+
+def test_error_pie_labels_do_not_overlap_for_small_slices(tmp_path, monkeypatch):
+    import dataclasses
+
+    import sola.show
+    from sola.show import error_figure
+
+    analysis = false_positive_analysis(GROUND_TRUTH, PREDICTIONS, [0.5])
+    # one large slice and four thin neighbours, the case whose labels piled up
+    fractions = dict(zip(ERROR_TYPES, (0.88, 0.03, 0.03, 0.03, 0.03)))
+    analysis = dataclasses.replace(analysis, fractions=fractions)
+    figures = []
+    saved = sola.show._save
+    monkeypatch.setattr(sola.show, "_save", lambda fig, out: (figures.append(fig), saved(fig, out))[1])
+    assert error_figure(analysis, tmp_path / "errors.png").read_bytes()[:8] == PNG
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    figure = figures[0]
+    canvas = FigureCanvasAgg(figure)  # saved and closed: draw it again to measure its texts
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    pie = figure.axes[1]
+    texts = [t for t in pie.texts if t.get_text()] + (pie.get_legend().get_texts() if pie.get_legend() else [])
+    boxes = [t.get_window_extent(renderer) for t in texts]
+    assert len(boxes) >= len(ERROR_TYPES)  # every error type is named somewhere
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1:]:
+            assert not a.overlaps(b), "two labels of the error pie overlap"

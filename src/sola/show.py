@@ -36,6 +36,7 @@ FIGURES = {
     "errors": "errors.png",
 }
 TIMELINES = "timelines"
+PIE_LABEL_MIN = 10.0  # percent: narrower wedges of the error pie are labelled in its legend only
 _TIMELINE_NAME = re.compile(r"\d{2,}_[A-Za-z0-9._-]+\.png")  # what `show_predictions` names a timeline
 
 
@@ -188,9 +189,14 @@ def error_figure(analysis: FalsePositiveAnalysis, out: str | os.PathLike) -> Pat
     shares = np.array([analysis.fractions[name] for name in ERROR_TYPES])
     if shares.sum() > 0:
         present = shares > 0
-        pie_ax.pie(shares[present], labels=[n for n, p in zip(ERROR_TYPES, present) if p],
-                   colors=[c for c, p in zip(CATEGORY_COLORS[1:], present) if p], autopct="%1.1f%%",
-                   startangle=90, counterclock=False, textprops={"fontsize": 8})
+        # Names and every share in a legend below; inside the pie only the shares of wide wedges, so
+        # that small neighbouring slices never stack their labels on one another.
+        wedges, _, _ = pie_ax.pie(shares[present], colors=[c for c, p in zip(CATEGORY_COLORS[1:], present) if p],
+                                  autopct=lambda pct: f"{pct:.1f}%" if pct >= PIE_LABEL_MIN else "",
+                                  pctdistance=0.68, startangle=90, counterclock=False, textprops={"fontsize": 8})
+        total = float(shares.sum())
+        pie_ax.legend(wedges, [f"{n} {100 * v / total:.1f}%" for n, v in zip(ERROR_TYPES, shares) if v > 0],
+                      loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2, fontsize=8, frameon=False)
     else:
         pie_ax.text(0.5, 0.5, "no false positives", ha="center", va="center")
         pie_ax.set_axis_off()
