@@ -117,11 +117,13 @@ def run_train(args: argparse.Namespace) -> int:
 def run_infer(args: argparse.Namespace) -> int:
     """predict segments with a trained head (official ActivityNet JSON)
 
-    Write predictions {'results': {video: [{label, score, segment}]}} in seconds.
+    Write predictions {'results': {video: [{label, score, segment}]}} in seconds. The features must be of
+    the kind the head was trained on (its features.json: width, SoLa adapter, extraction grid).
     """
     from sola.distributed import setup_distributed
     from sola.tal.experiment import build_items
     from sola.tal.infer import predict_items, prediction_dict, video_scores_for
+    from sola.tal.features import check_store, read_features
     from sola.tal.run import load_run
 
     run_dir = Path(args.run_dir)
@@ -129,6 +131,9 @@ def run_infer(args: argparse.Namespace) -> int:
     device = setup_distributed(args.device or (config.train.device if config else "auto")).device  # torchrun: shards
     model, config, names = load_run(run_dir, device=str(device))
     store = store_from_args(args)
+    record = read_features(run_dir)  # None: a run older than features.json, nothing to check against
+    if record is not None:
+        check_store(record, str(run_dir), store, config)  # before any work: features of another kind
     annotations = annotations_from_args(args)
     subset = args.subset or config.data.test_subset
     items = build_items(store, annotations, subset, config, names)
