@@ -14,8 +14,8 @@ import warnings
 from sola.annotations import load_annotations
 from sola.atomic import atomic_write_text
 from sola.cli.common import (NON_NEGATIVE, POSITIVE, add_annotation_arguments, add_command, add_config_arguments,
-                             add_store_arguments, annotations_from_args, config_overrides, integer, number,
-                             store_from_args, store_options)
+                             add_store_arguments, annotations_from_args, config_overrides, cyclic_gc_paused, integer,
+                             number, store_from_args, store_options)
 from sola.devices import resolve_device
 from sola.errors import ConfigError, PredictionError
 from sola.metrics import evaluate_detection, evaluate_proposals, parse_tiou
@@ -158,6 +158,11 @@ def run_eval_detection(args) -> int:
     Detection mAP of a prediction file against ground truth, equal to the official ActivityNet evaluator
     (Evaluation/eval_detection.py).
     """
+    with cyclic_gc_paused():
+        return _eval_detection(args)
+
+
+def _eval_detection(args) -> int:
     annotations, ground_truth = _load_ground_truth(args)
     thresholds = parse_tiou(args.tiou, default_tiou_preset(annotations.keys(), str(args.ground_truth)))
     predictions = read_predictions(args.predictions, label_names=_label_names(annotations))

@@ -122,8 +122,8 @@ def run_infer(args: argparse.Namespace) -> int:
     """
     from sola.distributed import setup_distributed
     from sola.tal.experiment import build_items
-    from sola.tal.infer import predict_items, prediction_dict, video_scores_for
     from sola.tal.features import check_store, read_features
+    from sola.tal.infer import predict_items, prediction_dict, video_scores_for
     from sola.tal.run import load_run
 
     run_dir = Path(args.run_dir)
