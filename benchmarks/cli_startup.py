@@ -90,7 +90,7 @@ def main() -> None:
                  "activitynet": f"sola eval-detection, ActivityNet size ({size:.0f} MB of predictions)"}
         for key, argv in cases.items():
             wall, cpu = timed(argv, args.repeats, args.src.resolve())
-            before = f"{BEFORE[key]:.1f} s before" if BEFORE[key] else "not measured before"
+            before = f"{BEFORE[key]:.1f} s before" if BEFORE[key] else "before: time an older tree with --src"
             print(f"  {names[key]:<58} {wall:5.2f} s wall {cpu:5.2f} s CPU   (goal {GOALS[key]}; {before})")
         if not ORACLE.is_dir():
             print(f"  (THUMOS14 oracle case skipped: {ORACLE} is absent)")
