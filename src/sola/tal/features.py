@@ -110,8 +110,9 @@ def check_store(record: dict, head: str, store, config) -> None:
     found = features_record(store, config)
     where = f"{store.path} holds {describe(found)}"
     if record["dim"] != found["dim"]:
-        raise ConfigError(f"{head} was trained on {describe(record)}, but {where}; give the features the head "
-                          "was trained on (or train a head on these)")
+        raise ConfigError(f"{store.path} holds features of dim {found['dim']}, but {head} was trained on dim "
+                          f"{record['dim']} ({describe(record)}); give the features the head was trained on "
+                          "(or train a head on these)")
     if UNKNOWN not in (record.get("encoder", UNKNOWN), found["encoder"]):
         differ = [key for key in ("encoder", "output", "window", "stride", "fps") if record.get(key) != found.get(key)]
         if differ:
