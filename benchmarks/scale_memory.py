@@ -8,8 +8,8 @@ each stage in a fresh process and reads that process's peak RSS (`os.wait4`):
   transform  `sola transform` of the whole store
   probe      `sola probe` (reference SGD protocol and the converged probe) with `--max-snippets N`
              (default 20,000 here, below both splits of a 2 GB store (its validation split holds about
-             41,000 snippets), so that every size is capped; with the library's default of 400,000 memory
-             stops growing once both splits exceed it)
+             41,000 snippets), so that every size is capped; `--probe-snippets -1` keeps the library's
+             defaults: 400,000 snippets and 750 MB of matrix per split, about 1.5 GB for both at any width)
   head       the TAL head: lazy items of every training video, then a fixed number of batches
 
 Prints one row per (stage, size), the ratio of the largest to the smallest store per stage (1.15 at
@@ -115,8 +115,9 @@ def stage_commands(root: Path, stage: str, batches: int, probe_snippets: int = 2
         adapter = root / "run" if (root / "run").is_dir() else write_adapter(root / "adapter.safetensors")
         return [*sola, "transform", store, "--adapter", str(adapter), "--out", str(root / "sola"),
                 "--device", "cpu", "--quiet"]
-    if stage == "probe":
-        return [*sola, "probe", store, "--annotations", annotations, "--max-snippets", str(probe_snippets), "--quiet"]
+    if stage == "probe":  # probe_snippets < 0: the library's default caps
+        cap = ["--max-snippets", str(probe_snippets)] if probe_snippets >= 0 else []
+        return [*sola, "probe", store, "--annotations", annotations, *cap, "--quiet"]
     if stage == "head":
         script = root / "head.py"
         script.write_text(textwrap.dedent(HEAD_SCRIPT))
@@ -129,7 +130,8 @@ def main() -> None:
     parser.add_argument("--sizes", default="2,16", help="comma list of store sizes in GB")
     parser.add_argument("--stages", default="train,transform,probe,head")
     parser.add_argument("--head-batches", type=int, default=8, help="TAL head batches to train")
-    parser.add_argument("--probe-snippets", type=int, default=20_000, help="the probe's --max-snippets")
+    parser.add_argument("--probe-snippets", type=int, default=20_000,
+                        help="the probe's --max-snippets (-1: the library's defaults, both caps)")
     parser.add_argument("--out", default="bench_out/scale_memory")
     parser.add_argument("--keep", action="store_true", help="keep the stores (they are large)")
     args = parser.parse_args()

@@ -82,9 +82,9 @@ def test_a_grid_against_the_original_resumes_per_point_and_seed(synthetic_small,
     assert [p.split("/")[-1] for p in table["plots"]] == ["ablate_adapter.kernel_size.png", "ablate_mode.png"]
     assert (tmp_path / "abl" / "ablate_adapter.kernel_size.png").read_bytes()[:4] == b"\x89PNG"
 
-    import sola.ablate
+    import sola.tal.experiment
 
-    monkeypatch.setattr(sola.ablate, "run_experiment", lambda *a, **k: pytest.fail("retrained a finished cell"))
+    monkeypatch.setattr(sola.tal.experiment, "run_experiment", lambda *a, **k: pytest.fail("retrained a finished cell"))
     again = ablate(store, annotations, tal, points, tmp_path / "abl", seeds=2,
                    sola_config=load_config(None, TINY_SOLA), log=lambda line: None)
     assert json.dumps(again["rows"], default=str) == json.dumps(table["rows"], default=str)

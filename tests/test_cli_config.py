@@ -73,7 +73,7 @@ def test_transform_reads_its_section_from_config_and_set(synthetic_small, tmp_pa
 
 
 def test_compare_routes_set_keys_to_the_config_that_has_the_section(synthetic_small, tmp_path, monkeypatch):
-    import sola.cli.compare as cli_compare
+    import sola.compare as compare_module
 
     seen = {}
 
@@ -84,7 +84,7 @@ def test_compare_routes_set_keys_to_the_config_that_has_the_section(synthetic_sm
                                       "probe_balanced_accuracy": None, "seconds_per_epoch": 0.1, "seeds": [0],
                                       "scoring": "x"}}, "train_subset": "training", "test_subset": "validation"}
 
-    monkeypatch.setattr(cli_compare, "compare", fake_compare)
+    monkeypatch.setattr(compare_module, "compare", fake_compare)  # `sola compare` imports it when it runs
     code = main(["compare", str(synthetic_small / "features"), "--annotations", str(synthetic_small / "annotations.json"),
                  "--config", "tal_synthetic_cpu", "--set", "train.epochs=2", "--set", "fit.lr=0.003",
                  "--out", str(tmp_path / "cmp"), "--quiet"])

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-import sola.cli.extract as cli_extract
+import sola.extract.extract as extract_module
 from sola.cli import main
 from sola.errors import ConfigError
 from sola.extract.config import ExtractConfig
@@ -54,8 +54,8 @@ def captured(monkeypatch):
         calls.append(config)
         return [("abseiling", 1.0)]
 
-    monkeypatch.setattr(cli_extract, "extract_videos", fake_extract)
-    monkeypatch.setattr(cli_extract, "classify_video", fake_classify)
+    monkeypatch.setattr(extract_module, "extract_videos", fake_extract)  # the command imports it when it runs
+    monkeypatch.setattr(extract_module, "classify_video", fake_classify)
     return calls
 
 

@@ -146,3 +146,29 @@ def test_eval_detection_command_equals_the_official_numbers(tmp_path):
     expected = json.loads((ORACLE / "expected.json").read_text())
     assert result["tiou_thresholds"] == [0.3, 0.4, 0.5, 0.6, 0.7]  # THUMOS ids pick the THUMOS preset
     np.testing.assert_allclose(result["mAP"], expected["mAP"], atol=1e-9, rtol=0)
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["orjson", "json"])
+def test_both_json_parsers_read_the_same_predictions_and_refuse_the_same_files(tmp_path, monkeypatch, fast):
+    import sola.predictions
+
+    if fast and sola.predictions.orjson is None:
+        pytest.skip("orjson is not installed here (a dependency of sola: pip install -e . installs it)")
+    if not fast:
+        monkeypatch.setattr(sola.predictions, "orjson", None)
+    data = {"results": {"v1": [{"label": "a", "score": 0.25, "segment": [1.5, 3]},
+                               {"label": "b", "score": 1e-300, "segment": [0, 2.0]}],
+                        "v2": [{"label": "a", "score": 0.5, "segment": [4, 9]}], "v3": []}}
+    found = read_predictions(write(tmp_path / "p.json", data))
+    assert found.video.tolist() == ["v1", "v1", "v2"] and found.label.tolist() == ["a", "b", "a"]
+    assert found.start.tolist() == [1.5, 0.0, 4.0] and found.score.tolist() == [0.25, 1e-300, 0.5]
+    # NaN is no JSON for orjson: the file is parsed again, and refused for its score, not its syntax
+    (tmp_path / "nan.json").write_text('{"results": {"v": [{"label": "a", "score": NaN, "segment": [1, 2]}]}}')
+    with pytest.raises(PredictionError, match="non-finite score"):
+        read_predictions(tmp_path / "nan.json")
+    (tmp_path / "cut.json").write_text('{"results": {"v": [{"label": "a", "sco')
+    with pytest.raises(PredictionError, match="not valid JSON"):
+        read_predictions(tmp_path / "cut.json")
+    (tmp_path / "latin.json").write_bytes('{"results": {"vidéo": []}}'.encode("latin-1"))
+    with pytest.raises(PredictionError, match="cannot read"):
+        read_predictions(tmp_path / "latin.json")

@@ -24,6 +24,8 @@ from sola.probe import (
     compare_probe,
     format_probe_table,
     reference_probe,
+    subsample_note,
+    subsample_summary,
 )
 from sola.stores import open_store
 
@@ -320,9 +322,9 @@ def test_max_snippets_caps_each_split_with_a_seeded_uniform_draw(tmp_path):
         assert np.array_equal(action, (rows >= 20) & (rows < 40))
     table = compare_probe(store, annotations, config=probe_with(max_snippets=100))
     assert table["subsample"]["train"] == {"videos": 6, "videos_available": 6, "snippets": 100,
-                                           "snippets_available": 360}
+                                           "snippets_available": 360, "cap": 100}
     assert table["rows"]["baseline"]["train_snippets"] == 100
-    assert "train 100 of 360 snippets in 6 of 6 videos" in format_probe_table(table)
+    assert "train 100 of 360 snippets in 6 of 6 videos (capped at 100)" in format_probe_table(table)
     assert "subsampled" not in format_probe_table(compare_probe(store, annotations))
 
 
@@ -340,7 +342,8 @@ def test_chunk_draws_one_snippet_per_chunk_and_videos_a_share_of_videos(tmp_path
     assert "in 3 of 6 videos" in format_probe_table(table)
 
 
-@pytest.mark.parametrize("key, value", [("videos", 0.0), ("videos", 1.5), ("chunk", 0), ("max_snippets", -1)])
+@pytest.mark.parametrize("key, value", [("videos", 0.0), ("videos", 1.5), ("chunk", 0), ("max_snippets", -1),
+                                        ("max_bytes", -1)])
 def test_bad_subsample_settings_name_the_key(key, value):
     with pytest.raises(ConfigError, match=f"data.{key}"):
         probe_with(**{key: value})
@@ -376,3 +379,52 @@ def test_probe_command_max_snippets(tmp_path, capsys):
     code = main(["probe", str(tmp_path / "features"), "--annotations", str(tmp_path / "annotations.json"),
                  "--max-snippets", "50", "--quiet"])
     assert code == 0 and "train 50 of 360 snippets" in capsys.readouterr().out
+
+
+class WideShapes:
+    """A store of `videos` x `length` snippets of width `dim` that answers shapes only (a plan never reads)."""
+
+    def __init__(self, videos: int, length: int, dim: int):
+        self.ids, self.length, self.width, self.path = [f"v{n:04d}" for n in range(videos)], length, dim, Path("wide")
+
+    def video_ids(self):
+        return list(self.ids)
+
+    def shape(self, video_id):
+        return (self.length, self.width)
+
+    def dim(self):
+        return self.width
+
+
+def wide_annotations(store: WideShapes, tmp_path: Path):
+    database = {v: {"subset": "training" if n % 4 else "validation", "duration": float(store.length), "fps": 1.0,
+                    "feat_stride": 1, "num_frames": 1, "annotations": [{"label": "act", "segment": [10.0, 60.0]}]}
+                for n, v in enumerate(store.ids)}
+    (tmp_path / "wide.json").write_text(json.dumps({"database": database}))
+    return load_annotations(tmp_path / "wide.json")
+
+
+def test_default_cap_bounds_the_matrices_in_bytes_whatever_the_width(tmp_path):
+    # 400 videos x 1,000 x 2048: a 3.3 GB store. The snippet cap alone (400,000) let the probe hold all of it.
+    store = WideShapes(400, 1000, 2048)
+    data = collect_snippets(store, wide_annotations(store, tmp_path))
+    assert data.train.available == 300_000 and data.val.available == 100_000
+    assert data.train.num_snippets == data.val.num_snippets == 750_000_000 // (4 * 2048) == 91_552
+    assert (data.train.num_snippets + data.val.num_snippets) * 2048 * 4 <= 1.5e9
+    summary = subsample_summary(data)
+    assert summary["train"]["cap"] == 91_552
+    note = subsample_note(summary, 0)
+    assert "train 91,552 of 300,000 snippets in 300 of 300 videos (capped at 91,552)" in note and "data.max_bytes" in note
+    # Narrow features keep the snippet cap; 0 turns the byte cap off.
+    narrow = WideShapes(400, 1000, 256)
+    assert collect_snippets(narrow, wide_annotations(narrow, tmp_path)).train.num_snippets == 300_000
+    unbounded = collect_snippets(store, wide_annotations(store, tmp_path), config=probe_with(max_bytes=0))
+    assert unbounded.train.num_snippets == 300_000
+
+
+def test_a_set_under_the_byte_cap_gives_the_numbers_of_no_cap(tmp_path):
+    store, annotations = make_toy(tmp_path)
+    capped = compare_probe(store, annotations)
+    free = compare_probe(store, annotations, config=probe_with(max_bytes=0, max_snippets=0))
+    assert capped["rows"] == free["rows"] and "subsampled" not in format_probe_table(capped)

@@ -281,3 +281,21 @@ def test_report_of_a_real_comparison(synthetic_small, tmp_path):
     page = check_self_contained(write_report(out)["html"].read_text())
     assert {"map-table", "per-class-table", "error-table"} <= set(page.tables)
     assert len(page.images) == 1 + 2 + 6
+
+
+def test_train_report_draws_the_selected_adapter_and_says_which(train_run, tmp_path, monkeypatch):
+    import sola.report.train
+
+    run = tmp_path / "run"
+    shutil.copytree(train_run, run)
+    drawn = []
+    real = sola.report.train.write_tsm_picture
+    monkeypatch.setattr(sola.report.train, "write_tsm_picture",
+                        lambda *a, adapter=None, **k: (drawn.append(Path(adapter)), real(*a, adapter=adapter, **k))[1])
+    best = json.loads((run / "select.json").read_text())["best"]
+    html = write_report(run)["html"].read_text()
+    assert drawn == [run / "best.safetensors"]
+    assert "best.safetensors" in html and (best in html)
+    (run / "best.safetensors").unlink()  # as before `sola select`: the fit's last adapter
+    html = write_report(run)["html"].read_text()
+    assert drawn[-1] == run / "adapter.safetensors" and "has not run" in html

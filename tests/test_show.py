@@ -150,3 +150,45 @@ def test_cli_missing_files_are_one_line(files, capsys, tmp_path):
 
 def test_cases_cover_every_category():
     assert {category for _, category, _ in CASES} == {"true positive", *ERROR_TYPES}
+
+
+def test_cli_into_the_same_out_removes_its_stale_timelines_only(files, tmp_path):
+    ann, pred = files
+    out = tmp_path / "again"
+    args = ["show", str(pred), "--annotations", str(ann), "--subset", "validation", "--tiou", "0.5", "--out", str(out)]
+    assert main([*args, "--worst", "2"]) == 0
+    assert sorted(p.name for p in (out / "timelines").iterdir()) == ["01_A.png", "02_B.png"]
+    (out / "timelines" / "my_notes.png").write_bytes(PNG)  # not ours: kept
+    assert main([*args, "--videos", "B"]) == 0
+    assert sorted(p.name for p in (out / "timelines").iterdir()) == ["01_B.png", "my_notes.png"]
+    assert main([*args, "--worst", "0"]) == 0
+    assert sorted(p.name for p in (out / "timelines").iterdir()) == ["my_notes.png"]
+
+
+def test_error_pie_labels_do_not_overlap_for_small_slices(tmp_path, monkeypatch):
+    import dataclasses
+
+    import sola.show
+    from sola.show import error_figure
+
+    analysis = false_positive_analysis(GROUND_TRUTH, PREDICTIONS, [0.5])
+    # one large slice and four thin neighbours, the case whose labels piled up
+    fractions = dict(zip(ERROR_TYPES, (0.88, 0.03, 0.03, 0.03, 0.03)))
+    analysis = dataclasses.replace(analysis, fractions=fractions)
+    figures = []
+    saved = sola.show._save
+    monkeypatch.setattr(sola.show, "_save", lambda fig, out: (figures.append(fig), saved(fig, out))[1])
+    assert error_figure(analysis, tmp_path / "errors.png").read_bytes()[:8] == PNG
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    figure = figures[0]
+    canvas = FigureCanvasAgg(figure)  # saved and closed: draw it again to measure its texts
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    pie = figure.axes[1]
+    texts = [t for t in pie.texts if t.get_text()] + (pie.get_legend().get_texts() if pie.get_legend() else [])
+    boxes = [t.get_window_extent(renderer) for t in texts]
+    assert len(boxes) >= len(ERROR_TYPES)  # every error type is named somewhere
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1:]:
+            assert not a.overlaps(b), "two labels of the error pie overlap"

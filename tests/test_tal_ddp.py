@@ -82,7 +82,10 @@ def test_torchrun_tal_train_resume_and_infer(synthetic_small, tmp_path):
               "--out", str(run), "--quiet"]
     result = torchrun(*common, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert len((run / "metrics.jsonl").read_text().splitlines()) == 3
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert len(records) == 3
+    assert all(r["world_size"] == 2 and r["rank_batch"] == 2 for r in records)  # the run says how it was trained
+    assert "2 processes x 2 videos per step (global batch 4)" in result.stderr
     weights = (run / "weights.safetensors").read_bytes()
     result = torchrun(*common, "--resume", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]

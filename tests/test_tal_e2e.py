@@ -92,7 +92,9 @@ def test_cli_train_infer_eval(synthetic, tmp_path, one_thread, capsys):
                  "--out", str(run_dir), "--set", "train.epochs=1", "--set", "train.warmup_epochs=1"])
     assert code == 0
     assert {p.name for p in run_dir.iterdir()} >= {"weights.safetensors", "config.yaml", "classes.json", "metrics.jsonl"}
-    assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == 2
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert len(records) == 2 and all(r["world_size"] == 1 and r["rank_batch"] == 8 for r in records)
+    assert "1 process x 8 videos per step (global batch 8)" in capsys.readouterr().err
     assert main(["tal", "infer", str(run_dir), str(synthetic / "features"), *common]) == 0
     predictions = json.loads((run_dir / "predictions.json").read_text())
     assert len(predictions["results"]) == 12

@@ -134,3 +134,43 @@ def test_thumos14_annotations_map_onto_the_i3d_grid(tmp_path):
     assert first["segments"][0].tolist() == pytest.approx([504.25, 567.25])
     assert names[int(first["labels"][0])] == "Billiards"
     assert (first["fps"], first["feat_stride"], first["num_frames"]) == (30.0, 4.0, 16.0)
+
+
+TINY_HEAD = ["--config", "tal_synthetic_cpu", "--set", "model.embd_dim=16", "--set", "model.head_dim=16",
+             "--set", "model.n_head=2", "--set", "train.epochs=1", "--set", "train.warmup_epochs=0",
+             "--set", "train.device=cpu", "--quiet"]
+
+
+def test_infer_refuses_features_of_another_kind_than_the_head_was_trained_on(synthetic_small, tmp_path, capsys,
+                                                                          one_thread):
+    from sola.adapter import SoLaAdapter
+    from sola.cli import main
+    from sola.transform import transform_store
+
+    features, annotations = synthetic_small / "features", str(synthetic_small / "annotations.json")
+    run = tmp_path / "head"
+    assert main(["tal", "train", str(features), "--annotations", annotations, "--out", str(run), *TINY_HEAD]) == 0
+    capsys.readouterr()
+
+    def infer(store) -> tuple[int, str]:
+        code = main(["tal", "infer", str(run), str(store), "--annotations", annotations,
+                     "--out", str(tmp_path / "pred.json")])
+        return code, capsys.readouterr().err
+
+    narrow = tmp_path / "narrow"  # the same videos, half the width
+    writer = NpyWriter(narrow)
+    source = open_store(features)
+    for video_id in source.video_ids():
+        writer.write(video_id, source.read(video_id)[:, :16])
+    writer.close()
+    code, err = infer(narrow)
+    assert code == 2 and err.count("\n") == 1 and "dim 16" in err and "dim 32" in err and str(narrow) in err
+    assert not (tmp_path / "pred.json").exists()
+
+    adapted = tmp_path / "adapted"  # SoLa features, for a head trained on the original ones
+    transform_store(SoLaAdapter(32, hidden_dim=8), source, adapted, progress=False)
+    code, err = infer(adapted)
+    assert code == 2 and err.count("\n") == 1 and "without a SoLa adapter" in err and str(adapted) in err
+
+    code, err = infer(features)  # the features it was trained on
+    assert code == 0 and (tmp_path / "pred.json").is_file()

@@ -13,7 +13,6 @@ torch = pytest.importorskip("torch")
 
 from safetensors.torch import load_file  # noqa: E402
 
-import sola.cli.tal as cli_tal  # noqa: E402
 import sola.tal.train as train_module  # noqa: E402
 from sola.cli import main  # noqa: E402
 from sola.config import SoLaConfig  # noqa: E402
@@ -132,10 +131,10 @@ def test_cli_resumes_and_does_not_retrain(tmp_path, monkeypatch, capsys):
 
     # killed after epoch 1, then resumed with the same command plus --resume
     plain = train_module.train_head
-    monkeypatch.setattr(cli_tal, "train_head", lambda *a, **k: plain(*a, on_epoch=kill_after(1), **k))
+    monkeypatch.setattr(train_module, "train_head", lambda *a, **k: plain(*a, on_epoch=kill_after(1), **k))
     with pytest.raises(Killed):
         train(tmp_path / "cut")
-    monkeypatch.setattr(cli_tal, "train_head", plain)
+    monkeypatch.setattr(train_module, "train_head", plain)
     capsys.readouterr()
     assert train(tmp_path / "cut") == 2
     err = capsys.readouterr().err.strip()

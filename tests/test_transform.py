@@ -187,3 +187,33 @@ def test_transform_only_the_videos_asked_for(tmp_path, adapter):
     assert sorted(open_store(tmp_path / "out").video_ids()) == ["vid000", "vid002"]
     with pytest.raises(StoreError, match="no video 'nope'"):
         transform_store(adapter, store, tmp_path / "other", progress=False, video_ids=["vid000", "nope"])
+
+
+@pytest.mark.parametrize("layout", ["npy", "csv", "npz", "pt", "pickle-dir", "pickle", "hdf5", "twostream"])
+def test_the_provenance_record_is_never_read_as_a_video(tmp_path, layout):
+    from tests.test_stores_contract import SOURCES, VIDEOS, _source
+    from sola.transform import PROVENANCE
+
+    if layout == "twostream":  # rgb/ + flow/ in; one store of the RGB layout out
+        (tmp_path / "in").mkdir()
+        for stream in ("rgb", "flow"):
+            _source(tmp_path / stream, "npy")  # writes STREAM/src
+            (tmp_path / stream / "src").rename(tmp_path / "in" / stream)
+        options = {"prefix": "v_", "suffix": "_rgb"}
+        store = open_store(tmp_path / "in", **options)
+    else:
+        store, options = _source(tmp_path / "in", layout), SOURCES[layout][2]
+    out = tmp_path / "out" / SOURCES["npy" if layout == "twostream" else layout][0]
+    adapter = SoLaAdapter(store.dim(), hidden_dim=4)
+    transform_store(adapter, store, out, progress=False)
+    record = out / PROVENANCE if out.is_dir() else out.with_name(f"{out.name}.{PROVENANCE}")
+    assert record.is_file()
+    assert open_store(out, **options).video_ids() == sorted(VIDEOS)  # reopened as the input was opened
+    # and with the layout detected from the path (the HDF5 group still named): the same videos, nothing more
+    detected = open_store(out, **{k: v for k, v in options.items() if k == "group"})
+    assert detected.layout == (store.rgb.layout if layout == "twostream" else layout)
+    assert len(detected.video_ids()) == len(VIDEOS)
+    # A head that lists the folder by the layout's extension sees the videos only
+    if out.is_dir():
+        videos = [p for p in out.iterdir() if p.name != PROVENANCE]
+        assert len(videos) == len(VIDEOS) and not any(p.suffix == ".json" for p in videos)

@@ -12,6 +12,9 @@ original features with the same head settings and seed (that row is shared by ev
 features and head settings): the linear probe (reference SGD protocol and the converged one) and the
 head's average mAP, mean ± std over seeds and the paired difference to the original with its 95%
 interval. Every (point, seed) is saved as it finishes, so an interrupted ablation resumes.
+
+The modules that train (compare, probe, the head) are imported when a point is measured, so that the
+command line can list the presets without importing torch.
 """
 
 from __future__ import annotations
@@ -28,15 +31,12 @@ import numpy as np
 import yaml
 
 from sola.atomic import atomic_path, atomic_write_text
-from sola.compare import sola_store
 from sola.config import SoLaConfig
 from sola.errors import ConfigError
-from sola.probe import collect_snippets, json_ready, probe_features
 from sola.stats import format_difference, format_mean_std, mean_std, paired_difference
 from sola.stores import FeatureStore, open_store
 from sola.stores.npy import NpyWriter
 from sola.tal.config import TalConfig
-from sola.tal.experiment import run_experiment
 
 MODES = ("sola", "unified", "unified+sm")
 FEATURES = ("both", "rgb", "flow")
@@ -142,12 +142,16 @@ def stream_store(store: FeatureStore, which: str, out_dir: Path) -> FeatureStore
 
 def probe_row(store: FeatureStore, annotations) -> dict:
     """Both probes of one feature set (default probe config, seed 0: deterministic)."""
+    from sola.probe import collect_snippets, probe_features
+
     return probe_features(collect_snippets(store, annotations), None, seed=0)
 
 
 def measure(store: FeatureStore, annotations, tal_config: TalConfig, seed: int, mode: str = "baseline",
             sola_config: SoLaConfig | None = None, sm_weight: float = 1.0, probe: bool = True) -> dict:
     """Probe (when asked) and head of one feature set and seed: a flat dict of the columns."""
+    from sola.tal.experiment import run_experiment
+
     row = probe_row(store, annotations) if probe else {}
     result = run_experiment(store, annotations, tal_config, seed=seed, progress=False, mode=mode,
                             sm_weight=sm_weight, sola_config=sola_config)
@@ -157,6 +161,8 @@ def measure(store: FeatureStore, annotations, tal_config: TalConfig, seed: int, 
 
 def cached(path: Path, compute: Callable[[], dict]) -> dict:
     """The JSON saved at `path`, or `compute()` saved there atomically."""
+    from sola.probe import json_ready
+
     if path.is_file():
         return json.loads(path.read_text())
     value = json_ready(compute())
@@ -173,6 +179,8 @@ def ablate(store: FeatureStore, annotations, tal_config: TalConfig, points: list
 
     `selection`: overrides of the selection config's `select` section (`sola.compare.sola_store`),
     e.g. `{"criterion": "head"}`; results under other selection settings are kept apart."""
+    from sola.probe import json_ready
+
     if seeds < 1:
         raise ConfigError(f"--seeds must be at least 1, got {seeds}")
     if not points:
@@ -217,6 +225,8 @@ def _selection_tag(selection: dict | None) -> str:
 def _adapted(data, annotations, tal, mode, sola, seed, where, select, heldout_subset, sm_weight, progress, log,
              selection=None):
     """The SoLa row of one (point, seed): fit (+ select) then the head, or unified training."""
+    from sola.compare import sola_store
+
     sola = SoLaConfig.load(None, {"fit.seed": seed}, base=sola)
     if mode != "sola":
         return measure(data, annotations, tal, seed, mode=mode, sola_config=sola, sm_weight=sm_weight, probe=False)

@@ -80,9 +80,8 @@ def canonical_subset(name: str) -> str:
 
 def clean_video_id(name: str) -> str:
     """A video id without a file extension (`highjump.npy` -> `highjump`)."""
-    for suffix in _FILE_SUFFIXES:
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
+    if name.lower().endswith(_FILE_SUFFIXES):  # every suffix is one dot and letters
+        return name[: name.rindex(".")]
     return name
 
 
@@ -285,11 +284,12 @@ def _load_json(path: Path):
         return _json_cache[key]
 
     def no_duplicates(pairs):
-        keys = [k for k, _ in pairs]
-        if len(keys) != len(set(keys)):
+        mapping = dict(pairs)
+        if len(mapping) != len(pairs):
+            keys = [k for k, _ in pairs]
             dup = sorted({k for k in keys if keys.count(k) > 1})
             raise AnnotationError(f"{path}: duplicate key(s) {dup[:5]} (duplicate video ids?); keep one of each")
-        return dict(pairs)
+        return mapping
 
     try:
         with open(path, encoding="utf-8") as handle:

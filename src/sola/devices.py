@@ -7,10 +7,12 @@ LOCAL_RANK), else the CPU. `cpu`, `cuda` (this process's CUDA device) and `cuda:
 from __future__ import annotations
 
 import os
-
-import torch
+from typing import TYPE_CHECKING
 
 from sola.errors import DeviceError
+
+if TYPE_CHECKING:  # imported on first use, so that the rank helpers cost nothing
+    import torch
 
 DEVICE_NAMES = "auto, cpu, cuda or cuda:N"
 
@@ -25,6 +27,11 @@ def process_rank() -> int:
     return int(os.environ.get("RANK", "0"))
 
 
+def world_size() -> int:
+    """How many processes train together (WORLD_SIZE, set by `torchrun`; 1 without it)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def is_main_process() -> bool:
     """True on the process that prints summaries and writes shared outputs (rank 0)."""
     return process_rank() == 0
@@ -36,6 +43,8 @@ def resolve_device(name: str | torch.device | None = "auto", rank: int | None = 
     `rank` picks the CUDA device for `auto` and `cuda` (default: `local_rank()`). Raises
     `DeviceError` for an unknown name or CUDA requested where there is none.
     """
+    import torch
+
     if isinstance(name, torch.device):
         name = str(name)
     name = "auto" if name is None else str(name).strip()

@@ -5,13 +5,12 @@ NCCL on GPUs, gloo on the CPU. Without torchrun everything runs as rank 0 of 1.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 
-from sola.devices import local_rank, process_rank, resolve_device
+from sola.devices import local_rank, process_rank, resolve_device, world_size
 
 
 @dataclass(frozen=True)
@@ -36,15 +35,15 @@ class DistributedContext:
 
 def setup_distributed(device: str = "auto") -> DistributedContext:
     """Join the process group that `torchrun` describes (if any) and pick this rank's device."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    processes = world_size()
     rank, local = process_rank(), local_rank()
     resolved = resolve_device(device, local)
-    if world_size > 1 and not dist.is_initialized():
+    if processes > 1 and not dist.is_initialized():
         backend = "nccl" if resolved.type == "cuda" else "gloo"
         if resolved.type == "cuda":
             torch.cuda.set_device(resolved)
         dist.init_process_group(backend=backend)
-    return DistributedContext(rank, world_size, local, resolved)
+    return DistributedContext(rank, processes, local, resolved)
 
 
 def barrier(context: DistributedContext) -> None:

@@ -16,6 +16,7 @@ import gc
 import json
 import os
 import pickle
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -24,7 +25,13 @@ import numpy as np
 from sola.errors import PredictionError
 from sola.metrics.segments import Segments
 
+try:
+    import orjson
+except ImportError:  # optional speed: `json` gives the same values
+    orjson = None
+
 FLAT_KEYS = ("video-id", "t-start", "t-end", "score")
+_SEGMENT, _SCORE, _FIRST, _SECOND = itemgetter("segment"), itemgetter("score"), itemgetter(0), itemgetter(1)
 
 
 def read_predictions(
@@ -72,8 +79,7 @@ def _load(path: Path) -> Any:
         if suffix in (".pkl", ".pickle"):
             with open(path, "rb") as handle:
                 return pickle.load(handle)  # ActionFormer's own output; only open files you made
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
+        return parse_json(path.read_bytes())
     except json.JSONDecodeError as exc:
         raise PredictionError(f"{path}: not valid JSON ({exc}); the file is truncated or corrupt") from None
     except (pickle.UnpicklingError, EOFError, UnicodeDecodeError) as exc:
@@ -81,6 +87,18 @@ def _load(path: Path) -> Any:
     finally:
         if collecting:
             gc.enable()
+
+
+def parse_json(data: bytes) -> Any:
+    """The JSON document in `data` (UTF-8), parsed by orjson when it is installed (about 3x faster on
+    large prediction files), else by `json`. What orjson refuses (NaN, integers beyond 64 bits) is
+    parsed again by `json`, so both give the same values and the same errors."""
+    if orjson is not None:
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(data.decode("utf-8"))
 
 
 def _from_flat(data: dict, path: Path):
@@ -92,7 +110,7 @@ def _from_flat(data: dict, path: Path):
 
 
 def _from_per_video(results: dict, path: Path):
-    video, start, end, label, score = [], [], [], [], []
+    videos, counts, start, end, label, score = [], [], [], [], [], []
     for video_id, items in results.items():
         if isinstance(items, dict):  # per-video arrays
             segments = np.asarray(items["segments"], dtype=np.float64).reshape(-1, 2)
@@ -104,7 +122,8 @@ def _from_per_video(results: dict, path: Path):
                     f"{path}: video {video_id!r} has {len(segments)} segments, {len(scores)} scores and "
                     f"{len(labels)} labels; give one of each per prediction"
                 )
-            video.extend([str(video_id)] * len(segments))
+            videos.append(str(video_id))
+            counts.append(len(segments))
             start.extend(segments[:, 0].tolist())
             end.extend(segments[:, 1].tolist())
             score.extend(scores.tolist())
@@ -112,16 +131,18 @@ def _from_per_video(results: dict, path: Path):
             continue
         if not isinstance(items, list):
             raise PredictionError(f"{path}: video {video_id!r}: expected a list of predictions, got {type(items).__name__}")
-        # Whole-list comprehensions: this loop sees every prediction of the file.
-        segments = [item["segment"] for item in items]
-        if any(len(segment) != 2 for segment in segments):
+        # Whole-list maps: this loop sees every prediction of the file.
+        segments = list(map(_SEGMENT, items))
+        if set(map(len, segments)) - {2}:
             bad = next(segment for segment in segments if len(segment) != 2)
             raise PredictionError(f"{path}: video {video_id!r}: segment {bad!r} must be [start, end]")
-        video.extend([video_id] * len(items))
-        start.extend([segment[0] for segment in segments])
-        end.extend([segment[1] for segment in segments])
+        videos.append(video_id)
+        counts.append(len(items))
+        start.extend(map(_FIRST, segments))
+        end.extend(map(_SECOND, segments))
         label.extend([item.get("label", "") for item in items])
-        score.extend([item["score"] for item in items])
+        score.extend(map(_SCORE, items))
+    video = np.repeat(np.asarray(videos, dtype=str), counts)  # one id per video, not per prediction
     return video, start, end, label, score
 
 
@@ -142,8 +163,11 @@ def _names(labels: list, label_names: Mapping[int, str] | None, path: Path, requ
                 f"{path}: class id(s) {missing[:5]} are not label_ids of the annotations; check the label map"
             )
         return names
-    names = ["" if x is None else str(x) for x in labels]
-    if require_labels and any(n == "" for n in names):
+    if set(map(type, labels)) == {str}:
+        names = labels
+    else:
+        names = ["" if x is None else str(x) for x in labels]
+    if require_labels and "" in names:
         raise PredictionError(f"{path}: some predictions have no label; detections need one per prediction")
     return names
 
@@ -180,14 +204,20 @@ def prediction_notes(predictions: Segments, ground_truth_ids, unknown_fate: str)
     reversed_note = predictions.reversed_note()
     if reversed_note:
         notes.append(reversed_note)
-    unknown = ~np.isin(predictions.video, np.asarray(list(ground_truth_ids), dtype=str))
-    if unknown.any():
-        videos = np.unique(predictions.video[unknown])
+    known = set(map(str, ground_truth_ids))
+    videos = sorted(v for v in distinct(predictions.video) if v not in known)
+    if videos:
+        count = int(np.isin(predictions.video, videos).sum())
         notes.append(
-            f"{int(unknown.sum())} prediction(s) of {len(videos)} video(s) without ground truth here (e.g. "
-            f"{str(videos[0])!r}) {unknown_fate}, as the official evaluator does; check --subset and the video ids"
+            f"{count} prediction(s) of {len(videos)} video(s) without ground truth here (e.g. "
+            f"{videos[0]!r}) {unknown_fate}, as the official evaluator does; check --subset and the video ids"
         )
     return notes
+
+
+def distinct(values: np.ndarray) -> list[str]:
+    """The distinct strings of `values` (N,) in order of first appearance (hashed: far faster than sorting)."""
+    return list(dict.fromkeys(values.tolist()))
 
 
 def align_video_ids(predictions: Segments, ground_truth_ids) -> Segments:
@@ -195,12 +225,12 @@ def align_video_ids(predictions: Segments, ground_truth_ids) -> Segments:
 
     Ids already in the ground truth, or with no counterpart, stay as they are.
     """
-    known = set(str(v) for v in ground_truth_ids)
+    ids = [str(v) for v in ground_truth_ids]
+    known = set(ids)
     bare = {}
-    for vid in known:
+    for vid in ids:  # in the given order, so that the first of two ids with one bare form wins every time
         bare.setdefault(_bare(vid), vid)
-    unique = np.unique(predictions.video)
-    renames = {v: bare[_bare(v)] for v in unique if v not in known and _bare(v) in bare}
+    renames = {v: bare[_bare(v)] for v in distinct(predictions.video) if v not in known and _bare(v) in bare}
     if not renames:
         return predictions
     video = np.array([renames.get(v, v) for v in predictions.video.tolist()], dtype=str)

@@ -22,13 +22,14 @@ held-out part (checkpoint selection, which must never look at the evaluation sub
 Bounded memory: a split is first planned (which snippets of which videos, from the stores' shapes
 and the annotations), then read and adapted one video at a time into one matrix of the chosen
 snippets. `data.videos` (a share of each split's videos) and `data.chunk` (one random snippet per
-chunk of that many, as the reference's one per 100) subsample on request; `data.max_snippets` caps
-each split (a seeded uniform draw beyond it). The defaults keep every snippet of sets up to that
-cap. Every subsample is seeded and reported.
+chunk of that many, as the reference's one per 100) subsample on request; `data.max_snippets` and
+`data.max_bytes` (of each split's float32 matrix: 750 MB, so about 1.5 GB for both whatever the
+dimension) cap each split (a seeded uniform draw beyond it, `snippet_cap`). The defaults keep every
+snippet of sets up to that cap. Every subsample is seeded and reported.
 
-Every default lives once in `ProbeConfig` (sections `data`, `sgd`, `lbfgs`, `select`); the
-functions take `config: ProbeConfig | None` (None: the defaults) and an explicit `seed` that,
-when given, replaces `data.seed`.
+Every default lives once in `ProbeConfig` (`sola.probe_config`, re-exported here; sections `data`,
+`sgd`, `lbfgs`, `select`); the functions take `config: ProbeConfig | None` (None: the defaults)
+and an explicit `seed` that, when given, replaces `data.seed`.
 """
 
 from __future__ import annotations
@@ -43,123 +44,12 @@ import torch
 from tqdm.auto import tqdm
 
 from sola.annotations import Annotations, canonical_subset, grid_for, match_ids, snippet_labels
-from sola.config import SectionedConfig
 from sola.devices import resolve_device
 from sola.errors import AnnotationError, ConfigError, StoreError
+from sola.probe_config import (CRITERIA, METRICS, SELECTABLE, LbfgsProbeConfig, ProbeConfig,  # noqa: F401
+                               ProbeDataConfig, ProbeSelectConfig, SgdProbeConfig, probe_config,
+                               validate_probe_config)
 from sola.transform import apply_adapter
-
-METRICS = ("accuracy", "balanced_accuracy", "average_precision", "boundary_accuracy")
-CRITERIA = ("probe", "head")  # what `select.criterion` may name
-SELECTABLE = tuple(f"{p}_{m}" for p in ("sgd", "lbfgs") for m in METRICS)  # the columns `select.metric` may name
-
-
-def validate_probe_config(config: ProbeConfig) -> None:
-    """Raise `ConfigError` naming the key for a value out of range (the checker of `ProbeConfig`)."""
-    d, sgd, lbfgs, select = config.data, config.sgd, config.lbfgs, config.select
-    integers = {"data.boundary_k": (d.boundary_k, 1), "data.seed": (d.seed, 0), "sgd.epochs": (sgd.epochs, 1),
-                "sgd.batch_size": (sgd.batch_size, 1), "sgd.report_from": (sgd.report_from, 0),
-                "lbfgs.max_iter": (lbfgs.max_iter, 1), "lbfgs.history_size": (lbfgs.history_size, 1),
-                "data.chunk": (d.chunk, 1), "data.max_snippets": (d.max_snippets, 0)}
-    for name, (value, least) in integers.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < least:
-            raise ConfigError(f"{name} must be an integer >= {least}, got {value!r}")
-    if not 0 < d.videos <= 1:  # also refuses NaN
-        raise ConfigError(f"data.videos is the share of each split's videos probed, in (0, 1], got {d.videos}")
-    for name, value, low, above in (("data.feat_stride", d.feat_stride, 0.0, True), ("data.fps", d.fps, 0.0, True),
-                                    ("data.num_frames", d.num_frames, 0.0, False)):
-        if value is not None and not (math.isfinite(value) and (value > low if above else value >= low)):
-            raise ConfigError(f"{name} must be a finite number {'>' if above else '>='} {low:g} "
-                              f"(null: from the annotations), got {value}")
-    if not 0 < d.holdout < 1:  # also refuses NaN
-        raise ConfigError(f"data.holdout must lie strictly between 0 and 1, got {d.holdout}")
-    if not (math.isfinite(sgd.lr) and sgd.lr > 0):
-        raise ConfigError(f"sgd.lr must be a finite number > 0, got {sgd.lr}")
-    if not 0 <= sgd.momentum < 1:
-        raise ConfigError(f"sgd.momentum must be in [0, 1), got {sgd.momentum}")
-    for name, value in (("lbfgs.l2", lbfgs.l2), ("lbfgs.tolerance_grad", lbfgs.tolerance_grad),
-                        ("lbfgs.tolerance_change", lbfgs.tolerance_change), ("select.min_gain", select.min_gain)):
-        if not (math.isfinite(value) and value >= 0):
-            raise ConfigError(f"{name} must be a finite number >= 0, got {value}")
-    if select.criterion not in CRITERIA:
-        raise ConfigError(f"select.criterion must be one of {', '.join(CRITERIA)}, got {select.criterion!r}")
-    for name, value, least in (("select.head_epochs", select.head_epochs, 0), ("select.seeds", select.seeds, 2)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < least:
-            raise ConfigError(f"{name} must be an integer >= {least}, got {value!r}"
-                              + ("; a 95% interval needs two paired seeds" if name == "select.seeds" else ""))
-    if not (math.isfinite(select.head_margin) and select.head_margin >= 0):
-        raise ConfigError(f"select.head_margin must be a finite number >= 0 (avg mAP, 0-1), got {select.head_margin}")
-    if select.metric not in SELECTABLE:
-        raise ConfigError(f"select.metric: unknown probe metric {select.metric!r}; "
-                          f"choose one of {', '.join(SELECTABLE)}")
-
-
-@dataclass
-class ProbeDataConfig:
-    """Which snippets the probes see, how they are labelled, and the held-out split of selection."""
-
-    boundary_k: int = 2  # boundary accuracy counts the snippets within +-k of a transition
-    feat_stride: float | None = None  # frames between snippets; None: from the annotations
-    num_frames: float | None = None  # frames seen by one snippet; None: from the annotations
-    fps: float | None = None  # None: from the annotations
-    holdout: float = 0.25  # share of a subset's videos held out by `collect_heldout_snippets`
-    seed: int = 0  # the held-out split, the subsamples, and both probes' initialisation and batch order
-    videos: float = 1.0  # share of each split's videos probed (seeded; the reference: about 0.1)
-    chunk: int = 1  # one random snippet per chunk of this many (1: every snippet; the reference: 100)
-    max_snippets: int = 400_000  # per split (0: no cap); beyond it a seeded uniform draw: memory ~ N x C x 4 B
-
-
-@dataclass
-class SgdProbeConfig:
-    """The reference protocol: Linear(C -> 2) trained with mini-batch SGD with momentum."""
-
-    epochs: int = 16
-    lr: float = 0.01
-    momentum: float = 0.9
-    batch_size: int = 256
-    report_from: int = 6  # metrics are averaged over epochs >= this (0-based; the last ten of 16)
-
-
-@dataclass
-class LbfgsProbeConfig:
-    """The converging probe: class-balanced logistic regression, full batch, L-BFGS from zero."""
-
-    l2: float = 1e-4  # loss + l2/2 * |w|^2 (bias free)
-    max_iter: int = 500
-    history_size: int = 20
-    tolerance_grad: float = 1e-6
-    tolerance_change: float = 1e-10
-
-
-@dataclass
-class ProbeSelectConfig:
-    """Checkpoint selection (`sola.select`): the column that decides and the margin to clear."""
-
-    metric: str = "lbfgs_balanced_accuracy"  # the converging probe: sgd_* can sit at the majority rate
-    min_gain: float = 0.0  # a checkpoint must beat the identity by more than this
-    # Beyond the reference (`sola.select_head`): judge candidates by a short proxy head instead.
-    criterion: str = "probe"  # "probe" (the reference's rule) or "head" (the proxy head's held-out avg mAP)
-    head_epochs: int = 6  # the proxy head's epochs in all, warm-up included (0: the head config's schedule)
-    seeds: int = 3  # proxy-head seeds, each candidate paired with the identity on the same seed
-    head_margin: float = 0.0  # the 95% interval of the paired avg-mAP gain (0-1) must lie above this
-
-
-class ProbeConfig(SectionedConfig, check=validate_probe_config):
-    """Everything the linear probe and checkpoint selection use: data, sgd, lbfgs, select."""
-
-    data: ProbeDataConfig
-    sgd: SgdProbeConfig
-    lbfgs: LbfgsProbeConfig
-    select: ProbeSelectConfig
-
-
-def probe_config(config: ProbeConfig | None = None, seed: int | None = None) -> ProbeConfig:
-    """A validated copy of `config` (None: the defaults) with `seed`, when given, as its `data.seed`.
-
-    Raises `ConfigError` naming the key of a value out of range.
-    """
-    override = {"data": {"seed": seed}} if seed is not None else None
-    base = config if config is not None else ProbeConfig()
-    return ProbeConfig.from_dict(override, base=base, where="seed").validate()
 
 
 @dataclass
@@ -177,6 +67,7 @@ class SnippetSet:
     boundary: list[np.ndarray]  # each (n_v,) bool: within +-k of a transition
     available: int = 0  # usable snippets (not ambiguous-only) of the split's videos before subsampling
     videos_available: int = 0  # videos of the split before `data.videos`
+    cap: int = 0  # the most snippets the split may hold (`snippet_cap`; 0: no cap)
 
     @property
     def num_snippets(self) -> int:
@@ -279,8 +170,8 @@ def read_snippets(
 ) -> SnippetSet:
     """The SnippetSet of `video_ids` (annotation ids, in this order); `feature_ids` maps them to store ids.
 
-    Reads only each video's shape. The grid, `boundary_k` and the subsample (`videos`, `chunk`,
-    `max_snippets`, drawn with `data.seed` and `stream`) come from `config.data` (None: the defaults).
+    Reads only each video's shape. The grid, `boundary_k` and the subsample (`videos`, `chunk`, and
+    the cap of `snippet_cap`, drawn with `data.seed` and `stream`) come from `config.data` (None: the defaults).
     """
     data = (config if config is not None else ProbeConfig()).data
     rng = np.random.default_rng([data.seed, stream])
@@ -289,8 +180,10 @@ def read_snippets(
         count = max(1, int(data.videos * len(chosen) + 0.5))
         chosen = [chosen[i] for i in sorted(rng.choice(len(chosen), count, replace=False))]
     snippet_set = SnippetSet(store, [], [], [], [], [], videos_available=len(video_ids))
+    width = 1
     for video_id in tqdm(chosen, desc=desc, disable=None if progress else True, leave=False):
-        length = int(store.shape(feature_ids[video_id])[0])
+        shape = store.shape(feature_ids[video_id])
+        length, width = int(shape[0]), max(width, int(shape[1]))
         video = annotations[video_id]
         labels = snippet_labels(video, length, grid_for(video, length, data.feat_stride, data.num_frames, data.fps))
         keep = labels.action | ~labels.ambiguous
@@ -301,9 +194,23 @@ def read_snippets(
         snippet_set.rows.append(rows)
         snippet_set.action.append(labels.action[rows])
         snippet_set.boundary.append(boundary_mask(labels.action, data.boundary_k)[rows])
-    if data.max_snippets and snippet_set.num_snippets > data.max_snippets:
-        cap_snippets(snippet_set, data.max_snippets, rng)
+    snippet_set.cap = snippet_cap(data, width)
+    if snippet_set.cap and snippet_set.num_snippets > snippet_set.cap:
+        cap_snippets(snippet_set, snippet_set.cap, rng)
     return snippet_set
+
+
+def snippet_cap(data: ProbeDataConfig, dim: int) -> int:
+    """The most snippets one split may hold: `data.max_snippets`, and as many rows of `dim` float32
+    as `data.max_bytes` holds (at least 1); 0 when both are 0 (no cap).
+
+    The byte bound keeps both matrices at about 2 x 750 MB by default whatever the dimension
+    (91,552 snippets at 2048-d, 400,000 up to 468-d).
+    """
+    caps = [data.max_snippets] if data.max_snippets else []
+    if data.max_bytes:
+        caps.append(max(1, data.max_bytes // (4 * dim)))
+    return min(caps, default=0)
 
 
 def draw_per_chunk(rows: np.ndarray, chunk: int, rng: np.random.Generator) -> np.ndarray:
@@ -700,7 +607,7 @@ def compare_probe(
 def subsample_summary(data: ProbeData) -> dict:
     """What the probe saw of each split: videos and snippets chosen of those available."""
     return {name: {"videos": len(part.video_ids), "videos_available": part.videos_available,
-                   "snippets": part.num_snippets, "snippets_available": part.available}
+                   "snippets": part.num_snippets, "snippets_available": part.available, "cap": part.cap}
             for name, part in (("train", data.train), ("val", data.val))}
 
 
@@ -736,8 +643,15 @@ def subsample_note(subsample: dict | None, seed: int) -> str:
                             for part in subsample.values()):
         return ""
     parts = [f"{name} {part['snippets']:,} of {part['snippets_available']:,} snippets in {part['videos']:,} of "
-             f"{part['videos_available']:,} videos" for name, part in subsample.items()]
-    return f"subsampled (seed {seed}; data.videos, data.chunk, data.max_snippets): {'; '.join(parts)}"
+             f"{part['videos_available']:,} videos" + _cap_words(part) for name, part in subsample.items()]
+    return (f"subsampled (seed {seed}; data.videos, data.chunk, data.max_snippets, data.max_bytes): "
+            f"{'; '.join(parts)}")
+
+
+def _cap_words(part: dict) -> str:
+    """" (capped at N)" when the split's cap removed snippets (tables before the cap was recorded: "")."""
+    cap = part.get("cap") or 0
+    return f" (capped at {cap:,})" if cap and part["snippets"] == cap < part["snippets_available"] else ""
 
 
 def _percent(value) -> str:

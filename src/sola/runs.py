@@ -23,15 +23,15 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
-
-import torch
-from safetensors import safe_open
-from safetensors.torch import save
+from typing import TYPE_CHECKING, Any
 
 from sola.atomic import atomic_path, atomic_write_text
 from sola.errors import CheckpointError
-from sola.stores import FeatureStore, open_store
+
+if TYPE_CHECKING:  # torch and the stores load on first use: commands without tensors never import torch
+    import torch
+
+    from sola.stores import FeatureStore
 
 CONFIG = "config.yaml"
 METRICS = "metrics.jsonl"
@@ -105,6 +105,8 @@ def write_safetensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor],
     safetensors keeps the metadata in a Rust HashMap whose order changes from process to process,
     so its header is rewritten here with the metadata keys sorted (tensor entries and data as written).
     """
+    from safetensors.torch import save
+
     data = save(tensors, metadata=metadata)
     size = int.from_bytes(data[:8], "little")
     header = json.loads(data[8 : 8 + size])
@@ -122,6 +124,8 @@ def read_safetensors(path: str | os.PathLike, fmt: str, what: str, fix: str) -> 
     `what` names the file's kind in errors ("training state"), `fix` says what to do. Raises
     `CheckpointError` for a missing or unreadable file, or one of another format.
     """
+    from safetensors import safe_open
+
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no {what} here; {fix}")
@@ -156,6 +160,8 @@ def load_module_tensors(modules: dict[str, torch.nn.Module | None], tensors: dic
 
 def optimizer_tensors(optimizer: torch.optim.Optimizer, prefix: str = "optim.") -> tuple[dict[str, torch.Tensor], str]:
     """Flatten an optimiser's state for safetensors: ({prefix}{param index}.{key} -> tensor, param groups as JSON)."""
+    import torch
+
     optim = optimizer.state_dict()
     tensors = {}
     for index, state in optim["state"].items():
@@ -243,6 +249,8 @@ def fitted_store(run_dir: str | os.PathLike) -> FeatureStore:
     if record is None:
         raise CheckpointError(f"{run_dir}: no {RECORD} saying which features it was fitted on; "
                               "name the features explicitly")
+    from sola.stores import open_store
+
     return open_store(record["features"], layout=record["layout"], **record["options"])
 
 

@@ -36,6 +36,8 @@ FIGURES = {
     "errors": "errors.png",
 }
 TIMELINES = "timelines"
+PIE_LABEL_MIN = 10.0  # percent: narrower wedges of the error pie are labelled in its legend only
+_TIMELINE_NAME = re.compile(r"\d{2,}_[A-Za-z0-9._-]+\.png")  # what `show_predictions` names a timeline
 
 
 # -- numbers ------------------------------------------------------------------------------------
@@ -187,9 +189,14 @@ def error_figure(analysis: FalsePositiveAnalysis, out: str | os.PathLike) -> Pat
     shares = np.array([analysis.fractions[name] for name in ERROR_TYPES])
     if shares.sum() > 0:
         present = shares > 0
-        pie_ax.pie(shares[present], labels=[n for n, p in zip(ERROR_TYPES, present) if p],
-                   colors=[c for c, p in zip(CATEGORY_COLORS[1:], present) if p], autopct="%1.1f%%",
-                   startangle=90, counterclock=False, textprops={"fontsize": 8})
+        # Names and every share in a legend below; inside the pie only the shares of wide wedges, so
+        # that small neighbouring slices never stack their labels on one another.
+        wedges, _, _ = pie_ax.pie(shares[present], colors=[c for c, p in zip(CATEGORY_COLORS[1:], present) if p],
+                                  autopct=lambda pct: f"{pct:.1f}%" if pct >= PIE_LABEL_MIN else "",
+                                  pctdistance=0.68, startangle=90, counterclock=False, textprops={"fontsize": 8})
+        total = float(shares.sum())
+        pie_ax.legend(wedges, [f"{n} {100 * v / total:.1f}%" for n, v in zip(ERROR_TYPES, shares) if v > 0],
+                      loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2, fontsize=8, frameon=False)
     else:
         pie_ax.text(0.5, 0.5, "no false positives", ha="center", va="center")
         pie_ax.set_axis_off()
@@ -242,7 +249,8 @@ def show_predictions(
     mAP and the DETAD analysis use every prediction at `tiou_thresholds`; precision-recall and the
     worst-video ranking use `pr_tiou`. Timelines: `videos` (ids of the ground truth or the
     predictions), else the `worst` worst videos (module docstring), drawn from predictions scoring at
-    least `min_score`; `durations`: video -> seconds. Returns `{"out_dir", "figures": {name: Path},
+    least `min_score`; `durations`: video -> seconds. Timelines of an earlier call into the same
+    `out_dir` that this one does not draw are removed. Returns `{"out_dir", "figures": {name: Path},
     "timelines": {video: Path}, "json", "markdown", "detection": DetectionResult, "analysis":
     FalsePositiveAnalysis, "videos": [ranking rows]}`. Raises `PredictionError` for unknown `videos`,
     empty ground truth or unscored predictions.
@@ -277,6 +285,7 @@ def show_predictions(
         timelines[video] = video_timeline(predictions, ground_truth, video, path, (durations or {}).get(video),
                                           min_score, title, colors)
         drawn.append({**row, "path": str(path.relative_to(out_dir))})
+    remove_stale_timelines(out_dir / TIMELINES, set(timelines.values()))
 
     summary = {
         "detection": result.to_dict(),
@@ -361,6 +370,15 @@ def check_videos(videos: list[str], ground_truth: Segments, predictions: Segment
         raise PredictionError(f"video(s) {', '.join(map(repr, unknown[:5]))} are in neither the ground truth nor the "
                               f"predictions (e.g. {example}); check the ids given to --videos")
     return list(dict.fromkeys(videos))
+
+
+def remove_stale_timelines(folder: Path, kept: set[Path]) -> list[Path]:
+    """Remove the timelines an earlier `sola show` drew into `folder` (`NN_<video>.png`) that are not in
+    `kept`; other files stay. Returns the removed paths."""
+    stale = [path for path in folder.glob("*.png") if _TIMELINE_NAME.fullmatch(path.name) and path not in kept]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
 
 
 def _row_without_ground_truth(video: str, predictions: Segments, min_score: float) -> dict:

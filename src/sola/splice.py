@@ -24,7 +24,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from sola.atomic import atomic_write_text
 from sola.config import SectionedConfig
@@ -175,6 +174,8 @@ def splice_store(
     `out_dir` that is not empty (stale videos would stay). Returns a summary dict. Raises
     `ConfigError` for impossible settings, `StoreError` for clips of different dimensions.
     """
+    from tqdm.auto import tqdm  # here: the command line reads SpliceConfig's defaults without it
+
     config = (config or SpliceConfig()).validate()
     out_dir = Path(out_dir)
     _check_out_dir(out_dir)

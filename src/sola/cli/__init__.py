@@ -16,20 +16,23 @@ import sys
 from sola import __version__
 from sola.errors import SolaError
 
-# Modules that add subcommands; each defines `register(subparsers)`.
-COMMAND_MODULES = [
-    "sola.cli.core",
-    "sola.cli.evaluate",
-    "sola.cli.data",
-    "sola.cli.extract",
-    "sola.cli.cost",
-    "sola.cli.tal",
-    "sola.cli.detect",
-    "sola.cli.compare",
-    "sola.cli.ablate",
-    "sola.cli.report",
-    "sola.cli.show",
-]
+# The module that adds each subcommand (each module defines `register(subparsers)`). `sola COMMAND ...`
+# imports only its command's module, so that a light command starts fast; `sola --help` and an
+# unknown command build the full parser. A test checks that this table names what the modules add.
+COMMANDS = {
+    **dict.fromkeys(("synth", "train", "transform", "demo"), "sola.cli.core"),
+    **dict.fromkeys(("eval-detection", "eval-proposals", "probe", "select", "tsm"), "sola.cli.evaluate"),
+    **dict.fromkeys(("inspect", "splice"), "sola.cli.data"),
+    **dict.fromkeys(("extract", "classify"), "sola.cli.extract"),
+    "cost": "sola.cli.cost",
+    "tal": "sola.cli.tal",
+    "detect": "sola.cli.detect",
+    "compare": "sola.cli.compare",
+    "ablate": "sola.cli.ablate",
+    "report": "sola.cli.report",
+    "show": "sola.cli.show",
+}
+COMMAND_MODULES = list(dict.fromkeys(COMMANDS.values()))  # in the order of `sola --help`
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -39,22 +42,24 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full argument parser (all subcommands)."""
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser: of every subcommand, or only of those of `command`'s module when it is one."""
     parser = OneLineParser(
         prog="sola",
         description="SoLa (Soft-Landing): unsupervised temporal adapters for frozen video features.",
     )
     parser.add_argument("--version", action="version", version=f"sola {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
+    for name in [COMMANDS[command]] if command in COMMANDS else COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the `sola` command; returns the exit status."""
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # The top-level options take no value, so the first other word is the command.
+    parser = build_parser(next((word for word in argv if not word.startswith("-")), None))
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

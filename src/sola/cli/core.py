@@ -1,19 +1,17 @@
-"""Core subcommands: synth, train, transform, demo."""
+"""Core subcommands: synth, train, transform, demo.
+
+The library modules are imported inside each command, so that building the parser (`sola --help`)
+and `sola synth` never import torch.
+"""
 
 from __future__ import annotations
 
 import argparse
 
-from sola.adapter import load_adapter
 from sola.cli.common import (POSITIVE, add_command, add_config_arguments, add_resume_argument, add_store_arguments,
                              check_output_dir, config_overrides, integer, resume_dir, store_from_args)
-from sola.config import load_config
-from sola.demo import run_demo as demo
 from sola.devices import is_main_process
 from sola.errors import ConfigError
-from sola.fit import fit_adapter, load_run_config, metrics_summary
-from sola.synthetic import SynthSections, write_synthetic
-from sola.transform import transform_store
 
 
 # Named flags of `sola synth`, `sola train` and `sola transform`: shortcuts for single config keys.
@@ -83,6 +81,8 @@ def register(subparsers) -> None:
 
 def run_synth(args: argparse.Namespace) -> int:
     """write a seeded synthetic untrimmed-video benchmark"""
+    from sola.synthetic import SynthSections, write_synthetic
+
     check_output_dir(args.out, "output")
     config = SynthSections.load(args.config, config_overrides(args)).synth
     summary = write_synthetic(args.out, config)
@@ -95,6 +95,9 @@ def run_synth(args: argparse.Namespace) -> int:
 
 def run_train(args: argparse.Namespace) -> int:
     """fit a SoLa adapter by Similarity Matching (no labels)"""
+    from sola.config import load_config
+    from sola.fit import fit_adapter, load_run_config, metrics_summary
+
     overrides = config_overrides(args)
     run_dir = resume_dir(args)
     if args.resume:
@@ -128,6 +131,10 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_transform(args: argparse.Namespace) -> int:
     """apply an adapter to every video of a store"""
+    from sola.adapter import load_adapter
+    from sola.config import load_config
+    from sola.transform import transform_store
+
     settings = load_config(args.config, config_overrides(args)).transform
     adapter = load_adapter(args.adapter)
     store = store_from_args(args)
@@ -144,6 +151,8 @@ def run_transform(args: argparse.Namespace) -> int:
 
 def run_demo(args: argparse.Namespace) -> int:
     """synthetic (or your) videos -> fit SoLa -> transform -> TSM pictures -> probe table"""
+    from sola.demo import run_demo as demo
+
     demo(args.out, num_videos=args.num_videos, videos_dir=args.videos, annotations=args.annotations, fps=args.fps,
          progress=not args.quiet, config=args.config, overrides=config_overrides(args))
     return 0

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-import torch
-
 from sola.cli.common import add_command, integer
-from sola.cost import adapter_cost, encoder_cost, format_cost_table
 from sola.devices import resolve_device
 from sola.runs import write_json
 
@@ -37,6 +34,10 @@ def run_cost(args: argparse.Namespace) -> int:
     Inception-I3D on the same snippets (one 16-frame clip per snippet, forward + backward). Measured here, on the
     CPU and on CUDA when present.
     """
+    import torch
+
+    from sola.cost import adapter_cost, encoder_cost, format_cost_table
+
     if args.device is not None:
         devices = [resolve_device(args.device)]
     else:

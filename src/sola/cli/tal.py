@@ -1,4 +1,7 @@
-"""The built-in TAL head: `sola tal train`, `sola tal infer`, `sola tal eval`."""
+"""The built-in TAL head: `sola tal train`, `sola tal infer`, `sola tal eval`.
+
+The head's modules (torch) are imported inside `train` and `infer`; `sola tal eval` needs none.
+"""
 
 from __future__ import annotations
 
@@ -13,18 +16,14 @@ from sola.atomic import remove_stale_temporaries
 from sola.cli.common import (add_annotation_arguments, add_command, add_config_arguments, add_resume_argument,
                              add_store_arguments, annotations_from_args, check_output_dir, config_overrides, integer,
                              resume_dir, store_from_args)
-from sola.devices import is_main_process
-from sola.distributed import setup_distributed
+from sola.devices import is_main_process, world_size
 from sola.errors import PredictionError
 from sola.metrics import parse_tiou
 from sola.predictions import prediction_notes
 from sola.runs import CLASSES, CONFIG, METRICS, PREDICTIONS, STATE, WEIGHTS, WINDOW_CACHE, write_json
 from sola.tal.config import load_tal_config
-from sola.tal.features import features_record
-from sola.tal.experiment import build_items, class_names, evaluate_predictions, fit_config_to_data, prediction_segments
-from sola.tal.infer import predict_items, prediction_dict, video_scores_for
-from sola.tal.run import check_resume, load_run, run_config, save_run
-from sola.tal.train import train_head
+from sola.tal.evaluation import evaluate_predictions, prediction_segments
+from sola.tal.run import check_resume, run_config
 
 
 def register(subparsers) -> None:
@@ -75,6 +74,11 @@ def register(subparsers) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     """`sola tal train`: train on data.train_subset and write the run directory (resumable)."""
+    from sola.tal.experiment import build_items, class_names, fit_config_to_data
+    from sola.tal.features import features_record
+    from sola.tal.run import save_run
+    from sola.tal.train import train_head
+
     out = resume_dir(args)
     check_output_dir(out)
     check_resume(out, bool(args.resume))
@@ -88,9 +92,11 @@ def run_train(args: argparse.Namespace) -> int:
     items = build_items(store, annotations, config.data.train_subset, config, names, cache_dir=cache)
     main = is_main_process()
     if main:
+        processes = world_size()
         print(f"sola tal train: {len(items)} {config.data.train_subset} videos, {config.data.num_classes} classes, "
-              f"input dim {config.data.input_dim}, {config.train.warmup_epochs + config.train.epochs} epochs",
-              file=sys.stderr)
+              f"input dim {config.data.input_dim}, {config.train.warmup_epochs + config.train.epochs} epochs, "
+              f"{processes} process{'es' if processes > 1 else ''} x {config.train.batch_size // processes} videos "
+              f"per step (global batch {config.train.batch_size})", file=sys.stderr)
     started = time.perf_counter()
     result = train_head(items, config, state_dir=out, resume=bool(args.resume),
                         progress=False if args.quiet else None)
@@ -111,13 +117,23 @@ def run_train(args: argparse.Namespace) -> int:
 def run_infer(args: argparse.Namespace) -> int:
     """predict segments with a trained head (official ActivityNet JSON)
 
-    Write predictions {'results': {video: [{label, score, segment}]}} in seconds.
+    Write predictions {'results': {video: [{label, score, segment}]}} in seconds. The features must be of
+    the kind the head was trained on (its features.json: width, SoLa adapter, extraction grid).
     """
+    from sola.distributed import setup_distributed
+    from sola.tal.experiment import build_items
+    from sola.tal.features import check_store, read_features
+    from sola.tal.infer import predict_items, prediction_dict, video_scores_for
+    from sola.tal.run import load_run
+
     run_dir = Path(args.run_dir)
     config, _ = run_config(run_dir)
     device = setup_distributed(args.device or (config.train.device if config else "auto")).device  # torchrun: shards
     model, config, names = load_run(run_dir, device=str(device))
     store = store_from_args(args)
+    record = read_features(run_dir)  # None: a run older than features.json, nothing to check against
+    if record is not None:
+        check_store(record, str(run_dir), store, config)  # before any work: features of another kind
     annotations = annotations_from_args(args)
     subset = args.subset or config.data.test_subset
     items = build_items(store, annotations, subset, config, names)

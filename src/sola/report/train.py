@@ -7,10 +7,10 @@ from pathlib import Path
 
 from sola.errors import SolaError, StoreError
 from sola.fit import metrics_summary
-from sola.probe import SELECTABLE
+from sola.probe_config import SELECTABLE
 from sola.report.document import Code, Figure, Note, Report, Table, number
 from sola.report.figures import Panel, line_panels
-from sola.runs import ADAPTER, CONFIG, RECORD, SELECTION, fitted_store, read_json, read_metrics, read_record
+from sola.runs import ADAPTER, BEST, CONFIG, RECORD, SELECTION, fitted_store, read_json, read_metrics, read_record
 from sola.select import IDENTITY
 from sola.tsm import write_tsm_picture
 
@@ -120,17 +120,32 @@ def _tsm(report: Report, run_dir: Path, images: Path) -> None:
     if not (run_dir / ADAPTER).is_file():
         section.add(Note(f"No `{ADAPTER}` yet (no finished checkpoint): nothing to draw.", warning=True))
         return
+    # After selection the run's adapter is best.safetensors (what `--adapter RUN` means everywhere)
+    adapter, which = _tsm_adapter(run_dir)
     try:
         store = fitted_store(run_dir)
         video, length = _tsm_video(store)
-        path = write_tsm_picture(store, video, images / "tsm.png", adapter=run_dir / ADAPTER)
+        path = write_tsm_picture(store, video, images / "tsm.png", adapter=adapter)
     except (SolaError, OSError) as exc:  # the store moved or was deleted since the fit
         where = (read_record(run_dir) or {}).get("features", f"(no {RECORD})")
         section.add(Note(f"No TSM picture: the store the run was fitted on, {where}, cannot be read: {exc}",
                          warning=True))
         return
     section.add(Figure(path, f"Cosine self-similarity of video `{video}` ({length} snippets) of the fitted store, "
-                             f"before and after the run's `{ADAPTER}`; the inset is the Similarity Matching target."))
+                             f"before and after {which}; the inset is the Similarity Matching target."))
+
+
+def _tsm_adapter(run_dir: Path) -> tuple[Path, str]:
+    """The adapter the TSM shows and how the caption names it: `best.safetensors` once `sola select` ran
+    (the adapter `--adapter RUN` means), else the last `adapter.safetensors`."""
+    if not (run_dir / BEST).is_file():
+        return run_dir / ADAPTER, f"the run's `{ADAPTER}` (the fit's last adapter; `sola select` has not run)"
+    best = (read_json(run_dir / SELECTION) or {}).get("best")
+    if best == IDENTITY:
+        chosen = "the identity: after equals before"
+    else:
+        chosen = f"checkpoint {best}" if best else "the selected checkpoint"
+    return run_dir / BEST, f"the run's `{BEST}` ({chosen}, chosen by `sola select`)"
 
 
 def _tsm_video(store) -> tuple[str, int]:

@@ -19,7 +19,7 @@ _EXPORTS = {
     "make_item": "sola.tal.data",
     "build_items": "sola.tal.experiment",
     "run_experiment": "sola.tal.experiment",
-    "evaluate_predictions": "sola.tal.experiment",
+    "evaluate_predictions": "sola.tal.evaluation",
     "class_names": "sola.tal.experiment",
     "fit_config_to_data": "sola.tal.experiment",
     "unified_parts": "sola.tal.unified",

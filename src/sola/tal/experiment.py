@@ -14,15 +14,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from sola.annotations import SnippetGrid, grid_for, match_ids
 from sola.devices import resolve_device
-from sola.errors import AnnotationError, PredictionError, StoreError
-from sola.metrics import Segments, evaluate_detection
-from sola.predictions import ground_truth_segments
+from sola.errors import AnnotationError, StoreError
 from sola.runs import EVALUATION, PREDICTIONS, write_json
 from sola.tal.config import TalConfig
+from sola.tal.evaluation import AGNOSTIC_LABEL, evaluate_predictions, prediction_segments  # noqa: F401 (re-exported)
 from sola.sampling import CachedStore
 from sola.tal.data import StoredFeatures, make_item
 from sola.tal.features import extraction_grids, features_record
@@ -30,9 +27,6 @@ from sola.tal.infer import predict_items, prediction_dict, video_scores_for
 from sola.tal.run import save_run
 from sola.tal.train import seed_everything, train_head
 from sola.tal.unified import unified_parts
-
-AGNOSTIC_LABEL = "action"
-
 
 def class_names(annotations, config: TalConfig) -> list[str]:
     """Class names in head order: sorted labels of all subsets, or ["action"] when class-agnostic.
@@ -127,38 +121,6 @@ def _features(store, video_id: str, lazy: bool, cache_dir):
         cached = CachedStore(store, cache_dir)
         return StoredFeatures(cached, video_id, cached.window_source(video_id).shape)
     return store.read(video_id)
-
-
-def evaluate_predictions(predictions: dict[str, Any], annotations, subset: str, tiou_thresholds,
-                         class_agnostic: bool = False, where: str = "tal predictions"):
-    """Detection mAP of ActivityNet-format predictions against `subset`; returns `DetectionResult`.
-
-    With `class_agnostic`, ground-truth labels are all replaced by "action" (proposal evaluation
-    through the detection metric), which is how the single-class head is scored without class scores.
-    Raises `PredictionError` naming `where` for malformed predictions.
-    """
-    truth = ground_truth_segments(annotations, subset)
-    if class_agnostic:
-        truth = Segments(truth.video, truth.start, truth.end, np.full(len(truth.video), AGNOSTIC_LABEL), None)
-    found = prediction_segments(predictions, where)
-    return evaluate_detection(truth, found, np.asarray(tiou_thresholds, dtype=np.float64))
-
-
-def prediction_segments(predictions: dict[str, Any], where: str = "tal predictions"):
-    """`Segments` of ActivityNet-format predictions `{"results": {video: [{segment, label, score}]}}`.
-
-    Raises `PredictionError` naming `where` for malformed predictions.
-    """
-    try:
-        rows = [(vid, p["segment"][0], p["segment"][1], p["label"], p["score"])
-                for vid, preds in predictions["results"].items() for p in preds]
-    except (KeyError, TypeError, IndexError) as exc:
-        raise PredictionError(
-            f"{where}: malformed prediction ({type(exc).__name__}: {exc}); each needs a segment "
-            "[start, end] in seconds, a label and a score (as `sola tal infer` writes them)"
-        ) from None
-    video, start, end, label, score = (list(x) for x in zip(*rows)) if rows else ([], [], [], [], [])
-    return Segments.build(video, start, end, label, score, where=where, allow_reversed=True)
 
 
 def run_experiment(store, annotations, config: TalConfig, seed: int = 0, out_dir: str | os.PathLike | None = None,

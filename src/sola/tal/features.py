@@ -6,7 +6,8 @@ features, the same adapter. `features_record` reads that from the store: `sola e
 carries `extract_metadata.json`, `sola transform` output a provenance record naming its input
 store and adapter; other stores (features made elsewhere) record their width and the grid of
 the head's config, with the encoder "unknown". `check_detectable` compares a record with what
-`sola detect` will extract and apply, and raises one line naming the mismatch and the fix.
+`sola detect` will extract and apply, `check_store` with a store given to `sola tal infer`; both
+raise one line naming the mismatch and the fix (the adapter comparison is `check_adapter`).
 """
 
 from __future__ import annotations
@@ -96,15 +97,47 @@ def check_detectable(record: dict, head: str, extracted: dict, adapter_digest: s
             f"{head} was trained on {trained}, but `sola detect` extracts {extracted['dim']}-d "
             f"{extracted['encoder']} features; train the head on `sola extract` features to detect with it"
         )
-    want, have = record.get("adapter"), adapter_digest
+    check_adapter(record, head, adapter_digest, (
+        "pass that adapter with --adapter",
+        "drop --adapter (or train the head on the adapted features)",
+        "pass the adapter the head's features were made with"), given="--adapter is")
+
+
+def check_store(record: dict, head: str, store, config) -> None:
+    """Raise `ConfigError` (one line) unless `store` holds features of the kind the head was trained on
+    (`sola tal infer`): the same width, the same SoLa adapter (or none) and, when both were made by
+    `sola extract`, the same encoder and snippet grid."""
+    found = features_record(store, config)
+    where = f"{store.path} holds {describe(found)}"
+    if record["dim"] != found["dim"]:
+        raise ConfigError(f"{store.path} holds features of dim {found['dim']}, but {head} was trained on dim "
+                          f"{record['dim']} ({describe(record)}); give the features the head was trained on "
+                          "(or train a head on these)")
+    if UNKNOWN not in (record.get("encoder", UNKNOWN), found["encoder"]):
+        differ = [key for key in ("encoder", "output", "window", "stride", "fps") if record.get(key) != found.get(key)]
+        if differ:
+            raise ConfigError(f"{head} was trained on {describe(record)}, but {where} (another {', '.join(differ)}); "
+                              "extract the features with the head's settings (its features.json)")
+    check_adapter(record, head, found["adapter"], (
+        "give the store `sola transform` made with it",
+        "give the original features (or train the head on the adapted ones)",
+        "give the store made with the head's adapter"), given=f"{store.path} was made by")
+
+
+def check_adapter(record: dict, head: str, digest: str | None, fixes: tuple[str, str, str], given: str) -> None:
+    """Raise `ConfigError` unless the SoLa adapter `digest` (None: no adapter) is the one the head's features
+    were made with. `fixes`: what to do when it is missing, superfluous or another; `given` names where
+    `digest` comes from ("--adapter is")."""
+    want, have = record.get("adapter"), digest
+    missing, extra, other = fixes
     if want and not have:
-        raise ConfigError(f"{head} was trained on SoLa features (adapter {want[:12]}); pass that adapter with --adapter")
+        raise ConfigError(f"{head} was trained on SoLa features (adapter {want[:12]}); {missing}")
     if have and not want:
-        raise ConfigError(f"{head} was trained on features without a SoLa adapter; drop --adapter "
-                          "(or train the head on the adapted features)")
+        raise ConfigError(f"{head} was trained on features without a SoLa adapter, but {given} SoLa adapter "
+                          f"{have[:12]}; {extra}")
     if want and have and want != have:
-        raise ConfigError(f"{head} was trained on features of SoLa adapter {want[:12]}, but --adapter is "
-                          f"{have[:12]}; pass the adapter the head's features were made with")
+        raise ConfigError(f"{head} was trained on features of SoLa adapter {want[:12]}, but {given} "
+                          f"{have[:12]}; {other}")
 
 
 def write_features(run_dir, record: dict) -> None:

@@ -15,7 +15,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-from sola.adapter import SoLaAdapter
 from sola.config import read_yaml_sections
 from sola.errors import CheckpointError, ConfigError
 from sola.runs import (
@@ -32,7 +31,6 @@ from sola.runs import (
 )
 from sola.tal.config import TalConfig, load_tal_config, save_tal_config
 from sola.tal.features import write_features
-from sola.tal.model import TalModel
 
 WEIGHTS_FORMAT = "sola-tal-1"
 
@@ -100,6 +98,9 @@ def check_resume(run_dir: str | os.PathLike, resume: bool) -> None:
 
 def load_run(run_dir: str | os.PathLike, device: str = "cpu"):
     """Load `(model, config, class_names)` from a run directory; raises `CheckpointError` naming the fix."""
+    from sola.adapter import SoLaAdapter  # torch: only here, so that reading a run's config stays light
+    from sola.tal.model import TalModel
+
     run_dir = Path(run_dir)
     missing = [name for name in (WEIGHTS, CONFIG, CLASSES) if not (run_dir / name).is_file()]
     if missing:

@@ -271,7 +271,8 @@ def train_head(items: list[dict[str, Any]], config: TalConfig, seed: int | None 
         # the global batch's losses: every rank's share is normalised by the global positive count
         record = {key: sum_across_ranks(value, context) / steps_per_epoch for key, value in sums.items()}
         record["aux_loss"] /= context.world_size  # a mean over ranks (each rank's is a mean already)
-        record.update(epoch=epoch + 1, seconds=time.perf_counter() - started, lr=optimizer.param_groups[0]["lr"])
+        record.update(epoch=epoch + 1, seconds=time.perf_counter() - started, lr=optimizer.param_groups[0]["lr"],
+                      world_size=context.world_size, rank_batch=t.batch_size // context.world_size)
         result.history.append(record)
         if state_path is not None and context.is_main:
             save_train_state(state_path, epoch + 1, step, modules, optimizer, normalizer, rng, result.history,

@@ -1,0 +1,48 @@
+"""Scoring a TAL head's predictions: ActivityNet-format predictions against annotations.
+
+Apart from `sola.tal.experiment` so that `sola tal eval` scores a prediction file without importing torch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from sola.errors import PredictionError
+from sola.metrics import Segments, evaluate_detection
+from sola.predictions import ground_truth_segments
+
+AGNOSTIC_LABEL = "action"  # the one class of a class-agnostic head
+
+
+def evaluate_predictions(predictions: dict[str, Any], annotations, subset: str, tiou_thresholds,
+                         class_agnostic: bool = False, where: str = "tal predictions"):
+    """Detection mAP of ActivityNet-format predictions against `subset`; returns `DetectionResult`.
+
+    With `class_agnostic`, ground-truth labels are all replaced by "action" (proposal evaluation
+    through the detection metric), which is how the single-class head is scored without class scores.
+    Raises `PredictionError` naming `where` for malformed predictions.
+    """
+    truth = ground_truth_segments(annotations, subset)
+    if class_agnostic:
+        truth = Segments(truth.video, truth.start, truth.end, np.full(len(truth.video), AGNOSTIC_LABEL), None)
+    found = prediction_segments(predictions, where)
+    return evaluate_detection(truth, found, np.asarray(tiou_thresholds, dtype=np.float64))
+
+
+def prediction_segments(predictions: dict[str, Any], where: str = "tal predictions"):
+    """`Segments` of ActivityNet-format predictions `{"results": {video: [{segment, label, score}]}}`.
+
+    Raises `PredictionError` naming `where` for malformed predictions.
+    """
+    try:
+        rows = [(vid, p["segment"][0], p["segment"][1], p["label"], p["score"])
+                for vid, preds in predictions["results"].items() for p in preds]
+    except (KeyError, TypeError, IndexError) as exc:
+        raise PredictionError(
+            f"{where}: malformed prediction ({type(exc).__name__}: {exc}); each needs a segment "
+            "[start, end] in seconds, a label and a score (as `sola tal infer` writes them)"
+        ) from None
+    video, start, end, label, score = (list(x) for x in zip(*rows)) if rows else ([], [], [], [], [])
+    return Segments.build(video, start, end, label, score, where=where, allow_reversed=True)
