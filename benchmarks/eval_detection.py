@@ -4,7 +4,7 @@ The data are generated with a seed (no download): ActivityNet-like ground truth 
 one class per video, videos of 30-240 s) and predictions around them (jittered copies, other
 classes, random segments), written as the official JSON files. Prints the time of reading and
 evaluating (what the CLI does), of evaluating alone, and the plain-loop reference
-(`sola.metrics.reference`) measured on a slice of the videos in the same run, with the ratio.
+(`sola.evaluate.metrics.reference`) measured on a slice of the videos in the same run, with the ratio.
 The official evaluator takes about 100 s on this scale (issue 4) and 7.2 s on the THUMOS14 oracle.
 
     .venv/bin/python benchmarks/eval_detection.py [--videos 4728] [--per-video 42] [--seed 0]
@@ -23,10 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-from sola.annotations import load_annotations
-from sola.metrics import ACTIVITYNET_TIOU, evaluate_detection, evaluate_proposals
-from sola.metrics.reference import reference_average_precision
-from sola.predictions import ground_truth_segments, read_predictions
+from sola.data.annotations import load_annotations
+from sola.evaluate.metrics import ACTIVITYNET_TIOU, evaluate_detection, evaluate_proposals
+from sola.evaluate.metrics.reference import reference_average_precision
+from sola.data.predictions import ground_truth_segments, read_predictions
 
 
 def make_case(num_videos: int, per_video: int, num_classes: int, seed: int) -> tuple[dict, dict]:

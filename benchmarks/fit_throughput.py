@@ -25,13 +25,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sola.adapter import SoLaAdapter
-from sola.config import SoLaConfig, load_config
-from sola.fit import fit_adapter
-from sola.matching import SimilarityMatching, similarity_map
-from sola.sampling import epoch_plan, open_window_source
-from sola.stores import open_store
-from sola.transform import transform_store
+from sola.adapt.adapter import SoLaAdapter
+from sola.core.config import SoLaConfig, load_config
+from sola.adapt.fit import fit_adapter
+from sola.adapt.matching import SimilarityMatching, similarity_map
+from sola.adapt.sampling import epoch_plan, open_window_source
+from sola.data.stores import open_store
+from sola.adapt.transform import transform_store
 
 
 def make_store(root: Path, videos: int, dim: int, seed: int = 0) -> int:
@@ -131,7 +131,7 @@ def main() -> None:
         print(f"  (loading x{rate['mmap (sola)'] / rate['reload per window (reference)']:.1f}, "
               f"step x{rate['gathered positions (sola)'] / rate['full window (reference)']:.2f})")
 
-        # The real loop end to end (sola.fit.fit_adapter: sampling, loading, steps, logging), one epoch,
+        # The real loop end to end (sola.adapt.fit.fit_adapter: sampling, loading, steps, logging), one epoch,
         # with batches read in the training loop (fit.prefetch 0) and read ahead in a thread (the default).
         per_video = max(1, args.steps * args.batch // len(data.lengths))
         windows_done = per_video * len(data.lengths)

@@ -37,8 +37,8 @@ DIM = 2048
 LENGTHS = (100, 480)  # HACS videos: up to 480 snippets
 HEAD_SCRIPT = """
 import sys
-from sola.annotations import load_annotations
-from sola.stores import open_store
+from sola.data.annotations import load_annotations
+from sola.data.stores import open_store
 from sola.tal.config import load_tal_config
 from sola.tal.experiment import build_items, class_names, fit_config_to_data
 from sola.tal.train import train_head
@@ -97,7 +97,7 @@ def write_adapter(path: Path) -> Path:
     """A fresh 2048-d adapter with an open gate, for a transform run without the train stage."""
     import torch
 
-    from sola.adapter import SoLaAdapter, save_adapter
+    from sola.adapt.adapter import SoLaAdapter, save_adapter
 
     adapter = SoLaAdapter(DIM)
     with torch.no_grad():

@@ -4,7 +4,7 @@ For every data seed (a `sola splice` of the real I3D gym clips, or a `sola synth
 every fit seed: fit SoLa with one schedule, select a checkpoint on held-out training videos (the
 identity included; on spliced data the clip-disjoint "holdout" subset) by the probe ("selected",
 the reference's rule) and, with `--criteria probe,head`, by a short proxy of the head over paired
-seeds ("head-selected", `sola.select_head`), then measure on the evaluation subset, original vs
+seeds ("head-selected", `sola.evaluate.select_head`), then measure on the evaluation subset, original vs
 SoLa with the same seeds: the linear probe (reference SGD protocol and converged L-BFGS) and the
 built-in head's mAP. With `--fitted`, the last adapter ("as fitted", no selection) is measured
 too. Every cell is saved as it finishes, so an interrupted run resumes. Prints, and writes
@@ -26,23 +26,23 @@ from pathlib import Path
 
 import torch
 
-from sola.annotations import load_annotations
-from sola.atomic import atomic_write_text
-from sola.config import load_config
-from sola.demo import DEMO_SCHEDULE
-from sola.fit import fit_adapter
-from sola.health import FitDiverged
-from sola.adapter import adapter_digest
-from sola.probe import ProbeConfig, collect_snippets, json_ready, probe_features
-from sola.select import select_checkpoint
-from sola.select_head import head_select_checkpoint
-from sola.splice import SpliceConfig, splice_store
-from sola.stats import format_difference, format_mean_std, mean_std, paired_difference
-from sola.stores import open_store
-from sola.synthetic import SyntheticConfig, write_synthetic
+from sola.data.annotations import load_annotations
+from sola.core.atomic import atomic_write_text
+from sola.core.config import load_config
+from sola.experiments.demo import DEMO_SCHEDULE
+from sola.adapt.fit import fit_adapter
+from sola.adapt.health import FitDiverged
+from sola.adapt.adapter import adapter_digest
+from sola.evaluate.probe import ProbeConfig, collect_snippets, json_ready, probe_features
+from sola.evaluate.select import select_checkpoint
+from sola.evaluate.select_head import head_select_checkpoint
+from sola.data.splice import SpliceConfig, splice_store
+from sola.core.stats import format_difference, format_mean_std, mean_std, paired_difference
+from sola.data.stores import open_store
+from sola.data.synthetic import SyntheticConfig, write_synthetic
 from sola.tal import run_experiment
 from sola.tal.config import load_tal_config
-from sola.transform import transform_store
+from sola.adapt.transform import transform_store
 
 CLIPS = Path(__file__).resolve().parents[2] / "shared" / "data" / "features" / "gym_clips"
 HEAD_CONFIG = {"splice": "tal_splice_cpu", "synthetic": "tal_synthetic_cpu"}
@@ -95,7 +95,7 @@ def run_cell(bench: str, data_seed: int, fit_seed: int, schedule: dict, root: Pa
              criteria: tuple[str, ...] = ("probe",), fitted: bool = True) -> dict:
     """Original, SoLa selected (by probe; by head with "head" in `criteria`) and, with `fitted`, SoLa
     as fitted, for one (data seed, fit seed)."""
-    from sola.adapter import load_adapter
+    from sola.adapt.adapter import load_adapter
 
     store, annotations = make_data(bench, data_seed, root, clips)
     tal_config = load_tal_config(HEAD_CONFIG[bench])
@@ -166,7 +166,7 @@ def fit_once(store, schedule: dict, fit_seed: int, run_dir: Path) -> None:
 def checkpoint_rows(bench: str, cell: dict, epochs: list[int], root: Path) -> dict[int, dict]:
     """Probe + head of the adapters a shorter budget gives: with a constant lr the checkpoint of epoch
     e is exactly the adapter of a run of e epochs' steps (same seeds, same windows)."""
-    from sola.adapter import load_adapter
+    from sola.adapt.adapter import load_adapter
 
     store, annotations = make_data(bench, cell["data_seed"], root)
     tal_config = load_tal_config(HEAD_CONFIG[bench])
@@ -249,7 +249,7 @@ def main(argv=None) -> int:
     parser.add_argument("--clips", type=Path, default=CLIPS, help="trimmed-clip store spliced into the real-feature "
                         "benchmark (default: ../shared/data/features/gym_clips)")
     parser.add_argument("--criteria", default="probe", help="comma list of selection criteria to measure: probe, "
-                        "head (the proxy head, default settings of sola.select_head)")
+                        "head (the proxy head, default settings of sola.evaluate.select_head)")
     parser.add_argument("--fitted", action="store_true", help="also measure the last adapter (as fitted)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--checkpoints", default="", help="also measure these checkpoint epochs (shorter budgets), "

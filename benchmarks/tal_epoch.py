@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from sola.tal.config import load_tal_config
     from sola.tal.train import train_head
-    from sola.devices import resolve_device
+    from sola.core.devices import resolve_device
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{epoch / steps:.2f} s per iteration; {memory_kind} {peak_mib:.0f} MiB")
     print(json.dumps(figures, indent=1))
     if args.json:
-        from sola.atomic import atomic_write_text
+        from sola.core.atomic import atomic_write_text
 
         atomic_write_text(args.json, json.dumps(figures, indent=1))
     return 0

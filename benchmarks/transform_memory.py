@@ -31,7 +31,7 @@ import numpy as np
 # (`/proc/self/clear_refs` 5), so the peak is the transform's own, not the import's.
 WRAPPER = """
 import json, sys
-import sola.cli, sola.stores, sola.transform, torch
+import sola.cli, sola.data.stores, sola.adapt.transform, torch
 def status(key):
     for line in open("/proc/self/status"):
         if line.startswith(key):
@@ -57,8 +57,8 @@ def transform_peak(arguments: list[str], env: dict[str, str]) -> dict[str, float
 
 def make_stores(root: Path, size_gb: float, length: int, dim: int, long_factor: int) -> dict[str, dict]:
     """Write stores A (npy), B (A + one long video, npy) and H (A as HDF5); return their facts."""
-    from sola.stores.hdf5 import Hdf5Writer
-    from sola.stores.npy import NpyWriter
+    from sola.data.stores.hdf5 import Hdf5Writer
+    from sola.data.stores.npy import NpyWriter
 
     video_bytes = length * dim * 4
     count = int(np.ceil(size_gb * 1e9 / video_bytes))
@@ -102,7 +102,7 @@ def main() -> None:
 
     import torch
 
-    from sola.adapter import SoLaAdapter, save_adapter
+    from sola.adapt.adapter import SoLaAdapter, save_adapter
 
     root = Path(tempfile.mkdtemp(prefix="sola-transform-memory-", dir=args.tmp))
     env = {**os.environ, "OMP_NUM_THREADS": args.threads}

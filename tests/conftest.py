@@ -44,7 +44,7 @@ def write_npy_store(root: Path, lengths: list[int], dim: int = 16, dtype=np.floa
 @pytest.fixture(scope="session")
 def synthetic_small(tmp_path_factory) -> Path:
     """A 24-video synthetic benchmark (dim 32) shared by the tests that need real structure."""
-    from sola.synthetic import SyntheticConfig, write_synthetic
+    from sola.data.synthetic import SyntheticConfig, write_synthetic
 
     out = tmp_path_factory.mktemp("synthetic")
     write_synthetic(out, SyntheticConfig(videos=24, dim=32, classes=4, min_length=40, max_length=120), progress=False)

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from sola.adapter import SoLaAdapter, load_adapter, save_adapter
-from sola.errors import CheckpointError
-from sola.transform import apply_adapter
+from sola.adapt.adapter import SoLaAdapter, load_adapter, save_adapter
+from sola.core.errors import CheckpointError
+from sola.adapt.transform import apply_adapter
 
 
 def test_reference_architecture_and_identity_at_init():
@@ -78,8 +78,8 @@ def test_save_load_roundtrip_and_errors(tmp_path):
 
 
 def test_nonfinite_weights_are_neither_saved_nor_loaded(tmp_path):
-    from sola.adapter import adapter_metadata
-    from sola.runs import write_safetensors
+    from sola.adapt.adapter import adapter_metadata
+    from sola.core.runs import write_safetensors
 
     adapter = SoLaAdapter(6, hidden_dim=4)
     with torch.no_grad():
@@ -96,7 +96,7 @@ def test_nonfinite_weights_are_neither_saved_nor_loaded(tmp_path):
 
 
 def test_apply_adapter_rejects_wrong_dim():
-    from sola.errors import StoreError
+    from sola.core.errors import StoreError
 
     with pytest.raises(StoreError, match="dim 8"):
         apply_adapter(SoLaAdapter(8, hidden_dim=4), np.zeros((5, 9), dtype=np.float32))

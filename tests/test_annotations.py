@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sola.annotations import (
+from sola.data.annotations import (
     FORMATS,
     Annotations,
     Segment,
@@ -24,7 +24,7 @@ from sola.annotations import (
     snippet_labels,
 )
 from sola.cli.common import add_annotation_arguments, annotations_from_args
-from sola.errors import AnnotationError
+from sola.core.errors import AnnotationError
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 THUMOS = DATA / "annotations" / "thumos14"

@@ -3,7 +3,7 @@ import stat
 
 import pytest
 
-from sola.atomic import atomic_path, atomic_write_text
+from sola.core.atomic import atomic_path, atomic_write_text
 
 
 def test_atomic_write_replaces_whole_file_with_usual_mode(tmp_path):

@@ -3,9 +3,9 @@
 import pytest
 import yaml
 
-from sola.adapter import SoLaAdapter, save_adapter
+from sola.adapt.adapter import SoLaAdapter, save_adapter
 from sola.cli import main
-from sola.errors import ConfigError
+from sola.core.errors import ConfigError
 
 SMALL = ["--set", "adapter.hidden_dim=16", "--set", "matching.projector_dim=16", "--set", "fit.batch_size=8"]
 
@@ -73,7 +73,7 @@ def test_transform_reads_its_section_from_config_and_set(synthetic_small, tmp_pa
 
 
 def test_compare_routes_set_keys_to_the_config_that_has_the_section(synthetic_small, tmp_path, monkeypatch):
-    import sola.compare as compare_module
+    import sola.experiments.compare as compare_module
 
     seen = {}
 
@@ -93,8 +93,8 @@ def test_compare_routes_set_keys_to_the_config_that_has_the_section(synthetic_sm
 
 
 def test_demo_schedule_then_file_then_set(tmp_path):
-    from sola.demo import _fit_config
-    from sola.stores import open_store
+    from sola.experiments.demo import _fit_config
+    from sola.data.stores import open_store
     from tests.conftest import write_npy_store
 
     store = open_store(write_npy_store(tmp_path / "f", [40] * 4))

@@ -4,11 +4,11 @@ import os
 import numpy as np
 import pytest
 
-from sola.annotations import load_annotations
-from sola.compare import compare, format_markdown, parse_modes
-from sola.config import load_config
-from sola.errors import ConfigError
-from sola.stores import open_store
+from sola.data.annotations import load_annotations
+from sola.experiments.compare import compare, format_markdown, parse_modes
+from sola.core.config import load_config
+from sola.core.errors import ConfigError
+from sola.data.stores import open_store
 from sola.tal.config import load_tal_config
 
 TINY_TAL = {"train.epochs": 1, "train.warmup_epochs": 1, "model.embd_dim": 16, "model.head_dim": 16}
@@ -52,9 +52,9 @@ def test_compare_every_mode_over_seeds_and_resume(synthetic_small, tmp_path, mon
     assert markdown == format_markdown(table) and "| unified+sm |" in markdown and "±" in markdown
 
     # Finished (mode, seed) results are reused: nothing is trained again.
-    import sola.compare
+    import sola.experiments.compare
 
-    monkeypatch.setattr(sola.compare, "run_experiment", lambda *a, **k: pytest.fail("retrained a finished run"))
+    monkeypatch.setattr(sola.experiments.compare, "run_experiment", lambda *a, **k: pytest.fail("retrained a finished run"))
     again = compare(store, annotations, tal, tmp_path / "cmp", modes=modes, seeds=2, sola_config=sola_config,
                     progress=False, log=lambda s: None, select=False)
     assert again == table
@@ -69,7 +69,7 @@ def test_compare_cli_rejects_bad_modes(synthetic_small, capsys):
 
 
 def fake_experiment(calls):
-    """A stand-in for `sola.compare.run_experiment` that records the features of each call (in mode order)."""
+    """A stand-in for `sola.experiments.compare.run_experiment` that records the features of each call (in mode order)."""
 
     def run(features, annotations, config, seed=0, **kwargs):
         calls.append(features)
@@ -83,7 +83,7 @@ def scrambled_run(root, dim):
     """A run directory whose checkpoints (and final adapter) drown the features in a random residual."""
     import torch
 
-    from sola.adapter import SoLaAdapter, save_adapter
+    from sola.adapt.adapter import SoLaAdapter, save_adapter
 
     torch.manual_seed(0)
     run = root / "scrambled_run"
@@ -99,10 +99,10 @@ def scrambled_run(root, dim):
 
 
 def test_compare_selects_by_default_and_records_the_winner(synthetic_small, tmp_path, monkeypatch):
-    import sola.compare
+    import sola.experiments.compare
 
     calls = []
-    monkeypatch.setattr(sola.compare, "run_experiment", fake_experiment(calls))
+    monkeypatch.setattr(sola.experiments.compare, "run_experiment", fake_experiment(calls))
     store = open_store(synthetic_small / "features")
     annotations = load_annotations(synthetic_small / "annotations.json")
     tal = load_tal_config("tal_synthetic_cpu", TINY_TAL)
@@ -124,21 +124,21 @@ def test_compare_selects_by_default_and_records_the_winner(synthetic_small, tmp_
     else:
         assert trained_on.path == out / "sola_features" and used["features"] == str(out / "sola_features")
     # A rerun reuses the selection and every result.
-    monkeypatch.setattr(sola.compare, "run_experiment", lambda *a, **k: pytest.fail("retrained a finished run"))
-    import sola.select
+    monkeypatch.setattr(sola.experiments.compare, "run_experiment", lambda *a, **k: pytest.fail("retrained a finished run"))
+    import sola.evaluate.select
 
-    monkeypatch.setattr(sola.select, "probe_features", lambda *a, **k: pytest.fail("selected again"))
+    monkeypatch.setattr(sola.evaluate.select, "probe_features", lambda *a, **k: pytest.fail("selected again"))
     assert compare(store, annotations, tal, out, seeds=1, sola_config=sola_config, probe=False,
                    progress=False, log=lambda s: None) == table
 
 
 def test_compare_uses_the_identity_when_it_wins_and_no_select_turns_selection_off(tmp_path, monkeypatch, capsys):
-    import sola.compare
+    import sola.experiments.compare
     from sola.cli import main
     from tests.test_probe import DIM, make_toy
 
     calls = []
-    monkeypatch.setattr(sola.compare, "run_experiment", fake_experiment(calls))
+    monkeypatch.setattr(sola.experiments.compare, "run_experiment", fake_experiment(calls))
     make_toy(tmp_path, flip=0)  # separable snippets: the scrambled checkpoints are clearly worse
     run = scrambled_run(tmp_path, DIM)
     features = tmp_path / "features"
@@ -180,8 +180,8 @@ def fake_runs(values, seeds):
 
 
 def test_table_has_the_paired_difference_and_says_n1_for_one_seed():
-    from sola.compare import summarise
-    from sola.stats import paired_difference
+    from sola.experiments.compare import summarise
+    from sola.core.stats import paired_difference
 
     tal = load_tal_config("tal_synthetic_cpu")
     base, sola = [0.40, 0.50, 0.45], [0.42, 0.49, 0.50]
@@ -197,7 +197,7 @@ def test_table_has_the_paired_difference_and_says_n1_for_one_seed():
 
 
 def test_compare_ends_with_a_verdict_per_metric():
-    from sola.compare import summarise, verdict_lines, verdicts
+    from sola.experiments.compare import summarise, verdict_lines, verdicts
 
     tal = load_tal_config("tal_synthetic_cpu")
     base, better = [0.40, 0.50, 0.45], [0.43, 0.52, 0.49]
@@ -220,14 +220,14 @@ def test_compare_ends_with_a_verdict_per_metric():
 
 
 def test_compare_selects_by_head_and_reuses_a_selection_only_under_the_same_config(tmp_path, monkeypatch, capsys):
-    import sola.compare
+    import sola.experiments.compare
     import sola.tal.experiment
     from sola.cli import main
     from tests.test_probe import DIM, make_toy
     from tests.test_select_head import sharpness_head
 
     proxies = []
-    monkeypatch.setattr(sola.compare, "run_experiment", fake_experiment([]))
+    monkeypatch.setattr(sola.experiments.compare, "run_experiment", fake_experiment([]))
     monkeypatch.setattr(sola.tal.experiment, "run_experiment", sharpness_head(proxies))
     make_toy(tmp_path, flip=0)
     run = scrambled_run(tmp_path, DIM)  # scrambled checkpoints: sharper features, the stand-in head gains
@@ -257,7 +257,7 @@ def test_scratch_folders_of_killed_comparisons_are_removed(tmp_path):
     import subprocess
     import sys
 
-    from sola.compare import remove_stale_scratch
+    from sola.experiments.compare import remove_stale_scratch
 
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()

@@ -1,7 +1,7 @@
 import pytest
 
-from sola.config import SoLaConfig, load_config, save_config
-from sola.errors import ConfigError
+from sola.core.config import SoLaConfig, load_config, save_config
+from sola.core.errors import ConfigError
 
 
 def test_defaults_equal_the_reference():

@@ -5,9 +5,9 @@ import json
 import pytest
 
 from sola.cli import main
-from sola.config import MatchingConfig
-from sola.cost import adapter_cost, count_flops, encoder_cost, format_cost_table, saved_bytes
-from sola.errors import ConfigError
+from sola.core.config import MatchingConfig
+from sola.experiments.cost import adapter_cost, count_flops, encoder_cost, format_cost_table, saved_bytes
+from sola.core.errors import ConfigError
 
 
 def test_adapter_parameters_and_forward_flops_match_the_formula():

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from safetensors.torch import load_file
 
-from sola.adapter import load_adapter
-from sola.transform import apply_adapter
+from sola.adapt.adapter import load_adapter
+from sola.adapt.transform import apply_adapter
 
 
 def torchrun(*args, cwd):
@@ -53,9 +53,9 @@ def test_two_process_transform_into_one_hdf5_file(synthetic_small, tmp_path):
     """Both ranks write their videos as parts; one process assembles the single output file."""
     import torch
 
-    from sola.adapter import SoLaAdapter, save_adapter
-    from sola.stores import open_store
-    from sola.stores.hdf5 import Hdf5Writer
+    from sola.adapt.adapter import SoLaAdapter, save_adapter
+    from sola.data.stores import open_store
+    from sola.data.stores.hdf5 import Hdf5Writer
 
     source = open_store(synthetic_small / "features")
     writer = Hdf5Writer(tmp_path / "features.h5")

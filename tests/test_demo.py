@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from sola.demo import run_demo
+from sola.experiments.demo import run_demo
 
 
 @pytest.mark.slow

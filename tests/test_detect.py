@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from sola.cli import main
-from sola.metrics import segment_iou
+from sola.evaluate.metrics import segment_iou
 from tests.conftest import shared_path
 
 # The clips' ground truth (../shared/README.md): ActivityNet labels and BBFormer's gt.json.
@@ -72,9 +72,9 @@ def test_detect_finds_the_annotated_actions(trained, capsys):
 def test_detect_reuses_extracted_features_and_applies_the_adapter(trained, tmp_path):
     import torch
 
-    from sola.adapter import SoLaAdapter, save_adapter
-    from sola.annotations import load_annotations
-    from sola.detect import detect_videos
+    from sola.adapt.adapter import SoLaAdapter, save_adapter
+    from sola.data.annotations import load_annotations
+    from sola.experiments.detect import detect_videos
     from sola.tal.features import read_features
 
     class NoEncoder:  # the features are cached: encoding anything would be a bug
@@ -87,8 +87,8 @@ def test_detect_reuses_extracted_features_and_applies_the_adapter(trained, tmp_p
     with torch.no_grad():
         adapter.alpha.fill_(0.3)
     adapter_file = save_adapter(adapter, tmp_path / "adapter.safetensors")
-    from sola.transform import transform_store
-    from sola.stores import open_store
+    from sola.adapt.transform import transform_store
+    from sola.data.stores import open_store
 
     transform_store(adapter, open_store(trained["out"] / "features"), tmp_path / "sola_features", progress=False)
     assert main(["tal", "train", str(tmp_path / "sola_features"), "--annotations", str(trained["annotations"]),
@@ -121,7 +121,7 @@ def test_head_of_other_features_is_one_line_exit_2(tmp_path, capsys):
 
 
 def test_adapter_the_head_was_not_trained_with_is_refused(tmp_path):
-    from sola.errors import ConfigError
+    from sola.core.errors import ConfigError
     from sola.tal.features import check_detectable
 
     record = {"dim": 1024, "encoder": "i3d_kinetics400_rgb", "window": 16, "stride": 16, "fps_rule": "own",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sola.errors import ExtractError
+from sola.core.errors import ExtractError
 from sola.extract.clips import batched, iter_clips, num_snippets
 
 

@@ -10,7 +10,7 @@ import pytest
 
 import sola.extract.extract as extract_module
 from sola.cli import main
-from sola.errors import ConfigError
+from sola.core.errors import ConfigError
 from sola.extract.config import ExtractConfig
 from sola.extract.extract import ExtractSummary, extract_videos
 

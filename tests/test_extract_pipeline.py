@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from sola.errors import ExtractError
+from sola.core.errors import ExtractError
 from sola.extract.pipeline import BATCH, DONE, ERROR, START, decode_in_background
 
 

@@ -11,7 +11,7 @@ import torch
 from sola.extract.clips import num_snippets
 from sola.extract.config import ExtractConfig
 from sola.extract.extract import METADATA_NAME, extract_videos, load_metadata
-from sola.stores.npy import NpyStore
+from sola.data.stores.npy import NpyStore
 from tests.test_extract_video import write_counter_video
 
 

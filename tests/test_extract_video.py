@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sola.errors import ExtractError
+from sola.core.errors import ExtractError
 from sola.extract.video import DecodeStats, centre_crop, find_videos, read_frames, read_header, resized_size
 from tests.conftest import shared_path
 

@@ -8,7 +8,7 @@ import pickle
 import numpy as np
 import pytest
 
-from sola.errors import ExtractError
+from sola.core.errors import ExtractError
 from sola.extract.weights import cache_dir, convert_variables, load_flax_checkpoint, weights_path
 
 

@@ -4,10 +4,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from sola.config import load_config
-from sola.errors import CheckpointError
-from sola.fit import fit_adapter
-from sola.stores import open_store
+from sola.core.config import load_config
+from sola.core.errors import CheckpointError
+from sola.adapt.fit import fit_adapter
+from sola.data.stores import open_store
 
 SMALL = {
     "adapter.hidden_dim": 32,
@@ -67,7 +67,7 @@ def test_existing_run_needs_resume(synthetic_small, tmp_path):
 
 
 def test_fit_on_a_csv_store_equals_the_npy_store_and_removes_its_cache(synthetic_small, tmp_path):
-    from sola.stores.csv import CsvWriter
+    from sola.data.stores.csv import CsvWriter
 
     npy = open_store(synthetic_small / "features")
     writer = CsvWriter(tmp_path / "csv")

@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 import torch
 
-from sola.adapter import SoLaAdapter, save_adapter
+from sola.adapt.adapter import SoLaAdapter, save_adapter
 from sola.cli import main
-from sola.transform import apply_adapter, transform_store
-from sola.stores import open_store
+from sola.adapt.transform import apply_adapter, transform_store
+from sola.data.stores import open_store
 
 
 def run(capsys, *args) -> tuple[int, str, str]:
@@ -65,7 +65,7 @@ def snapshot(*roots: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory):
     """A 6-video synthetic benchmark (dim 16) and a non-identity adapter for it."""
-    from sola.synthetic import SyntheticConfig, write_synthetic
+    from sola.data.synthetic import SyntheticConfig, write_synthetic
 
     root = tmp_path_factory.mktemp("bench")
     write_synthetic(root / "data", SyntheticConfig(videos=6, dim=16, classes=2, min_length=40, max_length=80),
@@ -117,8 +117,8 @@ def test_bad_sizes_and_counts_are_refused_naming_the_flag(capsys, bench, tmp_pat
 
 
 def test_library_refuses_a_chunk_size_below_one(bench, tmp_path):
-    from sola.adapter import load_adapter
-    from sola.errors import ConfigError
+    from sola.adapt.adapter import load_adapter
+    from sola.core.errors import ConfigError
 
     adapter = load_adapter(bench["adapter"])
     with pytest.raises(ConfigError, match="chunk size"):
@@ -132,8 +132,8 @@ def test_library_refuses_a_chunk_size_below_one(bench, tmp_path):
 
 
 def test_transform_with_a_nan_adapter_writes_nothing(capsys, bench, tmp_path):
-    from sola.adapter import adapter_metadata
-    from sola.runs import write_safetensors
+    from sola.adapt.adapter import adapter_metadata
+    from sola.core.runs import write_safetensors
 
     adapter = SoLaAdapter(16, hidden_dim=8)
     tensors = {name: torch.full_like(t, float("nan")) for name, t in adapter.state_dict().items()}
@@ -268,9 +268,9 @@ def test_a_prediction_that_ends_before_it_starts_is_a_false_positive(capsys, ben
     code, reference, _ = run(capsys, *gt, far)
     assert code == 0 and average_map(out) == average_map(reference) < 100.0
 
-    from sola.metrics.reference import reference_average_precision
-    from sola.predictions import ground_truth_segments, read_predictions
-    from sola.annotations import load_annotations
+    from sola.evaluate.metrics.reference import reference_average_precision
+    from sola.data.predictions import ground_truth_segments, read_predictions
+    from sola.data.annotations import load_annotations
 
     truth = ground_truth_segments(load_annotations(bench["annotations"]), "validation")
     _, ap = reference_average_precision(truth, read_predictions(flipped), [0.5])  # the official loop
@@ -521,7 +521,7 @@ def test_os_errors_are_one_line_naming_the_path(capsys, monkeypatch, tmp_path, n
 
 
 def test_a_full_disk_names_the_output_and_leaves_no_half_file(capsys, monkeypatch, bench, tmp_path):
-    from sola.stores.npy import NpyWriter
+    from sola.data.stores.npy import NpyWriter
 
     real_dump, calls = NpyWriter.dump, []
 

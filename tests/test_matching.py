@@ -4,9 +4,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sola.adapter import SoLaAdapter
-from sola.config import MatchingConfig, gathered_positions
-from sola.matching import SimilarityMatching, similarity_map, target_map
+from sola.adapt.adapter import SoLaAdapter
+from sola.core.config import MatchingConfig, gathered_positions
+from sola.adapt.matching import SimilarityMatching, similarity_map, target_map
 
 
 def sigmoid(x):

@@ -1,4 +1,4 @@
-"""Releasing freed heap memory during long per-video loops (sola.memory)."""
+"""Releasing freed heap memory during long per-video loops (sola.core.memory)."""
 
 import platform
 

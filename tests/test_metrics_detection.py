@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sola.errors import PredictionError
-from sola.metrics import (
+from sola.core.errors import PredictionError
+from sola.evaluate.metrics import (
     ACTIVITYNET_TIOU,
     THUMOS14_TIOU,
     Segments,
@@ -19,7 +19,7 @@ from sola.metrics import (
     parse_tiou,
     segment_iou,
 )
-from sola.metrics.reference import reference_average_precision
+from sola.evaluate.metrics.reference import reference_average_precision
 
 ORACLE = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "eval_oracle" / "thumos14"
 
@@ -39,8 +39,8 @@ def pred(*rows):
 # -- the official evaluator's answer -------------------------------------------------------------
 @pytest.mark.skipif(not ORACLE.is_dir(), reason="../shared/data/eval_oracle/thumos14 is absent (shared data not mounted)")
 def test_equals_official_evaluator_on_thumos14():
-    from sola.annotations import load_annotations
-    from sola.predictions import ground_truth_segments, read_predictions
+    from sola.data.annotations import load_annotations
+    from sola.data.predictions import ground_truth_segments, read_predictions
 
     case = json.loads((ORACLE / "case.json").read_text())
     expected = json.loads((ORACLE / "expected.json").read_text())

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from sola.errors import ConfigError, PredictionError
-from sola.metrics import (
+from sola.core.errors import ConfigError, PredictionError
+from sola.evaluate.metrics import (
     ACTIVITYNET_TIOU,
     ERROR_TYPES,
     FalsePositiveAnalysis,
@@ -18,7 +18,7 @@ from sola.metrics import (
     false_positive_analysis,
     segment_iou,
 )
-from sola.metrics.errors import CATEGORIES, category_codes
+from sola.evaluate.metrics.errors import CATEGORIES, category_codes
 from tests.test_metrics_detection import gt, pred  # (video, start, end, label[, score]) rows -> Segments
 
 # Two annotated videos (and a third, "C", without ground truth).

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sola.errors import PredictionError
-from sola.metrics import Segments, evaluate_proposals, segment_iou
+from sola.core.errors import PredictionError
+from sola.evaluate.metrics import Segments, evaluate_proposals, segment_iou
 
 
 def loop_average_recall(truth: Segments, proposals: Segments, max_avg, thresholds):

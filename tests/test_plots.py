@@ -1,8 +1,8 @@
-"""Timeline pictures (sola.plots)."""
+"""Timeline pictures (sola.viz.plots)."""
 
 import numpy as np
 
-from sola.plots import class_colors, detection_lanes, timeline_figure
+from sola.viz.plots import class_colors, detection_lanes, timeline_figure
 
 
 def test_lanes_never_overlap_and_run_out_best_first():

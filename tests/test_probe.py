@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from sola.annotations import load_annotations
+from sola.data.annotations import load_annotations
 from sola.cli import main
-from sola.errors import AnnotationError, ConfigError
-from sola.probe import (
+from sola.core.errors import AnnotationError, ConfigError
+from sola.evaluate.probe import (
     ProbeConfig,
     average_precision,
     binary_metrics,
@@ -27,7 +27,7 @@ from sola.probe import (
     subsample_note,
     subsample_summary,
 )
-from sola.stores import open_store
+from sola.data.stores import open_store
 
 LENGTH, DIM = 60, 8
 SEGMENTS = ((20, 40),)  # seconds == snippets: fps 1, one frame per snippet
@@ -122,7 +122,7 @@ def test_probe_learns_a_separable_case_and_counts_boundary_snippets(tmp_path):
 
 
 def test_same_seed_same_numbers_and_identity_adapter_equals_baseline(tmp_path):
-    from sola.adapter import SoLaAdapter
+    from sola.adapt.adapter import SoLaAdapter
 
     store, annotations = make_toy(tmp_path, flip=0)
     torch.manual_seed(1)
@@ -147,7 +147,7 @@ def test_missing_split_is_an_error(tmp_path):
 
 
 def test_probe_command(tmp_path, capsys):
-    from sola.adapter import SoLaAdapter, save_adapter
+    from sola.adapt.adapter import SoLaAdapter, save_adapter
 
     make_toy(tmp_path)
     adapter_file = save_adapter(SoLaAdapter(DIM, 16), tmp_path / "adapter.safetensors")
@@ -171,7 +171,7 @@ def test_probe_command(tmp_path, capsys):
 
 
 def test_sgd_epoch_equals_torch_sgd_with_autograd():
-    from sola.probe import sgd_epoch
+    from sola.evaluate.probe import sgd_epoch
 
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(700, 5, generator=generator)
@@ -192,8 +192,8 @@ def test_sgd_epoch_equals_torch_sgd_with_autograd():
 
 
 def test_an_adapted_store_gives_the_same_row_as_its_adapter(tmp_path):
-    from sola.adapter import SoLaAdapter
-    from sola.transform import apply_adapter
+    from sola.adapt.adapter import SoLaAdapter
+    from sola.adapt.transform import apply_adapter
 
     store, annotations = make_toy(tmp_path, flip=0)
     torch.manual_seed(0)
@@ -350,7 +350,7 @@ def test_bad_subsample_settings_name_the_key(key, value):
 
 
 def test_sgd_epoch_in_an_order_equals_it_on_the_shuffled_copy():
-    from sola.probe import sgd_epoch
+    from sola.evaluate.probe import sgd_epoch
 
     generator = torch.Generator().manual_seed(3)
     x = torch.randn(600, 4, generator=generator)

@@ -12,16 +12,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sola.annotations import load_annotations
+from sola.data.annotations import load_annotations
 from sola.cli import main
-from sola.compare import compare, predictions_path, result_path, verdict_lines
-from sola.config import load_config
-from sola.errors import CheckpointError, ConfigError
-from sola.metrics.errors import ERROR_TYPES
-from sola.report import report_kind, write_report
-from sola.runs import EVALUATION, PREDICTIONS, read_metrics, write_json
-from sola.stats import format_mean_std
-from sola.stores import open_store
+from sola.experiments.compare import compare, predictions_path, result_path, verdict_lines
+from sola.core.config import load_config
+from sola.core.errors import CheckpointError, ConfigError
+from sola.evaluate.metrics.errors import ERROR_TYPES
+from sola.viz.report import report_kind, write_report
+from sola.core.runs import EVALUATION, PREDICTIONS, read_metrics, write_json
+from sola.core.stats import format_mean_std
+from sola.data.stores import open_store
 from sola.tal.config import load_tal_config
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -92,8 +92,8 @@ def check_markdown_twin(written: dict) -> str:
 @pytest.fixture(scope="module")
 def train_run(synthetic_small, tmp_path_factory):
     """A 2-epoch fit of the 24-video synthetic store, with selection."""
-    from sola.fit import fit_adapter
-    from sola.select import select_checkpoint
+    from sola.adapt.fit import fit_adapter
+    from sola.evaluate.select import select_checkpoint
 
     store = open_store(synthetic_small / "features")
     run = tmp_path_factory.mktemp("report_train") / "run"
@@ -136,10 +136,10 @@ def fake_experiment(calls: list):
 
 
 def fake_compare(synthetic_small, out: Path, monkeypatch) -> dict:
-    """A comparison of baseline vs sola over 2 seeds through `sola.compare.compare` with a fake head."""
-    import sola.compare
+    """A comparison of baseline vs sola over 2 seeds through `sola.experiments.compare.compare` with a fake head."""
+    import sola.experiments.compare
 
-    monkeypatch.setattr(sola.compare, "run_experiment", fake_experiment([]))
+    monkeypatch.setattr(sola.experiments.compare, "run_experiment", fake_experiment([]))
     store = open_store(synthetic_small / "features")
     return compare(store, load_annotations(synthetic_small / "annotations.json"),
                    load_tal_config("tal_synthetic_cpu", TINY_TAL), out, seeds=2, adapted_store=store, probe=False,
@@ -284,13 +284,13 @@ def test_report_of_a_real_comparison(synthetic_small, tmp_path):
 
 
 def test_train_report_draws_the_selected_adapter_and_says_which(train_run, tmp_path, monkeypatch):
-    import sola.report.train
+    import sola.viz.report.train
 
     run = tmp_path / "run"
     shutil.copytree(train_run, run)
     drawn = []
-    real = sola.report.train.write_tsm_picture
-    monkeypatch.setattr(sola.report.train, "write_tsm_picture",
+    real = sola.viz.report.train.write_tsm_picture
+    monkeypatch.setattr(sola.viz.report.train, "write_tsm_picture",
                         lambda *a, adapter=None, **k: (drawn.append(Path(adapter)), real(*a, adapter=adapter, **k))[1])
     best = json.loads((run / "select.json").read_text())["best"]
     html = write_report(run)["html"].read_text()

@@ -12,7 +12,7 @@ import shutil
 
 import pytest
 
-from sola.report import write_report
+from sola.viz.report import write_report
 from tests.test_report import compare_dir, train_run  # noqa: F401  (fixtures)
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from sola.errors import StoreError
-from sola.sampling import epoch_plan, open_window_source
-from sola.stores import open_store
+from sola.core.errors import StoreError
+from sola.adapt.sampling import epoch_plan, open_window_source
+from sola.data.stores import open_store
 from tests.conftest import write_npy_store
 
 
@@ -58,10 +58,10 @@ def test_window_source_errors(tmp_path):
 
 @pytest.mark.parametrize("layout", ["npy", "hdf5", "csv"])
 def test_nan_anywhere_is_found_up_front_naming_the_video(tmp_path, layout):
-    from sola.sampling import all_finite
-    from sola.stores.csv import CsvWriter
-    from sola.stores.hdf5 import Hdf5Writer
-    from sola.stores.npy import NpyWriter
+    from sola.adapt.sampling import all_finite
+    from sola.data.stores.csv import CsvWriter
+    from sola.data.stores.hdf5 import Hdf5Writer
+    from sola.data.stores.npy import NpyWriter
 
     writer_cls, out = {"npy": (NpyWriter, "f"), "hdf5": (Hdf5Writer, "f.h5"), "csv": (CsvWriter, "f")}[layout]
     writer = writer_cls(tmp_path / out)
@@ -94,8 +94,8 @@ def test_nan_policies_in_training_windows(tmp_path):
 
 
 def test_layouts_without_random_access_are_cached_and_read_by_rows(tmp_path):
-    from sola.stores.csv import CsvWriter
-    from sola.stores.npy import NpyRows
+    from sola.data.stores.csv import CsvWriter
+    from sola.data.stores.npy import NpyRows
 
     root = write_npy_store(tmp_path / "npy", [30, 40], dim=4)
     writer = CsvWriter(tmp_path / "csv")
@@ -112,7 +112,7 @@ def test_layouts_without_random_access_are_cached_and_read_by_rows(tmp_path):
 
 
 def test_prefetch_yields_in_order_raises_and_stops_early():
-    from sola.sampling import prefetch
+    from sola.adapt.sampling import prefetch
 
     assert list(prefetch(lambda i: i * i, 6, depth=2)) == [0, 1, 4, 9, 16, 25]
     assert list(prefetch(lambda i: i, 3, depth=0)) == [0, 1, 2]

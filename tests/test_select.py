@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from sola.adapter import SoLaAdapter, load_adapter, save_adapter
+from sola.adapt.adapter import SoLaAdapter, load_adapter, save_adapter
 from sola.cli import main
-from sola.errors import AnnotationError, CheckpointError, ConfigError
-from sola.probe import ProbeConfig, collect_heldout_snippets, split_videos
-from sola.runs import list_checkpoints
-from sola.select import select_checkpoint
-from sola.transform import apply_adapter
+from sola.core.errors import AnnotationError, CheckpointError, ConfigError
+from sola.evaluate.probe import ProbeConfig, collect_heldout_snippets, split_videos
+from sola.core.runs import list_checkpoints
+from sola.evaluate.select import select_checkpoint
+from sola.adapt.transform import apply_adapter
 from tests.test_probe import DIM, LENGTH, make_toy
 
 
@@ -153,7 +153,7 @@ def settings(**sections) -> ProbeConfig:
 
 
 def store_of(root):
-    from sola.stores import open_store
+    from sola.data.stores import open_store
 
     return open_store(root / "features")
 
@@ -239,7 +239,7 @@ def test_tsm_command_writes_pictures(tmp_path, capsys):
 
 
 def test_segments_in_snippets_follow_the_grid(tmp_path):
-    from sola.tsm import segments_in_snippets
+    from sola.evaluate.tsm import segments_in_snippets
 
     _, annotations = make_toy(tmp_path, videos=(("training", 1),))
     # fps 1, stride 1: the segment [20, 40] s covers snippets 20..39, i.e. [20, 40) on the axis.
@@ -259,9 +259,9 @@ def test_tsm_on_real_i3d_features(tmp_path):
 def test_select_defaults_to_the_fitted_store(synthetic_small, tmp_path):
     """Without --features, `sola select` probes the store named in RUN_DIR/run.json."""
     from sola.cli import main
-    from sola.config import load_config
-    from sola.fit import fit_adapter
-    from sola.stores import open_store
+    from sola.core.config import load_config
+    from sola.adapt.fit import fit_adapter
+    from sola.data.stores import open_store
 
     config = load_config(None, {"adapter.hidden_dim": 8, "matching.projector_dim": 8, "fit.epochs": 2,
                                 "fit.batch_size": 16, "fit.checkpoint_every": 1})

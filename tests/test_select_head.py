@@ -1,4 +1,4 @@
-"""Checkpoint selection by a proxy of the head (`sola.select_head`) and its use in `sola select`/`compare`."""
+"""Checkpoint selection by a proxy of the head (`sola.evaluate.select_head`) and its use in `sola select`/`compare`."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ import pytest
 
 import sola.tal.experiment
 from sola.cli import main
-from sola.errors import ConfigError
-from sola.probe import ProbeConfig
-from sola.select import select_checkpoint
-from sola.select_head import (IDENTITY, SELECT_HELDOUT, SELECT_TRAIN, decide, head_select_checkpoint,
+from sola.core.errors import ConfigError
+from sola.evaluate.probe import ProbeConfig
+from sola.evaluate.select import select_checkpoint
+from sola.evaluate.select_head import (IDENTITY, SELECT_HELDOUT, SELECT_TRAIN, decide, head_select_checkpoint,
                               proxy_config, selection_split)
-from sola.stats import paired_difference
+from sola.core.stats import paired_difference
 from sola.tal.config import load_tal_config
 from tests.test_probe import make_toy
 from tests.test_select import add_noise, make_run, scrambler, smoother
@@ -66,7 +66,7 @@ def test_head_criterion_rejects_a_checkpoint_that_helps_the_probe_but_hurts_the_
     saved = json.loads((run / "select.json").read_text())
     assert saved["rows"]["epoch_0010"]["average_mAP"] == row["average_mAP"] and saved["reason"] == table["reason"]
     assert saved["head_epochs"] == 6 and saved["seeds"] == 3
-    from sola.adapter import load_adapter
+    from sola.adapt.adapter import load_adapter
 
     assert load_adapter(run / "best.safetensors").gate == 0.0
     # Proxies train on the training part and are measured on held-out training videos only.

@@ -1,4 +1,4 @@
-"""`sola show` and `sola.show`: the numbers behind the figures, the worst-video ranking, the CLI end to end."""
+"""`sola show` and `sola.viz.show`: the numbers behind the figures, the worst-video ranking, the CLI end to end."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from sola.cli import main
-from sola.errors import PredictionError
-from sola.metrics import (ERROR_TYPES, Segments, evaluate_detection, false_positive_analysis,
+from sola.core.errors import PredictionError
+from sola.evaluate.metrics import (ERROR_TYPES, Segments, evaluate_detection, false_positive_analysis,
                           interpolated_average_precision)
-from sola.show import format_error_table, mean_precision_curve, precision_recall_curves, rank_videos, show_predictions
+from sola.viz.show import format_error_table, mean_precision_curve, precision_recall_curves, rank_videos, show_predictions
 from tests.test_metrics_errors import CASES, GROUND_TRUTH, PREDICTIONS
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -168,16 +168,16 @@ def test_cli_into_the_same_out_removes_its_stale_timelines_only(files, tmp_path)
 def test_error_pie_labels_do_not_overlap_for_small_slices(tmp_path, monkeypatch):
     import dataclasses
 
-    import sola.show
-    from sola.show import error_figure
+    import sola.viz.show
+    from sola.viz.show import error_figure
 
     analysis = false_positive_analysis(GROUND_TRUTH, PREDICTIONS, [0.5])
     # one large slice and four thin neighbours, the case whose labels piled up
     fractions = dict(zip(ERROR_TYPES, (0.88, 0.03, 0.03, 0.03, 0.03)))
     analysis = dataclasses.replace(analysis, fractions=fractions)
     figures = []
-    saved = sola.show._save
-    monkeypatch.setattr(sola.show, "_save", lambda fig, out: (figures.append(fig), saved(fig, out))[1])
+    saved = sola.viz.show._save
+    monkeypatch.setattr(sola.viz.show, "_save", lambda fig, out: (figures.append(fig), saved(fig, out))[1])
     assert error_figure(analysis, tmp_path / "errors.png").read_bytes()[:8] == PNG
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 

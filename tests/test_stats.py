@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from sola.stats import format_difference, format_mean_std, mean_std, paired_difference, t_quantile_975
+from sola.core.stats import format_difference, format_mean_std, mean_std, paired_difference, t_quantile_975
 
 
 def test_paired_difference_by_hand():
@@ -30,7 +30,7 @@ def test_t_quantiles():
 
 
 def test_verdict_wording():
-    from sola.stats import verdict
+    from sola.core.stats import verdict
 
     helps = paired_difference([0.52, 0.51, 0.54], [0.50, 0.49, 0.51])
     assert helps["low"] > 0

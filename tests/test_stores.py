@@ -9,16 +9,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sola.errors import StoreError
-from sola.stores import LAYOUTS, open_store
-from sola.stores.csv import CsvWriter
-from sola.stores.hdf5 import Hdf5Writer
-from sola.stores.npy import NpyWriter
-from sola.stores.npz import NpzWriter
-from sola.stores.pickle import PickleFileWriter
-from sola.stores.pickle_dir import PickleDirWriter
-from sola.stores.pt import PtWriter
-from sola.stores.twostream import TwoStreamStore, resample_time
+from sola.core.errors import StoreError
+from sola.data.stores import LAYOUTS, open_store
+from sola.data.stores.csv import CsvWriter
+from sola.data.stores.hdf5 import Hdf5Writer
+from sola.data.stores.npy import NpyWriter
+from sola.data.stores.npz import NpzWriter
+from sola.data.stores.pickle import PickleFileWriter
+from sola.data.stores.pickle_dir import PickleDirWriter
+from sola.data.stores.pt import PtWriter
+from sola.data.stores.twostream import TwoStreamStore, resample_time
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 FEATURES = DATA / "features"
@@ -246,7 +246,7 @@ def test_opening_a_writer_leaves_other_writers_temporaries_alone(tmp_path, layou
 
 
 def test_npy_rows_read_slices_without_a_memory_map(tmp_path):
-    from sola.stores.npy import NpyRows
+    from sola.data.stores.npy import NpyRows
 
     array = np.arange(7 * 3, dtype=np.float32).reshape(7, 3)
     np.save(tmp_path / "a.npy", array)

@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 
 from sola.cli import main
-from sola.errors import EmptyVideoError, StoreError, UnsafePickleError
-from sola.stores import open_store
-from sola.stores.checks import apply_nan_policy, scan_store
-from sola.stores.csv import CsvWriter
-from sola.stores.hdf5 import Hdf5Writer
-from sola.stores.npy import NpyWriter
-from sola.stores.npz import NpzWriter
-from sola.stores.pickle_dir import PickleDirWriter
-from sola.stores.pt import PtWriter
+from sola.core.errors import EmptyVideoError, StoreError, UnsafePickleError
+from sola.data.stores import open_store
+from sola.data.stores.checks import apply_nan_policy, scan_store
+from sola.data.stores.csv import CsvWriter
+from sola.data.stores.hdf5 import Hdf5Writer
+from sola.data.stores.npy import NpyWriter
+from sola.data.stores.npz import NpzWriter
+from sola.data.stores.pickle_dir import PickleDirWriter
+from sola.data.stores.pt import PtWriter
 
 GOOD = np.arange(24, dtype=np.float32).reshape(6, 4)
 DIR_WRITERS = {"npy": NpyWriter, "csv": CsvWriter, "npz": NpzWriter, "pt": PtWriter, "pickle-dir": PickleDirWriter}

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from sola.cli import main
-from sola.stores.hdf5 import Hdf5Writer
-from sola.stores.npy import NpyWriter
+from sola.data.stores.hdf5 import Hdf5Writer
+from sola.data.stores.npy import NpyWriter
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason="../shared/data is absent (real fixtures)")

@@ -13,16 +13,16 @@ import numpy as np
 import pytest
 
 from sola.cli.common import add_store_arguments, store_options
-from sola.errors import StoreError
-from sola.stores import LAYOUTS, FeatureStore, StoreOption, command_line_options, open_store, register_layout
-from sola.stores.csv import CsvWriter
-from sola.stores.hdf5 import HDF5_SIGNATURE, Hdf5Writer
-from sola.stores.npy import NpyStore, NpyWriter
-from sola.stores.npz import NpzWriter
-from sola.stores.pickle import PickleFileWriter
-from sola.stores.pickle_dir import PickleDirWriter
-from sola.stores.pt import PtWriter
-from sola.stores.sniff import file_looks_like, pick_key, select_feature
+from sola.core.errors import StoreError
+from sola.data.stores import LAYOUTS, FeatureStore, StoreOption, command_line_options, open_store, register_layout
+from sola.data.stores.csv import CsvWriter
+from sola.data.stores.hdf5 import HDF5_SIGNATURE, Hdf5Writer
+from sola.data.stores.npy import NpyStore, NpyWriter
+from sola.data.stores.npz import NpzWriter
+from sola.data.stores.pickle import PickleFileWriter
+from sola.data.stores.pickle_dir import PickleDirWriter
+from sola.data.stores.pt import PtWriter
+from sola.data.stores.sniff import file_looks_like, pick_key, select_feature
 
 VIDEOS = {"a": np.arange(12, dtype=np.float32).reshape(4, 3), "b": np.ones((6, 3), np.float32)}
 

@@ -3,7 +3,7 @@ import json
 
 import numpy as np
 
-from sola.synthetic import SyntheticConfig, gaussian_smooth, write_synthetic
+from sola.data.synthetic import SyntheticConfig, gaussian_smooth, write_synthetic
 
 
 def files_digest(root):

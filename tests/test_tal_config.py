@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from sola.errors import ConfigError
+from sola.core.errors import ConfigError
 from sola.tal.config import TalConfig, load_tal_config, save_tal_config
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"

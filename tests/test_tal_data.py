@@ -5,8 +5,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from sola.annotations import SnippetGrid  # noqa: E402
-from sola.errors import AnnotationError  # noqa: E402
+from sola.data.annotations import SnippetGrid  # noqa: E402
+from sola.core.errors import AnnotationError  # noqa: E402
 from sola.tal.data import (  # noqa: E402
     check_item, make_item, pad_batch, random_truncate, resize_item, seconds_to_snippets, snippets_to_seconds,
 )

@@ -10,8 +10,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from sola.annotations import load_annotations
-from sola.stores import open_store
+from sola.data.annotations import load_annotations
+from sola.data.stores import open_store
 from sola.tal.config import load_tal_config
 from sola.tal.experiment import build_items, class_names, fit_config_to_data
 from sola.tal.train import train_head
@@ -23,8 +23,8 @@ TINY = ["--set", "model.embd_dim=16", "--set", "model.head_dim=16", "--set", "mo
 WORKER = """
 import sys, torch
 from safetensors.torch import save_file
-from sola.annotations import load_annotations
-from sola.stores import open_store
+from sola.data.annotations import load_annotations
+from sola.data.stores import open_store
 from sola.tal.config import load_tal_config
 from sola.tal.experiment import build_items, class_names, fit_config_to_data
 from sola.tal.train import train_head

@@ -8,10 +8,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from sola.annotations import load_annotations  # noqa: E402
-from sola.errors import AnnotationError  # noqa: E402
-from sola.stores import open_store  # noqa: E402
-from sola.stores.npy import NpyWriter  # noqa: E402
+from sola.data.annotations import load_annotations  # noqa: E402
+from sola.core.errors import AnnotationError  # noqa: E402
+from sola.data.stores import open_store  # noqa: E402
+from sola.data.stores.npy import NpyWriter  # noqa: E402
 from sola.tal.config import load_tal_config  # noqa: E402
 from sola.tal.data import snippets_to_seconds  # noqa: E402
 from sola.tal.experiment import build_items, class_names, evaluate_predictions, fit_config_to_data  # noqa: E402
@@ -143,9 +143,9 @@ TINY_HEAD = ["--config", "tal_synthetic_cpu", "--set", "model.embd_dim=16", "--s
 
 def test_infer_refuses_features_of_another_kind_than_the_head_was_trained_on(synthetic_small, tmp_path, capsys,
                                                                           one_thread):
-    from sola.adapter import SoLaAdapter
+    from sola.adapt.adapter import SoLaAdapter
     from sola.cli import main
-    from sola.transform import transform_store
+    from sola.adapt.transform import transform_store
 
     features, annotations = synthetic_small / "features", str(synthetic_small / "annotations.json")
     run = tmp_path / "head"

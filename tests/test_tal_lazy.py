@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from sola.annotations import load_annotations
-from sola.stores import open_store
-from sola.stores.csv import CsvWriter
+from sola.data.annotations import load_annotations
+from sola.data.stores import open_store
+from sola.data.stores.csv import CsvWriter
 from sola.tal.config import load_tal_config
 from sola.tal.data import ResizedFeatures, StoredFeatures, make_item, resize_item
 from sola.tal.experiment import build_items, class_names, fit_config_to_data

@@ -15,12 +15,12 @@ from safetensors.torch import load_file  # noqa: E402
 
 import sola.tal.train as train_module  # noqa: E402
 from sola.cli import main  # noqa: E402
-from sola.config import SoLaConfig  # noqa: E402
-from sola.errors import CheckpointError  # noqa: E402
-from sola.synthetic import SyntheticConfig, write_synthetic  # noqa: E402
+from sola.core.config import SoLaConfig  # noqa: E402
+from sola.core.errors import CheckpointError  # noqa: E402
+from sola.data.synthetic import SyntheticConfig, write_synthetic  # noqa: E402
 from sola.tal.config import load_tal_config  # noqa: E402
 from sola.tal.data import make_item  # noqa: E402
-from sola.runs import STATE  # noqa: E402
+from sola.core.runs import STATE  # noqa: E402
 from sola.tal.train import train_head  # noqa: E402
 from sola.tal.unified import unified_parts  # noqa: E402
 
@@ -57,7 +57,7 @@ def parts(mode):
     if mode == "baseline":
         return {}
     sola = SoLaConfig()
-    sola.adapter.hidden_dim = sola.matching.projector_dim = 16
+    sola.adapt.adapter.hidden_dim = sola.adapt.matching.projector_dim = 16
     adapter, auxiliary = unified_parts(mode, 8, sola)
     return {"adapter": adapter, "auxiliary": auxiliary}
 

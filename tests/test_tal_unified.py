@@ -5,8 +5,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from sola.config import SoLaConfig  # noqa: E402
-from sola.errors import ConfigError  # noqa: E402
+from sola.core.config import SoLaConfig  # noqa: E402
+from sola.core.errors import ConfigError  # noqa: E402
 from sola.tal.config import load_tal_config  # noqa: E402
 from sola.tal.data import make_item  # noqa: E402
 from sola.tal.infer import predict_items  # noqa: E402
@@ -25,7 +25,7 @@ def config():
 
 def small_sola():
     sola = SoLaConfig()
-    sola.adapter.hidden_dim = sola.matching.projector_dim = 16
+    sola.adapt.adapter.hidden_dim = sola.adapt.matching.projector_dim = 16
     return sola
 
 

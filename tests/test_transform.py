@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from sola.adapter import SoLaAdapter
-from sola.errors import StoreError
-from sola.estimator import SoLa
-from sola.stores import open_store
-from sola.transform import apply_adapter, transform_store
+from sola.adapt.adapter import SoLaAdapter
+from sola.core.errors import StoreError
+from sola.adapt.estimator import SoLa
+from sola.data.stores import open_store
+from sola.adapt.transform import apply_adapter, transform_store
 from tests.conftest import write_npy_store
 
 
@@ -71,7 +71,7 @@ def test_refuses_to_overwrite_the_input(tmp_path, adapter):
 
 
 def test_estimator_api(synthetic_small, tmp_path):
-    from sola.config import load_config
+    from sola.core.config import load_config
 
     config = load_config(None, {"adapter.hidden_dim": 16, "matching.projector_dim": 16, "fit.epochs": 2,
                                 "fit.batch_size": 16, "fit.lr": 1e-3})
@@ -111,9 +111,9 @@ def tree_digest(root):
 
 @pytest.mark.parametrize("layout", ["npy", "hdf5"])
 def test_an_output_of_another_adapter_input_or_setting_is_refused(tmp_path, adapter, layout):
-    from sola.stores.hdf5 import Hdf5Writer
-    from sola.stores.npy import NpyWriter
-    from sola.transform import PROVENANCE
+    from sola.data.stores.hdf5 import Hdf5Writer
+    from sola.data.stores.npy import NpyWriter
+    from sola.adapt.transform import PROVENANCE
 
     name = "in.h5" if layout == "hdf5" else "in"
     for folder in ("a", "b"):  # two input stores holding the same videos
@@ -161,8 +161,8 @@ def test_outputs_without_a_record_are_refused(tmp_path, adapter, link):
 
 
 def test_transform_of_a_two_stream_store_returns_the_written_store(tmp_path):
-    from sola.compare import sola_store
-    from sola.stores.twostream import TwoStreamStore
+    from sola.experiments.compare import sola_store
+    from sola.data.stores.twostream import TwoStreamStore
 
     rgb = write_npy_store(tmp_path / "rgb", [30, 40], dim=4, seed=1)
     flow = write_npy_store(tmp_path / "flow", [30, 40], dim=4, seed=2)
@@ -192,7 +192,7 @@ def test_transform_only_the_videos_asked_for(tmp_path, adapter):
 @pytest.mark.parametrize("layout", ["npy", "csv", "npz", "pt", "pickle-dir", "pickle", "hdf5", "twostream"])
 def test_the_provenance_record_is_never_read_as_a_video(tmp_path, layout):
     from tests.test_stores_contract import SOURCES, VIDEOS, _source
-    from sola.transform import PROVENANCE
+    from sola.adapt.transform import PROVENANCE
 
     if layout == "twostream":  # rgb/ + flow/ in; one store of the RGB layout out
         (tmp_path / "in").mkdir()

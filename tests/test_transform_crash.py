@@ -13,13 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sola.stores.csv import CsvWriter
-from sola.stores.hdf5 import Hdf5Writer
-from sola.stores.npy import NpyWriter
-from sola.stores.npz import NpzWriter
-from sola.stores.pickle import PickleFileWriter
-from sola.stores.pickle_dir import PickleDirWriter
-from sola.stores.pt import PtWriter
+from sola.data.stores.csv import CsvWriter
+from sola.data.stores.hdf5 import Hdf5Writer
+from sola.data.stores.npy import NpyWriter
+from sola.data.stores.npz import NpzWriter
+from sola.data.stores.pickle import PickleFileWriter
+from sola.data.stores.pickle_dir import PickleDirWriter
+from sola.data.stores.pt import PtWriter
 
 NUM_VIDEOS = 24
 # layout -> (writer, output name)
@@ -152,7 +152,7 @@ def test_sola_transform_sigkill_resume_byte_identical(tmp_path, layout):
 def _transform_killed_and_resumed(tmp_path: Path, layout: str) -> None:
     import torch
 
-    from sola.adapter import SoLaAdapter, save_adapter
+    from sola.adapt.adapter import SoLaAdapter, save_adapter
     from sola.cli import main
 
     videos = NUM_VIDEOS // 2

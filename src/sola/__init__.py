@@ -6,7 +6,10 @@ whole feature stores so that any temporal action localization head reads the ada
 
 __version__ = "0.1.0"
 
-from sola.errors import SolaError  # noqa: E402
+from sola.core.errors import SolaError  # noqa: E402
+from sola.core.moved import install as _install_moved  # noqa: E402
+
+_install_moved()  # old flat paths (sola.fit, sola.stores, ...) still import, with a DeprecationWarning
 
 __all__ = ["SolaError", "__version__"]
 
@@ -14,15 +17,15 @@ __all__ = ["SolaError", "__version__"]
 def __getattr__(name):
     # Lazy so that `import sola` stays cheap (no torch import for `sola --help`).
     if name == "SoLa":
-        from sola.estimator import SoLa
+        from sola.adapt.estimator import SoLa
 
         return SoLa
     if name == "SoLaAdapter":
-        from sola.adapter import SoLaAdapter
+        from sola.adapt.adapter import SoLaAdapter
 
         return SoLaAdapter
     if name == "open_store":
-        from sola.stores import open_store
+        from sola.data.stores import open_store
 
         return open_store
     raise AttributeError(f"module 'sola' has no attribute {name!r}")

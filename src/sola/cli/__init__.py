@@ -14,7 +14,7 @@ import os
 import sys
 
 from sola import __version__
-from sola.errors import SolaError
+from sola.core.errors import SolaError
 
 # The module that adds each subcommand (each module defines `register(subparsers)`). `sola COMMAND ...`
 # imports only its command's module, so that a light command starts fast; `sola --help` and an

@@ -10,8 +10,8 @@ import math
 import os
 from pathlib import Path
 
-from sola.annotations import BAD_SEGMENT_POLICIES, FORMATS, load_annotations
-from sola.stores import LAYOUTS, command_line_options, open_store
+from sola.data.annotations import BAD_SEGMENT_POLICIES, FORMATS, load_annotations
+from sola.data.stores import LAYOUTS, command_line_options, open_store
 
 
 def add_command(subparsers, name: str, func, help: str | None = None,
@@ -70,7 +70,7 @@ def check_output_dir(path: str | os.PathLike, flag: str = "--out") -> None:
     """Refuse, before any work, an output directory that cannot be written: a link to nothing or a
     file. Raises `ConfigError`."""
     from sola.cli import dangling_link_message
-    from sola.errors import ConfigError
+    from sola.core.errors import ConfigError
 
     path = Path(path)
     if path.is_symlink() and not path.exists():
@@ -144,7 +144,7 @@ def set_overrides(pairs: list[str]) -> dict:
     """`["train.epochs=5"]` -> `{"train.epochs": 5}` (values parsed as YAML); raises `ConfigError`."""
     import yaml
 
-    from sola.errors import ConfigError
+    from sola.core.errors import ConfigError
 
     out = {}
     for pair in pairs:
@@ -192,7 +192,7 @@ def add_resume_argument(parser: argparse.ArgumentParser) -> None:
 
 def resume_dir(args: argparse.Namespace) -> Path:
     """The run directory of a command with `--out` and `--resume [RUN_DIR]`; raises `ConfigError`."""
-    from sola.errors import ConfigError
+    from sola.core.errors import ConfigError
 
     named = args.resume if isinstance(args.resume, str) else None
     if named and args.out and Path(args.out) != Path(named):

@@ -6,9 +6,9 @@ import argparse
 
 from sola.cli.common import (NON_NEGATIVE, add_annotation_arguments, add_command, add_config_arguments,
                              add_store_arguments, annotations_from_args, config_overrides, integer, store_from_args)
-from sola.config import SoLaConfig, load_config
-from sola.devices import is_main_process
-from sola.errors import ConfigError
+from sola.core.config import SoLaConfig, load_config
+from sola.core.devices import is_main_process
+from sola.core.errors import ConfigError
 from sola.tal.config import load_tal_config
 
 
@@ -69,7 +69,7 @@ def run_compare(args: argparse.Namespace) -> int:
     Train the built-in TAL head per mode with identical seeds and print mAP per tIoU (mean +- std over
     seeds), probe accuracy and seconds per epoch; writes OUT/compare.md and OUT/compare.json.
     """
-    from sola.compare import compare, format_markdown, parse_modes, verdict_lines
+    from sola.experiments.compare import compare, format_markdown, parse_modes, verdict_lines
 
     modes = parse_modes(args.modes)
     if args.seeds < 1:

@@ -10,8 +10,8 @@ import argparse
 
 from sola.cli.common import (POSITIVE, add_command, add_config_arguments, add_resume_argument, add_store_arguments,
                              check_output_dir, config_overrides, integer, resume_dir, store_from_args)
-from sola.devices import is_main_process
-from sola.errors import ConfigError
+from sola.core.devices import is_main_process
+from sola.core.errors import ConfigError
 
 
 # Named flags of `sola synth`, `sola train` and `sola transform`: shortcuts for single config keys.
@@ -48,7 +48,7 @@ def register(subparsers) -> None:
     """Add the core subcommands to the `sola` parser."""
     synth = add_command(subparsers, "synth", run_synth)
     synth.add_argument("out", help="output directory (features/ and annotations.json)")
-    add_config_arguments(synth, "synthetic-benchmark config (section synth: sola.synthetic.SyntheticConfig)",
+    add_config_arguments(synth, "synthetic-benchmark config (section synth: sola.data.synthetic.SyntheticConfig)",
                          "synth.motion_scale=1.0", SYNTH_SHORTCUTS)
 
     train = add_command(subparsers, "train", run_train)
@@ -81,7 +81,7 @@ def register(subparsers) -> None:
 
 def run_synth(args: argparse.Namespace) -> int:
     """write a seeded synthetic untrimmed-video benchmark"""
-    from sola.synthetic import SynthSections, write_synthetic
+    from sola.data.synthetic import SynthSections, write_synthetic
 
     check_output_dir(args.out, "output")
     config = SynthSections.load(args.config, config_overrides(args)).synth
@@ -95,8 +95,8 @@ def run_synth(args: argparse.Namespace) -> int:
 
 def run_train(args: argparse.Namespace) -> int:
     """fit a SoLa adapter by Similarity Matching (no labels)"""
-    from sola.config import load_config
-    from sola.fit import fit_adapter, load_run_config, metrics_summary
+    from sola.core.config import load_config
+    from sola.adapt.fit import fit_adapter, load_run_config, metrics_summary
 
     overrides = config_overrides(args)
     run_dir = resume_dir(args)
@@ -131,9 +131,9 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_transform(args: argparse.Namespace) -> int:
     """apply an adapter to every video of a store"""
-    from sola.adapter import load_adapter
-    from sola.config import load_config
-    from sola.transform import transform_store
+    from sola.adapt.adapter import load_adapter
+    from sola.core.config import load_config
+    from sola.adapt.transform import transform_store
 
     settings = load_config(args.config, config_overrides(args)).transform
     adapter = load_adapter(args.adapter)
@@ -151,7 +151,7 @@ def run_transform(args: argparse.Namespace) -> int:
 
 def run_demo(args: argparse.Namespace) -> int:
     """synthetic (or your) videos -> fit SoLa -> transform -> TSM pictures -> probe table"""
-    from sola.demo import run_demo as demo
+    from sola.experiments.demo import run_demo as demo
 
     demo(args.out, num_videos=args.num_videos, videos_dir=args.videos, annotations=args.annotations, fps=args.fps,
          progress=not args.quiet, config=args.config, overrides=config_overrides(args))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 
 from sola.cli.common import add_command, integer
-from sola.devices import resolve_device
-from sola.runs import write_json
+from sola.core.devices import resolve_device
+from sola.core.runs import write_json
 
 
 def register(subparsers) -> None:
@@ -36,7 +36,7 @@ def run_cost(args: argparse.Namespace) -> int:
     """
     import torch
 
-    from sola.cost import adapter_cost, encoder_cost, format_cost_table
+    from sola.experiments.cost import adapter_cost, encoder_cost, format_cost_table
 
     if args.device is not None:
         devices = [resolve_device(args.device)]

@@ -7,7 +7,7 @@ import argparse
 
 from sola.cli.common import (add_annotation_arguments, add_command, add_config_arguments, add_store_arguments,
                              annotations_from_args, config_overrides, integer, store_from_args, store_options)
-from sola.splice import SpliceConfig, SpliceSections, parse_clip_range, splice_store
+from sola.data.splice import SpliceConfig, SpliceSections, parse_clip_range, splice_store
 
 
 # Named flags of `sola splice`: shortcuts for single keys of its config.
@@ -39,7 +39,7 @@ def register(subparsers) -> None:
     splice = add_command(subparsers, "splice", run_splice)
     add_store_arguments(splice, name="clips")
     splice.add_argument("out", help="output directory (must be new or empty)")
-    add_config_arguments(splice, "splice config (section splice: sola.splice.SpliceConfig)", "splice.fps=25",
+    add_config_arguments(splice, "splice config (section splice: sola.data.splice.SpliceConfig)", "splice.fps=25",
                          SPLICE_SHORTCUTS)
     splice.add_argument("--clips-per-video", default=None, metavar="A:B", help="clips per video, uniform in [A, B] "
                         f"(default {SpliceConfig.min_clips}:{SpliceConfig.max_clips}; = --set splice.min_clips=A "
@@ -48,8 +48,8 @@ def register(subparsers) -> None:
 
 
 def _open(args: argparse.Namespace):
-    from sola.stores import open_store
-    from sola.stores.twostream import TwoStreamStore
+    from sola.data.stores import open_store
+    from sola.data.stores.twostream import TwoStreamStore
 
     options = store_options(args)
     if args.flow:
@@ -66,7 +66,7 @@ def run_inspect(args: argparse.Namespace) -> int:
     """
     import numpy as np
 
-    from sola.stores.checks import scan_store
+    from sola.data.stores.checks import scan_store
 
     store = _open(args)
     summary = scan_store(store, progress=not args.quiet)
@@ -92,7 +92,7 @@ def run_inspect(args: argparse.Namespace) -> int:
         print(f"unreadable:   {len(summary.unreadable)}")
     problems = summary.problems()
     if args.annotations:
-        from sola.annotations import match_ids
+        from sola.data.annotations import match_ids
 
         annotations = annotations_from_args(args)
         if args.subset:

@@ -37,7 +37,7 @@ def run_detect(args: argparse.Namespace) -> int:
     beneath when --annotations are given). Unreadable videos are reported and skipped. A head
     trained on other features (another encoder or width, with or without SoLa) is refused.
     """
-    from sola.detect import detect_videos
+    from sola.experiments.detect import detect_videos
 
     annotations = annotations_from_args(args) if args.annotations else None
     summary = detect_videos(args.inputs, args.head, args.out, adapter=args.adapter, annotations=annotations,

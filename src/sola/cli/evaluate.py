@@ -11,20 +11,20 @@ import json
 import sys
 import warnings
 
-from sola.annotations import load_annotations
-from sola.atomic import atomic_write_text
+from sola.data.annotations import load_annotations
+from sola.core.atomic import atomic_write_text
 from sola.cli.common import (NON_NEGATIVE, POSITIVE, add_annotation_arguments, add_command, add_config_arguments,
                              add_store_arguments, annotations_from_args, config_overrides, cyclic_gc_paused, integer,
                              number, store_from_args, store_options)
-from sola.devices import resolve_device
-from sola.errors import ConfigError, PredictionError
-from sola.metrics import evaluate_detection, evaluate_proposals, parse_tiou
-from sola.predictions import align_video_ids, ground_truth_segments, prediction_notes, read_predictions
-from sola.probe_config import SELECTABLE, ProbeConfig
-from sola.runs import BEST, SELECTION, fitted_store
-from sola.stores import open_store
+from sola.core.devices import resolve_device
+from sola.core.errors import ConfigError, PredictionError
+from sola.evaluate.metrics import evaluate_detection, evaluate_proposals, parse_tiou
+from sola.data.predictions import align_video_ids, ground_truth_segments, prediction_notes, read_predictions
+from sola.evaluate.probe_config import SELECTABLE, ProbeConfig
+from sola.core.runs import BEST, SELECTION, fitted_store
+from sola.data.stores import open_store
 
-# Named flags of `sola probe` and `sola select`: shortcuts for single keys of `sola.probe.ProbeConfig`.
+# Named flags of `sola probe` and `sola select`: shortcuts for single keys of `sola.evaluate.probe.ProbeConfig`.
 PROBE_SHORTCUTS = [
     ("--boundary-k", "data.boundary_k", {"type": integer(1), "help": "boundary accuracy counts snippets within +-k "
                                          "of a transition (default 2)"}),
@@ -229,8 +229,8 @@ def run_probe(args) -> int:
     Linear evaluation of snippet features: the reference SGD protocol and a converged class-balanced
     logistic regression, with accuracy, balanced accuracy, AP and boundary accuracy.
     """
-    from sola.adapter import load_adapter
-    from sola.probe import compare_probe, format_probe_table, json_ready
+    from sola.adapt.adapter import load_adapter
+    from sola.evaluate.probe import compare_probe, format_probe_table, json_ready
 
     if args.adapter and args.adapted:
         raise ConfigError("give either --adapter or --adapted, not both")
@@ -263,8 +263,8 @@ def run_select(args) -> int:
     copy the winner to RUN_DIR/best.safetensors (an identity adapter when no checkpoint beats the original
     features) and write RUN_DIR/select.json.
     """
-    from sola.probe import format_probe_table
-    from sola.select_head import choose_checkpoint, format_head_table
+    from sola.evaluate.probe import format_probe_table
+    from sola.evaluate.select_head import choose_checkpoint, format_head_table
     from sola.tal.config import load_tal_config
 
     config = ProbeConfig.load(args.config, config_overrides(args))
@@ -292,7 +292,7 @@ def run_tsm(args) -> int:
     Cosine self-similarity map of one video (and of its SoLa features with --adapter), one colour scale,
     ground truth along both axes, the target kernel as an inset.
     """
-    from sola.tsm import write_tsm_picture
+    from sola.evaluate.tsm import write_tsm_picture
 
     store = store_from_args(args)
     annotations = annotations_from_args(args) if args.annotations else None

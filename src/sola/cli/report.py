@@ -27,7 +27,7 @@ def run_report(args: argparse.Namespace) -> int:
     detection timelines of a few videos. Pictures are inlined in the page (nothing is fetched from
     a network); the Markdown twin links them in a folder beside it.
     """
-    from sola.report import write_report
+    from sola.viz.report import write_report
 
     written = write_report(args.directory, args.out)
     print(f"report: {written['html']} (Markdown twin: {written['markdown']}, pictures in {written['images']})")

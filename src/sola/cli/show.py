@@ -11,9 +11,9 @@ import numpy as np
 from sola.cli.common import (add_annotation_arguments, add_command, annotations_from_args, check_output_dir, integer,
                              number)
 from sola.cli.evaluate import default_tiou_preset
-from sola.errors import PredictionError
-from sola.metrics import parse_tiou
-from sola.predictions import align_video_ids, ground_truth_segments, prediction_notes, read_predictions
+from sola.core.errors import PredictionError
+from sola.evaluate.metrics import parse_tiou
+from sola.data.predictions import align_video_ids, ground_truth_segments, prediction_notes, read_predictions
 
 
 def register(subparsers) -> None:
@@ -47,7 +47,7 @@ def run_show(args) -> int:
     removing each error type, timelines of the worst (or --videos) videos, show.json (the numbers) and show.md
     (the error table).
     """
-    from sola.show import check_videos, format_error_table, show_predictions
+    from sola.viz.show import check_videos, format_error_table, show_predictions
 
     annotations = annotations_from_args(args)
     annotations = _chosen_subset(annotations, args.subset, args.annotations)

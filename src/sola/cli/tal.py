@@ -12,15 +12,15 @@ import sys
 import time
 from pathlib import Path
 
-from sola.atomic import remove_stale_temporaries
+from sola.core.atomic import remove_stale_temporaries
 from sola.cli.common import (add_annotation_arguments, add_command, add_config_arguments, add_resume_argument,
                              add_store_arguments, annotations_from_args, check_output_dir, config_overrides, integer,
                              resume_dir, store_from_args)
-from sola.devices import is_main_process, world_size
-from sola.errors import PredictionError
-from sola.metrics import parse_tiou
-from sola.predictions import prediction_notes
-from sola.runs import CLASSES, CONFIG, METRICS, PREDICTIONS, STATE, WEIGHTS, WINDOW_CACHE, write_json
+from sola.core.devices import is_main_process, world_size
+from sola.core.errors import PredictionError
+from sola.evaluate.metrics import parse_tiou
+from sola.data.predictions import prediction_notes
+from sola.core.runs import CLASSES, CONFIG, METRICS, PREDICTIONS, STATE, WEIGHTS, WINDOW_CACHE, write_json
 from sola.tal.config import load_tal_config
 from sola.tal.evaluation import evaluate_predictions, prediction_segments
 from sola.tal.run import check_resume, run_config
@@ -120,7 +120,7 @@ def run_infer(args: argparse.Namespace) -> int:
     Write predictions {'results': {video: [{label, score, segment}]}} in seconds. The features must be of
     the kind the head was trained on (its features.json: width, SoLa adapter, extraction grid).
     """
-    from sola.distributed import setup_distributed
+    from sola.core.distributed import setup_distributed
     from sola.tal.experiment import build_items
     from sola.tal.features import check_store, read_features
     from sola.tal.infer import predict_items, prediction_dict, video_scores_for
@@ -152,7 +152,7 @@ def run_infer(args: argparse.Namespace) -> int:
 def run_eval(args: argparse.Namespace) -> int:
     """detection mAP of predictions at the run's tIoU thresholds
 
-    Detection mAP (official ActivityNet semantics, sola.metrics) of a prediction file, or of
+    Detection mAP (official ActivityNet semantics, sola.evaluate.metrics) of a prediction file, or of
     RUN_DIR/predictions.json.
     """
     path = Path(args.predictions)

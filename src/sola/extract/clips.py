@@ -14,7 +14,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from sola.errors import ExtractError
+from sola.core.errors import ExtractError
 from sola.extract.video import DecodeStats, read_frames, read_header
 
 

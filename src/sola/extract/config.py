@@ -11,8 +11,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from sola.config import SectionedConfig
-from sola.errors import ConfigError
+from sola.core.config import SectionedConfig
+from sola.core.errors import ConfigError
 
 OUTPUTS = {"features": 1024, "logits": 400}  # what `extract.output` may name, and its width
 

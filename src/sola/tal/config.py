@@ -17,8 +17,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from sola.config import SectionedConfig, check_positive_integers
-from sola.errors import ConfigError
+from sola.core.config import SectionedConfig, check_positive_integers
+from sola.core.errors import ConfigError
 
 
 def validate_tal_config(config: TalConfig) -> None:

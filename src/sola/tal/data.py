@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from sola.errors import AnnotationError
+from sola.core.errors import AnnotationError
 
 ITEM_KEYS = ("feats", "segments", "labels", "video_id", "fps", "feat_stride", "num_frames", "duration")
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from sola.errors import PredictionError
-from sola.metrics import Segments, evaluate_detection
-from sola.predictions import ground_truth_segments
+from sola.core.errors import PredictionError
+from sola.evaluate.metrics import Segments, evaluate_detection
+from sola.data.predictions import ground_truth_segments
 
 AGNOSTIC_LABEL = "action"  # the one class of a class-agnostic head
 

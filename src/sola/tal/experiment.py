@@ -1,8 +1,8 @@
 """The paper's experiment on one feature store: train the head, predict, evaluate.
 
-`build_items` turns a feature store plus `sola.annotations` into head items; `run_experiment`
+`build_items` turns a feature store plus `sola.data.annotations` into head items; `run_experiment`
 trains on `data.train_subset`, predicts on `data.test_subset` and returns detection mAP (official
-ActivityNet semantics via `sola.metrics`) with the training seconds per epoch.
+ActivityNet semantics via `sola.evaluate.metrics`) with the training seconds per epoch.
 """
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sola.annotations import SnippetGrid, grid_for, match_ids
-from sola.devices import resolve_device
-from sola.errors import AnnotationError, StoreError
-from sola.runs import EVALUATION, PREDICTIONS, write_json
+from sola.data.annotations import SnippetGrid, grid_for, match_ids
+from sola.core.devices import resolve_device
+from sola.core.errors import AnnotationError, StoreError
+from sola.core.runs import EVALUATION, PREDICTIONS, write_json
 from sola.tal.config import TalConfig
 from sola.tal.evaluation import AGNOSTIC_LABEL, evaluate_predictions, prediction_segments  # noqa: F401 (re-exported)
-from sola.sampling import CachedStore
+from sola.adapt.sampling import CachedStore
 from sola.tal.data import StoredFeatures, make_item
 from sola.tal.features import extraction_grids, features_record
 from sola.tal.infer import predict_items, prediction_dict, video_scores_for
@@ -132,7 +132,7 @@ def run_experiment(store, annotations, config: TalConfig, seed: int = 0, out_dir
     front of the head, trained jointly with the TAL loss) or "unified+sm" (the same plus
     `sm_weight` x Similarity Matching); adapter settings from `sola_config` (`SoLaConfig`).
 
-    store: a `FeatureStore` (T, C per video); annotations: `sola.annotations.Annotations`.
+    store: a `FeatureStore` (T, C per video); annotations: `sola.data.annotations.Annotations`.
     `data.input_dim` and `data.num_classes` are taken from the data (num_classes 1 stays
     class-agnostic). With `out_dir`, writes the run (weights, config, classes, log) and
     `predictions.json` + `evaluation.json`. Returns {"mAP": {tiou: value}, "average_mAP",

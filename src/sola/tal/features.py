@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from sola.errors import ConfigError
+from sola.core.errors import ConfigError
 
 FEATURES = "features.json"  # in a TAL run directory
 FORMAT = "sola-features-1"
@@ -25,7 +25,7 @@ UNKNOWN = "unknown"
 def extraction_metadata(store) -> dict | None:
     """`sola extract`'s metadata of a store, following `sola transform` records to its input; None if none."""
     from sola.extract import load_metadata
-    from sola.transform import PROVENANCE
+    from sola.adapt.transform import PROVENANCE
 
     path = Path(store.path)
     for _ in range(8):  # a transform of a transform: follow the chain a few steps
@@ -52,7 +52,7 @@ def _provenance(path: Path, name: str) -> dict | None:
 
 def adapter_of(store) -> str | None:
     """The SHA-256 of the adapter that made a `sola transform` store (None for other stores)."""
-    from sola.transform import PROVENANCE
+    from sola.adapt.transform import PROVENANCE
 
     record = _provenance(Path(store.path), PROVENANCE)
     return record.get("adapter") if record else None
@@ -142,7 +142,7 @@ def check_adapter(record: dict, head: str, digest: str | None, fixes: tuple[str,
 
 def write_features(run_dir, record: dict) -> None:
     """Write a head run's `features.json`."""
-    from sola.runs import write_json
+    from sola.core.runs import write_json
 
     write_json(Path(run_dir) / FEATURES, record)
 

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from sola.distributed import gather_dicts, shard_context
-from sola.errors import AnnotationError
+from sola.core.distributed import gather_dicts, shard_context
+from sola.core.errors import AnnotationError
 from sola.tal.config import TalConfig
 from sola.tal.data import load_features, pad_batch, resize_item, snippets_to_seconds
 from sola.tal.model import TalModel, make_points

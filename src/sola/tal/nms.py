@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sola.metrics.segments import segment_iou
+from sola.evaluate.metrics.segments import segment_iou
 
 
 def suppress_one_class(segments: np.ndarray, scores: np.ndarray, method: str = "soft", sigma: float = 0.5,

@@ -1,6 +1,6 @@
 """A trained head on disk: `RUN_DIR/{weights.safetensors, config.yaml, classes.json, metrics.jsonl, features.json}`.
 
-File names and the safetensors reader/writer come from `sola.runs` (shared with the adapter fit).
+File names and the safetensors reader/writer come from `sola.core.runs` (shared with the adapter fit).
 Runs of unified training also hold `adapter.json` (the shape of the SoLa adapter in front of the
 head). `sola tal train` also keeps `state.safetensors` there: the resumable state after the last
 finished epoch (see `sola.tal.train.train_head(state_dir=...)`).
@@ -15,9 +15,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from sola.config import read_yaml_sections
-from sola.errors import CheckpointError, ConfigError
-from sola.runs import (
+from sola.core.config import read_yaml_sections
+from sola.core.errors import CheckpointError, ConfigError
+from sola.core.runs import (
     ADAPTER_SHAPE,
     CLASSES,
     CONFIG,
@@ -98,7 +98,7 @@ def check_resume(run_dir: str | os.PathLike, resume: bool) -> None:
 
 def load_run(run_dir: str | os.PathLike, device: str = "cpu"):
     """Load `(model, config, class_names)` from a run directory; raises `CheckpointError` naming the fix."""
-    from sola.adapter import SoLaAdapter  # torch: only here, so that reading a run's config stays light
+    from sola.adapt.adapter import SoLaAdapter  # torch: only here, so that reading a run's config stays light
     from sola.tal.model import TalModel
 
     run_dir = Path(run_dir)

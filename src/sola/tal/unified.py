@@ -10,10 +10,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from sola.adapter import SoLaAdapter
-from sola.config import SoLaConfig
-from sola.errors import ConfigError
-from sola.matching import SimilarityMatching
+from sola.adapt.adapter import SoLaAdapter
+from sola.core.config import SoLaConfig
+from sola.core.errors import ConfigError
+from sola.adapt.matching import SimilarityMatching
 
 TRAINING_MODES = ("baseline", "unified", "unified+sm")  # how the head is trained
 
@@ -49,7 +49,7 @@ class MatchingAuxiliary(nn.Module):
 def unified_parts(mode: str, dim: int, sola_config=None, windows_per_video: int = 4):
     """(adapter, auxiliary) for a mode: (None, None) for baseline; raises `ConfigError` for an unknown mode.
 
-    The adapter and matching hyper-parameters come from `sola_config` (a `sola.config.SoLaConfig`,
+    The adapter and matching hyper-parameters come from `sola_config` (a `sola.core.config.SoLaConfig`,
     default: the SoLa reference values).
     """
     if mode not in TRAINING_MODES:

@@ -1,0 +1,303 @@
+"""The unsupervised fit: Similarity Matching on random windows, checkpoints, resume, DDP.
+
+Run directory layout:
+    config.yaml                  the full config used
+    run.json                     which feature store it was fitted on (path, layout, options)
+    metrics.jsonl                one JSON line per epoch: epoch, loss, gate = tanh(alpha), departure
+                                 (mean ||tanh(alpha) g(f)|| / ||f|| on the epoch's last batch), seconds, steps,
+                                 lr, health (feature-health figures of a fixed batch, see sola.adapt.health),
+                                 constant_map (the loss sits at a constant map's), stopped (why a guard fired)
+    adapter.safetensors          the latest adapter (weights only); after a guard fired, the last healthy one
+    checkpoints/epoch_XXXX.safetensors   the identity (epoch 0) and an adapter every `checkpoint_every` epochs
+    state.safetensors            model + projector + optimiser, to resume
+    window_cache/                while fitting a layout without random access (csv, pickle, ...):
+                                 its videos as float32 .npy, read row by row; removed at the end
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from tqdm.auto import tqdm
+
+from sola.adapt.adapter import SoLaAdapter, save_adapter
+from sola.core.config import SoLaConfig, load_config, save_config
+from sola.core.distributed import DistributedContext, barrier, mean_across_ranks, setup_distributed
+from sola.core.errors import CheckpointError, ConfigError
+from sola.adapt.health import FitDiverged, FitGuard, constant_map_loss, feature_health, health_windows, spread_figures
+from sola.adapt.matching import SimilarityMatching
+from sola.core.runs import (
+    ADAPTER,
+    CONFIG,
+    RECORD,
+    STATE,
+    WINDOW_CACHE,
+    checkpoint_path,
+    load_state,
+    read_metrics,
+    read_record,
+    save_state,
+    store_record,
+    write_metrics,
+    write_record,
+)
+from sola.adapt.sampling import WindowSource, epoch_plan, open_window_source, prefetch
+from sola.adapt.schedule import lr_factor, steps_per_epoch, total_epochs, total_steps
+from sola.data.stores import FeatureStore
+
+STATE_FORMAT = "sola-training-state"
+
+
+def load_run_config(run_dir: str | Path, epochs: int | None = None) -> SoLaConfig:
+    """The config of an existing run (to resume it), optionally with more or fewer epochs."""
+    path = Path(run_dir) / CONFIG
+    if not path.is_file():
+        raise CheckpointError(f"{run_dir}: no config.yaml; is this a `sola train` run directory?")
+    return load_config(path, {"fit.epochs": epochs})
+
+
+def fit_adapter(
+    store: FeatureStore,
+    config: SoLaConfig,
+    run_dir: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> SoLaAdapter:
+    """Fit a SoLa adapter on the unlabeled features of `store`; return it (on the CPU, eval mode).
+
+    With `run_dir`, writes config, metrics, checkpoints (the identity at epoch 0 included) and a
+    resumable state there; `resume=True` continues from `run_dir/state.safetensors` (bitwise equal
+    to an uninterrupted run on the CPU). Under `torchrun`, each rank trains on a disjoint shard of
+    videos with DDP. After every epoch the guardrails (`sola.adapt.health`) check the loss and the
+    feature health of a fixed batch; a fit that diverged or collapsed raises `FitDiverged`, with
+    `run_dir/adapter.safetensors` holding the last healthy adapter.
+    Raises `ConfigError`, `StoreError` or `CheckpointError` with the fix in the message.
+    """
+    config.validate()
+    fit, matching = config.fit, config.matching
+    context = setup_distributed(fit.device)
+    if fit.batch_size % context.world_size:
+        raise ConfigError(
+            f"fit.batch_size={fit.batch_size} must be divisible by the number of processes ({context.world_size})"
+        )
+    local_batch = fit.batch_size // context.world_size
+    run_dir = Path(run_dir) if run_dir is not None else None
+    if resume and run_dir is None:
+        raise CheckpointError("resume needs a run directory")
+    if run_dir is not None:
+        check_run_dir(run_dir, store, resume)
+    cache_dir = run_dir / WINDOW_CACHE if run_dir is not None else None
+    data = open_window_source(store, matching.window, fit.nan_policy, cache_dir)
+    torch.manual_seed(fit.seed)
+    adapter = SoLaAdapter.from_config(data.dim, config.adapter)
+    model = SimilarityMatching(adapter, matching).to(context.device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=fit.lr, weight_decay=fit.weight_decay)
+    start_epoch = _resume(run_dir, model, optimizer) if resume else 0
+    trainer = DistributedDataParallel(model) if context.enabled else model
+    per_epoch = steps_per_epoch(len(data.video_ids), fit.windows_per_video, context.world_size, local_batch)
+    budget, epochs = total_steps(fit, per_epoch), total_epochs(fit, per_epoch)
+
+    records = [r for r in read_metrics(run_dir) if r["epoch"] <= start_epoch] if resume else []
+    writes = context.is_main and run_dir is not None  # rank 0 writes the run directory
+    if writes:
+        _start_run_dir(run_dir, store, config, records, adapter if start_epoch == 0 else None)
+    if context.is_main:
+        _log_start(data, matching, context, per_epoch, budget, epochs, log)
+
+    health_batch = torch.from_numpy(
+        data.batch(*health_windows(data.lengths, matching.window, fit.health_windows, fit.seed), matching.window)
+    ).to(context.device)
+    original = spread_figures(health_batch)
+    guard = FitGuard(fit, constant_map_loss(model.target, matching.clamp_eps))
+    healthy, warned = (_adapter_state(adapter), start_epoch), False
+    bar = tqdm(range(start_epoch, epochs), desc="fit", unit="epoch",
+               disable=(not progress or not context.is_main) or None)
+    for epoch in bar:
+        started = time.perf_counter()
+        loss, steps, windows = _train_epoch(trainer, optimizer, data, config, epoch, context, local_batch,
+                                            epoch * per_epoch, budget)
+        loss = mean_across_ranks(loss, context)
+        health = feature_health(adapter, health_batch, original)
+        reason = guard.check(loss, health)
+        done = epoch + 1
+        record = {
+            "epoch": done, "loss": loss, "gate": adapter.gate,
+            "departure": mean_across_ranks(float(model.departure), context),
+            "seconds": round(time.perf_counter() - started, 4), "steps": steps,
+            "lr": optimizer.param_groups[0]["lr"], "windows": windows * context.world_size,
+            "videos": len(data.video_ids), "skipped_videos": len(data.skipped), "dropped_videos": len(data.dropped),
+            "health": health, "constant_map": guard.at_constant_map(loss),
+        }
+        if reason is not None:
+            record["stopped"] = reason
+        bar.set_postfix(loss=f"{loss:.4f}", gate=f"{adapter.gate:+.4f}", departure=f"{record['departure']:.3f}")
+        if context.is_main and record["constant_map"] and not warned:
+            warned = True
+            log(f"note: epoch {done}: the loss {loss:.4f} sits at the loss of a constant similarity map "
+                f"({guard.constant_loss:.4f}); the objective is learning little here")
+        if writes:
+            records.append(record)
+            write_metrics(run_dir, records)
+        if reason is not None:
+            _stop_unhealthy(adapter, healthy, run_dir, context, done, reason)
+        if writes:
+            _save_epoch(run_dir, model, optimizer, done, done % fit.checkpoint_every == 0 or done == epochs)
+        healthy = _adapter_state(adapter), done
+        barrier(context)
+    if writes and start_epoch >= epochs:
+        log(f"{run_dir} already has {start_epoch} epochs (>= {epochs}); nothing to do")
+    if context.is_main and cache_dir is not None:
+        shutil.rmtree(cache_dir, ignore_errors=True)  # derived data; a killed run keeps it for --resume
+    return adapter.cpu().eval()
+
+
+def _resume(run_dir: Path, model: SimilarityMatching, optimizer: torch.optim.Optimizer) -> int:
+    """Restore the model and optimiser of a run; return the epochs it has done."""
+    info, _ = load_state(run_dir / STATE, STATE_FORMAT, {"model": model}, optimizer,
+                         "start a new run without resuming")
+    return int(info["epoch"])
+
+
+def _save_epoch(run_dir: Path, model: SimilarityMatching, optimizer: torch.optim.Optimizer, done: int,
+                checkpoint: bool) -> None:
+    """After epoch `done`: the adapter (and its checkpoint when `checkpoint`), then the resumable state."""
+    if checkpoint:
+        save_adapter(model.adapter, checkpoint_path(run_dir, done), {"epoch": done})
+        save_adapter(model.adapter, run_dir / ADAPTER, {"epoch": done})
+    save_state(run_dir / STATE, STATE_FORMAT, {"model": model}, optimizer, {"epoch": done})
+
+
+def check_run_dir(run_dir: Path, store, resumed: bool) -> None:
+    """Refuse a run directory inside the input store, or resuming a run on other features than its own.
+
+    Raises `ConfigError` or `CheckpointError` naming the fix.
+    """
+    if not resumed and (run_dir / STATE).exists():
+        raise CheckpointError(f"{run_dir} already holds a training run; pass --resume to continue it or choose another --out")
+    features = store.path.resolve()
+    if features.is_dir() and (run_dir.resolve() == features or features in run_dir.resolve().parents):
+        raise ConfigError(f"--out {run_dir} is inside the input store {store.path}; choose a directory outside "
+                          "it (inputs are never modified)")
+    fitted = read_record(run_dir) if resumed else None
+    if fitted is not None:
+        current = store_record(store)
+        if any(fitted.get(key) != value for key, value in current.items()):
+            raise CheckpointError(
+                f"--resume {run_dir}: the run was fitted on {fitted.get('features')} (layout {fitted.get('layout')}, "
+                f"options {fitted.get('options')}, see {run_dir / RECORD}), not on {store.path}; resume with those features, "
+                "or start a new run with --out"
+            )
+
+
+def _start_run_dir(run_dir: Path, store: FeatureStore, config: SoLaConfig, records: list[dict],
+                   identity: SoLaAdapter | None) -> None:
+    """Write config, metrics so far, run.json and (for a new run) the identity as epoch 0."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(config, run_dir / CONFIG)
+    write_metrics(run_dir, records)
+    write_record(run_dir, store)
+    if identity is not None:  # tanh(0) = 0: exactly the original features, a candidate for selection
+        save_adapter(identity, checkpoint_path(run_dir, 0), {"epoch": 0})
+
+
+def _log_start(data, matching, context, per_epoch: int, budget: int, epochs: int, log) -> None:
+    if data.skipped:
+        log(f"skipped {len(data.skipped)} video(s) shorter than {matching.window} snippets")
+    if data.dropped:
+        log(f"dropped {len(data.dropped)} video(s) with NaN/Inf values (nan_policy=drop-video)")
+    log(
+        f"fitting on {len(data.video_ids)} videos of dim {data.dim} "
+        f"({len(data.skipped)} skipped), {context.world_size} process(es) on {context.device}: "
+        f"{budget} steps, {epochs} epochs of {per_epoch}"
+    )
+
+
+def _adapter_state(adapter: SoLaAdapter) -> dict[str, torch.Tensor]:
+    return {name: t.detach().cpu().clone() for name, t in adapter.state_dict().items()}
+
+
+def _stop_unhealthy(adapter: SoLaAdapter, healthy: tuple[dict, int], run_dir: Path | None,
+                    context: DistributedContext, epoch: int, reason: str) -> None:
+    """Put the last healthy weights back (and in `run_dir/adapter.safetensors`), then raise `FitDiverged`."""
+    state, healthy_epoch = healthy
+    adapter.load_state_dict(state)
+    where = ""
+    if run_dir is not None:
+        if context.is_main:
+            save_adapter(adapter, run_dir / ADAPTER, {"epoch": healthy_epoch, "stopped_at": epoch})
+        where = f"; {run_dir}/{ADAPTER} is the last healthy adapter (epoch {healthy_epoch})"
+    barrier(context)
+    raise FitDiverged(f"fit stopped at epoch {epoch}: {reason}{where}")
+
+
+def _train_epoch(
+    trainer: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    data: WindowSource,
+    config: SoLaConfig,
+    epoch: int,
+    context: DistributedContext,
+    local_batch: int,
+    first_step: int,
+    budget: int,
+) -> tuple[float, int, int]:
+    """One epoch of Similarity Matching, stopping at step `budget`; returns (mean loss, steps, windows)."""
+    fit = config.fit
+    trainer.train()
+    videos, starts = epoch_plan(
+        data.lengths,
+        config.matching.window,
+        fit.windows_per_video,
+        fit.seed,
+        epoch,
+        context.rank,
+        context.world_size,
+    )
+    total = torch.zeros((), dtype=torch.float64, device=context.device)
+    steps = windows = 0
+    count = min(-(-len(videos) // local_batch), max(budget - first_step, 0))
+    pin = context.device.type == "cuda"
+
+    def read(index: int) -> torch.Tensor:  # in the prefetch thread: (B, L, C) float32
+        rows = slice(index * local_batch, (index + 1) * local_batch)
+        batch = torch.from_numpy(data.batch(videos[rows], starts[rows], config.matching.window))
+        return batch.pin_memory() if pin else batch
+
+    # No host sync inside the loop: on a GPU the next batches are read while the last step runs.
+    for batch in prefetch(read, count, fit.prefetch):
+        step = first_step + steps
+        for group in optimizer.param_groups:
+            group["lr"] = fit.lr * lr_factor(step, budget, fit.warmup_steps, fit.schedule)
+        loss = trainer(batch.to(context.device, non_blocking=True))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += loss.detach()
+        steps += 1
+        windows += len(batch)
+    return float(total) / max(steps, 1), steps, windows
+
+
+def metrics_summary(run_dir: str | Path) -> dict:
+    """First and last metrics of a run (loss, gate, departure, feature health, total seconds and steps)."""
+    lines = read_metrics(run_dir)
+    if not lines:
+        return {}
+    return {
+        "epochs": lines[-1]["epoch"],
+        "first_loss": lines[0]["loss"],
+        "last_loss": lines[-1]["loss"],
+        "gate": lines[-1]["gate"],
+        "departure": lines[-1]["departure"],
+        "seconds": float(np.sum([line["seconds"] for line in lines])),
+        "steps": int(np.sum([line["steps"] for line in lines])),
+        "health": lines[-1].get("health"),
+        "constant_map": bool(lines[-1].get("constant_map", False)),
+    }

@@ -1,0 +1,1 @@
+"""Shared plumbing: configs, run folders, devices, DDP, atomic writes, memory, statistics, errors."""

@@ -1,0 +1,1 @@
+"""Stage 3: linear probe, checkpoint selection, TSM, detection and proposal metrics."""

@@ -1,0 +1,1 @@
+"""Whole experiments: baseline vs SoLa comparison, ablations, cost, detection runs, the demo."""

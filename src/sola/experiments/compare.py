@@ -1,0 +1,474 @@
+"""The paper's main experiment: the same TAL head on original and on SoLa features, side by side.
+
+Modes:
+  baseline     the head on the original features
+  sola         the head on SoLa features (a fitted adapter, or one fitted here by Similarity Matching)
+  unified      a fresh SoLa adapter in front of the head, trained jointly with the TAL loss (the paper's ablation)
+  unified+sm   the same plus Similarity Matching as an auxiliary loss (beyond the paper)
+Every mode runs with the same seeds; each (mode, seed) result is saved, so an interrupted
+comparison resumes where it stopped.
+
+OUT holds `compare.json` + `compare.md` (the table; `compare.json` also names the annotation file
+and subsets, so a report can rebuild the ground truth), `sola_adapter.json`, and per (mode, seed)
+`results/{mode}_seed{seed}.json` (mAP, timing, per-class AP under "per_class") beside
+`results/{mode}_seed{seed}.predictions.json` (the head's detections on the evaluation subset,
+ActivityNet format). Directories made before per-class AP and predictions were kept resume as
+they are, without them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from sola.adapt.adapter import adapter_digest, load_adapter, resolve_adapter_path
+from sola.data.annotations import canonical_subset
+from sola.core.atomic import atomic_write_text
+from sola.core.config import SoLaConfig
+from sola.core.errors import ConfigError
+from sola.adapt.fit import fit_adapter
+from sola.evaluate.probe import ProbeConfig, compare_probe, json_ready
+from sola.core.runs import ADAPTER, BEST, EVALUATION, PREDICTIONS, SELECTION, STATE, list_checkpoints, read_json
+from sola.evaluate.select_head import choose_checkpoint
+from sola.core.stats import format_difference, format_mean_std, paired_difference, verdict
+from sola.data.stores import FeatureStore
+from sola.tal.experiment import run_experiment
+from sola.tal.unified import TRAINING_MODES
+from sola.adapt.transform import transform_store
+
+MODES = (TRAINING_MODES[0], "sola", *TRAINING_MODES[1:])  # "sola": the head alone, on SoLa features
+SOLA_RECORD = "sola_adapter.json"  # in OUT: which adapter made the "sola" features (and so its results)
+RESULTS = "results"
+TABLE = "compare.json"
+
+
+def result_path(out_dir: str | os.PathLike, mode: str, seed: int) -> Path:
+    """Where the result of one (mode, seed) of a comparison is saved (its presence: that run is done)."""
+    return Path(out_dir) / RESULTS / f"{mode}_seed{seed}.json"
+
+
+def predictions_path(out_dir: str | os.PathLike, mode: str, seed: int) -> Path:
+    """Where the detections of one (mode, seed) on the evaluation subset are kept (ActivityNet format)."""
+    return Path(out_dir) / RESULTS / f"{mode}_seed{seed}.predictions.json"
+
+
+def parse_modes(text: str) -> list[str]:
+    """`"baseline,sola"` -> ["baseline", "sola"]; raises `ConfigError` on unknown or repeated modes."""
+    modes = [m.strip() for m in text.split(",") if m.strip()]
+    unknown = [m for m in modes if m not in MODES]
+    if unknown or not modes or len(set(modes)) != len(modes):
+        raise ConfigError(f"--modes takes a comma list of distinct modes among {', '.join(MODES)}; got {text!r}")
+    return modes
+
+
+def sola_features(
+    store: FeatureStore,
+    out_dir: Path,
+    adapter=None,
+    sola_config: SoLaConfig | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> FeatureStore:
+    """The SoLa-transformed copy of `store` in `out_dir/sola_features` (fitting an adapter first if none).
+
+    No checkpoint selection (it needs annotations): see `sola_store`.
+    """
+    return sola_store(store, out_dir, adapter=adapter, sola_config=sola_config, select=False,
+                      progress=progress, log=log)[0]
+
+
+def sola_store(
+    store: FeatureStore,
+    out_dir: Path,
+    annotations=None,
+    tal_config=None,
+    adapter=None,
+    sola_config: SoLaConfig | None = None,
+    select: bool = True,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+    heldout_subset: str | None = None,
+    selection: dict | None = None,
+) -> tuple[FeatureStore, dict]:
+    """The features of the "sola" mode and a record of the adapter that made them.
+
+    Without `adapter`, one is fitted in `out_dir/sola_run`. With `select` (and `annotations`), the
+    adapter is chosen among the identity and the run's checkpoints by `sola.evaluate.select_head.choose_checkpoint`
+    on a held-out part of the head's training subset (`tal_config.data.train_subset`), by the probe
+    or, with `selection={"criterion": "head"}` (overrides of the probe config's `select` section), by
+    a proxy of this head; a run directory given as `adapter` is selected on the same way (its
+    `select.json` is reused when it was made on that subset, store, checkpoints and selection config,
+    and for the head criterion the same head config). An adapter file or object is used as given.
+    When the identity wins (or the adapter's gate is 0), the "sola" features are `store` itself:
+    nothing is written. Otherwise `out_dir/sola_features` holds the transformed copy.
+
+    The record (`compare.json`'s "sola_adapter"): {"source", "selected", "best", "message",
+    "features", "digest"}. Raises `ConfigError` when `out_dir` holds "sola" outputs of another adapter.
+    """
+    out_dir = Path(out_dir)
+    run_dir = chosen = None
+    if adapter is None:
+        run_dir = out_dir / "sola_run"
+        log(f"fitting a SoLa adapter in {run_dir}")
+        config = sola_config or SoLaConfig()
+        chosen = fit_adapter(store, config, run_dir, resume=(run_dir / STATE).is_file(),
+                             progress=progress, log=log)
+        source = str(run_dir / ADAPTER)
+    elif hasattr(adapter, "residual"):
+        chosen, source = adapter, "the adapter passed in"
+    elif Path(adapter).is_dir():
+        run_dir = Path(adapter)
+        source = str(run_dir)
+    else:
+        source = str(resolve_adapter_path(adapter))
+        chosen = load_adapter(source)
+    record = {"source": source, "selected": False, "best": None, "message": None}
+    if select and run_dir is not None and annotations is not None and list_checkpoints(run_dir):
+        table = _selection(run_dir, store, annotations, tal_config, progress, log, heldout_subset, selection)
+        log(table["message"])
+        record.update(selected=True, best=table["best"], message=table["message"],
+                      source=str(run_dir / "checkpoints"), select_table=str(run_dir / SELECTION),
+                      criterion=table.get("criterion", "probe"))
+        chosen = None if table["identity_wins"] else load_adapter(table["best_checkpoint"])
+    elif chosen is None:  # a run directory, not selected here: its best.safetensors, else adapter.safetensors
+        if select and annotations is not None:
+            log(f"{run_dir}: no checkpoints to select from; using its adapter as it is")
+        record["source"] = str(resolve_adapter_path(run_dir))
+        chosen = load_adapter(run_dir)
+    if chosen is not None and chosen.gate == 0.0:
+        chosen = None  # an identity adapter: output == input
+    record["digest"] = "identity" if chosen is None else adapter_digest(chosen)
+    target = out_dir / "sola_features"
+    record["features"] = str(store.path) if chosen is None else str(target)
+    _check_previous(out_dir, record)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out_dir / SOLA_RECORD, json.dumps(record, indent=1))  # before any output it vouches for
+    if chosen is None:
+        log("the sola mode uses the original features as they are (the identity; cheaper than writing a copy)")
+        return store, record
+    transform_store(chosen, store, target, progress=progress)
+    return store.open_output(target), record
+
+
+def _selection(run_dir: Path, store: FeatureStore, annotations, tal_config, progress: bool, log,
+               heldout_subset: str | None = None, selection: dict | None = None) -> dict:
+    """`choose_checkpoint` on the head's training subset, or the run's `select.json` when it still holds."""
+    subset = tal_config.data.train_subset if tal_config is not None else None
+    if heldout_subset and tal_config is not None and (
+            canonical_subset(heldout_subset) == canonical_subset(tal_config.data.test_subset)):
+        raise ConfigError(f"--heldout-subset {heldout_subset} is the evaluation subset; selection must never see it")
+    grid = _probe_grid(annotations, subset, tal_config) if tal_config is not None else {}
+    config = ProbeConfig.from_dict({"data": grid, "select": dict(selection or {})}).validate()
+    previous = read_json(run_dir / SELECTION, {}) if (run_dir / BEST).is_file() else {}
+    if _selection_holds(previous, run_dir, store, config, tal_config, subset, heldout_subset):
+        log(f"reusing the selection in {run_dir / SELECTION}")
+        return previous
+    log(f"selecting among the identity and the checkpoints of {run_dir} by the {config.select.criterion} on "
+        f"held-out videos of subset {subset or '(default)'}")
+    return choose_checkpoint(run_dir, store, annotations, config, tal_config, subset=subset,
+                             heldout_subset=heldout_subset, progress=progress, log=log)
+
+
+def _selection_holds(previous: dict, run_dir: Path, store: FeatureStore, config: ProbeConfig, tal_config,
+                     subset: str | None, heldout_subset: str | None) -> bool:
+    """Whether a saved `select.json` answers this selection: the same checkpoints, store, subsets,
+    selection config (criterion, probe settings) and, for the head criterion, head config."""
+    if "best" not in previous:
+        return False
+    current = [f"epoch_{epoch:04d}" for epoch, _ in list_checkpoints(run_dir)]
+    same = (previous.get("checkpoints") == current
+            and previous.get("features") == str(Path(store.path).resolve())
+            and (subset is None or canonical_subset(previous.get("subset", "")) == canonical_subset(subset))
+            and (heldout_subset is None
+                 or canonical_subset(previous.get("val_subset", "")) == canonical_subset(heldout_subset))
+            and previous.get("config") == _plain(config.to_dict()))
+    if same and config.select.criterion == "head":
+        return tal_config is None or previous.get("head_config") == _plain(tal_config.to_dict())
+    return same
+
+
+def _plain(value):
+    """`value` as it reads back from JSON (tuples become lists, NaN None), for comparing with a saved table."""
+    return json.loads(json.dumps(json_ready(value)))
+
+
+def _probe_grid(annotations, subset: str | None, tal_config) -> dict:
+    """Snippet-grid options for the probe that follow the head's (`sola.tal.experiment.build_items`)."""
+    data = tal_config.data
+    videos = list((annotations.subset(subset) if subset else annotations).values())
+    fps = data.default_fps or None
+    if videos and all(v.feat_stride is not None for v in videos):
+        return {"fps": fps}  # each annotation's own stride
+    if fps or (videos and all(v.fps for v in videos)):
+        return {"feat_stride": data.feat_stride, "num_frames": data.num_frames, "fps": fps}
+    return {}  # snippets spread over the annotated duration
+
+
+def _check_previous(out_dir: Path, record: dict) -> None:
+    """Refuse to mix "sola" outputs of two adapters in one `out_dir` (results resume per mode and seed)."""
+    marker = out_dir / SOLA_RECORD
+    if not (any((out_dir / RESULTS).glob("sola_seed*.json")) or (out_dir / "sola_features").is_dir()):
+        return
+    if marker.is_file():
+        previous = json.loads(marker.read_text())
+        if previous.get("digest") == record["digest"]:
+            return
+        why = f"were made with another adapter ({previous.get('best') or previous.get('source')})"
+    elif not record["selected"]:
+        return  # from before these records, without selection: resumed as it was started
+    else:
+        why = "were made before checkpoint selection, by the run's final adapter"
+    raise ConfigError(
+        f"{out_dir}: its sola features/results {why}, not {record['best'] or record['source']}; compare in a new "
+        f"--out, or delete {out_dir / 'sola_features'}, {out_dir / RESULTS}/sola_seed*.json and {marker}"
+        + ("; --no-select resumes it as it was started" if record["selected"] and not marker.is_file() else "")
+    )
+
+
+def compare(
+    store: FeatureStore,
+    annotations,
+    tal_config,
+    out_dir: str | os.PathLike,
+    modes: list[str] = ("baseline", "sola"),
+    seeds: int = 3,
+    adapter=None,
+    sola_config: SoLaConfig | None = None,
+    sm_weight: float = 1.0,
+    probe: bool = True,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+    adapted_store: FeatureStore | None = None,
+    probe_table: dict | None = None,
+    select: bool = True,
+    heldout_subset: str | None = None,
+    selection: dict | None = None,
+) -> dict:
+    """Train and evaluate the head per mode and seed; write `compare.json` and `compare.md` in `out_dir`.
+
+    `adapter`: a `SoLaAdapter`, an adapter file or run directory for the "sola" mode; without it one
+    is fitted with `sola_config` (Similarity Matching, no labels). `select`: choose the "sola"
+    adapter among the identity and the checkpoints of the fitted run (or of a run directory given
+    as `adapter`) on held-out videos of `tal_config.data.train_subset` (`sola_store`); an adapter
+    file or object is never selected on; `heldout_subset` (never the evaluation subset): measure the
+    selection on that subset instead (`sola splice`'s "holdout"); `selection`: overrides of the `select`
+    section of `sola.evaluate.probe.ProbeConfig`, e.g. `{"criterion": "head"}` to select by a proxy of this
+    head (`sola.evaluate.select_head`) instead of the probe. `adapted_store`: SoLa features already written (then no
+    adapter work here). `probe_table`: a `sola.evaluate.probe.compare_probe` result to reuse for the probe
+    columns. Returns the table as a dict; its "sola_adapter" says which adapter made the "sola" features
+    and its "verdict" (`verdicts`) says, per mode and metric, whether it helps the head.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stores = {"original": store}
+    used = None
+    if "sola" in modes:
+        if adapted_store is not None:
+            stores["sola"] = adapted_store
+            used = {"source": str(adapted_store.path), "selected": False, "best": None, "message": None,
+                    "features": str(adapted_store.path)}
+        else:
+            stores["sola"], used = sola_store(store, out_dir, annotations, tal_config, adapter, sola_config,
+                                              select, progress, log, heldout_subset, selection)
+    results: dict[str, list[dict]] = {}
+    for mode in modes:
+        for seed in range(seeds):
+            saved = result_path(out_dir, mode, seed)
+            if saved.is_file():
+                result = json.loads(saved.read_text())
+            else:
+                log(f"training the head: {mode}, seed {seed}")
+                features = stores["sola"] if mode == "sola" else store
+                result = _run_and_keep(features, annotations, tal_config, out_dir, mode, seed,
+                                       progress=None if progress else False,  # None: bars on a terminal only
+                                       sm_weight=sm_weight, sola_config=sola_config)
+            results.setdefault(mode, []).append(result)
+    probes = _probe_rows(stores, annotations, probe_table) if probe else {}
+    table = summarise(results, probes, tal_config, sm_weight)
+    table["annotations"] = _annotation_source(annotations)
+    if used is not None:
+        table["sola_adapter"] = {key: value for key, value in used.items() if key != "digest"}
+    table["verdict"] = verdicts(table)
+    atomic_write_text(out_dir / TABLE, json.dumps(json_ready(table), indent=1))
+    atomic_write_text(out_dir / "compare.md", format_markdown(table))
+    return table
+
+
+def _run_and_keep(features: FeatureStore, annotations, tal_config, out_dir: Path, mode: str, seed: int,
+                  progress, sm_weight: float, sola_config) -> dict:
+    """Train and evaluate the head for one (mode, seed); save its result (with per-class AP) and its predictions.
+
+    The head's run goes to a scratch folder in `OUT/results` (its weights are not kept): its
+    `predictions.json` is moved to `predictions_path`, then the result is written, last, as the
+    mark that this (mode, seed) is done.
+    """
+    saved = result_path(out_dir, mode, seed)
+    saved.parent.mkdir(parents=True, exist_ok=True)
+    training = "baseline" if mode in ("baseline", "sola") else mode
+    remove_stale_scratch(saved.parent)
+    # one scratch folder per process: under torchrun every rank trains and writes the same outputs
+    with tempfile.TemporaryDirectory(prefix=f".{saved.stem}.pid{os.getpid()}.", suffix=".run",
+                                     dir=saved.parent) as scratch:
+        result = run_experiment(features, annotations, tal_config, seed=seed, out_dir=scratch, progress=progress,
+                                mode=training, sm_weight=sm_weight, sola_config=sola_config)
+        result.pop("history", None)
+        evaluation = read_json(Path(scratch) / EVALUATION, {})
+        if "per_class" in evaluation:
+            result["per_class"] = evaluation["per_class"]
+        if (Path(scratch) / PREDICTIONS).is_file():
+            os.replace(Path(scratch) / PREDICTIONS, predictions_path(out_dir, mode, seed))
+    atomic_write_text(saved, json.dumps(result))
+    return result
+
+
+def remove_stale_scratch(results: Path) -> list[Path]:
+    """Remove the scratch folders `.{mode}_seed{seed}.pid{PID}.*.run` in `results` whose process is gone
+    (a killed comparison); a live process's folder (another torchrun rank) is left alone. Returns those removed."""
+    removed = []
+    for folder in results.glob(".*.pid*.run"):
+        match = re.search(r"\.pid(\d+)\.", folder.name)
+        if match and not _alive(int(match.group(1))):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process with this id runs on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, under another user
+    return True
+
+
+def _annotation_source(annotations) -> str | None:
+    """The resolved path of the annotation file the head was trained and evaluated on (None if unknown)."""
+    source = getattr(annotations, "source", "")
+    return str(Path(source).resolve()) if source else None
+
+
+def _probe_rows(stores: dict[str, FeatureStore], annotations, table: dict | None = None) -> dict[str, dict]:
+    """Linear-probe metrics per feature set (deterministic: one run each), or those of `table`."""
+    if table is None:
+        table = json_ready(compare_probe(stores["original"], annotations, adapted_store=stores.get("sola"), seed=0))
+    rows = table["rows"]
+    return {"baseline": rows["baseline"], **({"sola": rows["SoLa"]} if "SoLa" in rows else {})}
+
+
+def summarise(results: dict[str, list[dict]], probes: dict[str, dict], tal_config, sm_weight: float) -> dict:
+    """Mean and std over seeds of every mAP column, with probe accuracy and seconds per epoch."""
+    rows = {}
+    for mode, runs in results.items():
+        thresholds = list(runs[0]["mAP"])
+        per_tiou = np.array([[run["mAP"][t] for t in thresholds] for run in runs])  # (seeds, tIoUs)
+        average = np.array([run["average_mAP"] for run in runs])
+        probe = probes.get(mode, {})
+        rows[mode] = {
+            "mAP_per_seed": {t: per_tiou[:, k].tolist() for k, t in enumerate(thresholds)},
+            "mAP_mean": dict(zip(thresholds, per_tiou.mean(0).tolist())),
+            "mAP_std": dict(zip(thresholds, per_tiou.std(0).tolist())),
+            "average_mAP_mean": float(average.mean()),
+            "average_mAP_std": float(average.std()),
+            "seconds_per_epoch": float(np.mean([run["seconds_per_epoch"] for run in runs])),
+            "probe_accuracy": probe.get("sgd_accuracy"),
+            "probe_balanced_accuracy": probe.get("lbfgs_balanced_accuracy"),
+            "seeds": [run["seed"] for run in runs],
+            "average_mAP_per_seed": average.tolist(),
+            "scoring": runs[0]["scoring"],
+        }
+    baseline = rows.get("baseline")
+    for mode, row in rows.items():
+        if baseline is not None and mode != "baseline" and row["seeds"] == baseline["seeds"]:
+            row["average_mAP_minus_baseline"] = paired_difference(row["average_mAP_per_seed"],
+                                                                  baseline["average_mAP_per_seed"])
+            if "mAP_per_seed" in baseline and list(row["mAP_per_seed"]) == list(baseline["mAP_per_seed"]):
+                row["mAP_minus_baseline"] = {t: paired_difference(values, baseline["mAP_per_seed"][t])
+                                             for t, values in row["mAP_per_seed"].items()}
+    return {"modes": list(results), "rows": rows, "sm_weight": sm_weight,
+            "test_subset": tal_config.data.test_subset, "train_subset": tal_config.data.train_subset}
+
+
+def verdicts(table: dict) -> list[dict]:
+    """One verdict per (mode, metric) against the baseline, from the paired seeds: average mAP, then
+    mAP at each tIoU. Each: `{"mode", "metric", "text"}` plus the paired difference, where `text` is
+    `sola.core.stats.verdict`'s line ("SoLa helps: +1.2 [+0.3, +2.1] (3 pairs)", ...)."""
+    found = []
+    for mode, row in table["rows"].items():
+        if "average_mAP_minus_baseline" not in row:
+            continue
+        name = "SoLa" if mode == "sola" else mode
+        metrics = {"avg mAP": row["average_mAP_minus_baseline"]}
+        metrics.update({f"mAP@{t}": d for t, d in row.get("mAP_minus_baseline", {}).items()})
+        for metric, difference in metrics.items():
+            found.append({"mode": mode, "metric": metric, "text": verdict(difference, name), **difference})
+    return found
+
+
+def verdict_lines(table: dict) -> list[str]:
+    """The verdicts as printed lines: `avg mAP (sola vs baseline): SoLa helps: +1.2 [+0.3, +2.1] (3 pairs)`.
+
+    Tables from before verdicts were kept get theirs computed from their rows.
+    """
+    found = table.get("verdict") or verdicts(table)
+    return [f"{v['metric']} ({v['mode']} vs baseline): {v['text']}" for v in found]
+
+
+def table_cells(table: dict) -> tuple[list[str], list[list[str]]]:
+    """`(header, rows of cells)` of the comparison: mAP in %, mean ± std over seeds (compare.md, reports)."""
+    rows = table["rows"]
+    thresholds = list(next(iter(rows.values()))["mAP_mean"])
+    header = ["mode", *[f"mAP@{t}" for t in thresholds], "avg mAP", "avg mAP - baseline [95% CI]", "probe acc",
+              "probe bal.acc", "s/epoch"]
+    lines = []
+    for mode, row in rows.items():
+        n = len(row["seeds"])
+        cells = [mode]
+        cells += [format_mean_std({"mean": row["mAP_mean"][t], "std": row["mAP_std"][t], "n": n}, digits=2)
+                  for t in thresholds]
+        cells.append(format_mean_std({"mean": row["average_mAP_mean"], "std": row["average_mAP_std"], "n": n}, digits=2))
+        difference = row.get("average_mAP_minus_baseline")
+        cells.append(format_difference(difference, digits=2) if difference else "—")
+        for key in ("probe_accuracy", "probe_balanced_accuracy"):
+            cells.append("—" if row[key] is None else f"{100 * row[key]:.2f}")
+        cells.append(f"{row['seconds_per_epoch']:.2f}")
+        lines.append(cells)
+    return header, lines
+
+
+def table_notes(table: dict) -> list[str]:
+    """The sentences under the comparison table: protocol, scoring, which adapter made the SoLa features."""
+    rows = table["rows"]
+    first = next(iter(rows.values()))
+    notes = [
+        f"Head trained on `{table['train_subset']}`, evaluated on `{table['test_subset']}`; mean ± std over "
+        f"{len(first['seeds'])} seed(s), the difference paired by seed with its 95% t-interval; scoring: "
+        f"{first['scoring']}. Probe: reference SGD accuracy and "
+        "converged class-balanced logistic regression (action vs background snippets)."
+    ]
+    used = table.get("sola_adapter")
+    if used and "sola" in rows:
+        notes.append(f"SoLa features: {used['message'] or 'from ' + used['source']}.")
+    return notes
+
+
+def format_markdown(table: dict) -> str:
+    """The comparison as a Markdown table (mAP in %, mean +- std over seeds) and its notes."""
+    header, rows = table_cells(table)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cells) + " |" for cells in rows]
+    for note in table_notes(table):
+        lines += ["", note]
+    found = verdict_lines(table)
+    if found:
+        lines += ["", "**Verdict** (paired seeds, 95% t-interval):", ""] + [f"- {line}" for line in found]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,1 @@
+"""Pictures and reports: timelines, plots, the HTML/Markdown reports."""
