@@ -76,6 +76,13 @@ def test_activitynet_items_and_class_agnostic_evaluation(tmp_path):
                 {"label": "action", "score": 0.7, "segment": [12.0, 16.0]}]}}
     result = evaluate_predictions(predictions, annotations, "validation", [0.5, 0.95], class_agnostic=True)
     assert result.mAP.tolist() == [1.0, 1.0]
+    # predictions that carry real labels are folded too: the same segments score the same, labels ignored
+    labelled = {"results": {v: [{**p, "label": f"class_{k}"} for k, p in enumerate(preds)]
+                            for v, preds in predictions["results"].items()}}
+    again = evaluate_predictions(labelled, annotations, "validation", [0.5, 0.95], class_agnostic=True)
+    assert again.mAP.tolist() == [1.0, 1.0]
+    with pytest.warns(UserWarning, match="not in the ground truth"):
+        assert evaluate_predictions(labelled, annotations, "validation", [0.5], class_agnostic=False).average_mAP < 1
 
 
 def test_to_activitynet_format():

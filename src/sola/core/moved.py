@@ -64,6 +64,7 @@ class MovedFinder(importlib.abc.MetaPathFinder):
 
 
 def install() -> None:
-    """Put the finder on `sys.meta_path` once (idempotent)."""
+    """Put the finder first on `sys.meta_path`, once: the path finder would otherwise load an old child name
+    (`sola.stores.npy`) a second time from the aliased parent's `__path__`."""
     if not any(isinstance(finder, MovedFinder) for finder in sys.meta_path):
-        sys.meta_path.append(MovedFinder())
+        sys.meta_path.insert(0, MovedFinder())

@@ -20,15 +20,21 @@ def evaluate_predictions(predictions: dict[str, Any], annotations, subset: str, 
                          class_agnostic: bool = False, where: str = "tal predictions"):
     """Detection mAP of ActivityNet-format predictions against `subset`; returns `DetectionResult`.
 
-    With `class_agnostic`, ground-truth labels are all replaced by "action" (proposal evaluation
-    through the detection metric), which is how the single-class head is scored without class scores.
+    With `class_agnostic`, ground-truth and predicted labels are all replaced by "action" (proposal
+    evaluation through the detection metric), which is how the single-class head is scored without class
+    scores; a prediction file that carries real labels (another head's, a fused one) is scored the same way.
     Raises `PredictionError` naming `where` for malformed predictions.
     """
     truth = ground_truth_segments(annotations, subset)
-    if class_agnostic:
-        truth = Segments(truth.video, truth.start, truth.end, np.full(len(truth.video), AGNOSTIC_LABEL), None)
     found = prediction_segments(predictions, where)
+    if class_agnostic:
+        truth, found = _one_label(truth), _one_label(found)
     return evaluate_detection(truth, found, np.asarray(tiou_thresholds, dtype=np.float64))
+
+
+def _one_label(segments: Segments) -> Segments:
+    labels = np.full(len(segments.video), AGNOSTIC_LABEL)
+    return Segments(segments.video, segments.start, segments.end, labels, segments.score)
 
 
 def prediction_segments(predictions: dict[str, Any], where: str = "tal predictions"):
