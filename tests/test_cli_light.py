@@ -21,7 +21,7 @@ try:
     code = main(sys.argv[1:])
 except SystemExit as exc:  # --help
     code = exc.code
-heavy = sorted(name for name in ("torch", "sola.adapt.adapter", "sola.evaluate.probe", "sola.tal.model") if name in sys.modules)
+heavy = sorted(name for name in ("torch", "sola.adapt.adapter", "sola.evaluate.probe.protocols", "sola.tal.model") if name in sys.modules)
 print("LIGHT " + json.dumps({"code": code, "heavy": heavy}))
 """
 

@@ -48,3 +48,13 @@ def test_top_level_holds_about_ten_modules():
     assert set(names) == {"__main__", "adapt", "cli", "core", "data", "evaluate", "experiments", "extract", "tal",
                           "viz"}
     assert not set(names) & set(MOVED)  # no old module left beside its alias
+
+
+def test_an_alias_leaves_the_module_its_own_spec():
+    import sola.viz.report as new
+
+    sys.modules.pop("sola.report", None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        importlib.import_module("sola.report")
+    assert new.__spec__.name == "sola.viz.report" and new.__spec__.submodule_search_locations

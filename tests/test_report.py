@@ -252,6 +252,14 @@ def test_report_of_an_older_comparison_says_what_is_missing(compare_dir, tmp_pat
     assert "No predictions kept for" in html and "sola_seed0.predictions.json" in html
 
 
+def test_report_of_a_comparison_without_torch(compare_dir, tmp_path):
+    from tests.test_cli_light import assert_light, run_light
+
+    out = tmp_path / "light.html"
+    assert_light(run_light("report", compare_dir, "--out", out))
+    assert "verdict" in out.read_text().lower()
+
+
 def test_report_command_and_its_errors(compare_dir, tmp_path, capsys):
     out = tmp_path / "page.html"
     assert main(["report", str(compare_dir), "--out", str(out)]) == 0
@@ -284,13 +292,13 @@ def test_report_of_a_real_comparison(synthetic_small, tmp_path):
 
 
 def test_train_report_draws_the_selected_adapter_and_says_which(train_run, tmp_path, monkeypatch):
-    import sola.viz.report.train
+    import sola.evaluate.tsm
 
     run = tmp_path / "run"
     shutil.copytree(train_run, run)
     drawn = []
-    real = sola.viz.report.train.write_tsm_picture
-    monkeypatch.setattr(sola.viz.report.train, "write_tsm_picture",
+    real = sola.evaluate.tsm.write_tsm_picture
+    monkeypatch.setattr(sola.evaluate.tsm, "write_tsm_picture",
                         lambda *a, adapter=None, **k: (drawn.append(Path(adapter)), real(*a, adapter=adapter, **k))[1])
     best = json.loads((run / "select.json").read_text())["best"]
     html = write_report(run)["html"].read_text()

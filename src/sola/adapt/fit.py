@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
@@ -40,6 +39,7 @@ from sola.core.runs import (
     WINDOW_CACHE,
     checkpoint_path,
     load_state,
+    metrics_summary,  # noqa: F401  (re-exported)
     read_metrics,
     read_record,
     save_state,
@@ -283,21 +283,3 @@ def _train_epoch(
         steps += 1
         windows += len(batch)
     return float(total) / max(steps, 1), steps, windows
-
-
-def metrics_summary(run_dir: str | Path) -> dict:
-    """First and last metrics of a run (loss, gate, departure, feature health, total seconds and steps)."""
-    lines = read_metrics(run_dir)
-    if not lines:
-        return {}
-    return {
-        "epochs": lines[-1]["epoch"],
-        "first_loss": lines[0]["loss"],
-        "last_loss": lines[-1]["loss"],
-        "gate": lines[-1]["gate"],
-        "departure": lines[-1]["departure"],
-        "seconds": float(np.sum([line["seconds"] for line in lines])),
-        "steps": int(np.sum([line["steps"] for line in lines])),
-        "health": lines[-1].get("health"),
-        "constant_map": bool(lines[-1].get("constant_map", False)),
-    }

@@ -20,7 +20,7 @@ from sola.core.devices import resolve_device
 from sola.core.errors import ConfigError, PredictionError
 from sola.evaluate.metrics import evaluate_detection, evaluate_proposals, parse_tiou
 from sola.data.predictions import align_video_ids, ground_truth_segments, prediction_notes, read_predictions
-from sola.evaluate.probe_config import SELECTABLE, ProbeConfig
+from sola.evaluate.probe.config import SELECTABLE, ProbeConfig
 from sola.core.runs import BEST, SELECTION, fitted_store
 from sola.data.stores import open_store
 

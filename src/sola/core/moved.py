@@ -23,7 +23,7 @@ MOVED = {
     "estimator": "adapt.estimator",
     "stores": "data.stores", "annotations": "data.annotations", "synthetic": "data.synthetic",
     "splice": "data.splice", "predictions": "data.predictions",
-    "probe": "evaluate.probe", "probe_config": "evaluate.probe_config", "select": "evaluate.select",
+    "probe": "evaluate.probe", "probe_config": "evaluate.probe.config", "select": "evaluate.select",
     "select_head": "evaluate.select_head", "tsm": "evaluate.tsm", "metrics": "evaluate.metrics",
     "compare": "experiments.compare", "ablate": "experiments.ablate", "cost": "experiments.cost",
     "detect": "experiments.detect", "demo": "experiments.demo",
@@ -44,10 +44,14 @@ class _Alias(importlib.abc.Loader):
         self.target = target
 
     def create_module(self, spec):
-        return importlib.import_module(self.target)
+        module = importlib.import_module(self.target)
+        self.spec = module.__spec__
+        return module
 
     def exec_module(self, module):
-        pass  # already executed under its new name
+        # Already executed under its new name; the import system has just set `__spec__` to the alias's
+        # spec: give the module its own back (resource loaders such as jinja2's PackageLoader read it).
+        module.__spec__ = self.spec
 
 
 class MovedFinder(importlib.abc.MetaPathFinder):

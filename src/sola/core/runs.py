@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 from sola.core.atomic import atomic_path, atomic_write_text
 from sola.core.errors import CheckpointError
 
+IDENTITY = "identity"  # the candidate "no adapter" in every selection
+
 if TYPE_CHECKING:  # torch and the stores load on first use: commands without tensors never import torch
     import torch
 
@@ -262,3 +264,21 @@ def run_of(adapter_file: str | os.PathLike) -> Path | None:
         if (folder / CONFIG).is_file():
             return folder
     return None
+
+
+def metrics_summary(run_dir: str | Path) -> dict:
+    """First and last metrics of a run (loss, gate, departure, feature health, total seconds and steps)."""
+    lines = read_metrics(run_dir)
+    if not lines:
+        return {}
+    return {
+        "epochs": lines[-1]["epoch"],
+        "first_loss": lines[0]["loss"],
+        "last_loss": lines[-1]["loss"],
+        "gate": lines[-1]["gate"],
+        "departure": lines[-1]["departure"],
+        "seconds": float(sum(line["seconds"] for line in lines)),
+        "steps": int(sum(line["steps"] for line in lines)),
+        "health": lines[-1].get("health"),
+        "constant_map": bool(lines[-1].get("constant_map", False)),
+    }

@@ -30,9 +30,7 @@ from sola.core.atomic import atomic_write_bytes, atomic_write_text
 from sola.core.errors import CheckpointError
 from sola.evaluate.probe import (ProbeConfig, collect_heldout_snippets, json_ready, probe_config, probe_features,
                         subsample_summary)
-from sola.core.runs import BEST, SELECTION, list_checkpoints
-
-IDENTITY = "identity"
+from sola.core.runs import BEST, IDENTITY, SELECTION, list_checkpoints
 
 
 def identity_adapter(like):

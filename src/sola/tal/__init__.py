@@ -23,7 +23,7 @@ _EXPORTS = {
     "class_names": "sola.tal.experiment",
     "fit_config_to_data": "sola.tal.experiment",
     "unified_parts": "sola.tal.unified",
-    "TRAINING_MODES": "sola.tal.unified",
+    "TRAINING_MODES": "sola.tal.config",
     "save_run": "sola.tal.run",
     "load_run": "sola.tal.run",
 }

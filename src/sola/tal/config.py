@@ -20,6 +20,8 @@ from typing import Any
 from sola.core.config import SectionedConfig, check_positive_integers
 from sola.core.errors import ConfigError
 
+TRAINING_MODES = ("baseline", "unified", "unified+sm")  # how the head is trained (sola.tal.unified)
+
 
 def validate_tal_config(config: TalConfig) -> None:
     """Raise `ConfigError` for values out of range or inconsistent between sections."""

@@ -14,8 +14,7 @@ from sola.adapt.adapter import SoLaAdapter
 from sola.core.config import SoLaConfig
 from sola.core.errors import ConfigError
 from sola.adapt.matching import SimilarityMatching
-
-TRAINING_MODES = ("baseline", "unified", "unified+sm")  # how the head is trained
+from sola.tal.config import TRAINING_MODES
 
 
 class MatchingAuxiliary(nn.Module):

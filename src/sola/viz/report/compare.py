@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from sola.data.annotations import load_annotations
-from sola.experiments.compare import TABLE, predictions_path, result_path, table_cells, table_notes, verdict_lines
+from sola.experiments.compare_table import TABLE, predictions_path, result_path, table_cells, table_notes, verdict_lines
 from sola.core.errors import CheckpointError, PredictionError, SolaError
 from sola.evaluate.metrics import Segments
 from sola.evaluate.metrics.errors import ERROR_TYPES, false_positive_analysis
@@ -24,7 +24,7 @@ from sola.viz.report.document import Figure, Note, Report, Section, Table, numbe
 from sola.viz.report.figures import difference_bars
 from sola.core.runs import read_json
 from sola.viz.show import error_figure
-from sola.tal.experiment import AGNOSTIC_LABEL, prediction_segments
+from sola.tal.evaluation import AGNOSTIC_LABEL, prediction_segments
 
 REFERENCE = "baseline"  # the mode every other one is compared with, per class
 BAR_CLASSES = 30  # classes drawn in the bar chart; with more, the largest gains and losses

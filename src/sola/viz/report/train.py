@@ -6,13 +6,11 @@ import math
 from pathlib import Path
 
 from sola.core.errors import SolaError, StoreError
-from sola.adapt.fit import metrics_summary
-from sola.evaluate.probe_config import SELECTABLE
+from sola.core.runs import (ADAPTER, BEST, CONFIG, IDENTITY, RECORD, SELECTION, fitted_store, metrics_summary,
+                            read_json, read_metrics, read_record)
+from sola.evaluate.probe.config import SELECTABLE
 from sola.viz.report.document import Code, Figure, Note, Report, Table, number
 from sola.viz.report.figures import Panel, line_panels
-from sola.core.runs import ADAPTER, BEST, CONFIG, RECORD, SELECTION, fitted_store, read_json, read_metrics, read_record
-from sola.evaluate.select import IDENTITY
-from sola.evaluate.tsm import write_tsm_picture
 
 TSM_MAX_SNIPPETS = 1024  # a T x T map per picture: a video longer than this is drawn only when none is shorter
 TSM_SCAN = 50  # videos looked at (in id order) to find one to draw
@@ -125,6 +123,8 @@ def _tsm(report: Report, run_dir: Path, images: Path) -> None:
     try:
         store = fitted_store(run_dir)
         video, length = _tsm_video(store)
+        from sola.evaluate.tsm import write_tsm_picture  # torch: only a train report draws a TSM
+
         path = write_tsm_picture(store, video, images / "tsm.png", adapter=adapter)
     except (SolaError, OSError) as exc:  # the store moved or was deleted since the fit
         where = (read_record(run_dir) or {}).get("features", f"(no {RECORD})")

@@ -1,6 +1,7 @@
 """The linear probe's settings (`ProbeConfig`: sections data, sgd, lbfgs, select) and the metric names.
 
-Apart from `sola.evaluate.probe` so that the command line can name them without importing torch.
+Apart from the probes (`sola.evaluate.probe.protocols`) so that the command line can name them without
+importing torch.
 """
 
 from __future__ import annotations

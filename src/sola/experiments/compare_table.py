@@ -1,0 +1,149 @@
+"""The comparison's table: where results live, the summary over seeds, the verdict, the Markdown.
+
+Apart from `sola.experiments.compare` (which runs heads, so imports torch) so that `sola report` of a
+comparison and anything else that only reads `compare.json` stays light.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from sola.core.errors import ConfigError
+from sola.core.stats import format_difference, format_mean_std, paired_difference, verdict
+from sola.tal.config import TRAINING_MODES
+
+MODES = (TRAINING_MODES[0], "sola", *TRAINING_MODES[1:])  # "sola": the head alone, on SoLa features
+SOLA_RECORD = "sola_adapter.json"  # in OUT: which adapter made the "sola" features (and so its results)
+RESULTS = "results"
+TABLE = "compare.json"
+
+
+def result_path(out_dir: str | os.PathLike, mode: str, seed: int) -> Path:
+    """Where the result of one (mode, seed) of a comparison is saved (its presence: that run is done)."""
+    return Path(out_dir) / RESULTS / f"{mode}_seed{seed}.json"
+
+
+def predictions_path(out_dir: str | os.PathLike, mode: str, seed: int) -> Path:
+    """Where the detections of one (mode, seed) on the evaluation subset are kept (ActivityNet format)."""
+    return Path(out_dir) / RESULTS / f"{mode}_seed{seed}.predictions.json"
+
+
+def parse_modes(text: str) -> list[str]:
+    """`"baseline,sola"` -> ["baseline", "sola"]; raises `ConfigError` on unknown or repeated modes."""
+    modes = [m.strip() for m in text.split(",") if m.strip()]
+    unknown = [m for m in modes if m not in MODES]
+    if unknown or not modes or len(set(modes)) != len(modes):
+        raise ConfigError(f"--modes takes a comma list of distinct modes among {', '.join(MODES)}; got {text!r}")
+    return modes
+
+
+def summarise(results: dict[str, list[dict]], probes: dict[str, dict], tal_config, sm_weight: float) -> dict:
+    """Mean and std over seeds of every mAP column, with probe accuracy and seconds per epoch."""
+    rows = {}
+    for mode, runs in results.items():
+        thresholds = list(runs[0]["mAP"])
+        per_tiou = np.array([[run["mAP"][t] for t in thresholds] for run in runs])  # (seeds, tIoUs)
+        average = np.array([run["average_mAP"] for run in runs])
+        probe = probes.get(mode, {})
+        rows[mode] = {
+            "mAP_per_seed": {t: per_tiou[:, k].tolist() for k, t in enumerate(thresholds)},
+            "mAP_mean": dict(zip(thresholds, per_tiou.mean(0).tolist())),
+            "mAP_std": dict(zip(thresholds, per_tiou.std(0).tolist())),
+            "average_mAP_mean": float(average.mean()),
+            "average_mAP_std": float(average.std()),
+            "seconds_per_epoch": float(np.mean([run["seconds_per_epoch"] for run in runs])),
+            "probe_accuracy": probe.get("sgd_accuracy"),
+            "probe_balanced_accuracy": probe.get("lbfgs_balanced_accuracy"),
+            "seeds": [run["seed"] for run in runs],
+            "average_mAP_per_seed": average.tolist(),
+            "scoring": runs[0]["scoring"],
+        }
+    baseline = rows.get("baseline")
+    for mode, row in rows.items():
+        if baseline is not None and mode != "baseline" and row["seeds"] == baseline["seeds"]:
+            row["average_mAP_minus_baseline"] = paired_difference(row["average_mAP_per_seed"],
+                                                                  baseline["average_mAP_per_seed"])
+            if "mAP_per_seed" in baseline and list(row["mAP_per_seed"]) == list(baseline["mAP_per_seed"]):
+                row["mAP_minus_baseline"] = {t: paired_difference(values, baseline["mAP_per_seed"][t])
+                                             for t, values in row["mAP_per_seed"].items()}
+    return {"modes": list(results), "rows": rows, "sm_weight": sm_weight,
+            "test_subset": tal_config.data.test_subset, "train_subset": tal_config.data.train_subset}
+
+
+def verdicts(table: dict) -> list[dict]:
+    """One verdict per (mode, metric) against the baseline, from the paired seeds: average mAP, then
+    mAP at each tIoU. Each: `{"mode", "metric", "text"}` plus the paired difference, where `text` is
+    `sola.core.stats.verdict`'s line ("SoLa helps: +1.2 [+0.3, +2.1] (3 pairs)", ...)."""
+    found = []
+    for mode, row in table["rows"].items():
+        if "average_mAP_minus_baseline" not in row:
+            continue
+        name = "SoLa" if mode == "sola" else mode
+        metrics = {"avg mAP": row["average_mAP_minus_baseline"]}
+        metrics.update({f"mAP@{t}": d for t, d in row.get("mAP_minus_baseline", {}).items()})
+        for metric, difference in metrics.items():
+            found.append({"mode": mode, "metric": metric, "text": verdict(difference, name), **difference})
+    return found
+
+
+def verdict_lines(table: dict) -> list[str]:
+    """The verdicts as printed lines: `avg mAP (sola vs baseline): SoLa helps: +1.2 [+0.3, +2.1] (3 pairs)`.
+
+    Tables from before verdicts were kept get theirs computed from their rows.
+    """
+    found = table.get("verdict") or verdicts(table)
+    return [f"{v['metric']} ({v['mode']} vs baseline): {v['text']}" for v in found]
+
+
+def table_cells(table: dict) -> tuple[list[str], list[list[str]]]:
+    """`(header, rows of cells)` of the comparison: mAP in %, mean ± std over seeds (compare.md, reports)."""
+    rows = table["rows"]
+    thresholds = list(next(iter(rows.values()))["mAP_mean"])
+    header = ["mode", *[f"mAP@{t}" for t in thresholds], "avg mAP", "avg mAP - baseline [95% CI]", "probe acc",
+              "probe bal.acc", "s/epoch"]
+    lines = []
+    for mode, row in rows.items():
+        n = len(row["seeds"])
+        cells = [mode]
+        cells += [format_mean_std({"mean": row["mAP_mean"][t], "std": row["mAP_std"][t], "n": n}, digits=2)
+                  for t in thresholds]
+        cells.append(format_mean_std({"mean": row["average_mAP_mean"], "std": row["average_mAP_std"], "n": n}, digits=2))
+        difference = row.get("average_mAP_minus_baseline")
+        cells.append(format_difference(difference, digits=2) if difference else "—")
+        for key in ("probe_accuracy", "probe_balanced_accuracy"):
+            cells.append("—" if row[key] is None else f"{100 * row[key]:.2f}")
+        cells.append(f"{row['seconds_per_epoch']:.2f}")
+        lines.append(cells)
+    return header, lines
+
+
+def table_notes(table: dict) -> list[str]:
+    """The sentences under the comparison table: protocol, scoring, which adapter made the SoLa features."""
+    rows = table["rows"]
+    first = next(iter(rows.values()))
+    notes = [
+        f"Head trained on `{table['train_subset']}`, evaluated on `{table['test_subset']}`; mean ± std over "
+        f"{len(first['seeds'])} seed(s), the difference paired by seed with its 95% t-interval; scoring: "
+        f"{first['scoring']}. Probe: reference SGD accuracy and "
+        "converged class-balanced logistic regression (action vs background snippets)."
+    ]
+    used = table.get("sola_adapter")
+    if used and "sola" in rows:
+        notes.append(f"SoLa features: {used['message'] or 'from ' + used['source']}.")
+    return notes
+
+
+def format_markdown(table: dict) -> str:
+    """The comparison as a Markdown table (mAP in %, mean +- std over seeds) and its notes."""
+    header, rows = table_cells(table)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cells) + " |" for cells in rows]
+    for note in table_notes(table):
+        lines += ["", note]
+    found = verdict_lines(table)
+    if found:
+        lines += ["", "**Verdict** (paired seeds, 95% t-interval):", ""] + [f"- {line}" for line in found]
+    return "\n".join(lines) + "\n"
