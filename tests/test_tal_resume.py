@@ -57,7 +57,7 @@ def parts(mode):
     if mode == "baseline":
         return {}
     sola = SoLaConfig()
-    sola.adapt.adapter.hidden_dim = sola.adapt.matching.projector_dim = 16
+    sola.adapter.hidden_dim = sola.matching.projector_dim = 16
     adapter, auxiliary = unified_parts(mode, 8, sola)
     return {"adapter": adapter, "auxiliary": auxiliary}
 

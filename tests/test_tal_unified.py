@@ -25,7 +25,7 @@ def config():
 
 def small_sola():
     sola = SoLaConfig()
-    sola.adapt.adapter.hidden_dim = sola.adapt.matching.projector_dim = 16
+    sola.adapter.hidden_dim = sola.matching.projector_dim = 16
     return sola
 
 

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from sola.adapt.adapter import SoLaAdapter, save_adapter
 from sola.core.config import SoLaConfig, load_config, save_config
-from sola.core.distributed import DistributedContext, barrier, mean_across_ranks, setup_distributed
+from sola.core.distributed import DistributedContext, barrier, mean_across_ranks, rank_batch, setup_distributed
 from sola.core.errors import CheckpointError, ConfigError
 from sola.adapt.health import FitDiverged, FitGuard, constant_map_loss, feature_health, health_windows, spread_figures
 from sola.adapt.matching import SimilarityMatching
@@ -62,6 +62,22 @@ def load_run_config(run_dir: str | Path, epochs: int | None = None) -> SoLaConfi
     return load_config(path, {"fit.epochs": epochs})
 
 
+def _open_run_dir(run_dir, store: FeatureStore, resume: bool) -> Path | None:
+    """`run_dir` as a Path, checked against `store` (None: no run directory; resuming needs one)."""
+    if run_dir is None:
+        if resume:
+            raise CheckpointError("resume needs a run directory")
+        return None
+    check_run_dir(Path(run_dir), store, resume)
+    return Path(run_dir)
+
+
+def _note_constant_map(log, epoch: int, loss: float, constant_loss: float) -> bool:
+    log(f"note: epoch {epoch}: the loss {loss:.4f} sits at the loss of a constant similarity map "
+        f"({constant_loss:.4f}); the objective is learning little here")
+    return True
+
+
 def fit_adapter(
     store: FeatureStore,
     config: SoLaConfig,
@@ -83,16 +99,8 @@ def fit_adapter(
     config.validate()
     fit, matching = config.fit, config.matching
     context = setup_distributed(fit.device)
-    if fit.batch_size % context.world_size:
-        raise ConfigError(
-            f"fit.batch_size={fit.batch_size} must be divisible by the number of processes ({context.world_size})"
-        )
-    local_batch = fit.batch_size // context.world_size
-    run_dir = Path(run_dir) if run_dir is not None else None
-    if resume and run_dir is None:
-        raise CheckpointError("resume needs a run directory")
-    if run_dir is not None:
-        check_run_dir(run_dir, store, resume)
+    local_batch = rank_batch("fit.batch_size", fit.batch_size, context)
+    run_dir = _open_run_dir(run_dir, store, resume)
     cache_dir = run_dir / WINDOW_CACHE if run_dir is not None else None
     data = open_window_source(store, matching.window, fit.nan_policy, cache_dir)
     torch.manual_seed(fit.seed)
@@ -103,17 +111,14 @@ def fit_adapter(
     trainer = DistributedDataParallel(model) if context.enabled else model
     per_epoch = steps_per_epoch(len(data.video_ids), fit.windows_per_video, context.world_size, local_batch)
     budget, epochs = total_steps(fit, per_epoch), total_epochs(fit, per_epoch)
-
     records = [r for r in read_metrics(run_dir) if r["epoch"] <= start_epoch] if resume else []
     writes = context.is_main and run_dir is not None  # rank 0 writes the run directory
     if writes:
         _start_run_dir(run_dir, store, config, records, adapter if start_epoch == 0 else None)
     if context.is_main:
         _log_start(data, matching, context, per_epoch, budget, epochs, log)
-
-    health_batch = torch.from_numpy(
-        data.batch(*health_windows(data.lengths, matching.window, fit.health_windows, fit.seed), matching.window)
-    ).to(context.device)
+    health_at = health_windows(data.lengths, matching.window, fit.health_windows, fit.seed)
+    health_batch = torch.from_numpy(data.batch(*health_at, matching.window)).to(context.device)
     original = spread_figures(health_batch)
     guard = FitGuard(fit, constant_map_loss(model.target, matching.clamp_eps))
     healthy, warned = (_adapter_state(adapter), start_epoch), False
@@ -133,15 +138,11 @@ def fit_adapter(
             "seconds": round(time.perf_counter() - started, 4), "steps": steps,
             "lr": optimizer.param_groups[0]["lr"], "windows": windows * context.world_size,
             "videos": len(data.video_ids), "skipped_videos": len(data.skipped), "dropped_videos": len(data.dropped),
-            "health": health, "constant_map": guard.at_constant_map(loss),
+            "health": health, "constant_map": guard.at_constant_map(loss), **({"stopped": reason} if reason else {}),
         }
-        if reason is not None:
-            record["stopped"] = reason
         bar.set_postfix(loss=f"{loss:.4f}", gate=f"{adapter.gate:+.4f}", departure=f"{record['departure']:.3f}")
         if context.is_main and record["constant_map"] and not warned:
-            warned = True
-            log(f"note: epoch {done}: the loss {loss:.4f} sits at the loss of a constant similarity map "
-                f"({guard.constant_loss:.4f}); the objective is learning little here")
+            warned = _note_constant_map(log, done, loss, guard.constant_loss)
         if writes:
             records.append(record)
             write_metrics(run_dir, records)

@@ -11,6 +11,7 @@ import torch
 import torch.distributed as dist
 
 from sola.core.devices import local_rank, process_rank, resolve_device, world_size
+from sola.core.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,14 @@ def setup_distributed(device: str = "auto") -> DistributedContext:
             torch.cuda.set_device(resolved)
         dist.init_process_group(backend=backend)
     return DistributedContext(rank, processes, local, resolved)
+
+
+def rank_batch(key: str, batch_size: int, context: DistributedContext) -> int:
+    """Each rank's share of the global batch `key`; raises `ConfigError` when the processes do not divide it."""
+    if batch_size % context.world_size:
+        raise ConfigError(f"{key}={batch_size} (the global batch) must be divisible by the number of processes "
+                          f"({context.world_size})")
+    return batch_size // context.world_size
 
 
 def barrier(context: DistributedContext) -> None:

@@ -26,7 +26,6 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 
 from sola.adapt.adapter import adapter_digest, load_adapter, resolve_adapter_path
 from sola.data.annotations import canonical_subset

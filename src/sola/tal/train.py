@@ -29,8 +29,8 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from sola.core.distributed import barrier, setup_distributed, sum_across_ranks
-from sola.core.errors import AnnotationError, CheckpointError, ConfigError
+from sola.core.distributed import barrier, rank_batch, setup_distributed, sum_across_ranks
+from sola.core.errors import AnnotationError, CheckpointError
 from sola.tal.assignment import assign_targets
 from sola.tal.config import TalConfig
 from sola.tal.data import check_item, load_features, pad_batch, random_truncate, resize_item
@@ -191,6 +191,30 @@ def epoch_line(record: dict[str, float], total_epochs: int, with_aux: bool = Fal
             f"{record['seconds']:.2f} s")
 
 
+def _check_start(items: list[dict[str, Any]], config: TalConfig, state_path: Path | None, resume: bool) -> None:
+    """Raise `AnnotationError` for no or ill-fitting items, `CheckpointError` for a state without `resume`."""
+    if not items:
+        raise AnnotationError("no training videos: check data.train_subset against the annotation subsets")
+    for item in items:
+        check_item(item, config.data.input_dim, config.data.num_classes)
+    if state_path is not None and state_path.exists() and not resume:
+        raise CheckpointError(f"{state_path}: a training state exists; pass resume=True to continue it "
+                              "or choose another state_dir")
+
+
+def _epoch_record(sums: dict[str, float], context, steps_per_epoch: int, epoch: int, started: float, optimizer,
+                  batch_size: int) -> dict:
+    """The log line of one epoch: the global batch's mean losses, seconds, lr, world size, per-rank batch."""
+    if context.device.type == "cuda":
+        torch.cuda.synchronize(context.device)
+    # the global batch's losses: every rank's share is normalised by the global positive count
+    record = {key: sum_across_ranks(value, context) / steps_per_epoch for key, value in sums.items()}
+    record["aux_loss"] /= context.world_size  # a mean over ranks (each rank's is a mean already)
+    record.update(epoch=epoch, seconds=time.perf_counter() - started, lr=optimizer.param_groups[0]["lr"],
+                  world_size=context.world_size, rank_batch=batch_size // context.world_size)
+    return record
+
+
 def train_head(items: list[dict[str, Any]], config: TalConfig, seed: int | None = None,
                progress: bool | None = None, on_epoch: Callable[[int, dict[str, float]], None] | None = None,
                model: TalModel | None = None, adapter: nn.Module | None = None,
@@ -212,20 +236,12 @@ def train_head(items: list[dict[str, Any]], config: TalConfig, seed: int | None 
     per epoch to stderr (epoch, losses, learning rate, seconds: see `epoch_line`); True always shows the
     bar; False prints nothing.
     """
-    if not items:
-        raise AnnotationError("no training videos: check data.train_subset against the annotation subsets")
     d, t = config.data, config.train
-    for item in items:
-        check_item(item, d.input_dim, d.num_classes)
     seed = t.seed if seed is None else seed
     state_path = None if state_dir is None else Path(state_dir) / STATE
-    if state_path is not None and state_path.exists() and not resume:
-        raise CheckpointError(f"{state_path}: a training state exists; pass resume=True to continue it "
-                              "or choose another state_dir")
+    _check_start(items, config, state_path, resume)
     context = setup_distributed(t.device)
-    if t.batch_size % context.world_size:
-        raise ConfigError(f"train.batch_size={t.batch_size} (the global batch) must be divisible by the number of "
-                          f"processes ({context.world_size})")
+    rank_batch("train.batch_size", t.batch_size, context)
     rng = seed_everything(seed)
     device = context.device
     if d.resize_to:
@@ -246,7 +262,6 @@ def train_head(items: list[dict[str, Any]], config: TalConfig, seed: int | None 
         first_epoch, step, result.history = load_train_state(state_path, modules, optimizer, normalizer, rng,
                                                              fingerprint)
         result.resumed_epochs = first_epoch
-    # progress None: a bar on a terminal, else one line per epoch; True: the bar anywhere; False: nothing
     show_bar = context.is_main and (on_terminal(sys.stderr) if progress is None else bool(progress))
     log_epochs = context.is_main and progress is None and not show_bar
     bar = tqdm(total=total_steps, initial=step, desc="tal train", unit="it", disable=not show_bar)
@@ -266,13 +281,7 @@ def train_head(items: list[dict[str, Any]], config: TalConfig, seed: int | None 
                 sums[key] += float(losses[key].detach())
             step += 1
             bar.update(1)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        # the global batch's losses: every rank's share is normalised by the global positive count
-        record = {key: sum_across_ranks(value, context) / steps_per_epoch for key, value in sums.items()}
-        record["aux_loss"] /= context.world_size  # a mean over ranks (each rank's is a mean already)
-        record.update(epoch=epoch + 1, seconds=time.perf_counter() - started, lr=optimizer.param_groups[0]["lr"],
-                      world_size=context.world_size, rank_batch=t.batch_size // context.world_size)
+        record = _epoch_record(sums, context, steps_per_epoch, epoch + 1, started, optimizer, t.batch_size)
         result.history.append(record)
         if state_path is not None and context.is_main:
             save_train_state(state_path, epoch + 1, step, modules, optimizer, normalizer, rng, result.history,
