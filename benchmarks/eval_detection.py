@@ -15,8 +15,8 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import tempfile
 import os
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from sola.data.annotations import load_annotations
+from sola.data.predictions import ground_truth_segments, read_predictions
 from sola.evaluate.metrics import ACTIVITYNET_TIOU, evaluate_detection, evaluate_proposals
 from sola.evaluate.metrics.reference import reference_average_precision
-from sola.data.predictions import ground_truth_segments, read_predictions
 
 
 def make_case(num_videos: int, per_video: int, num_classes: int, seed: int) -> tuple[dict, dict]:

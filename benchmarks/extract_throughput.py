@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sola.extract.encoder import SnippetEncoder
 from sola.extract.config import ExtractConfig
+from sola.extract.encoder import SnippetEncoder
 from sola.extract.extract import extract_videos
 
 DEFAULT_VIDEO = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "videos" / "v_ZNVhz7ctTq0.mp4"

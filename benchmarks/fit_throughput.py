@@ -26,12 +26,12 @@ import torch
 import torch.nn.functional as F
 
 from sola.adapt.adapter import SoLaAdapter
-from sola.core.config import SoLaConfig, load_config
 from sola.adapt.fit import fit_adapter
 from sola.adapt.matching import SimilarityMatching, similarity_map
 from sola.adapt.sampling import epoch_plan, open_window_source
-from sola.data.stores import open_store
 from sola.adapt.transform import transform_store
+from sola.core.config import SoLaConfig, load_config
+from sola.data.stores import open_store
 
 
 def make_store(root: Path, videos: int, dim: int, seed: int = 0) -> int:

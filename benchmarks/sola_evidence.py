@@ -26,23 +26,23 @@ from pathlib import Path
 
 import torch
 
-from sola.data.annotations import load_annotations
-from sola.core.atomic import atomic_write_text
-from sola.core.config import load_config
-from sola.experiments.demo import DEMO_SCHEDULE
+from sola.adapt.adapter import adapter_digest
 from sola.adapt.fit import fit_adapter
 from sola.adapt.health import FitDiverged
-from sola.adapt.adapter import adapter_digest
+from sola.adapt.transform import transform_store
+from sola.core.atomic import atomic_write_text
+from sola.core.config import load_config
+from sola.core.stats import format_difference, format_mean_std, mean_std, paired_difference
+from sola.data.annotations import load_annotations
+from sola.data.splice import SpliceConfig, splice_store
+from sola.data.stores import open_store
+from sola.data.synthetic import SyntheticConfig, write_synthetic
 from sola.evaluate.probe import ProbeConfig, collect_snippets, json_ready, probe_features
 from sola.evaluate.select import select_checkpoint
 from sola.evaluate.select_head import head_select_checkpoint
-from sola.data.splice import SpliceConfig, splice_store
-from sola.core.stats import format_difference, format_mean_std, mean_std, paired_difference
-from sola.data.stores import open_store
-from sola.data.synthetic import SyntheticConfig, write_synthetic
+from sola.experiments.demo import DEMO_SCHEDULE
 from sola.tal import run_experiment
 from sola.tal.config import load_tal_config
-from sola.adapt.transform import transform_store
 
 CLIPS = Path(__file__).resolve().parents[2] / "shared" / "data" / "features" / "gym_clips"
 HEAD_CONFIG = {"splice": "tal_splice_cpu", "synthetic": "tal_synthetic_cpu"}

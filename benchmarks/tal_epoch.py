@@ -71,9 +71,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
+    from sola.core.devices import resolve_device
     from sola.tal.config import load_tal_config
     from sola.tal.train import train_head
-    from sola.core.devices import resolve_device
 
     if args.threads:
         torch.set_num_threads(args.threads)

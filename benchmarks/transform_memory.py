@@ -26,7 +26,6 @@ from pathlib import Path
 
 import numpy as np
 
-
 # Runs `sola transform` in-process after the imports, with the kernel's peak-RSS mark reset
 # (`/proc/self/clear_refs` 5), so the peak is the transform's own, not the import's.
 WRAPPER = """

@@ -5,13 +5,13 @@ import json
 import numpy as np
 import pytest
 
-from sola.experiments.ablate import PRESETS, ablate, parse_grid, split_point, stream_store
-from sola.data.annotations import load_annotations
 from sola.cli import main
 from sola.core.config import load_config
 from sola.core.errors import ConfigError
 from sola.core.stats import paired_difference
+from sola.data.annotations import load_annotations
 from sola.data.stores import open_store
+from sola.experiments.ablate import PRESETS, ablate, parse_grid, split_point, stream_store
 from sola.tal.config import load_tal_config
 
 TINY_TAL = {"train.epochs": 1, "train.warmup_epochs": 1, "model.embd_dim": 16, "model.head_dim": 16}

@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from sola.adapt.adapter import SoLaAdapter, load_adapter, save_adapter
-from sola.core.errors import CheckpointError
 from sola.adapt.transform import apply_adapter
+from sola.core.errors import CheckpointError
 
 
 def test_reference_architecture_and_identity_at_init():

@@ -10,21 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sola.data.annotations import (
-    FORMATS,
-    Annotations,
-    Segment,
-    SnippetGrid,
-    VideoAnnotation,
-    detect_format,
-    grid_for,
-    load_annotations,
-    match_ids,
-    register_format,
-    snippet_labels,
-)
 from sola.cli.common import add_annotation_arguments, annotations_from_args
 from sola.core.errors import AnnotationError
+from sola.data.annotations import (FORMATS, Annotations, Segment, SnippetGrid, VideoAnnotation, detect_format, grid_for,
+                                   load_annotations, match_ids, register_format, snippet_labels)
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 THUMOS = DATA / "annotations" / "thumos14"

@@ -93,8 +93,8 @@ def test_compare_routes_set_keys_to_the_config_that_has_the_section(synthetic_sm
 
 
 def test_demo_schedule_then_file_then_set(tmp_path):
-    from sola.experiments.demo import _fit_config
     from sola.data.stores import open_store
+    from sola.experiments.demo import _fit_config
     from tests.conftest import write_npy_store
 
     store = open_store(write_npy_store(tmp_path / "f", [40] * 4))

@@ -4,11 +4,11 @@ import os
 import numpy as np
 import pytest
 
-from sola.data.annotations import load_annotations
-from sola.experiments.compare import compare, format_markdown, parse_modes
 from sola.core.config import load_config
 from sola.core.errors import ConfigError
+from sola.data.annotations import load_annotations
 from sola.data.stores import open_store
+from sola.experiments.compare import compare, format_markdown, parse_modes
 from sola.tal.config import load_tal_config
 
 TINY_TAL = {"train.epochs": 1, "train.warmup_epochs": 1, "model.embd_dim": 16, "model.head_dim": 16}
@@ -180,8 +180,8 @@ def fake_runs(values, seeds):
 
 
 def test_table_has_the_paired_difference_and_says_n1_for_one_seed():
-    from sola.experiments.compare import summarise
     from sola.core.stats import paired_difference
+    from sola.experiments.compare import summarise
 
     tal = load_tal_config("tal_synthetic_cpu")
     base, sola = [0.40, 0.50, 0.45], [0.42, 0.49, 0.50]

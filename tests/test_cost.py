@@ -6,8 +6,8 @@ import pytest
 
 from sola.cli import main
 from sola.core.config import MatchingConfig
-from sola.experiments.cost import adapter_cost, count_flops, encoder_cost, format_cost_table, saved_bytes
 from sola.core.errors import ConfigError
+from sola.experiments.cost import adapter_cost, count_flops, encoder_cost, format_cost_table, saved_bytes
 
 
 def test_adapter_parameters_and_forward_flops_match_the_formula():

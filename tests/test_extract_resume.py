@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
+from sola.data.stores.npy import NpyStore
 from sola.extract.clips import num_snippets
 from sola.extract.config import ExtractConfig
 from sola.extract.extract import METADATA_NAME, extract_videos, load_metadata
-from sola.data.stores.npy import NpyStore
 from tests.test_extract_video import write_counter_video
 
 

@@ -4,9 +4,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from sola.adapt.fit import fit_adapter
 from sola.core.config import load_config
 from sola.core.errors import CheckpointError
-from sola.adapt.fit import fit_adapter
 from sola.data.stores import open_store
 
 SMALL = {

@@ -7,12 +7,12 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from sola.cli import main
-from sola.core.config import FitConfig, load_config
 from sola.adapt.fit import fit_adapter
 from sola.adapt.health import FitDiverged, FitGuard, constant_map_loss, spread_figures
 from sola.adapt.matching import target_map
 from sola.adapt.schedule import lr_factor, steps_per_epoch, total_epochs
+from sola.cli import main
+from sola.core.config import FitConfig, load_config
 from sola.data.splice import SpliceConfig, splice_store
 from sola.data.stores import open_store
 from tests.conftest import shared_path

@@ -19,8 +19,8 @@ import pytest
 import torch
 
 from sola.adapt.adapter import SoLaAdapter, save_adapter
-from sola.cli import main
 from sola.adapt.transform import apply_adapter, transform_store
+from sola.cli import main
 from sola.data.stores import open_store
 
 
@@ -268,9 +268,9 @@ def test_a_prediction_that_ends_before_it_starts_is_a_false_positive(capsys, ben
     code, reference, _ = run(capsys, *gt, far)
     assert code == 0 and average_map(out) == average_map(reference) < 100.0
 
-    from sola.evaluate.metrics.reference import reference_average_precision
-    from sola.data.predictions import ground_truth_segments, read_predictions
     from sola.data.annotations import load_annotations
+    from sola.data.predictions import ground_truth_segments, read_predictions
+    from sola.evaluate.metrics.reference import reference_average_precision
 
     truth = ground_truth_segments(load_annotations(bench["annotations"]), "validation")
     _, ap = reference_average_precision(truth, read_predictions(flipped), [0.5])  # the official loop

@@ -5,8 +5,8 @@ import torch
 import torch.nn.functional as F
 
 from sola.adapt.adapter import SoLaAdapter
-from sola.core.config import MatchingConfig, gathered_positions
 from sola.adapt.matching import SimilarityMatching, similarity_map, target_map
+from sola.core.config import MatchingConfig, gathered_positions
 
 
 def sigmoid(x):

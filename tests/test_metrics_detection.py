@@ -10,15 +10,8 @@ import numpy as np
 import pytest
 
 from sola.core.errors import PredictionError
-from sola.evaluate.metrics import (
-    ACTIVITYNET_TIOU,
-    THUMOS14_TIOU,
-    Segments,
-    evaluate_detection,
-    interpolated_average_precision,
-    parse_tiou,
-    segment_iou,
-)
+from sola.evaluate.metrics import (ACTIVITYNET_TIOU, THUMOS14_TIOU, Segments, evaluate_detection,
+                                   interpolated_average_precision, parse_tiou, segment_iou)
 from sola.evaluate.metrics.reference import reference_average_precision
 
 ORACLE = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "eval_oracle" / "thumos14"

@@ -8,16 +8,8 @@ import numpy as np
 import pytest
 
 from sola.core.errors import ConfigError, PredictionError
-from sola.evaluate.metrics import (
-    ACTIVITYNET_TIOU,
-    ERROR_TYPES,
-    FalsePositiveAnalysis,
-    Segments,
-    classify_predictions,
-    evaluate_detection,
-    false_positive_analysis,
-    segment_iou,
-)
+from sola.evaluate.metrics import (ACTIVITYNET_TIOU, ERROR_TYPES, FalsePositiveAnalysis, Segments, classify_predictions,
+                                   evaluate_detection, false_positive_analysis, segment_iou)
 from sola.evaluate.metrics.errors import CATEGORIES, category_codes
 from tests.test_metrics_detection import gt, pred  # (video, start, end, label[, score]) rows -> Segments
 

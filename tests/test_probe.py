@@ -11,23 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from sola.data.annotations import load_annotations
 from sola.cli import main
 from sola.core.errors import AnnotationError, ConfigError
-from sola.evaluate.probe import (
-    ProbeConfig,
-    average_precision,
-    binary_metrics,
-    boundary_mask,
-    build_matrix,
-    collect_snippets,
-    compare_probe,
-    format_probe_table,
-    reference_probe,
-    subsample_note,
-    subsample_summary,
-)
+from sola.data.annotations import load_annotations
 from sola.data.stores import open_store
+from sola.evaluate.probe import (ProbeConfig, average_precision, binary_metrics, boundary_mask, build_matrix,
+                                 collect_snippets, compare_probe, format_probe_table, reference_probe, subsample_note,
+                                 subsample_summary)
 
 LENGTH, DIM = 60, 8
 SEGMENTS = ((20, 40),)  # seconds == snippets: fps 1, one frame per snippet

@@ -12,17 +12,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sola.data.annotations import load_annotations
 from sola.cli import main
-from sola.experiments.compare import compare, predictions_path, result_path, verdict_lines
 from sola.core.config import load_config
 from sola.core.errors import CheckpointError, ConfigError
-from sola.evaluate.metrics.errors import ERROR_TYPES
-from sola.viz.report import report_kind, write_report
 from sola.core.runs import EVALUATION, PREDICTIONS, read_metrics, write_json
 from sola.core.stats import format_mean_std
+from sola.data.annotations import load_annotations
 from sola.data.stores import open_store
+from sola.evaluate.metrics.errors import ERROR_TYPES
+from sola.experiments.compare import compare, predictions_path, result_path, verdict_lines
 from sola.tal.config import load_tal_config
+from sola.viz.report import report_kind, write_report
 
 PNG = b"\x89PNG\r\n\x1a\n"
 TINY_SOLA = {"adapter.hidden_dim": 16, "matching.projector_dim": 16, "fit.epochs": 2, "fit.batch_size": 16,

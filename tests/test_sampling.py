@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from sola.core.errors import StoreError
 from sola.adapt.sampling import epoch_plan, open_window_source
+from sola.core.errors import StoreError
 from sola.data.stores import open_store
 from tests.conftest import write_npy_store
 

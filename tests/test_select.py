@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from sola.adapt.adapter import SoLaAdapter, load_adapter, save_adapter
+from sola.adapt.transform import apply_adapter
 from sola.cli import main
 from sola.core.errors import AnnotationError, CheckpointError, ConfigError
-from sola.evaluate.probe import ProbeConfig, collect_heldout_snippets, split_videos
 from sola.core.runs import list_checkpoints
+from sola.evaluate.probe import ProbeConfig, collect_heldout_snippets, split_videos
 from sola.evaluate.select import select_checkpoint
-from sola.adapt.transform import apply_adapter
 from tests.test_probe import DIM, LENGTH, make_toy
 
 
@@ -258,9 +258,9 @@ def test_tsm_on_real_i3d_features(tmp_path):
 
 def test_select_defaults_to_the_fitted_store(synthetic_small, tmp_path):
     """Without --features, `sola select` probes the store named in RUN_DIR/run.json."""
+    from sola.adapt.fit import fit_adapter
     from sola.cli import main
     from sola.core.config import load_config
-    from sola.adapt.fit import fit_adapter
     from sola.data.stores import open_store
 
     config = load_config(None, {"adapter.hidden_dim": 8, "matching.projector_dim": 8, "fit.epochs": 2,

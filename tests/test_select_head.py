@@ -11,11 +11,11 @@ import pytest
 import sola.tal.experiment
 from sola.cli import main
 from sola.core.errors import ConfigError
+from sola.core.stats import paired_difference
 from sola.evaluate.probe import ProbeConfig
 from sola.evaluate.select import select_checkpoint
 from sola.evaluate.select_head import (IDENTITY, SELECT_HELDOUT, SELECT_TRAIN, decide, head_select_checkpoint,
-                              proxy_config, selection_split)
-from sola.core.stats import paired_difference
+                                       proxy_config, selection_split)
 from sola.tal.config import load_tal_config
 from tests.test_probe import make_toy
 from tests.test_select import add_noise, make_run, scrambler, smoother

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+
 import numpy as np
 import pytest
 
 from sola.cli import main
 from sola.core.errors import PredictionError
 from sola.evaluate.metrics import (ERROR_TYPES, Segments, evaluate_detection, false_positive_analysis,
-                          interpolated_average_precision)
-from sola.viz.show import format_error_table, mean_precision_curve, precision_recall_curves, rank_videos, show_predictions
+                                   interpolated_average_precision)
+from sola.viz.show import (format_error_table, mean_precision_curve, precision_recall_curves, rank_videos,
+                           show_predictions)
 from tests.test_metrics_errors import CASES, GROUND_TRUTH, PREDICTIONS
 
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -4,9 +4,9 @@ import json
 import numpy as np
 import pytest
 
-from sola.data.annotations import grid_for, load_annotations, snippet_labels
 from sola.cli import main
 from sola.core.errors import ConfigError
+from sola.data.annotations import grid_for, load_annotations, snippet_labels
 from sola.data.splice import SpliceConfig, clip_class, parse_clip_range, splice_store
 from sola.data.stores import open_store
 from tests.conftest import shared_path
@@ -95,9 +95,9 @@ def test_cli_errors_are_one_line(gym_clips, tmp_path, capsys):
 
 
 def test_selection_measures_on_the_holdout_subset(spliced, tmp_path):
+    from sola.adapt.fit import fit_adapter
     from sola.core.config import load_config
     from sola.core.errors import AnnotationError
-    from sola.adapt.fit import fit_adapter
     from sola.evaluate.select import select_checkpoint
 
     out, _ = spliced

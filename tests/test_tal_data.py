@@ -5,11 +5,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from sola.data.annotations import SnippetGrid  # noqa: E402
 from sola.core.errors import AnnotationError  # noqa: E402
-from sola.tal.data import (  # noqa: E402
-    check_item, make_item, pad_batch, random_truncate, resize_item, seconds_to_snippets, snippets_to_seconds,
-)
+from sola.data.annotations import SnippetGrid  # noqa: E402
+from sola.tal.data import (check_item, make_item, pad_batch, random_truncate, resize_item,  # noqa: E402
+                           seconds_to_snippets, snippets_to_seconds)
 
 
 def test_snippet_convention_matches_annotations_grid():

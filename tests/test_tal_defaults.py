@@ -20,12 +20,12 @@ torch = pytest.importorskip("torch")
 import sola.tal.train as train_module  # noqa: E402
 from sola.cli import main  # noqa: E402
 from sola.core.errors import CheckpointError, ConfigError  # noqa: E402
+from sola.core.runs import STATE  # noqa: E402
 from sola.data.synthetic import SyntheticConfig, write_synthetic  # noqa: E402
 from sola.tal.blocks import TransformerLayer  # noqa: E402
 from sola.tal.config import TalConfig, load_tal_config  # noqa: E402
 from sola.tal.data import make_item, pad_batch  # noqa: E402
 from sola.tal.model import TalModel  # noqa: E402
-from sola.core.runs import STATE  # noqa: E402
 from sola.tal.run import load_run, save_run  # noqa: E402
 from sola.tal.train import parameter_groups, train_head  # noqa: E402
 

@@ -11,12 +11,13 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from sola.data.annotations import load_annotations  # noqa: E402
 from sola.cli import main  # noqa: E402
+from sola.data.annotations import load_annotations  # noqa: E402
 from sola.data.stores import open_store  # noqa: E402
 from sola.data.synthetic import SyntheticConfig, write_synthetic  # noqa: E402
 from sola.tal.config import load_tal_config  # noqa: E402
-from sola.tal.experiment import build_items, class_names, evaluate_predictions, fit_config_to_data, run_experiment  # noqa: E402
+from sola.tal.experiment import (build_items, class_names, evaluate_predictions, fit_config_to_data,  # noqa: E402
+                                 run_experiment)
 from sola.tal.infer import predict_items, to_activitynet  # noqa: E402
 from sola.tal.model import TalModel  # noqa: E402
 from sola.tal.run import load_run  # noqa: E402

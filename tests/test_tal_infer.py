@@ -8,8 +8,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from sola.data.annotations import load_annotations  # noqa: E402
 from sola.core.errors import AnnotationError  # noqa: E402
+from sola.data.annotations import load_annotations  # noqa: E402
 from sola.data.stores import open_store  # noqa: E402
 from sola.data.stores.npy import NpyWriter  # noqa: E402
 from sola.tal.config import load_tal_config  # noqa: E402
@@ -151,8 +151,8 @@ TINY_HEAD = ["--config", "tal_synthetic_cpu", "--set", "model.embd_dim=16", "--s
 def test_infer_refuses_features_of_another_kind_than_the_head_was_trained_on(synthetic_small, tmp_path, capsys,
                                                                           one_thread):
     from sola.adapt.adapter import SoLaAdapter
-    from sola.cli import main
     from sola.adapt.transform import transform_store
+    from sola.cli import main
 
     features, annotations = synthetic_small / "features", str(synthetic_small / "annotations.json")
     run = tmp_path / "head"

@@ -17,10 +17,10 @@ import sola.tal.train as train_module  # noqa: E402
 from sola.cli import main  # noqa: E402
 from sola.core.config import SoLaConfig  # noqa: E402
 from sola.core.errors import CheckpointError  # noqa: E402
+from sola.core.runs import STATE  # noqa: E402
 from sola.data.synthetic import SyntheticConfig, write_synthetic  # noqa: E402
 from sola.tal.config import load_tal_config  # noqa: E402
 from sola.tal.data import make_item  # noqa: E402
-from sola.core.runs import STATE  # noqa: E402
 from sola.tal.train import train_head  # noqa: E402
 from sola.tal.unified import unified_parts  # noqa: E402
 

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from sola.adapt.adapter import SoLaAdapter
-from sola.core.errors import StoreError
 from sola.adapt.estimator import SoLa
-from sola.data.stores import open_store
 from sola.adapt.transform import apply_adapter, transform_store
+from sola.core.errors import StoreError
+from sola.data.stores import open_store
 from tests.conftest import write_npy_store
 
 
@@ -111,9 +111,9 @@ def tree_digest(root):
 
 @pytest.mark.parametrize("layout", ["npy", "hdf5"])
 def test_an_output_of_another_adapter_input_or_setting_is_refused(tmp_path, adapter, layout):
+    from sola.adapt.transform import PROVENANCE
     from sola.data.stores.hdf5 import Hdf5Writer
     from sola.data.stores.npy import NpyWriter
-    from sola.adapt.transform import PROVENANCE
 
     name = "in.h5" if layout == "hdf5" else "in"
     for folder in ("a", "b"):  # two input stores holding the same videos
@@ -161,8 +161,8 @@ def test_outputs_without_a_record_are_refused(tmp_path, adapter, link):
 
 
 def test_transform_of_a_two_stream_store_returns_the_written_store(tmp_path):
-    from sola.experiments.compare import sola_store
     from sola.data.stores.twostream import TwoStreamStore
+    from sola.experiments.compare import sola_store
 
     rgb = write_npy_store(tmp_path / "rgb", [30, 40], dim=4, seed=1)
     flow = write_npy_store(tmp_path / "flow", [30, 40], dim=4, seed=2)
@@ -191,8 +191,8 @@ def test_transform_only_the_videos_asked_for(tmp_path, adapter):
 
 @pytest.mark.parametrize("layout", ["npy", "csv", "npz", "pt", "pickle-dir", "pickle", "hdf5", "twostream"])
 def test_the_provenance_record_is_never_read_as_a_video(tmp_path, layout):
-    from tests.test_stores_contract import SOURCES, VIDEOS, _source
     from sola.adapt.transform import PROVENANCE
+    from tests.test_stores_contract import SOURCES, VIDEOS, _source
 
     if layout == "twostream":  # rgb/ + flow/ in; one store of the RGB layout out
         (tmp_path / "in").mkdir()

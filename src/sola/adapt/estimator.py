@@ -9,11 +9,11 @@ from typing import Any, Callable
 import numpy as np
 
 from sola.adapt.adapter import SoLaAdapter, load_adapter, save_adapter
+from sola.adapt.fit import fit_adapter
+from sola.adapt.transform import apply_adapter, transform_store
 from sola.core.config import SoLaConfig
 from sola.core.errors import SolaError
-from sola.adapt.fit import fit_adapter
 from sola.data.stores import FeatureStore, open_store
-from sola.adapt.transform import apply_adapter, transform_store
 
 
 def as_store(features: FeatureStore | str | os.PathLike, **options: Any) -> FeatureStore:

@@ -26,29 +26,16 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from sola.adapt.adapter import SoLaAdapter, save_adapter
+from sola.adapt.health import FitDiverged, FitGuard, constant_map_loss, feature_health, health_windows, spread_figures
+from sola.adapt.matching import SimilarityMatching
+from sola.adapt.sampling import WindowSource, epoch_plan, open_window_source, prefetch
+from sola.adapt.schedule import lr_factor, steps_per_epoch, total_epochs, total_steps
 from sola.core.config import SoLaConfig, load_config, save_config
 from sola.core.distributed import DistributedContext, barrier, mean_across_ranks, rank_batch, setup_distributed
 from sola.core.errors import CheckpointError, ConfigError
-from sola.adapt.health import FitDiverged, FitGuard, constant_map_loss, feature_health, health_windows, spread_figures
-from sola.adapt.matching import SimilarityMatching
-from sola.core.runs import (
-    ADAPTER,
-    CONFIG,
-    RECORD,
-    STATE,
-    WINDOW_CACHE,
-    checkpoint_path,
-    load_state,
-    metrics_summary,  # noqa: F401  (re-exported)
-    read_metrics,
-    read_record,
-    save_state,
-    store_record,
-    write_metrics,
-    write_record,
-)
-from sola.adapt.sampling import WindowSource, epoch_plan, open_window_source, prefetch
-from sola.adapt.schedule import lr_factor, steps_per_epoch, total_epochs, total_steps
+from sola.core.runs import metrics_summary  # noqa: F401  (re-exported)
+from sola.core.runs import (ADAPTER, CONFIG, RECORD, STATE, WINDOW_CACHE, checkpoint_path, load_state, read_metrics,
+                            read_record, save_state, store_record, write_metrics, write_record)
 from sola.data.stores import FeatureStore
 
 STATE_FORMAT = "sola-training-state"

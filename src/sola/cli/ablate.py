@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from sola.experiments.ablate import PRESETS, ablate, format_markdown, parse_grid
 from sola.cli.common import add_command, annotations_from_args, integer, store_from_args
 from sola.cli.compare import add_head_and_sola_arguments, head_and_sola_configs, selection_options
 from sola.core.errors import ConfigError
+from sola.experiments.ablate import PRESETS, ablate, format_markdown, parse_grid
 
 
 def register(subparsers) -> None:

@@ -13,7 +13,6 @@ from sola.cli.common import (POSITIVE, add_command, add_config_arguments, add_re
 from sola.core.devices import is_main_process
 from sola.core.errors import ConfigError
 
-
 # Named flags of `sola synth`, `sola train` and `sola transform`: shortcuts for single config keys.
 SYNTH_SHORTCUTS = [
     ("--videos", "synth.videos", {"type": integer(1), "help": "videos (default 200)"}),
@@ -95,8 +94,8 @@ def run_synth(args: argparse.Namespace) -> int:
 
 def run_train(args: argparse.Namespace) -> int:
     """fit a SoLa adapter by Similarity Matching (no labels)"""
-    from sola.core.config import load_config
     from sola.adapt.fit import fit_adapter, load_run_config, metrics_summary
+    from sola.core.config import load_config
 
     overrides = config_overrides(args)
     run_dir = resume_dir(args)
@@ -132,8 +131,8 @@ def run_train(args: argparse.Namespace) -> int:
 def run_transform(args: argparse.Namespace) -> int:
     """apply an adapter to every video of a store"""
     from sola.adapt.adapter import load_adapter
-    from sola.core.config import load_config
     from sola.adapt.transform import transform_store
+    from sola.core.config import load_config
 
     settings = load_config(args.config, config_overrides(args)).transform
     adapter = load_adapter(args.adapter)

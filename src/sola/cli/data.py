@@ -9,7 +9,6 @@ from sola.cli.common import (add_annotation_arguments, add_command, add_config_a
                              annotations_from_args, config_overrides, integer, store_from_args, store_options)
 from sola.data.splice import SpliceConfig, SpliceSections, parse_clip_range, splice_store
 
-
 # Named flags of `sola splice`: shortcuts for single keys of its config.
 SPLICE_SHORTCUTS = [
     ("--videos", "splice.videos", {"type": integer(2), "help": f"videos to write (default {SpliceConfig.videos})"}),

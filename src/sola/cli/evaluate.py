@@ -11,18 +11,18 @@ import json
 import sys
 import warnings
 
-from sola.data.annotations import load_annotations
-from sola.core.atomic import atomic_write_text
 from sola.cli.common import (NON_NEGATIVE, POSITIVE, add_annotation_arguments, add_command, add_config_arguments,
                              add_store_arguments, annotations_from_args, config_overrides, cyclic_gc_paused, integer,
                              number, store_from_args, store_options)
+from sola.core.atomic import atomic_write_text
 from sola.core.devices import resolve_device
 from sola.core.errors import ConfigError, PredictionError
-from sola.evaluate.metrics import evaluate_detection, evaluate_proposals, parse_tiou
-from sola.data.predictions import align_video_ids, ground_truth_segments, prediction_notes, read_predictions
-from sola.evaluate.probe.config import SELECTABLE, ProbeConfig
 from sola.core.runs import BEST, SELECTION, fitted_store
+from sola.data.annotations import load_annotations
+from sola.data.predictions import align_video_ids, ground_truth_segments, prediction_notes, read_predictions
 from sola.data.stores import open_store
+from sola.evaluate.metrics import evaluate_detection, evaluate_proposals, parse_tiou
+from sola.evaluate.probe.config import SELECTABLE, ProbeConfig
 
 # Named flags of `sola probe` and `sola select`: shortcuts for single keys of `sola.evaluate.probe.ProbeConfig`.
 PROBE_SHORTCUTS = [

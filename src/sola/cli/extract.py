@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from sola.cli.common import add_command, NON_NEGATIVE, POSITIVE, add_config_arguments, config_overrides, integer
+from sola.cli.common import NON_NEGATIVE, POSITIVE, add_command, add_config_arguments, config_overrides, integer
 from sola.extract.config import OUTPUTS, ExtractConfig
 
 # Named flags: shortcuts for single keys of `sola.extract.config.ExtractConfig`.

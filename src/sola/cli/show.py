@@ -12,8 +12,8 @@ from sola.cli.common import (add_annotation_arguments, add_command, annotations_
                              number)
 from sola.cli.evaluate import default_tiou_preset
 from sola.core.errors import PredictionError
-from sola.evaluate.metrics import parse_tiou
 from sola.data.predictions import align_video_ids, ground_truth_segments, prediction_notes, read_predictions
+from sola.evaluate.metrics import parse_tiou
 
 
 def register(subparsers) -> None:

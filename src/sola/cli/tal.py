@@ -12,15 +12,15 @@ import sys
 import time
 from pathlib import Path
 
-from sola.core.atomic import remove_stale_temporaries
 from sola.cli.common import (add_annotation_arguments, add_command, add_config_arguments, add_resume_argument,
                              add_store_arguments, annotations_from_args, check_output_dir, config_overrides, integer,
                              resume_dir, store_from_args)
+from sola.core.atomic import remove_stale_temporaries
 from sola.core.devices import is_main_process, world_size
 from sola.core.errors import PredictionError
-from sola.evaluate.metrics import parse_tiou
-from sola.data.predictions import prediction_notes
 from sola.core.runs import CLASSES, CONFIG, METRICS, PREDICTIONS, STATE, WEIGHTS, WINDOW_CACHE, write_json
+from sola.data.predictions import prediction_notes
+from sola.evaluate.metrics import parse_tiou
 from sola.tal.config import load_tal_config
 from sola.tal.evaluation import evaluate_predictions, prediction_segments
 from sola.tal.run import check_resume, run_config

@@ -28,9 +28,9 @@ import torch
 from sola.adapt.adapter import SoLaAdapter, load_adapter, save_adapter
 from sola.core.atomic import atomic_write_bytes, atomic_write_text
 from sola.core.errors import CheckpointError
-from sola.evaluate.probe import (ProbeConfig, collect_heldout_snippets, json_ready, probe_config, probe_features,
-                        subsample_summary)
 from sola.core.runs import BEST, IDENTITY, SELECTION, list_checkpoints
+from sola.evaluate.probe import (ProbeConfig, collect_heldout_snippets, json_ready, probe_config, probe_features,
+                                 subsample_summary)
 
 
 def identity_adapter(like):

@@ -24,13 +24,13 @@ import time
 from pathlib import Path
 
 from sola.adapt.adapter import adapter_digest
-from sola.data.annotations import Annotations, canonical_subset, match_ids
 from sola.core.atomic import atomic_write_bytes, atomic_write_text
 from sola.core.errors import AnnotationError, ConfigError
-from sola.evaluate.probe import ProbeConfig, json_ready, probe_config, selection_subset, split_videos
 from sola.core.runs import BEST, SELECTION, list_checkpoints
-from sola.evaluate.select import IDENTITY, _load_checked, _write_identity
 from sola.core.stats import format_difference, paired_difference
+from sola.data.annotations import Annotations, canonical_subset, match_ids
+from sola.evaluate.probe import ProbeConfig, json_ready, probe_config, selection_subset, split_videos
+from sola.evaluate.select import IDENTITY, _load_checked, _write_identity
 
 SELECT_TRAIN = "selection-train"  # the proxy head's subsets in the relabelled annotations
 SELECT_HELDOUT = "selection-heldout"

@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 
 from sola.adapt.adapter import SoLaAdapter, load_adapter, resolve_adapter_path
-from sola.data.annotations import grid_for, load_annotations, match_ids
+from sola.adapt.matching import target_map
+from sola.adapt.transform import apply_adapter
 from sola.core.config import MatchingConfig, load_config
 from sola.core.errors import StoreError
-from sola.adapt.matching import target_map
-from sola.viz.plots import cosine_similarity_map, tsm_figure
 from sola.core.runs import CONFIG, run_of
-from sola.adapt.transform import apply_adapter
+from sola.data.annotations import grid_for, load_annotations, match_ids
+from sola.viz.plots import cosine_similarity_map, tsm_figure
 
 
 def find_video(store, video_id: str) -> str:

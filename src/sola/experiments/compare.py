@@ -26,22 +26,22 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-
 from sola.adapt.adapter import adapter_digest, load_adapter, resolve_adapter_path
-from sola.data.annotations import canonical_subset
+from sola.adapt.fit import fit_adapter
+from sola.adapt.transform import transform_store
 from sola.core.atomic import atomic_write_text
 from sola.core.config import SoLaConfig
 from sola.core.errors import ConfigError
-from sola.adapt.fit import fit_adapter
-from sola.evaluate.probe import ProbeConfig, compare_probe, json_ready
 from sola.core.runs import ADAPTER, BEST, EVALUATION, PREDICTIONS, SELECTION, STATE, list_checkpoints, read_json
-from sola.evaluate.select_head import choose_checkpoint
+from sola.data.annotations import canonical_subset
 from sola.data.stores import FeatureStore
-from sola.tal.experiment import run_experiment
-from sola.adapt.transform import transform_store
+from sola.evaluate.probe import ProbeConfig, compare_probe, json_ready
+from sola.evaluate.select_head import choose_checkpoint
 from sola.experiments.compare_table import (MODES, RESULTS, SOLA_RECORD, TABLE, format_markdown,  # noqa: F401
                                             parse_modes, predictions_path, result_path, summarise, table_cells,
                                             table_notes, verdict_lines, verdicts)
+from sola.tal.experiment import run_experiment
+
 
 def sola_features(
     store: FeatureStore,

@@ -30,10 +30,10 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from sola.adapt.adapter import SoLaAdapter
+from sola.adapt.matching import SimilarityMatching
 from sola.core.config import MatchingConfig
 from sola.core.errors import ConfigError
 from sola.extract.i3d import InceptionI3d
-from sola.adapt.matching import SimilarityMatching
 
 ADAM_STATE = 2  # AdamW keeps two moments per parameter
 

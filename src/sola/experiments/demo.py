@@ -18,23 +18,23 @@ from pathlib import Path
 from typing import Callable
 
 from sola.adapt.adapter import adapter_digest, load_adapter
-from sola.data.annotations import load_annotations
+from sola.adapt.fit import fit_adapter, metrics_summary
+from sola.adapt.transform import PROVENANCE, transform_store
 from sola.core.atomic import atomic_write_text
-from sola.experiments.compare import compare, format_markdown, verdict_lines
 from sola.core.config import SoLaConfig, nest_dotted
 from sola.core.errors import ExtractError
-from sola.extract import extract_videos, load_metadata
-from sola.extract.config import ExtractConfig
-from sola.adapt.fit import fit_adapter, metrics_summary
-from sola.evaluate.probe import compare_probe, format_probe_table, json_ready
-from sola.viz.report import write_report
 from sola.core.runs import BEST, STATE
-from sola.evaluate.select import select_checkpoint
+from sola.data.annotations import load_annotations
 from sola.data.stores import FeatureStore, open_store
 from sola.data.synthetic import SyntheticConfig, write_synthetic
-from sola.tal.config import load_tal_config
-from sola.adapt.transform import PROVENANCE, transform_store
+from sola.evaluate.probe import compare_probe, format_probe_table, json_ready
+from sola.evaluate.select import select_checkpoint
 from sola.evaluate.tsm import write_tsm_picture
+from sola.experiments.compare import compare, format_markdown, verdict_lines
+from sola.extract import extract_videos, load_metadata
+from sola.extract.config import ExtractConfig
+from sola.tal.config import load_tal_config
+from sola.viz.report import write_report
 
 # The demo's schedule, beyond the reference (150 epochs of one window per video, batch 256, lr 1e-4):
 # on 200 videos the reference takes one optimiser step per epoch, 150 in all. The demo keeps the

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from sola.data.annotations import match_ids
 from sola.core.atomic import atomic_write_text
 from sola.core.errors import ConfigError, ExtractError
+from sola.data.annotations import match_ids
 
 DETECTIONS = "detections.json"
 TIMELINES = "timelines"
@@ -84,14 +84,14 @@ def detect_videos(
     extracts or the adapter given, `ExtractError` when no video could be read.
     """
     from sola.adapt.adapter import adapter_digest, load_adapter
+    from sola.adapt.transform import transform_store
     from sola.core.devices import resolve_device
-    from sola.extract import extract_videos
-    from sola.extract.extract import ENCODER_NAME
-    from sola.extract.config import OUTPUTS, ExtractConfig
     from sola.data.stores import open_store
+    from sola.extract import extract_videos
+    from sola.extract.config import OUTPUTS, ExtractConfig
+    from sola.extract.extract import ENCODER_NAME
     from sola.tal.features import check_detectable, extraction_metadata, read_features
     from sola.tal.run import load_run
-    from sola.adapt.transform import transform_store
 
     head, out_dir = Path(head), Path(out_dir)
     target = resolve_device(device)

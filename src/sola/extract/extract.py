@@ -16,8 +16,8 @@ from typing import Iterable
 import numpy as np
 
 from sola.core.atomic import atomic_write_text
-from sola.core.errors import ExtractError
 from sola.core.devices import resolve_device
+from sola.core.errors import ExtractError
 from sola.extract.clips import ClipSource, iter_clips, num_snippets
 from sola.extract.config import OUTPUTS, ExtractConfig, ExtractionConfig
 from sola.extract.encoder import SnippetEncoder, kinetics400_labels

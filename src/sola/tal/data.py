@@ -12,9 +12,8 @@ Snippet t is centred on frame t * feat_stride + num_frames / 2, i.e. on second
 
 from __future__ import annotations
 
-from typing import Any
-
 import os
+from typing import Any
 
 import numpy as np
 import torch

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 
 from sola.core.errors import PredictionError
-from sola.evaluate.metrics import Segments, evaluate_detection
 from sola.data.predictions import ground_truth_segments
+from sola.evaluate.metrics import Segments, evaluate_detection
 
 AGNOSTIC_LABEL = "action"  # the one class of a class-agnostic head
 

@@ -14,19 +14,20 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sola.data.annotations import SnippetGrid, grid_for, match_ids
+from sola.adapt.sampling import CachedStore
 from sola.core.devices import resolve_device
 from sola.core.errors import AnnotationError, StoreError
 from sola.core.runs import EVALUATION, PREDICTIONS, write_json
+from sola.data.annotations import SnippetGrid, grid_for, match_ids
 from sola.tal.config import TalConfig
-from sola.tal.evaluation import AGNOSTIC_LABEL, evaluate_predictions, prediction_segments  # noqa: F401 (re-exported)
-from sola.adapt.sampling import CachedStore
 from sola.tal.data import StoredFeatures, make_item
+from sola.tal.evaluation import AGNOSTIC_LABEL, evaluate_predictions, prediction_segments  # noqa: F401 (re-exported)
 from sola.tal.features import extraction_grids, features_record
 from sola.tal.infer import predict_items, prediction_dict, video_scores_for
 from sola.tal.run import save_run
 from sola.tal.train import seed_everything, train_head
 from sola.tal.unified import unified_parts
+
 
 def class_names(annotations, config: TalConfig) -> list[str]:
     """Class names in head order: sorted labels of all subsets, or ["action"] when class-agnostic.

@@ -24,8 +24,8 @@ UNKNOWN = "unknown"
 
 def extraction_metadata(store) -> dict | None:
     """`sola extract`'s metadata of a store, following `sola transform` records to its input; None if none."""
-    from sola.extract import load_metadata
     from sola.adapt.transform import PROVENANCE
+    from sola.extract import load_metadata
 
     path = Path(store.path)
     for _ in range(8):  # a transform of a transform: follow the chain a few steps

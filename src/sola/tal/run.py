@@ -17,18 +17,8 @@ from typing import Any
 
 from sola.core.config import read_yaml_sections
 from sola.core.errors import CheckpointError, ConfigError
-from sola.core.runs import (
-    ADAPTER_SHAPE,
-    CLASSES,
-    CONFIG,
-    STATE,
-    WEIGHTS,
-    read_safetensors,
-    state_mismatch,
-    write_json,
-    write_metrics,
-    write_safetensors,
-)
+from sola.core.runs import (ADAPTER_SHAPE, CLASSES, CONFIG, STATE, WEIGHTS, read_safetensors, state_mismatch,
+                            write_json, write_metrics, write_safetensors)
 from sola.tal.config import TalConfig, load_tal_config, save_tal_config
 from sola.tal.features import write_features
 

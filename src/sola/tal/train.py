@@ -31,12 +31,12 @@ from tqdm import tqdm
 
 from sola.core.distributed import barrier, rank_batch, setup_distributed, sum_across_ranks
 from sola.core.errors import AnnotationError, CheckpointError
+from sola.core.runs import STATE, load_state, save_state
 from sola.tal.assignment import assign_targets
 from sola.tal.config import TalConfig
 from sola.tal.data import check_item, load_features, pad_batch, random_truncate, resize_item
 from sola.tal.losses import LossNormalizer, detection_loss
 from sola.tal.model import TalModel, make_points
-from sola.core.runs import STATE, load_state, save_state
 
 STATE_FORMAT = "sola-tal-train-state-1"
 

@@ -11,9 +11,9 @@ import torch
 from torch import nn
 
 from sola.adapt.adapter import SoLaAdapter
+from sola.adapt.matching import SimilarityMatching
 from sola.core.config import SoLaConfig
 from sola.core.errors import ConfigError
-from sola.adapt.matching import SimilarityMatching
 from sola.tal.config import TRAINING_MODES
 
 

@@ -23,8 +23,8 @@ import numpy as np
 from sola.core.atomic import atomic_path, atomic_write_text
 from sola.core.errors import PredictionError
 from sola.evaluate.metrics import ACTIVITYNET_TIOU, DetectionResult, Segments, evaluate_detection
-from sola.evaluate.metrics.errors import CATEGORIES, ERROR_TYPES, TOP_K, FalsePositiveAnalysis, false_positive_analysis
-from sola.evaluate.metrics.errors import true_positive_flags
+from sola.evaluate.metrics.errors import (CATEGORIES, ERROR_TYPES, TOP_K, FalsePositiveAnalysis,
+                                          false_positive_analysis, true_positive_flags)
 from sola.viz.plots import class_colors, timeline_figure
 
 # One colour per DETAD category, true positive first (CATEGORIES order).

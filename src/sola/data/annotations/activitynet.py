@@ -16,6 +16,7 @@ from sola.data.annotations.model import VideoAnnotation, clean_video_id
 from sola.data.annotations.parse import (_first_entry, _load_json, _make_segment, _optional_number,
                                          _subset_from_thumos_id)
 
+
 def _is_activitynet(path: Path) -> bool:
     data = _load_json(path)
     if isinstance(data, dict) and ("database" in data or "GT" in data):

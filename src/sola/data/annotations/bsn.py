@@ -15,6 +15,7 @@ from sola.data.annotations.model import VideoAnnotation, clean_video_id
 from sola.data.annotations.parse import (_csv_header, _csv_rows, _first_entry, _load_json, _make_segment, _number,
                                          _optional_number)
 
+
 def _is_bsn(path: Path) -> bool:
     first = _first_entry(path)  # not None: the file is a JSON object
     return first is not None and "duration_second" in first and not {"database", "GT"} & set(_load_json(path))

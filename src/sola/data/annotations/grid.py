@@ -15,6 +15,7 @@ import numpy as np
 from sola.core.errors import AnnotationError
 from sola.data.annotations.model import VideoAnnotation
 
+
 @dataclass(frozen=True)
 class SnippetGrid:
     """Where snippets sit in time. Build with `SnippetGrid.fixed(...)` or `SnippetGrid.rescaled(...)`.

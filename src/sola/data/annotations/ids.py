@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from sola.core.errors import AnnotationError
 from sola.data.annotations.model import _bare_id, clean_video_id
 
+
 @dataclass
 class IdMatch:
     """How feature video ids pair with annotation video ids."""

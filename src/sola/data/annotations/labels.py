@@ -15,6 +15,7 @@ from sola.core.errors import AnnotationError
 from sola.data.annotations.grid import SnippetGrid, grid_for
 from sola.data.annotations.model import VideoAnnotation
 
+
 @dataclass
 class SnippetLabels:
     """Per-snippet targets of one video: all arrays have shape (T,)."""

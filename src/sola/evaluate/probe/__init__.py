@@ -41,9 +41,8 @@ from __future__ import annotations
 
 import importlib
 
-from sola.evaluate.probe.config import (CRITERIA, METRICS, SELECTABLE, LbfgsProbeConfig, ProbeConfig,
-                                        ProbeDataConfig, ProbeSelectConfig, SgdProbeConfig, probe_config,
-                                        validate_probe_config)
+from sola.evaluate.probe.config import (CRITERIA, METRICS, SELECTABLE, LbfgsProbeConfig, ProbeConfig, ProbeDataConfig,
+                                        ProbeSelectConfig, SgdProbeConfig, probe_config, validate_probe_config)
 
 #: name -> the submodule (of this package) that defines it, imported on first access
 _LAZY = {

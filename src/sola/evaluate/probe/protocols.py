@@ -13,12 +13,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from sola.data.annotations import Annotations
+from sola.adapt.transform import apply_adapter
 from sola.core.devices import resolve_device
 from sola.core.errors import StoreError
+from sola.data.annotations import Annotations
 from sola.evaluate.probe.config import METRICS, ProbeConfig, probe_config
 from sola.evaluate.probe.snippets import ProbeData, SnippetSet, collect_snippets, on_store, subsample_summary
-from sola.adapt.transform import apply_adapter
 
 
 def build_matrix(snippets: SnippetSet, adapter=None, device: str | torch.device = "cpu",

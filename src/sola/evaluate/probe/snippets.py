@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm.auto import tqdm
 
-from sola.data.annotations import Annotations, canonical_subset, grid_for, match_ids, snippet_labels
 from sola.core.errors import AnnotationError, ConfigError
+from sola.data.annotations import Annotations, canonical_subset, grid_for, match_ids, snippet_labels
 from sola.evaluate.probe.config import ProbeConfig, ProbeDataConfig, probe_config
 
 

@@ -13,18 +13,18 @@ from pathlib import Path
 
 import numpy as np
 
-from sola.data.annotations import load_annotations
-from sola.experiments.compare_table import TABLE, predictions_path, result_path, table_cells, table_notes, verdict_lines
 from sola.core.errors import CheckpointError, PredictionError, SolaError
+from sola.core.runs import read_json
+from sola.data.annotations import load_annotations
+from sola.data.predictions import ground_truth_segments
 from sola.evaluate.metrics import Segments
 from sola.evaluate.metrics.errors import ERROR_TYPES, false_positive_analysis
+from sola.experiments.compare_table import TABLE, predictions_path, result_path, table_cells, table_notes, verdict_lines
+from sola.tal.evaluation import AGNOSTIC_LABEL, prediction_segments
 from sola.viz.plots import class_colors, timeline_figure
-from sola.data.predictions import ground_truth_segments
 from sola.viz.report.document import Figure, Note, Report, Section, Table, number
 from sola.viz.report.figures import difference_bars
-from sola.core.runs import read_json
 from sola.viz.show import error_figure
-from sola.tal.evaluation import AGNOSTIC_LABEL, prediction_segments
 
 REFERENCE = "baseline"  # the mode every other one is compared with, per class
 BAR_CLASSES = 30  # classes drawn in the bar chart; with more, the largest gains and losses
