@@ -33,7 +33,6 @@ from sola.adapt.schedule import lr_factor, steps_per_epoch, total_epochs, total_
 from sola.core.config import SoLaConfig, load_config, save_config
 from sola.core.distributed import DistributedContext, barrier, mean_across_ranks, rank_batch, setup_distributed
 from sola.core.errors import CheckpointError, ConfigError
-from sola.core.runs import metrics_summary  # noqa: F401  (re-exported)
 from sola.core.runs import (ADAPTER, CONFIG, RECORD, STATE, WINDOW_CACHE, checkpoint_path, load_state, read_metrics,
                             read_record, save_state, store_record, write_metrics, write_record)
 from sola.data.stores import FeatureStore

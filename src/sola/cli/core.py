@@ -94,7 +94,8 @@ def run_synth(args: argparse.Namespace) -> int:
 
 def run_train(args: argparse.Namespace) -> int:
     """fit a SoLa adapter by Similarity Matching (no labels)"""
-    from sola.adapt.fit import fit_adapter, load_run_config, metrics_summary
+    from sola.adapt.fit import fit_adapter, load_run_config
+    from sola.core.runs import metrics_summary
     from sola.core.config import load_config
 
     overrides = config_overrides(args)

@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Callable
 
 from sola.adapt.adapter import adapter_digest, load_adapter
-from sola.adapt.fit import fit_adapter, metrics_summary
+from sola.adapt.fit import fit_adapter
 from sola.adapt.transform import PROVENANCE, transform_store
 from sola.core.atomic import atomic_write_text
 from sola.core.config import SoLaConfig, nest_dotted
 from sola.core.errors import ExtractError
-from sola.core.runs import BEST, STATE
+from sola.core.runs import BEST, STATE, metrics_summary
 from sola.data.annotations import load_annotations
 from sola.data.stores import FeatureStore, open_store
 from sola.data.synthetic import SyntheticConfig, write_synthetic
