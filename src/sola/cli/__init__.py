@@ -1,8 +1,9 @@
 """The `sola` command: thin wrappers that parse arguments, call the library and print.
 
 Each area registers its subcommands from its own module (`sola.cli.<area>.register`), so the
-command line grows without one large file. Any `SolaError`, a usage error or an `OSError` (a
-permission, a full disk, a dangling link) becomes one line on stderr and exit 2.
+command line grows without one large file. Any `SolaError`, a usage error, an `OSError` (a
+permission, a full disk, a dangling link) or a `RecursionError` (an input nested too deeply) becomes one
+line on stderr and exit 2; each `SolaWarning` is one line on stderr, every time.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ import errno
 import importlib
 import os
 import sys
+import warnings
 
 from sola import __version__
-from sola.core.errors import SolaError
+from sola.core.errors import SolaError, SolaWarning
 
 # The module that adds each subcommand (each module defines `register(subparsers)`). `sola COMMAND ...`
 # imports only its command's module, so that a light command starts fast; `sola --help` and an
@@ -65,6 +67,26 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     command = " ".join(name for name in (args.command, getattr(args, "tal_command", None)) if name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", SolaWarning)
+        warnings.showwarning = _one_line_warning(command, warnings.showwarning)
+        return _run(args, command)
+
+
+def _one_line_warning(command: str, show):
+    """A `warnings.showwarning` that prints a `SolaWarning` as `sola COMMAND: warning: ...`, others as `show` does."""
+
+    def showwarning(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, SolaWarning):
+            print(f"sola {command}: warning: {message}", file=sys.stderr)
+        else:
+            show(message, category, filename, lineno, file, line)
+
+    return showwarning
+
+
+def _run(args: argparse.Namespace, command: str) -> int:
+    """`args.func(args)`: its exit status, or 2 (130, 141) with one line on stderr for what `main` reports."""
     try:
         code = int(args.func(args) or 0)
         sys.stdout.flush()  # a closed pipe (`sola inspect | head`) is reported here, not at exit
@@ -77,6 +99,10 @@ def main(argv: list[str] | None = None) -> int:
         return 141
     except OSError as exc:
         print(f"sola {command}: error: {os_error_message(exc)}", file=sys.stderr)
+        return 2
+    except RecursionError:  # the readers name the file; this is the net under every other input
+        print(f"sola {command}: error: an input is too deeply nested to read (RecursionError); "
+              "check the files and values given", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"sola {command}: interrupted; rerun the same command (with --resume for training) to continue",

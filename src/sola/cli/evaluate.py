@@ -176,11 +176,11 @@ def _eval_detection(args) -> int:
     thresholds = parse_tiou(args.tiou, default_tiou_preset(annotations.keys(), str(args.ground_truth)))
     predictions = read_predictions(args.predictions, label_names=_label_names(annotations))
     predictions = align_video_ids(predictions, annotations.keys())
-    for note in prediction_notes(predictions, annotations.keys(), "are scored as false positives"):
-        print(f"sola eval-detection: note: {note}", file=sys.stderr)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = evaluate_detection(ground_truth, predictions, thresholds)
+    for note in prediction_notes(predictions, annotations.keys(), "are scored as false positives"):  # after: a
+        print(f"sola eval-detection: note: {note}", file=sys.stderr)  # refusal stays one line
     for warning in caught:
         print(f"sola eval-detection: warning: {warning.message}", file=sys.stderr)
     print(f"{len(ground_truth)} ground-truth segments in {len(annotations)} videos, {len(result.classes)} classes; "
@@ -208,9 +208,9 @@ def run_eval_proposals(args) -> int:
     thresholds = parse_tiou(args.tiou)
     proposals = read_predictions(args.proposals, label_names=_label_names(annotations), require_labels=False)
     proposals = align_video_ids(proposals, annotations.keys())
-    for note in prediction_notes(proposals, annotations.keys(), "are left out"):
-        print(f"sola eval-proposals: note: {note}", file=sys.stderr)
     result = evaluate_proposals(ground_truth, proposals, args.max_proposals or None, thresholds)
+    for note in prediction_notes(proposals, annotations.keys(), "are left out"):  # after: a refusal is one line
+        print(f"sola eval-proposals: note: {note}", file=sys.stderr)
     summary = result.to_dict()
     print(f"{len(ground_truth)} ground-truth segments in {len(annotations)} videos; {len(proposals)} proposals")
     for key, value in summary.items():

@@ -68,17 +68,20 @@ def run_show(args) -> int:
     if args.videos:
         videos = [_annotated_id(annotations, v.strip()) for v in args.videos.split(",") if v.strip()]
         videos = check_videos(videos, ground_truth, predictions)
-    for note in prediction_notes(predictions, annotations.keys(), "are scored as false positives"):
-        print(f"sola show: note: {note}", file=sys.stderr)
     durations = {video_id: entry.duration for video_id, entry in annotations.items()}
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         shown = show_predictions(predictions, ground_truth, out, thresholds, videos=videos, worst=args.worst,
                                  min_score=args.min_score, durations=durations, top_k=args.top_k)
+    for note in prediction_notes(predictions, annotations.keys(), "are scored as false positives"):  # after: a
+        print(f"sola show: note: {note}", file=sys.stderr)  # refusal stays one line
     for message in dict.fromkeys(str(w.message) for w in caught):
         print(f"sola show: warning: {message}", file=sys.stderr)
 
+    if shown["analysis"].top_k < args.top_k:
+        print(f"sola show: note: --top-k {args.top_k} reaches past every prediction; the analysis stops at "
+              f"{shown['analysis'].top_k}G, which holds them all", file=sys.stderr)
     result = shown["detection"]
     print(f"{len(ground_truth)} ground-truth segments in {len(annotations)} videos, {len(result.classes)} classes; "
           f"{len(predictions)} predictions; average mAP {100 * result.average_mAP:.2f}")

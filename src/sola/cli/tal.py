@@ -6,7 +6,6 @@ The head's modules (torch) are imported inside `train` and `infer`; `sola tal ev
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import time
@@ -19,7 +18,7 @@ from sola.core.atomic import remove_stale_temporaries
 from sola.core.devices import is_main_process, world_size
 from sola.core.errors import PredictionError
 from sola.core.runs import CLASSES, CONFIG, METRICS, PREDICTIONS, STATE, WEIGHTS, WINDOW_CACHE, write_json
-from sola.data.predictions import prediction_notes
+from sola.data.predictions import load_prediction_file, prediction_notes
 from sola.evaluate.metrics import parse_tiou
 from sola.tal.config import load_tal_config
 from sola.tal.evaluation import evaluate_predictions, prediction_segments
@@ -161,13 +160,11 @@ def run_eval(args: argparse.Namespace) -> int:
         if config is None:
             raise PredictionError(f"{path}: a directory but not a TAL run (no config.yaml); pass a prediction file")
         path = path / PREDICTIONS
-    if not path.is_file():
+    if not path.exists():
         raise PredictionError(f"{path}: no such prediction file; write one with `sola tal infer`")
-    try:
-        predictions = json.loads(path.read_text())
-        assert isinstance(predictions.get("results"), dict)
-    except (ValueError, AssertionError, AttributeError):
-        raise PredictionError(f"{path}: not an ActivityNet prediction file {{'results': {{video: [...]}}}}") from None
+    predictions = load_prediction_file(path)  # the safe loader of every prediction file
+    if not isinstance(predictions, dict) or not isinstance(predictions.get("results"), dict):
+        raise PredictionError(f"{path}: not an ActivityNet prediction file {{'results': {{video: [...]}}}}")
     annotations = annotations_from_args(args)
     subset = args.subset or (config.data.test_subset if config else None)
     if subset is None:
@@ -183,10 +180,11 @@ def run_eval(args: argparse.Namespace) -> int:
         tiou = parse_tiou(None, default="thumos14")
     agnostic = args.class_agnostic if args.class_agnostic is not None else bool(config and config.data.num_classes == 1
                                                                                and not _fused(predictions))
-    for note in prediction_notes(prediction_segments(predictions, str(path)), annotations.subset(subset).keys(),
+    result = evaluate_predictions(predictions, annotations, subset, tiou, class_agnostic=agnostic, where=str(path))
+    names = {index: name for name, index in annotations.label_index().items()}  # notes after: a refusal is one line
+    for note in prediction_notes(prediction_segments(predictions, str(path), names), annotations.subset(subset).keys(),
                                  "are scored as false positives"):
         print(f"sola tal eval: note: {note}", file=sys.stderr)
-    result = evaluate_predictions(predictions, annotations, subset, tiou, class_agnostic=agnostic, where=str(path))
     print(f"{'tIoU':>6}  {'mAP':>7}")
     for threshold, value in zip(result.tiou_thresholds, result.mAP):
         print(f"{threshold:6.2f}  {100 * value:6.2f}%")
@@ -198,4 +196,5 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def _fused(predictions: dict) -> bool:
-    return bool(predictions.get("external_data", {}).get("used"))
+    external = predictions.get("external_data")
+    return isinstance(external, dict) and bool(external.get("used"))

@@ -12,9 +12,10 @@ import os
 from pathlib import Path
 
 from sola.core.errors import AnnotationError
+from sola.core.safe_load import regular_file
 from sola.data.annotations.formats import FORMATS
-from sola.data.annotations.model import Annotations, VideoAnnotation, _bare_id, clean_video_id
-from sola.data.annotations.parse import _csv_header, _csv_rows, _json_cache, _number, _subset_from_name
+from sola.data.annotations.model import Annotations, VideoAnnotation, _bare_id, aliased_ids, clean_video_id
+from sola.data.annotations.parse import _csv_header, _csv_rows, _json_cache, _number, _subset_from_name, _warn_videos
 
 BAD_SEGMENT_POLICIES = ("error", "clip", "keep")
 # Segments may overrun the stated duration by this much (seconds) before they count as outside
@@ -34,20 +35,18 @@ def load_annotations(
     `bad_segments`: "error" (default) raises on segments with end < start or outside the video,
     "clip" clips them to [0, duration] (dropping those wholly outside), "keep" keeps them as written.
     Segments that overrun the duration by at most `OVERRUN_SLACK` seconds are always clipped.
-    Raises `AnnotationError` naming the file and the fix.
+    Raises `AnnotationError` naming the file and the fix, also for two ids of one video (`X` and `v_X`).
+    Warns (`SolaWarning`) naming the videos without a subset, durations or an annotation list when others
+    have them: every `--subset` leaves the first out.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise AnnotationError(f"annotation file {path} does not exist")
+    path = regular_file(path, AnnotationError, "annotation file")
     if bad_segments not in BAD_SEGMENT_POLICIES:
         raise AnnotationError(f"bad_segments must be one of {', '.join(BAD_SEGMENT_POLICIES)}, got {bad_segments!r}")
     fmt = fmt or detect_format(path)
     if fmt not in FORMATS:
         raise AnnotationError(f"unknown annotation format {fmt!r}; known: {', '.join(FORMATS)}")
     spec = FORMATS[fmt]
-    meta_path = Path(metadata) if metadata is not None else None
-    if meta_path is not None and not meta_path.is_file():
-        raise AnnotationError(f"metadata file {meta_path} does not exist")
+    meta_path = regular_file(metadata, AnnotationError, "metadata file") if metadata is not None else None
     if meta_path is None and spec.sibling is not None:
         meta_path = _sibling(path, spec.sibling)
     try:
@@ -61,6 +60,7 @@ def load_annotations(
         ) from None
     finally:
         _json_cache.clear()
+    _check_video_ids(videos, path)
     for video in videos.values():
         _check_segments(video, path, bad_segments)
     _fill_label_ids(videos)
@@ -93,6 +93,25 @@ def detect_format(path: Path) -> str:
         f"{path}: unrecognised annotation {suffix.lstrip('.').upper()}{header}; expected "
         + " or ".join(f"{spec.title} ({spec.shape})" for spec in candidates)
     )
+
+
+def _check_video_ids(videos: dict[str, VideoAnnotation], path: Path) -> None:
+    """Refuse two ids of one video (they would be merged wherever ids are matched); name the videos
+    that lack a subset or a duration others have (`SolaWarning`)."""
+    pair = aliased_ids(videos)
+    if pair:
+        raise AnnotationError(
+            f"{path}: video ids {pair[0]!r} and {pair[1]!r} name the same video (ids match with or without 'v_' "
+            "and a file extension); keep one entry per video"
+        )
+    no_subset = [video_id for video_id, video in videos.items() if not video.subset]
+    if len(no_subset) < len(videos):
+        _warn_videos(path, no_subset, len(videos), "have no subset (left out of every --subset: training, "
+                     "validation, test); give each a subset")
+    no_duration = [video_id for video_id, video in videos.items() if not math.isfinite(video.duration)]
+    if len(no_duration) < len(videos):
+        _warn_videos(path, no_duration, len(videos), "have no duration (their segments are not checked against "
+                     "it; a rescaled snippet grid needs it); give each a duration in seconds")
 
 
 def _sibling(path: Path, word: str) -> Path | None:
