@@ -129,6 +129,13 @@ def add_annotation_arguments(parser: argparse.ArgumentParser, required: bool = T
     )
 
 
+def add_covered_only_argument(parser: argparse.ArgumentParser) -> None:
+    """Add --covered-only: score only the ground-truth videos that the predictions cover."""
+    parser.add_argument("--covered-only", action="store_true",
+                        help="score only the ground-truth videos that have predictions (default: every video of "
+                        "the subset counts, as in the official evaluator, and those without predictions are misses)")
+
+
 def annotations_from_args(args: argparse.Namespace):
     """Load the annotations described by `add_annotation_arguments`; raises `AnnotationError`."""
     return load_annotations(args.annotations, args.annotation_format, args.metadata, bad_segments=args.bad_segments)

@@ -12,7 +12,8 @@ import sys
 import time
 from pathlib import Path
 
-from sola.cli.common import (add_annotation_arguments, add_command, add_config_arguments, add_resume_argument,
+from sola.cli.common import (add_annotation_arguments, add_command, add_config_arguments, add_covered_only_argument,
+                             add_resume_argument,
                              add_store_arguments, annotations_from_args, check_output_dir, config_overrides, integer,
                              resume_dir, store_from_args)
 from sola.core.atomic import remove_stale_temporaries
@@ -69,6 +70,7 @@ def register(subparsers) -> None:
                    "(default: test.tiou_thresholds of the run)")
     p.add_argument("--class-agnostic", action="store_true", default=None,
                    help="score every segment as one class 'action' (default: when the run has one class)")
+    add_covered_only_argument(p)
     p.add_argument("--json", default=None, metavar="OUT", help="also write the result as JSON (atomically)")
 
 
@@ -186,12 +188,14 @@ def run_eval(args: argparse.Namespace) -> int:
     for note in prediction_notes(prediction_segments(predictions, str(path)), annotations.subset(subset).keys(),
                                  "are scored as false positives"):
         print(f"sola tal eval: note: {note}", file=sys.stderr)
-    result = evaluate_predictions(predictions, annotations, subset, tiou, class_agnostic=agnostic, where=str(path))
+    result = evaluate_predictions(predictions, annotations, subset, tiou, class_agnostic=agnostic, where=str(path),
+                                  covered_only=args.covered_only)
     print(f"{'tIoU':>6}  {'mAP':>7}")
     for threshold, value in zip(result.tiou_thresholds, result.mAP):
         print(f"{threshold:6.2f}  {100 * value:6.2f}%")
     print(f"{'avg':>6}  {100 * result.average_mAP:6.2f}%   ({subset}, {len(result.classes)} classes"
           f"{', class-agnostic' if agnostic else ''})")
+    print(result.coverage.line())
     if args.json:
         write_json(args.json, {**result.to_dict(), "subset": subset, "class_agnostic": agnostic})
     return 0

@@ -19,6 +19,7 @@ from sola.core.devices import resolve_device
 from sola.core.errors import AnnotationError, StoreError
 from sola.core.runs import EVALUATION, PREDICTIONS, write_json
 from sola.data.annotations import SnippetGrid, grid_for, match_ids
+from sola.evaluate.metrics.coverage import NO_FEATURES
 from sola.tal.config import TalConfig
 from sola.tal.data import StoredFeatures, make_item
 from sola.tal.evaluation import AGNOSTIC_LABEL, evaluate_predictions, prediction_segments  # noqa: F401 (re-exported)
@@ -138,7 +139,8 @@ def run_experiment(store, annotations, config: TalConfig, seed: int = 0, out_dir
     class-agnostic). With `out_dir`, writes the run (weights, config, classes, log) and
     `predictions.json` + `evaluation.json`. Returns {"mAP": {tiou: value}, "average_mAP",
     "seconds_per_epoch", "epochs", "scoring" (how segments were scored), "mode" (the mode above),
-    "train_videos", "test_videos", "history"}.
+    "train_videos", "test_videos", "coverage" (`Coverage.to_dict()`: the test videos scored are those with
+    features, K of the subset's N ground-truth videos), "history"}.
     """
 
     names = class_names(annotations, config)
@@ -160,8 +162,10 @@ def run_experiment(store, annotations, config: TalConfig, seed: int = 0, out_dir
     predictions, scoring = prediction_dict(detections, names, video_scores if config.data.num_classes == 1 else None,
                                            config.test.video_score_topk)
     fused = bool(predictions["external_data"]["used"])
+    # the head can only predict videos with features: score those, and say how many of the subset they are
     metrics = evaluate_predictions(predictions, annotations, config.data.test_subset, config.test.tiou_thresholds,
-                                   class_agnostic=names == [AGNOSTIC_LABEL] and not fused)
+                                   class_agnostic=names == [AGNOSTIC_LABEL] and not fused, covered_only=True,
+                                   covered=[item["video_id"] for item in test_items], why=NO_FEATURES)
     summary = {
         "mAP": {f"{t:.2f}": float(v) for t, v in zip(metrics.tiou_thresholds, metrics.mAP)},
         "average_mAP": metrics.average_mAP,
@@ -173,6 +177,7 @@ def run_experiment(store, annotations, config: TalConfig, seed: int = 0, out_dir
         "seed": seed,
         "train_videos": len(train_items),
         "test_videos": len(test_items),
+        "coverage": metrics.coverage.to_dict(),
         "history": result.history,
     }
     if out_dir is not None:
