@@ -152,6 +152,9 @@ def precision_recall_figure(curves: dict[str, tuple], ap: dict[str, float], out:
         ax.step(recall, precision, where="post", color="lightgrey", linewidth=0.7)
     for name in shown:
         recall, precision = curves[name]
+        if not len(recall):  # a class with ground truth but no prediction: AP 0, no curve to draw
+            ax.plot([], [], color=colors[name], linewidth=1.4, label=f"{name} (no predictions, AP 0.0)")
+            continue
         ax.step(np.concatenate([[0.0], recall]), np.concatenate([precision[:1], precision]), where="post",
                 color=colors[name], linewidth=1.4, label=f"{name} (AP {100 * ap.get(name, 0.0):.1f})")
     grid, mean = mean_precision_curve(curves)
