@@ -181,3 +181,42 @@ def test_probe_selection_at_chance_keeps_the_identity():
     assert probe_at_chance({"identity": {metric: 0.5}, "epoch_0001": {metric: 0.7}}, metric) is None
     assert probe_at_chance({"identity": {"sgd_accuracy": 0.5}}, "sgd_accuracy") is None  # no fixed chance level
     assert np.isnan(float("nan")) and probe_at_chance({"identity": {metric: float("nan")}}, metric)
+
+
+# -- one --bad-segments default ------------------------------------------------------------------------------
+
+
+def subcommands(parser, prefix=()):
+    """(words, parser) of every subcommand of the `sola` parser, nested ones (`tal train`) included."""
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield (*prefix, name), sub
+                yield from subcommands(sub, (*prefix, name))
+
+
+def test_every_command_has_the_same_bad_segments_default():
+    from sola.cli import build_parser
+    from sola.data.annotations import DEFAULT_BAD_SEGMENTS, load_annotations
+
+    defaults = {" ".join(words): action.default for words, sub in subcommands(build_parser())
+                for action in sub._actions if "--bad-segments" in action.option_strings}
+    assert len(defaults) >= 10 and set(defaults.values()) == {DEFAULT_BAD_SEGMENTS} == {"keep"}, defaults
+    import inspect
+
+    assert inspect.signature(load_annotations).parameters["bad_segments"].default == DEFAULT_BAD_SEGMENTS
+
+
+def test_the_output_says_how_many_segments_were_kept_or_clipped(capsys, tmp_path):
+    database = {"a": {"subset": "test", "duration": 10.0, "annotations": [
+        {"label": "x", "segment": [1.0, 2.0]}, {"label": "x", "segment": [8.0, 14.0]}, {"label": "x", "segment": [12.0, 13.0]}]}}
+    gt = tmp_path / "gt.json"
+    gt.write_text(json.dumps({"database": database}))
+    pred = tmp_path / "pred.json"
+    pred.write_text(json.dumps({"results": {"a": [{"label": "x", "score": 0.9, "segment": [1.0, 2.0]}]}}))
+    code, _, err = run(capsys, "eval-detection", gt, pred)
+    assert code == 0 and "kept 2 segment(s) outside their video as written (--bad-segments keep" in err
+    code, _, err = run(capsys, "tal", "eval", pred, "--annotations", gt, "--subset", "test", "--bad-segments", "clip")
+    assert code == 0 and "2 segment(s) outside their video: clipped or dropped 2 (--bad-segments clip" in err

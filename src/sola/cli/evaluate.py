@@ -18,7 +18,7 @@ from sola.core.atomic import atomic_write_text
 from sola.core.devices import resolve_device
 from sola.core.errors import ConfigError, PredictionError
 from sola.core.runs import BEST, SELECTION, fitted_store
-from sola.data.annotations import load_annotations
+from sola.data.annotations import bad_segment_note, load_annotations
 from sola.data.predictions import (align_video_ids, distinct, ground_truth_segments, prediction_notes,
                                    read_predictions)
 from sola.data.stores import open_store
@@ -144,6 +144,9 @@ def _load_ground_truth(args):
     """(annotations of the chosen subset, Segments) from the CLI arguments."""
     # Evaluate the ground truth exactly as written (the official code never clips segments).
     annotations = load_annotations(args.ground_truth, args.annotation_format, args.metadata, bad_segments="keep")
+    note = bad_segment_note(annotations)
+    if note:
+        print(f"sola: note: {note}", file=sys.stderr)
     subset = args.subset
     if subset is None:
         subsets = annotations.subsets()

@@ -23,7 +23,7 @@ def register(subparsers) -> None:
     p = add_command(subparsers, "show", run_show)
     p.add_argument("predictions", metavar="PREDICTIONS", help="predictions: ActivityNet JSON {'results': ...}, "
                    "ActionFormer flat JSON/pickle, or {video: {segments, scores, labels}}")
-    add_annotation_arguments(p, bad_segments="keep")  # the ground truth as written, as eval-detection reads it
+    add_annotation_arguments(p)
     p.add_argument("--subset", default=None, help="subset to show (case-insensitive; default: the only one)")
     p.add_argument("--out", default=None, metavar="DIR",
                    help="output directory (default: show/ beside the predictions)")

@@ -42,7 +42,7 @@ def register(subparsers) -> None:
                     f"{CLASSES}, {METRICS}}}. The state after each epoch is kept in RUN_DIR/{STATE}; "
                     "rerun the same command with --resume to continue.")
     add_store_arguments(p)
-    add_annotation_arguments(p, bad_segments="clip")
+    add_annotation_arguments(p)
     p.add_argument("--out", metavar="RUN_DIR", help="run directory to write")
     add_resume_argument(p)
     add_config_arguments(p, "TAL config (thumos14_i3d, activitynet_tsp, tal_synthetic_cpu, tal_splice_cpu); "
@@ -54,7 +54,7 @@ def register(subparsers) -> None:
     p = add_command(commands, "infer", run_infer)
     p.add_argument("run_dir", metavar="RUN_DIR", help="run directory written by `sola tal train`")
     add_store_arguments(p)
-    add_annotation_arguments(p, bad_segments="clip")
+    add_annotation_arguments(p)
     p.add_argument("--subset", default=None, help="subset to predict (default: data.test_subset of the run)")
     p.add_argument("--out", default=None, help="prediction file (default: RUN_DIR/predictions.json)")
     p.add_argument("--video-scores", default=None, help="class-agnostic runs: JSON {video: {label: score}} fused "
@@ -64,7 +64,7 @@ def register(subparsers) -> None:
 
     p = add_command(commands, "eval", run_eval)
     p.add_argument("predictions", metavar="PREDICTIONS|RUN_DIR", help="prediction file or run directory")
-    add_annotation_arguments(p, bad_segments="keep")
+    add_annotation_arguments(p)
     p.add_argument("--subset", default=None, help="subset to evaluate (default: data.test_subset of the run)")
     p.add_argument("--tiou", default=None, help="thresholds: thumos14, activitynet, 0.3,0.5 or 0.3:0.1:0.7 "
                    "(default: test.tiou_thresholds of the run)")

@@ -159,7 +159,8 @@ def _ground_truth(table: dict) -> tuple[Segments | None, dict[str, float], str]:
     if not path:
         return None, {}, "`compare.json` does not name its annotation file (a comparison made before it did)"
     try:
-        annotations = load_annotations(path, bad_segments="clip")  # as `sola compare` reads them
+        # as `sola compare` read them (comparisons made before the policy was recorded read them clipped)
+        annotations = load_annotations(path, bad_segments=table.get("bad_segments", "clip"))
         truth = ground_truth_segments(annotations, table["test_subset"])
     except (SolaError, OSError) as exc:
         return None, {}, f"the annotation file cannot be read ({exc})"
