@@ -15,7 +15,7 @@ import pytest
 from sola.evaluate.metrics import Segments
 from sola.evaluate.metrics.coverage import NO_FEATURES, cover
 from tests.conftest import shared_path
-from tests.hostile import run
+from tests.hostile import bench, run  # noqa: F401 (bench is a fixture)
 
 # -- coverage ------------------------------------------------------------------------------------------------
 
@@ -220,3 +220,66 @@ def test_the_output_says_how_many_segments_were_kept_or_clipped(capsys, tmp_path
     assert code == 0 and "kept 2 segment(s) outside their video as written (--bad-segments keep" in err
     code, _, err = run(capsys, "tal", "eval", pred, "--annotations", gt, "--subset", "test", "--bad-segments", "clip")
     assert code == 0 and "2 segment(s) outside their video: clipped or dropped 2 (--bad-segments clip" in err
+
+
+# -- counts that are what ran; reports of head runs ----------------------------------------------------------
+
+
+def test_tal_train_prints_the_epochs_it_runs_and_report_draws_the_run(capsys, bench, tmp_path):
+    out = tmp_path / "head"
+    code, _, err = run(capsys, "tal", "train", bench["features"], "--annotations", bench["annotations"], "--config",
+                       "tal_synthetic_cpu", "--set", "train.epochs=2", "--set", "train.warmup_epochs=1",
+                       "--set", "model.embd_dim=16", "--set", "model.head_dim=16", "--out", out, "--quiet")
+    assert code == 0, err
+    assert "3 epochs (1 warm-up + 2 train.epochs)" in err
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 3  # what ran is what was said
+    code, printed, err = run(capsys, "report", out)
+    assert code == 0, err
+    page = (out / "report.html").read_text()
+    assert "TAL head" in page and 'id="run-summary"' in page and "head_curves" in (out / "report.md").read_text()
+    assert ">3<" in page.replace(" ", "")  # epochs run
+    assert "does not score the head per epoch" in page
+
+
+def test_a_step_budget_says_what_ran_in_the_fit_report():
+    from sola.viz.report.train import _budget_words
+
+    records = [{"epoch": 1, "steps": 60}, {"epoch": 2, "steps": 40}]
+    assert _budget_words("fit:\n  epochs: 150\n  steps: 100\n", records) == (
+        " fit.steps 100 overrides fit.epochs 150: 2 epochs ran (100 steps).")
+    assert _budget_words("fit:\n  epochs: 150\n  steps: 0\n", records) == ""
+
+
+# -- messages that name the real cause -----------------------------------------------------------------------
+
+
+def test_ids_that_match_nothing_are_named(capsys, bench, tmp_path):
+    database = {f"v_other{k}": {"subset": "training", "duration": 10.0, "annotations": [
+        {"label": "x", "segment": [1.0, 2.0]}]} for k in range(3)}
+    gt = tmp_path / "gt.json"
+    gt.write_text(json.dumps({"database": database}))
+    code, out, err = run(capsys, "inspect", bench["features"], "--annotations", gt, "--quiet")
+    assert code == 1 and "0 of 6 feature ids match the 3 annotated ids (e.g. 'synth_0000' vs 'v_other0')" in out
+    code, _, err = run(capsys, "probe", bench["features"], "--annotations", gt, "--quiet", "--device", "cpu")
+    assert code == 2 and "0 of 6 feature ids match the 3 annotated ids" in err
+
+
+def test_swapped_ground_truth_and_predictions_are_named(capsys, perfect_15):
+    gt, pred, _ = perfect_15
+    for command in ("eval-detection", "eval-proposals"):
+        code, _, err = run(capsys, command, pred, gt)
+        assert code == 2 and "the two files look swapped" in err and len(err.strip().splitlines()) == 1
+
+
+def test_videos_annotated_in_another_subset_are_not_called_unannotated(bench):
+    from sola.core.errors import AnnotationError
+    from sola.data.annotations import load_annotations
+    from sola.data.stores import open_store
+    from sola.tal.config import load_tal_config
+    from sola.tal.experiment import build_items
+
+    annotations = load_annotations(bench["annotations"])
+    config = load_tal_config("tal_synthetic_cpu")
+    with pytest.raises(AnnotationError, match=r"6 videos with features are annotated: (training|validation) \d") as info:
+        build_items(open_store(bench["features"]), annotations, "testing", config, sorted(annotations.labels()))
+    assert "with features but no annotation" not in str(info.value)

@@ -16,7 +16,7 @@ from sola.cli.common import (NON_NEGATIVE, POSITIVE, add_annotation_arguments, a
                              cyclic_gc_paused, integer, number, store_from_args, store_options)
 from sola.core.atomic import atomic_write_text
 from sola.core.devices import resolve_device
-from sola.core.errors import ConfigError, PredictionError
+from sola.core.errors import AnnotationError, ConfigError, PredictionError, SolaError
 from sola.core.runs import BEST, SELECTION, fitted_store
 from sola.data.annotations import bad_segment_note, load_annotations
 from sola.data.predictions import (align_video_ids, distinct, ground_truth_segments, prediction_notes,
@@ -143,7 +143,11 @@ def _add_ground_truth_arguments(p: argparse.ArgumentParser) -> None:
 def _load_ground_truth(args):
     """(annotations of the chosen subset, Segments) from the CLI arguments."""
     # Evaluate the ground truth exactly as written (the official code never clips segments).
-    annotations = load_annotations(args.ground_truth, args.annotation_format, args.metadata, bad_segments="keep")
+    try:
+        annotations = load_annotations(args.ground_truth, args.annotation_format, args.metadata, bad_segments="keep")
+    except AnnotationError:
+        _refuse_swapped(args)
+        raise
     note = bad_segment_note(annotations)
     if note:
         print(f"sola: note: {note}", file=sys.stderr)
@@ -155,6 +159,18 @@ def _load_ground_truth(args):
             raise PredictionError(f"{args.ground_truth} holds several subsets: {present}; pick one with --subset")
     segments = ground_truth_segments(annotations, subset)  # raises, listing the subsets, if empty
     return (annotations.subset(subset) if subset else annotations), segments
+
+
+def _refuse_swapped(args) -> None:
+    """Raise `PredictionError` when GT reads as predictions and the predictions as annotations (swapped files)."""
+    predictions = getattr(args, "predictions", None) or getattr(args, "proposals", None)
+    try:
+        read_predictions(args.ground_truth, require_labels=False)
+        load_annotations(predictions)
+    except (SolaError, OSError):
+        return
+    raise PredictionError(f"{args.ground_truth} reads as predictions and {predictions} as ground truth: the two "
+                          "files look swapped; give the ground truth first (GT PRED)")
 
 
 def _subset_name(args, annotations) -> str | None:

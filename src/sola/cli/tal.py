@@ -96,7 +96,8 @@ def run_train(args: argparse.Namespace) -> int:
     if main:
         processes = world_size()
         print(f"sola tal train: {len(items)} {config.data.train_subset} videos, {config.data.num_classes} classes, "
-              f"input dim {config.data.input_dim}, {config.train.warmup_epochs + config.train.epochs} epochs, "
+              f"input dim {config.data.input_dim}, {config.train.warmup_epochs + config.train.epochs} epochs "
+              f"({config.train.warmup_epochs} warm-up + {config.train.epochs} train.epochs), "
               f"{processes} process{'es' if processes > 1 else ''} x {config.train.batch_size // processes} videos "
               f"per step (global batch {config.train.batch_size})", file=sys.stderr)
     started = time.perf_counter()
