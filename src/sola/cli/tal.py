@@ -149,6 +149,12 @@ def run_infer(args: argparse.Namespace) -> int:
     write_json(out, predictions)
     total = sum(len(v) for v in predictions["results"].values())
     print(f"{total} segments for {len(items)} {subset} videos ({mode}) written to {out}")
+    truth = {v for v, entry in annotations.subset(subset).items() if any(not s.ambiguous for s in entry.segments)}
+    missing = len(truth - set(predictions["results"]))
+    if missing:
+        print(f"predicted {len(truth) - missing} of the {len(truth)} ground-truth videos of {subset} ({missing} have no "
+              "features): `sola tal eval --covered-only` scores those it predicted, without it the others count as "
+              "misses")
     return 0
 
 
