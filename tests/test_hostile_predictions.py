@@ -388,7 +388,7 @@ GROUND_TRUTH_CASES = [
 def test_a_hostile_annotation_file_is_one_line(capsys, bench, tmp_path, name, content, says):
     gt = materialise(tmp_path, bench, "gt.json", content)
     predictions = write(tmp_path / "p.json", perfect(bench))
-    if says == "keep":  # read as written (--bad-segments keep), then refused by the evaluator's bound
+    if says == "keep":  # refused under every --bad-segments policy, by the loader's bound
         says = "beyond 1e+09 seconds"
     line = fails(capsys, *command(name, gt, predictions, tmp_path / "out"), says=("gt.json", says))
     assert line.startswith(f"sola {name}: error:")

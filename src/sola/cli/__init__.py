@@ -3,7 +3,7 @@
 Each area registers its subcommands from its own module (`sola.cli.<area>.register`), so the
 command line grows without one large file. Any `SolaError`, a usage error, an `OSError` (a
 permission, a full disk, a dangling link) or a `RecursionError` (an input nested too deeply) becomes one
-line on stderr and exit 2; each `SolaWarning` is one line on stderr, every time.
+line on stderr and exit 2; each `SolaWarning` (`SolaNote`) is one `warning:` (`note:`) line on stderr, every time.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import sys
 import warnings
 
 from sola import __version__
-from sola.core.errors import SolaError, SolaWarning
+from sola.core.errors import SolaError, SolaNote, SolaWarning
 
 # The module that adds each subcommand (each module defines `register(subparsers)`). `sola COMMAND ...`
 # imports only its command's module, so that a light command starts fast; `sola --help` and an
@@ -78,7 +78,8 @@ def _one_line_warning(command: str, show):
 
     def showwarning(message, category, filename, lineno, file=None, line=None):
         if issubclass(category, SolaWarning):
-            print(f"sola {command}: warning: {message}", file=sys.stderr)
+            kind = "note" if issubclass(category, SolaNote) else "warning"
+            print(f"sola {command}: {kind}: {message}", file=sys.stderr)
         else:
             show(message, category, filename, lineno, file, line)
 

@@ -11,7 +11,8 @@ import sys
 import time
 from pathlib import Path
 
-from sola.cli.common import (add_annotation_arguments, add_command, add_config_arguments, add_resume_argument,
+from sola.cli.common import (add_annotation_arguments, add_command, add_config_arguments, add_covered_only_argument,
+                             add_resume_argument,
                              add_store_arguments, annotations_from_args, check_output_dir, config_overrides, integer,
                              resume_dir, store_from_args)
 from sola.core.atomic import remove_stale_temporaries
@@ -40,7 +41,7 @@ def register(subparsers) -> None:
                     f"{CLASSES}, {METRICS}}}. The state after each epoch is kept in RUN_DIR/{STATE}; "
                     "rerun the same command with --resume to continue.")
     add_store_arguments(p)
-    add_annotation_arguments(p, bad_segments="clip")
+    add_annotation_arguments(p)
     p.add_argument("--out", metavar="RUN_DIR", help="run directory to write")
     add_resume_argument(p)
     add_config_arguments(p, "TAL config (thumos14_i3d, activitynet_tsp, tal_synthetic_cpu, tal_splice_cpu); "
@@ -52,7 +53,7 @@ def register(subparsers) -> None:
     p = add_command(commands, "infer", run_infer)
     p.add_argument("run_dir", metavar="RUN_DIR", help="run directory written by `sola tal train`")
     add_store_arguments(p)
-    add_annotation_arguments(p, bad_segments="clip")
+    add_annotation_arguments(p)
     p.add_argument("--subset", default=None, help="subset to predict (default: data.test_subset of the run)")
     p.add_argument("--out", default=None, help="prediction file (default: RUN_DIR/predictions.json)")
     p.add_argument("--video-scores", default=None, help="class-agnostic runs: JSON {video: {label: score}} fused "
@@ -62,12 +63,13 @@ def register(subparsers) -> None:
 
     p = add_command(commands, "eval", run_eval)
     p.add_argument("predictions", metavar="PREDICTIONS|RUN_DIR", help="prediction file or run directory")
-    add_annotation_arguments(p, bad_segments="keep")
+    add_annotation_arguments(p)
     p.add_argument("--subset", default=None, help="subset to evaluate (default: data.test_subset of the run)")
     p.add_argument("--tiou", default=None, help="thresholds: thumos14, activitynet, 0.3,0.5 or 0.3:0.1:0.7 "
                    "(default: test.tiou_thresholds of the run)")
     p.add_argument("--class-agnostic", action="store_true", default=None,
                    help="score every segment as one class 'action' (default: when the run has one class)")
+    add_covered_only_argument(p)
     p.add_argument("--json", default=None, metavar="OUT", help="also write the result as JSON (atomically)")
 
 
@@ -93,7 +95,8 @@ def run_train(args: argparse.Namespace) -> int:
     if main:
         processes = world_size()
         print(f"sola tal train: {len(items)} {config.data.train_subset} videos, {config.data.num_classes} classes, "
-              f"input dim {config.data.input_dim}, {config.train.warmup_epochs + config.train.epochs} epochs, "
+              f"input dim {config.data.input_dim}, {config.train.warmup_epochs + config.train.epochs} epochs "
+              f"({config.train.warmup_epochs} warm-up + {config.train.epochs} train.epochs), "
               f"{processes} process{'es' if processes > 1 else ''} x {config.train.batch_size // processes} videos "
               f"per step (global batch {config.train.batch_size})", file=sys.stderr)
     started = time.perf_counter()
@@ -145,6 +148,12 @@ def run_infer(args: argparse.Namespace) -> int:
     write_json(out, predictions)
     total = sum(len(v) for v in predictions["results"].values())
     print(f"{total} segments for {len(items)} {subset} videos ({mode}) written to {out}")
+    truth = {v for v, entry in annotations.subset(subset).items() if any(not s.ambiguous for s in entry.segments)}
+    missing = len(truth - set(predictions["results"]))
+    if missing:
+        print(f"predicted {len(truth) - missing} of the {len(truth)} ground-truth videos of {subset} ({missing} have no "
+              "features): `sola tal eval --covered-only` scores those it predicted, without it the others count as "
+              "misses")
     return 0
 
 
@@ -180,7 +189,8 @@ def run_eval(args: argparse.Namespace) -> int:
         tiou = parse_tiou(None, default="thumos14")
     agnostic = args.class_agnostic if args.class_agnostic is not None else bool(config and config.data.num_classes == 1
                                                                                and not _fused(predictions))
-    result = evaluate_predictions(predictions, annotations, subset, tiou, class_agnostic=agnostic, where=str(path))
+    result = evaluate_predictions(predictions, annotations, subset, tiou, class_agnostic=agnostic, where=str(path),
+                                  covered_only=args.covered_only)
     names = {index: name for name, index in annotations.label_index().items()}  # notes after: a refusal is one line
     for note in prediction_notes(prediction_segments(predictions, str(path), names), annotations.subset(subset).keys(),
                                  "are scored as false positives"):
@@ -190,6 +200,7 @@ def run_eval(args: argparse.Namespace) -> int:
         print(f"{threshold:6.2f}  {100 * value:6.2f}%")
     print(f"{'avg':>6}  {100 * result.average_mAP:6.2f}%   ({subset}, {len(result.classes)} classes"
           f"{', class-agnostic' if agnostic else ''})")
+    print(result.coverage.line())
     if args.json:
         write_json(args.json, {**result.to_dict(), "subset": subset, "class_agnostic": agnostic})
     return 0

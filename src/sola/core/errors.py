@@ -42,5 +42,10 @@ class SolaWarning(UserWarning):
     left out, values unknown); the CLI prints each as one line."""
 
 
+class SolaNote(SolaWarning):
+    """What a command did with its input that the user should know (segments kept as written, videos scored);
+    the CLI prints each as one `note:` line."""
+
+
 class DeviceError(ConfigError):
     """A device name is unknown, or names CUDA on a machine without it."""

@@ -12,13 +12,20 @@ import numpy as np
 from sola.core.errors import PredictionError
 from sola.data.predictions import check_one_id_per_video, distinct, ground_truth_segments, prediction_labels
 from sola.evaluate.metrics import Segments, evaluate_detection
+from sola.evaluate.metrics.coverage import NO_PREDICTIONS, cover
 
 AGNOSTIC_LABEL = "action"  # the one class of a class-agnostic head
 
 
 def evaluate_predictions(predictions: dict[str, Any], annotations, subset: str, tiou_thresholds,
-                         class_agnostic: bool = False, where: str = "tal predictions"):
-    """Detection mAP of ActivityNet-format predictions against `subset`; returns `DetectionResult`.
+                         class_agnostic: bool = False, where: str = "tal predictions", covered_only: bool = False,
+                         covered=None, why: str = NO_PREDICTIONS):
+    """Detection mAP of ActivityNet-format predictions against `subset`; returns `DetectionResult` with its
+    `coverage`.
+
+    The videos covered are `covered` (default: the keys of `predictions["results"]`, also those with an empty
+    list); with `covered_only` only those are scored (`why` says why the others are not covered), otherwise
+    every ground-truth video of `subset` counts, as in the official evaluator.
 
     With `class_agnostic`, ground-truth and predicted labels are all replaced by "action" (proposal
     evaluation through the detection metric), which is how the single-class head is scored without class
@@ -28,9 +35,12 @@ def evaluate_predictions(predictions: dict[str, Any], annotations, subset: str, 
     truth = ground_truth_segments(annotations, subset)
     names = {index: name for name, index in annotations.label_index().items()}
     found = prediction_segments(predictions, where, names)
+    truth, coverage = cover(truth, predictions["results"] if covered is None else covered, subset, covered_only, why)
     if class_agnostic:
         truth, found = _one_label(truth), _one_label(found)
-    return evaluate_detection(truth, found, np.asarray(tiou_thresholds, dtype=np.float64))
+    result = evaluate_detection(truth, found, np.asarray(tiou_thresholds, dtype=np.float64))
+    result.coverage = coverage
+    return result
 
 
 def _one_label(segments: Segments) -> Segments:

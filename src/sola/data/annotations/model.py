@@ -9,6 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
+# No video lasts a billion seconds (31 years): a time beyond it is a unit mix-up or a hostile file, and
+# near 1e308 the lengths and unions of the evaluators would overflow to infinity.
+MAX_SECONDS = 1e9
+
 AMBIGUOUS = "ambiguous"
 _FILE_SUFFIXES = (".npy", ".npz", ".pt", ".pkl", ".pickle", ".csv", ".h5", ".mp4", ".mkv", ".avi", ".webm")
 _SUBSET_ALIASES = {

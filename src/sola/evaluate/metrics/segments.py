@@ -11,14 +11,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from sola.core.errors import PredictionError
+from sola.data.annotations.model import MAX_SECONDS
 
 # Exact decimals (np.linspace would give 0.6000000000000001 and friends).
 THUMOS14_TIOU = (0.3, 0.4, 0.5, 0.6, 0.7)
 ACTIVITYNET_TIOU = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
 TIOU_PRESETS = {"thumos14": THUMOS14_TIOU, "activitynet": ACTIVITYNET_TIOU}
-# No video lasts a billion seconds (31 years): a time beyond it is a unit mix-up or a hostile file, and
-# near 1e308 the lengths and unions of the evaluators would overflow to infinity.
-MAX_SECONDS = 1e9
 MAX_THRESHOLDS = 1000  # each tIoU threshold is one more evaluation; ActivityNet uses 10
 
 

@@ -30,9 +30,10 @@ def train_report(run_dir: str | Path, images: Path) -> Report:
     report = Report(f"SoLa fit: {run_dir.name}", "train", str(run_dir))
     records = read_metrics(run_dir)
     _overview(report, run_dir, records)
+    config_text = (run_dir / CONFIG).read_text()
     report.section("config", "Config").add(
-        Note(f"`{CONFIG}` of the run: the full config it was fitted with."),
-        Code((run_dir / CONFIG).read_text(), "yaml"))
+        Note(f"`{CONFIG}` of the run: the full config it was fitted with." + _budget_words(config_text, records)),
+        Code(config_text, "yaml"))
     _curves(report, records, images)
     _tsm(report, run_dir, images)
     _selection(report, run_dir, images)
@@ -62,6 +63,20 @@ def _overview(report: Report, run_dir: Path, records: list[dict]) -> None:
     if summary.get("constant_map"):
         section.add(Note("The last epoch's loss sits at the loss of a constant similarity map: the objective "
                          "learned little here.", warning=True))
+
+
+def _budget_words(config_text: str, records: list[dict]) -> str:
+    """" fit.steps 100 overrides fit.epochs 150: 2 epochs ran (100 steps)." when a step budget was set."""
+    import yaml
+
+    try:
+        fit = (yaml.safe_load(config_text) or {}).get("fit") or {}
+    except (yaml.YAMLError, AttributeError):
+        return ""
+    if not isinstance(fit, dict) or not fit.get("steps"):
+        return ""
+    ran = f": {records[-1]['epoch']} epochs ran ({sum(int(r.get('steps', 0)) for r in records)} steps)" if records else ""
+    return f" fit.steps {fit['steps']} overrides fit.epochs {fit.get('epochs')}{ran}."
 
 
 def _health(record: dict, key: str) -> float:
