@@ -8,10 +8,12 @@ permission, a full disk, a dangling link) becomes one line on stderr and exit 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import importlib
 import os
 import sys
+import warnings
 
 from sola import __version__
 from sola.core.errors import SolaError
@@ -66,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     command = " ".join(name for name in (args.command, getattr(args, "tal_command", None)) if name)
     try:
-        code = int(args.func(args) or 0)
+        with warnings_as_notes(command):
+            code = int(args.func(args) or 0)
         sys.stdout.flush()  # a closed pipe (`sola inspect | head`) is reported here, not at exit
         return code
     except SolaError as exc:
@@ -82,6 +85,24 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sola {command}: interrupted; rerun the same command (with --resume for training) to continue",
               file=sys.stderr)
         return 130
+
+
+@contextlib.contextmanager
+def warnings_as_notes(command: str):
+    """Print each warning raised while `command` runs as one plain line, `sola COMMAND: note: ...`, once:
+    never Python's `path/to/file.py:12: UserWarning: ...` with a source line."""
+    shown = set()
+
+    def note(message, category, filename, lineno, file=None, line=None) -> None:
+        text = " ".join(str(message).split())
+        if text not in shown:
+            shown.add(text)
+            print(f"sola {command}: note: {text}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", UserWarning)  # each is shown (once, above), not once per process
+        warnings.showwarning = note
+        yield
 
 
 _OS_ERROR_FIXES = {

@@ -23,6 +23,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from sola.core.errors import PredictionError
+from sola.core.inputs import input_file
 from sola.evaluate.metrics.segments import Segments
 
 try:
@@ -68,8 +69,7 @@ def read_predictions(
 
 
 def _load(path: Path) -> Any:
-    if not path.is_file():
-        raise PredictionError(f"prediction file {path} does not exist")
+    input_file(path, "prediction file", PredictionError)
     suffix = path.suffix.lower()
     # A prediction file is hundreds of thousands of small objects and no cycles: the cyclic
     # garbage collector would rescan them again and again while they are built.

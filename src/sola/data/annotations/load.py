@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from sola.core.errors import AnnotationError
+from sola.core.inputs import input_file
 from sola.data.annotations.formats import FORMATS
 from sola.data.annotations.model import Annotations, VideoAnnotation, _bare_id, clean_video_id
 from sola.data.annotations.parse import _csv_header, _csv_rows, _json_cache, _number, _subset_from_name
@@ -36,9 +37,7 @@ def load_annotations(
     Segments that overrun the duration by at most `OVERRUN_SLACK` seconds are always clipped.
     Raises `AnnotationError` naming the file and the fix.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise AnnotationError(f"annotation file {path} does not exist")
+    path = input_file(path, "annotation file", AnnotationError)
     if bad_segments not in BAD_SEGMENT_POLICIES:
         raise AnnotationError(f"bad_segments must be one of {', '.join(BAD_SEGMENT_POLICIES)}, got {bad_segments!r}")
     fmt = fmt or detect_format(path)
@@ -46,8 +45,8 @@ def load_annotations(
         raise AnnotationError(f"unknown annotation format {fmt!r}; known: {', '.join(FORMATS)}")
     spec = FORMATS[fmt]
     meta_path = Path(metadata) if metadata is not None else None
-    if meta_path is not None and not meta_path.is_file():
-        raise AnnotationError(f"metadata file {meta_path} does not exist")
+    if meta_path is not None:
+        input_file(meta_path, "metadata file", AnnotationError)
     if meta_path is None and spec.sibling is not None:
         meta_path = _sibling(path, spec.sibling)
     try:

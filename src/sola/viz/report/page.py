@@ -17,6 +17,7 @@ from pathlib import Path
 from sola import __version__
 from sola.core.atomic import atomic_write_text
 from sola.core.errors import CheckpointError, ConfigError
+from sola.core.runs import ADAPTER_RUN, HEAD_RUN, check_run, run_kind
 from sola.viz.report.compare import compare_report, is_compare_dir
 from sola.viz.report.document import Report
 from sola.viz.report.train import is_train_run, train_report
@@ -63,6 +64,8 @@ def report_kind(path: str | os.PathLike) -> str:
                               "output directory")
     if is_compare_dir(path):
         return "compare"
+    if run_kind(path) == HEAD_RUN:
+        check_run(path, ADAPTER_RUN)  # the one message: "RUN is a head run (sola tal train), not ..."
     if is_train_run(path):
         return "train"
     raise CheckpointError(f"{path}: neither a `sola train` run directory (config.yaml with run.json or "
