@@ -357,6 +357,7 @@ FILES = [  # (command, what the line must say)
      ["metadata file", "is a directory"]),
     (["transform", "{features}", "--adapter", "/dev/null", "--out", "{out}"], ["/dev/null", "not a regular file"]),
     (["transform", "/dev/null", "--adapter", "{A}", "--out", "{out}"], ["/dev/null is not a regular file"]),
+    (["inspect", "{annotations}", "--layout", "npy"], ["annotations.json is a file, not a directory"]),
 ]
 
 

@@ -73,9 +73,9 @@ def resume_config(run_dir: str | Path, config_file: str | Path | None = None,
     if changed:
         section, _, name = changed[0].partition(".")
         first = f"{old.get(section, {}).get(name)!r} -> {new.get(section, {}).get(name)!r}"
-        raise ConfigError(f"--resume {run_dir}: this command changes {', '.join(changed)} ({first} for the first) "
-                          f"from the run's {stored}; a resumed run keeps its config, only --epochs and --device may "
-                          "change: drop those values, or start a new run with another --out")
+        raise ConfigError(f"--resume {run_dir}: this command changes {', '.join(changed)} ({first} for the first); "
+                          f"a resumed run keeps its own {CONFIG}, only --epochs and --device may change: drop those "
+                          "values, or start a new run with another --out")
     return requested
 
 

@@ -254,7 +254,9 @@ class DirectoryStore(FeatureStore):
     def __init__(self, path: str | os.PathLike, prefix: str = "", suffix: str = "") -> None:
         super().__init__(path)
         if not self.path.is_dir():
-            raise StoreError(f"feature directory {self.path} does not exist")
+            problem = "is a file, not a directory; give the folder of per-video files (or another --layout)" \
+                if self.path.exists() else "does not exist"
+            raise StoreError(f"feature directory {self.path} {problem}")
         self.prefix, self.suffix = prefix, suffix
         self._files: dict[str, Path] | None = None  # the directory listing, read once
 
