@@ -9,6 +9,7 @@ line on stderr and exit 2; each `SolaWarning` (`SolaNote`) is one `warning:` (`n
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import importlib
 import os
@@ -67,29 +68,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     command = " ".join(name for name in (args.command, getattr(args, "tal_command", None)) if name)
-    with warnings.catch_warnings():
-        warnings.simplefilter("always", SolaWarning)
-        warnings.showwarning = _one_line_warning(command, warnings.showwarning)
-        return _run(args, command)
-
-
-def _one_line_warning(command: str, show):
-    """A `warnings.showwarning` that prints a `SolaWarning` as `sola COMMAND: warning: ...`, others as `show` does."""
-
-    def showwarning(message, category, filename, lineno, file=None, line=None):
-        if issubclass(category, SolaWarning):
-            kind = "note" if issubclass(category, SolaNote) else "warning"
-            print(f"sola {command}: {kind}: {message}", file=sys.stderr)
-        else:
-            show(message, category, filename, lineno, file, line)
-
-    return showwarning
+    return _run(args, command)
 
 
 def _run(args: argparse.Namespace, command: str) -> int:
     """`args.func(args)`: its exit status, or 2 (130, 141) with one line on stderr for what `main` reports."""
     try:
-        code = int(args.func(args) or 0)
+        with warnings_as_notes(command):
+            code = int(args.func(args) or 0)
         sys.stdout.flush()  # a closed pipe (`sola inspect | head`) is reported here, not at exit
         return code
     except SolaError as exc:
@@ -109,6 +95,26 @@ def _run(args: argparse.Namespace, command: str) -> int:
         print(f"sola {command}: interrupted; rerun the same command (with --resume for training) to continue",
               file=sys.stderr)
         return 130
+
+
+@contextlib.contextmanager
+def warnings_as_notes(command: str):
+    """Print each warning raised while `command` runs as one plain line, once: `sola COMMAND: warning: ...` for a
+    `SolaWarning` (the input changes what is computed), `sola COMMAND: note: ...` for a `SolaNote` and any other
+    warning; never Python's `path/to/file.py:12: UserWarning: ...` with a source line."""
+    shown = set()
+
+    def line(message, category, filename, lineno, file=None, line=None) -> None:
+        text = " ".join(str(message).split())
+        kind = "warning" if issubclass(category, SolaWarning) and not issubclass(category, SolaNote) else "note"
+        if (kind, text) not in shown:
+            shown.add((kind, text))
+            print(f"sola {command}: {kind}: {text}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", UserWarning)  # each is shown (once, above), not once per process
+        warnings.showwarning = line
+        yield
 
 
 _OS_ERROR_FIXES = {

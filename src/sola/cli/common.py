@@ -204,7 +204,7 @@ def resume_dir(args: argparse.Namespace) -> Path:
     from sola.core.errors import ConfigError
 
     named = args.resume if isinstance(args.resume, str) else None
-    if named and args.out and Path(args.out) != Path(named):
+    if named and args.out and Path(args.out).resolve() != Path(named).resolve():  # ./run, run/, /abs/run: one
         raise ConfigError("--resume RUN_DIR continues RUN_DIR; drop --out or give the same directory")
     if not (named or args.out):
         raise ConfigError("give --out RUN_DIR (and --resume to continue the run there)")

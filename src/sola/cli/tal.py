@@ -18,12 +18,13 @@ from sola.cli.common import (add_annotation_arguments, add_command, add_config_a
 from sola.core.atomic import remove_stale_temporaries
 from sola.core.devices import is_main_process, world_size
 from sola.core.errors import PredictionError
-from sola.core.runs import CLASSES, CONFIG, METRICS, PREDICTIONS, STATE, WEIGHTS, WINDOW_CACHE, write_json
+from sola.core.runs import (CLASSES, CONFIG, HEAD_RUN, METRICS, PREDICTIONS, STATE, WEIGHTS, WINDOW_CACHE, check_run,
+                            check_safetensors, run_kind, write_json)
 from sola.data.predictions import load_prediction_file, prediction_notes
 from sola.evaluate.metrics import parse_tiou
-from sola.tal.config import load_tal_config
+from sola.tal.config import save_tal_config
 from sola.tal.evaluation import evaluate_predictions, prediction_segments
-from sola.tal.run import check_resume, run_config
+from sola.tal.run import check_resume, resumed_config, run_config
 
 
 def register(subparsers) -> None:
@@ -78,17 +79,21 @@ def run_train(args: argparse.Namespace) -> int:
     from sola.tal.experiment import build_items, class_names, fit_config_to_data
     from sola.tal.features import features_record
     from sola.tal.run import save_run
-    from sola.tal.train import train_head
+    from sola.tal.train import STATE_FIX, STATE_FORMAT, train_head
 
     out = resume_dir(args)
     check_output_dir(out)
     check_resume(out, bool(args.resume))
     remove_stale_temporaries(out)  # leftovers of a killed writer
-    config = load_tal_config(args.config, config_overrides(args))
+    config = resumed_config(out, args.config, config_overrides(args), bool(args.resume))
     store = store_from_args(args)
     annotations = annotations_from_args(args)
     names = class_names(annotations, config)
     config = fit_config_to_data(config, store.dim(), len(names))
+    if main_writes_config(out):  # before any epoch, so that `--resume` finds it however early a kill comes
+        save_tal_config(config, out / CONFIG)
+    elif args.resume and (out / STATE).exists():  # a damaged state is reported now, not after the data is read
+        check_safetensors(out / STATE, STATE_FORMAT, "training state", STATE_FIX)
     cache = out / WINDOW_CACHE  # layouts without random access: float32 copies, memory-mapped, removed after
     items = build_items(store, annotations, config.data.train_subset, config, names, cache_dir=cache)
     main = is_main_process()
@@ -114,6 +119,12 @@ def run_train(args: argparse.Namespace) -> int:
     print(f"trained in {time.perf_counter() - started:.1f} s ({resumed}{result.seconds_per_epoch:.2f} s/epoch, "
           f"final loss {result.history[-1]['loss']:.4f}); run written to {out}")
     return 0
+
+
+def main_writes_config(out: Path) -> bool:
+    """Whether this process writes the run's config now: rank 0, and the run has no finished epoch (a
+    saved state keeps its config.yaml until the state is checked against the command)."""
+    return is_main_process() and not (out / STATE).exists()
 
 
 def run_infer(args: argparse.Namespace) -> int:
@@ -166,12 +177,15 @@ def run_eval(args: argparse.Namespace) -> int:
     path = Path(args.predictions)
     config, _ = run_config(path)
     if path.is_dir():
+        if config is None and run_kind(path) is None:
+            raise PredictionError(f"{path} is not a run folder nor a prediction file (a directory without config.yaml "
+                                  "or other run files); give a prediction file or the folder of a `sola tal train` run")
         if config is None:
-            raise PredictionError(f"{path}: a directory but not a TAL run (no config.yaml); pass a prediction file")
+            check_run(path, HEAD_RUN)  # names what the folder is instead
         path = path / PREDICTIONS
-    if not path.exists():
-        raise PredictionError(f"{path}: no such prediction file; write one with `sola tal infer`")
-    predictions = load_prediction_file(path)  # the safe loader of every prediction file
+        if not path.exists():
+            raise PredictionError(f"{path}: no such prediction file; write one with `sola tal infer`")
+    predictions = load_prediction_file(path)  # the safe loader of every prediction file (checks the path first)
     if not isinstance(predictions, dict) or not isinstance(predictions.get("results"), dict):
         raise PredictionError(f"{path}: not an ActivityNet prediction file {{'results': {{video: [...]}}}}")
     annotations = annotations_from_args(args)

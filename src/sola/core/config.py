@@ -25,6 +25,7 @@ import yaml
 
 from sola.core.atomic import atomic_write_text
 from sola.core.errors import ConfigError
+from sola.core.inputs import input_file, input_problem
 
 
 @typing.dataclass_transform(field_specifiers=(dataclasses.field,))
@@ -75,8 +76,10 @@ class SectionedConfig:
         if path is not None:
             path = packaged_config(path)
             where = str(path)
-            if not path.is_file():
-                raise ConfigError(f"config file {path} does not exist; pass a YAML file or one of configs/*.yaml")
+            problem = input_problem(path)
+            if problem is not None:
+                hint = "; pass a YAML file or one of configs/*.yaml" if problem == "does not exist" else ""
+                raise ConfigError(f"config file {path} {problem}{hint}")
             data = read_yaml_sections(path)
         config = cls.from_dict(data, base=base, where=where)
         config = cls.from_dict(nest_dotted(overrides), base=config, where="--set")
@@ -271,16 +274,29 @@ def save_config(config: SoLaConfig, path: str | os.PathLike) -> None:
 
 def read_yaml_sections(path: str | os.PathLike) -> dict[str, Any]:
     """The mapping of sections in a YAML config file; raises `ConfigError` naming the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist")
+    path = input_file(path, "config file", ConfigError)
     try:
         data = yaml.safe_load(path.read_text()) or {}
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not text (binary data); pass a YAML file") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping of sections")
     return data
+
+
+def changed_config_keys(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """Dotted keys whose values differ between two config dicts; `key (not in the saved run)` for new keys."""
+    keys = []
+    for section in sorted(set(saved) | set(current)):
+        old, new = saved.get(section) or {}, current.get(section) or {}
+        for key in sorted(set(old) | set(new)):
+            if key not in old:
+                keys.append(f"{section}.{key} (not in the saved run)")
+            elif old.get(key) != new.get(key):
+                keys.append(f"{section}.{key}")
+    return keys
 
 
 def nest_dotted(overrides: dict[str, Any] | None) -> dict[str, dict[str, Any]]:

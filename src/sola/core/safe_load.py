@@ -1,10 +1,10 @@
-"""The one safe way to open an input file of each kind: pickles (restricted), JSON (bounded) and regular files.
+"""The one safe way to open an input file of each kind: pickles (restricted) and JSON (bounded).
 
 Every pickle `sola` reads (feature stores, prediction files) goes through `load_pickle`, which admits only
 NumPy arrays, dicts, lists, tuples, strings and numbers and refuses anything else, saying what it asked
 for: loading a pickle can run code. Every JSON input goes through `parse_json`, which turns a document
-nested too deeply for the parser into one error instead of a `RecursionError`. `regular_file` refuses a
-missing file, a directory or a FIFO/device before anything opens it (opening a FIFO would wait forever).
+nested too deeply for the parser into one error instead of a `RecursionError`; `read_json` first asks
+`sola.core.inputs.input_file` (a missing file, a directory or a FIFO/device is refused before anything opens it).
 `tests/test_hostile_predictions.py` greps `src/` so that no other module unpickles.
 
 Light: NumPy and the standard library only.
@@ -15,11 +15,11 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import stat
 from pathlib import Path
 from typing import Any, Callable
 
 from sola.core.errors import SolaError, UnsafePickleError
+from sola.core.inputs import input_file
 
 try:
     import orjson
@@ -114,8 +114,8 @@ def parse_json(data: bytes, where: str, error: type[SolaError],
 
 def read_json(file: str | os.PathLike, error: type[SolaError], what: str = "file",
               object_pairs_hook: Callable[[list], Any] | None = None) -> Any:
-    """`parse_json` of a regular file (`regular_file` checks it first); raises `error` naming the file."""
-    file = regular_file(file, error, what)
+    """`parse_json` of a regular file (`sola.core.inputs.input_file` checks it first); raises `error` naming the file."""
+    file = input_file(file, what, error)
     try:
         data = file.read_bytes()
     except OSError as exc:
@@ -123,20 +123,3 @@ def read_json(file: str | os.PathLike, error: type[SolaError], what: str = "file
     return parse_json(data, str(file), error, object_pairs_hook)
 
 
-def regular_file(file: str | os.PathLike, error: type[SolaError], what: str = "file") -> Path:
-    """`file` as a Path if it is a regular file (or a link to one); raises `error` for a missing path, a
-    directory, or a FIFO, device or socket (never opened: a FIFO would block)."""
-    file = Path(file)
-    try:
-        mode = os.stat(file).st_mode
-    except FileNotFoundError:
-        raise error(f"{what} {file} does not exist") from None
-    except OSError as exc:
-        raise error(f"{what} {file}: cannot read ({exc.strerror or exc})") from None
-    if stat.S_ISDIR(mode):
-        raise error(f"{what} {file} is a directory; give the file itself")
-    if not stat.S_ISREG(mode):
-        kind = ("a FIFO" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
-                else "a socket" if stat.S_ISSOCK(mode) else "a special file")
-        raise error(f"{what} {file} is {kind}, not a regular file; give a file")
-    return file

@@ -25,7 +25,8 @@ from typing import Any, Mapping
 import numpy as np
 
 from sola.core.errors import PredictionError
-from sola.core.safe_load import load_pickle, parse_json, regular_file
+from sola.core.inputs import input_file
+from sola.core.safe_load import load_pickle, parse_json
 from sola.data.annotations.model import aliased_ids, video_key
 from sola.evaluate.metrics.segments import Segments
 
@@ -72,7 +73,7 @@ def load_prediction_file(path: str | os.PathLike) -> Any:
     """The raw content of a prediction file: JSON, or a pickle of NumPy arrays, dicts, lists and scalars
     only (ActionFormer's `eval_results.pkl`). Raises `PredictionError` (`UnsafePickleError` for a pickle
     that asks for anything else) naming the file."""
-    path = regular_file(path, PredictionError, "prediction file")
+    path = input_file(path, "prediction file", PredictionError)
     # A prediction file is hundreds of thousands of small objects and no cycles: the cyclic
     # garbage collector would rescan them again and again while they are built.
     collecting = gc.isenabled()

@@ -13,7 +13,7 @@ import warnings
 from pathlib import Path
 
 from sola.core.errors import AnnotationError, SolaNote
-from sola.core.safe_load import regular_file
+from sola.core.inputs import input_file
 from sola.data.annotations.formats import FORMATS
 from sola.data.annotations.model import (MAX_SECONDS, Annotations, VideoAnnotation, _bare_id, aliased_ids,
                                          clean_video_id)
@@ -46,14 +46,14 @@ def load_annotations(
     (`X` and `v_X`). Warns (`SolaWarning`) naming the videos without a subset, durations or an annotation list when
     others have them: every `--subset` leaves the first out.
     """
-    path = regular_file(path, AnnotationError, "annotation file")
+    path = input_file(path, "annotation file", AnnotationError)
     if bad_segments not in BAD_SEGMENT_POLICIES:
         raise AnnotationError(f"bad_segments must be one of {', '.join(BAD_SEGMENT_POLICIES)}, got {bad_segments!r}")
     fmt = fmt or detect_format(path)
     if fmt not in FORMATS:
         raise AnnotationError(f"unknown annotation format {fmt!r}; known: {', '.join(FORMATS)}")
     spec = FORMATS[fmt]
-    meta_path = regular_file(metadata, AnnotationError, "metadata file") if metadata is not None else None
+    meta_path = input_file(metadata, "metadata file", AnnotationError) if metadata is not None else None
     if meta_path is None and spec.sibling is not None:
         meta_path = _sibling(path, spec.sibling)
     try:

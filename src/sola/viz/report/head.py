@@ -5,16 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sola.core.runs import CLASSES, CONFIG, EVALUATION, WEIGHTS, read_json, read_metrics
+from sola.core.runs import CLASSES, CONFIG, EVALUATION, read_json, read_metrics
 from sola.viz.report.document import Code, Figure, Note, Report, Table, number
 from sola.viz.report.figures import Panel, line_panels
 
 LOSSES = (("loss", "total"), ("cls_loss", "classification"), ("reg_loss", "regression"), ("aux_loss", "auxiliary"))
-
-
-def is_head_run(path: Path) -> bool:
-    """Whether `path` is a `sola tal train` run directory (head weights, config and class names)."""
-    return all((path / name).is_file() for name in (WEIGHTS, CONFIG, CLASSES))
 
 
 def head_report(run_dir: str | Path, images: Path) -> Report:

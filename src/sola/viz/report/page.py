@@ -17,9 +17,10 @@ from pathlib import Path
 from sola import __version__
 from sola.core.atomic import atomic_write_text
 from sola.core.errors import CheckpointError, ConfigError
+from sola.core.runs import HEAD_RUN, run_kind
 from sola.viz.report.compare import compare_report, is_compare_dir
 from sola.viz.report.document import Report
-from sola.viz.report.head import head_report, is_head_run
+from sola.viz.report.head import head_report
 from sola.viz.report.train import is_train_run, train_report
 
 REPORT = "report.html"
@@ -65,7 +66,7 @@ def report_kind(path: str | os.PathLike) -> str:
                               "a `sola compare` output directory")
     if is_compare_dir(path):
         return "compare"
-    if is_head_run(path):
+    if run_kind(path) == HEAD_RUN:
         return "head"
     if is_train_run(path):
         return "train"
