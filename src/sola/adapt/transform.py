@@ -22,7 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from sola.adapt.adapter import SoLaAdapter, adapter_digest
-from sola.core.atomic import atomic_write_text
+from sola.core.atomic import atomic_write_text, json_text
 from sola.core.distributed import barrier, setup_distributed
 from sola.core.errors import ConfigError, StoreError
 from sola.core.memory import HeapTrim
@@ -114,7 +114,7 @@ def transform_store(
     record = provenance(adapter, store, nan_policy, chunk_size)
     check_provenance(writer, record, ids)
     if context.is_main and not provenance_file(writer).is_file():
-        atomic_write_text(provenance_file(writer), json.dumps(record, indent=1, sort_keys=True) + "\n")
+        atomic_write_text(provenance_file(writer), json_text(record, indent=1, sort_keys=True) + "\n")
     barrier(context)  # every rank checked the output before any video of this run is written
     mine = ids[context.rank :: context.world_size]  # every layout writes videos one by one, atomically
     started = time.perf_counter()

@@ -15,7 +15,7 @@ from typing import Iterable
 
 import numpy as np
 
-from sola.core.atomic import atomic_write_text
+from sola.core.atomic import atomic_write_text, json_text
 from sola.core.devices import resolve_device
 from sola.core.errors import ExtractError
 from sola.extract.clips import ClipSource, iter_clips, num_snippets
@@ -143,7 +143,7 @@ class _MetadataFile:
 
     def flush(self) -> None:
         if self.dirty:
-            atomic_write_text(self.path, json.dumps(self.metadata, indent=1, sort_keys=True) + "\n")
+            atomic_write_text(self.path, json_text(self.metadata, indent=1, sort_keys=True) + "\n")
             self.dirty, self.last = False, time.monotonic()
 
 
