@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 from sola.core.atomic import atomic_path
 from sola.core.errors import StoreError
 from sola.data.stores import FeatureStore
+from sola.data.stores.checks import count_huge
 from sola.data.stores.npy import NpyRows
 
 
@@ -104,6 +105,13 @@ def all_finite(source: Any, values: int = 1 << 22) -> bool:
     block of about `values` values at a time, never whole."""
     rows = max(1, values // max(1, source.shape[1]))
     return all(np.isfinite(source[first : first + rows]).all() for first in range(0, source.shape[0], rows))
+
+
+def largest_magnitude(source: Any, values: int = 1 << 22) -> float:
+    """The largest finite magnitude in a `(T, C)` source, read a block of about `values` values at a time."""
+    rows = max(1, values // max(1, source.shape[1]))
+    return max((count_huge(np.asarray(source[first : first + rows]))[1] for first in range(0, source.shape[0], rows)),
+               default=0.0)
 
 
 def _cached(store: FeatureStore, video_id: str, cache: Path) -> np.ndarray:

@@ -113,10 +113,14 @@ class CsvWriter(DirectoryWriter):
     """
 
     extension = ".csv"
+    layout = "csv"
 
     def __init__(self, path: Path, prefix: str = "", suffix: str = "", source: CsvStore | None = None) -> None:
         super().__init__(path, prefix, suffix)
         self.source = source
+
+    def reader_options(self) -> dict[str, Any]:
+        return {"dtype": self.source.dtype if self.source is not None else "float64"}
 
     def _header(self, video_id: str, dim: int) -> list[str] | None:
         if self.source is not None and video_id in self.source.files():

@@ -42,6 +42,7 @@ class PtWriter(KeyedDirectoryWriter):
     """One `.pt` per video (`torch.save` of a tensor, or of `{key: tensor}` like the source)."""
 
     extension = ".pt"
+    layout = "pt"
 
     def dump(self, handle, video_id: str, features: np.ndarray) -> None:
         import torch
