@@ -50,7 +50,8 @@ def _naming(exc: OSError, path: Path) -> OSError:
     number, reason = exc.errno, exc.strerror
     if number is None:
         number = _short_write_errno(exc, path)
-        reason = os.strerror(number) if number is not None else (str(exc.args[0]) if exc.args else type(exc).__name__)
+        text = str(exc.args[0]) if exc.args else type(exc).__name__
+        reason = os.strerror(number) if number == errno.ENOSPC else text
     if exc.filename is None or str(exc.filename).endswith(".tmp") or number in (errno.ENOSPC, errno.EDQUOT):
         named = OSError(number, reason, str(path))  # OSError picks the subclass of the errno (PermissionError, ...)
     else:

@@ -147,7 +147,7 @@ class StoreWriter(abc.ABC):
                 return f"holds shape {found}"
             np.asarray(source[found[0] - 1 : found[0]])  # the end of the data: a truncated file fails here
         except StoreError as exc:
-            return str(exc)
+            return str(exc).rsplit("; ", 1)[0]  # what is wrong; the fix (re-extract ...) is the rerun itself
         except (OSError, ValueError, RuntimeError, KeyError) as exc:
             return f"unreadable ({type(exc).__name__}: {exc})"
         if shape is not None and any(want is not None and want != got for want, got in zip(shape, found)):
@@ -414,10 +414,23 @@ class KeyedDirectoryStore(DirectoryStore):
         return {"key": self.load_entry(file)[1]}
 
     def _sniff(self) -> dict[str, Any]:
-        """`sniff_file` of the first video (of an empty store: the given key), worked out once."""
+        """`sniff_file` of the first readable video (of an empty store: the given key), worked out once.
+
+        Unreadable files before it are passed over (reading them names them); when none reads, the first's
+        error is raised.
+        """
         if self._sniffed is None:
-            ids = self.video_ids()
-            self._sniffed = self.sniff_file(self.file(ids[0])) if ids else {"key": self.key}
+            first: StoreError | None = None
+            for video_id in self.video_ids():
+                try:
+                    self._sniffed = self.sniff_file(self.file(video_id))
+                    break
+                except StoreError as exc:
+                    first = first or exc
+            else:
+                if first is not None:
+                    raise first
+                self._sniffed = {"key": self.key}
         return self._sniffed
 
     def options(self) -> dict[str, Any]:

@@ -48,11 +48,18 @@ def dims_message(dims: dict[str, int], where: str) -> str | None:
         return None
     common = max(counts, key=lambda d: (counts[d], -d))
     odd = [(video_id, dim) for video_id, dim in dims.items() if dim != common]
-    if len(odd) == 1:
-        what = f"video {odd[0][0]!r} has feature dim {odd[0][1]} where {counts[common]} others have {common}"
+    named = ", ".join(f"{video_id} ({dim})" for video_id, dim in odd[:5]) + (", ..." if len(odd) > 5 else "")
+    if sorted(counts.values())[-2] == counts[common]:  # no majority to hold the others against
+        first = {}
+        for video_id, dim in dims.items():
+            first.setdefault(dim, video_id)
+        what = "videos differ in feature dim: " + ", ".join(
+            f"{n} of dim {d} ({first[d]}{', ...' if n > 1 else ''})" for d, n in sorted(counts.items()))
+    elif len(odd) == 1:
+        others = f"{counts[common]} other{'s have' if counts[common] > 1 else ' has'}"
+        what = f"video {odd[0][0]!r} has feature dim {odd[0][1]} where {others} {common}"
     else:
-        named = ", ".join(f"{video_id} ({dim})" for video_id, dim in odd[:5]) + (", ..." if len(odd) > 5 else "")
-        what = (f"{len(odd)} videos have another feature dim than the {counts[common]} of dim {common}: {named}")
+        what = f"{len(odd)} videos have another feature dim than the {counts[common]} of dim {common}: {named}"
     return f"{where}: {what}; all videos of a store must come from one extractor (re-extract or remove the odd ones)"
 
 
@@ -121,7 +128,7 @@ class StoreSummary:
         if self.unreadable:
             first = next(iter(self.unreadable.values()))
             found.append(f"{len(self.unreadable)} unreadable videos{_few(list(self.unreadable))}; first: {first}")
-        mixed = dims_message(self.video_dims, "feature dims differ")
+        mixed = dims_message(self.video_dims, self.path)
         if mixed:
             found.append(mixed)
         return found
