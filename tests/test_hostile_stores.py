@@ -349,3 +349,39 @@ def test_every_video_dropped_is_said_so_not_blamed_on_the_window(capsys, bench, 
     line = fails(capsys, *_command(command, features, bench, tmp_path), "--nan-policy", "drop-video",
                  says=("every video", "NaN"))
     assert "window" not in line, line
+
+
+def test_an_extract_rerun_redoes_a_truncated_npy(tmp_path):
+    from sola.extract.extract import extract_videos
+    from tests.test_extract_resume import MeanEncoder, grid
+    from tests.test_extract_video import write_counter_video
+
+    videos, out = tmp_path / "videos", tmp_path / "features"
+    videos.mkdir()
+    for name in ("a", "b"):
+        write_counter_video(videos / f"{name}.mkv", frames=20, fps=12)
+    settings = grid(window=8, stride=8, workers=1)
+    extract_videos(videos, out, settings, encoder=MeanEncoder(), progress=False)
+    first = np.load(out / "a.npy")
+    (out / "a.npy").write_bytes((out / "a.npy").read_bytes()[:-100])
+    summary = extract_videos(videos, out, settings, encoder=MeanEncoder(), progress=False)
+    assert summary.extracted == ["a"] and summary.skipped == ["b"], summary
+    assert len(summary.warnings) == 1 and str(out / "a.npy") in summary.warnings[0], summary.warnings
+    np.testing.assert_array_equal(np.load(out / "a.npy"), first)
+
+
+NONFINITE_REASONS = {  # name -> (figures, weights finite, videos, largest magnitude, what the reason says)
+    "data overflow": (["departure"], True, ["v1"], 1e30, ("departure is not finite", "video v1", "overflow float32")),
+    "diverged": (["loss", "gate"], False, [], 0.0, ("loss, gate are not finite", "the fit diverged", "lower fit.lr")),
+    "health windows only": ([], True, ["v2", "v3"], 0.0, ("the adapted features of the health windows are not",
+                                                         "videos v2, v3", "lower fit.lr")),
+}
+
+
+@pytest.mark.parametrize("case", list(NONFINITE_REASONS))
+def test_the_reason_of_a_non_finite_stop_names_figure_and_cause(case):
+    from sola.adapt.health import nonfinite_reason
+
+    figures, weights_finite, videos, largest, says = NONFINITE_REASONS[case]
+    reason = nonfinite_reason(figures, weights_finite, videos, largest, "lower fit.lr")
+    assert all(text in reason for text in says), reason

@@ -142,7 +142,7 @@ def nonfinite_reason(figures: list[str], weights_finite: bool, videos: list[str]
     windows are non-finite), whether the adapter's weights are finite, the videos whose windows gave them,
     the largest magnitude in those videos' features and the fix for a diverged fit."""
     what = ", ".join(figures) if figures else "the adapted features of the health windows"
-    verb = "are" if len(figures) > 1 else "is"
+    verb = "is" if len(figures) == 1 else "are"
     if not weights_finite:
         return f"{what} {verb} not finite (NaN/Inf) and so are the adapter's weights: the fit diverged; {fix}"
     named = (f" on the windows of video{'s' if len(videos) > 1 else ''} {', '.join(videos[:5])}"

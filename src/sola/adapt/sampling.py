@@ -94,7 +94,7 @@ def open_window_source(
     return WindowSource(ids, np.asarray(lengths, dtype=np.int64), sources, dim, skipped, dropped, nan_policy)
 
 
-def few(names: list[str], limit: int = 5) -> str:
+def _few(names: list[str], limit: int = 5) -> str:
     """The first `limit` names, comma-separated ("..." when there are more)."""
     return ", ".join(names[:limit]) + (", ..." if len(names) > limit else "")
 
@@ -102,12 +102,12 @@ def few(names: list[str], limit: int = 5) -> str:
 def _nothing_left(store: FeatureStore, window: int, skipped: list[str], dropped: list[str]) -> str:
     """Why no video is left to fit on: all dropped for NaN/Inf, all too short, or some of each."""
     if dropped and not skipped:
-        return (f"every video of {store.path} holds NaN/Inf values ({len(dropped)}: {few(dropped)}), so "
+        return (f"every video of {store.path} holds NaN/Inf values ({len(dropped)}: {_few(dropped)}), so "
                 "--nan-policy drop-video leaves nothing to fit on; fix the features (`sola inspect` counts them) "
                 "or choose --nan-policy zero (replace them by 0)")
     shorter = (f"no video in {store.path} has at least {window} snippets (the training window)" if not dropped else
-               f"no video of {store.path} is left to fit on: {len(dropped)} hold NaN/Inf values ({few(dropped)}) "
-               f"and {len(skipped)} are shorter than {window} snippets, the training window ({few(skipped)})")
+               f"no video of {store.path} is left to fit on: {len(dropped)} hold NaN/Inf values ({_few(dropped)}) "
+               f"and {len(skipped)} are shorter than {window} snippets, the training window ({_few(skipped)})")
     return f"{shorter}; lower matching.window (and start/step/num_positions) in the config"
 
 

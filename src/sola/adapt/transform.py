@@ -153,7 +153,8 @@ def transform_store(
         written += 1
         snippets += features.shape[0]
         trim.tick()
-    if sum_across_ranks(float(written + skipped), context) == 0 and dropped:
+    kept, lost = sum_across_ranks(float(written + skipped), context), sum_across_ranks(float(dropped), context)
+    if kept == 0 and lost > 0:
         raise StoreError(f"every video of {store.path} holds NaN/Inf values, so --nan-policy drop-video left none "
                          f"to write to {out}; fix the features (`sola inspect` counts them) or choose --nan-policy zero")
     barrier(context)

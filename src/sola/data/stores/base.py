@@ -322,6 +322,7 @@ class DirectoryStore(FeatureStore):
             raise StoreError(f"feature directory {self.path} does not exist")
         self.prefix, self.suffix = prefix, suffix
         self._files: dict[str, Path] | None = None  # the directory listing, read once
+        self.refused: dict[str, str] = {}  # video id -> why its entry is no feature file (set by `files`)
 
     @classmethod
     def detect(cls, path: Path) -> bool:
@@ -338,7 +339,7 @@ class DirectoryStore(FeatureStore):
         """
         if self._files is None:
             found: dict[str, Path] = {}
-            self.refused: dict[str, str] = {}
+            self.refused = {}
             for entry in sorted(self.path.iterdir()):
                 ext = next((e for e in self.extensions if entry.name.endswith(e)), None)
                 if ext is None or entry.name.startswith("."):
