@@ -213,7 +213,7 @@ PREDICTION_CASES = [
      "beyond 1e+09 seconds"),
     ("prediction a number", "p.json", lambda b: edited(b, lambda r, v: r[v].__setitem__(0, 5)), "malformed prediction"),
     ("a directory", "p.json", "DIR", "directory"),  # tal eval: "a directory but not a TAL run"
-    ("a FIFO", "p.json", "FIFO", "not a regular file (a FIFO)"),
+    ("a FIFO", "p.json", "FIFO", "not a regular file (a named pipe (FIFO))"),
 ]
 
 
@@ -379,7 +379,7 @@ GROUND_TRUTH_CASES = [
     ("truncated", lambda b: b["annotations"].read_text()[:200], "not valid JSON"),
     ("a number", "7", "unrecognised annotation JSON"),
     ("a directory", "DIR", "is a directory"),
-    ("a FIFO", "FIFO", "not a regular file (a FIFO)"),
+    ("a FIFO", "FIFO", "not a regular file (a named pipe (FIFO))"),
 ]
 
 

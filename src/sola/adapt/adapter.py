@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sola.core.atomic import json_text
 from sola.core.config import AdapterConfig
 from sola.core.errors import CheckpointError
 from sola.core.inputs import input_file
@@ -91,7 +91,7 @@ def adapter_metadata(adapter: SoLaAdapter, extra: dict | None = None) -> dict[st
     meta = {"format": ADAPTER_FORMAT, "format_version": ADAPTER_FORMAT_VERSION}
     meta.update({key: str(value) for key, value in adapter.shape.items()})
     for key, value in (extra or {}).items():
-        meta[key] = value if isinstance(value, str) else json.dumps(value)
+        meta[key] = value if isinstance(value, str) else json_text(value)
     return meta
 
 

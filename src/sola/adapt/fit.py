@@ -21,17 +21,20 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from sola.adapt.adapter import SoLaAdapter, save_adapter
-from sola.adapt.health import FitDiverged, FitGuard, constant_map_loss, feature_health, health_windows, spread_figures
+from sola.adapt.health import (FitDiverged, FitGuard, constant_map_loss, feature_health, health_windows,
+                               nonfinite_figures, nonfinite_reason, spread_figures)
 from sola.adapt.matching import SimilarityMatching
-from sola.adapt.sampling import WindowSource, epoch_plan, open_window_source, prefetch
+from sola.adapt.sampling import WindowSource, epoch_plan, largest_magnitude, open_window_source, prefetch
 from sola.adapt.schedule import lr_factor, steps_per_epoch, total_epochs, total_steps
 from sola.core.config import SoLaConfig, changed_config_keys, load_config, save_config
-from sola.core.distributed import DistributedContext, barrier, mean_across_ranks, rank_batch, setup_distributed
+from sola.core.distributed import (DistributedContext, barrier, mean_across_ranks, rank_batch, setup_distributed,
+                                   sum_across_ranks)
 from sola.core.errors import CheckpointError, ConfigError
 from sola.core.runs import (ADAPTER, ADAPTER_METRICS, ADAPTER_RUN, ADAPTER_SECTIONS, CONFIG, RECORD, STATE,
                             WINDOW_CACHE, check_run, checkpoint_path, load_state, read_metrics, read_record,
@@ -146,11 +149,10 @@ def fit_adapter(
                disable=(not progress or not context.is_main) or None)
     for epoch in bar:
         started = time.perf_counter()
-        loss, steps, windows = _train_epoch(trainer, optimizer, data, config, epoch, context, local_batch,
-                                            epoch * per_epoch, budget)
+        loss, steps, windows, odd = _train_epoch(trainer, optimizer, data, config, epoch, context, local_batch,
+                                                 epoch * per_epoch, budget)
         loss = mean_across_ranks(loss, context)
         health = feature_health(adapter, health_batch, original)
-        reason = guard.check(loss, health)
         done = epoch + 1
         record = {
             "epoch": done, "loss": loss, "gate": adapter.gate,
@@ -158,8 +160,12 @@ def fit_adapter(
             "seconds": round(time.perf_counter() - started, 4), "steps": steps,
             "lr": optimizer.param_groups[0]["lr"], "windows": windows * context.world_size,
             "videos": len(data.video_ids), "skipped_videos": len(data.skipped), "dropped_videos": len(data.dropped),
-            "health": health, "constant_map": guard.at_constant_map(loss), **({"stopped": reason} if reason else {}),
+            "health": health, "constant_map": guard.at_constant_map(loss),
         }
+        reason = _nonfinite(record, odd, adapter, health_batch, health_at[0], data, fit, context)
+        reason = reason or guard.check(loss, health)
+        if reason:
+            record["stopped"] = reason
         bar.set_postfix(loss=f"{loss:.4f}", gate=f"{adapter.gate:+.4f}", departure=f"{record['departure']:.3f}")
         if context.is_main and record["constant_map"] and not warned:
             warned = _note_constant_map(log, done, loss, guard.constant_loss)
@@ -244,6 +250,34 @@ def _log_start(data, matching, context, per_epoch: int, budget: int, epochs: int
     )
 
 
+def _nonfinite(record: dict, odd: list[int], adapter: SoLaAdapter, health_batch: torch.Tensor,
+               health_videos, data: WindowSource, fit, context: DistributedContext) -> str | None:
+    """Why the fit stops on a non-finite figure (any number of the epoch's record, a training window's
+    departure, the adapted health windows), naming the videos whose windows gave it; None when all are finite.
+
+    `odd`: indices (into `data`) of this rank's videos whose training windows had a NaN/Inf departure.
+    The decision is the same on every rank (they stop together).
+    """
+    figures = nonfinite_figures(record)
+    if odd and "departure" not in figures:
+        figures.append("departure")
+    stop = bool(figures) or not record["health"].get("finite", False)
+    if sum_across_ranks(float(stop), context) == 0:
+        return None
+    weights_finite = all(bool(torch.isfinite(p).all()) for p in adapter.parameters())
+    suspects = set(odd)
+    if not record["health"].get("finite", False) and weights_finite:
+        with torch.no_grad():
+            adapted = adapter.eval()(health_batch)  # (B, L, C)
+        adapter.train()
+        bad = (~torch.isfinite(adapted).flatten(1).all(dim=1)).cpu().numpy()
+        suspects |= {int(v) for v in np.asarray(health_videos)[bad]}
+    videos = sorted(suspects)
+    largest = max((largest_magnitude(data.sources[v]) for v in videos[:5]), default=0.0)
+    fix = f"lower fit.lr (now {fit.lr:g}; try {fit.lr / 10:g}) or shorten the schedule"
+    return nonfinite_reason(figures, weights_finite, [data.video_ids[v] for v in videos], largest, fix)
+
+
 def _adapter_state(adapter: SoLaAdapter) -> dict[str, torch.Tensor]:
     return {name: t.detach().cpu().clone() for name, t in adapter.state_dict().items()}
 
@@ -272,8 +306,9 @@ def _train_epoch(
     local_batch: int,
     first_step: int,
     budget: int,
-) -> tuple[float, int, int]:
-    """One epoch of Similarity Matching, stopping at step `budget`; returns (mean loss, steps, windows)."""
+) -> tuple[float, int, int, list[int]]:
+    """One epoch of Similarity Matching, stopping at step `budget`; returns (mean loss, steps, windows, the
+    indices of the videos whose windows had a non-finite departure)."""
     fit = config.fit
     trainer.train()
     videos, starts = epoch_plan(
@@ -286,6 +321,8 @@ def _train_epoch(
         context.world_size,
     )
     total = torch.zeros((), dtype=torch.float64, device=context.device)
+    departures = []  # (B,) per step, kept on the device: no sync inside the loop
+    model = getattr(trainer, "module", trainer)
     steps = windows = 0
     count = min(-(-len(videos) // local_batch), max(budget - first_step, 0))
     pin = context.device.type == "cuda"
@@ -305,6 +342,9 @@ def _train_epoch(
         loss.backward()
         optimizer.step()
         total += loss.detach()
+        departures.append(model.departures)
         steps += 1
         windows += len(batch)
-    return float(total) / max(steps, 1), steps, windows
+    bad = (~torch.isfinite(torch.cat(departures))).nonzero().flatten().cpu().numpy() if departures else []
+    odd = sorted({int(v) for v in videos[bad]})  # windows are taken from `videos` in order
+    return float(total) / max(steps, 1), steps, windows, odd

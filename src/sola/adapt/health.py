@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from sola.core.config import FitConfig
 from sola.core.errors import SolaError
+from sola.data.stores.checks import SQUARE_LIMIT, huge_values_hint
 
 FROZEN_TOLERANCE = 1e-5  # relative change of the epoch loss counted as "no change"
 
@@ -123,6 +124,32 @@ class FitGuard:
                 return (f"the loss is frozen at {loss:.6f} for {self.unchanged + 1} epochs: the adapted features "
                         f"no longer depend on the input; {fix}")
         return None
+
+
+def nonfinite_figures(record: dict, prefix: str = "") -> list[str]:
+    """Names of the non-finite numbers of an epoch's metrics record (`departure`, `health.rank`, ...)."""
+    found = []
+    for name, value in record.items():
+        if isinstance(value, dict):
+            found += nonfinite_figures(value, f"{prefix}{name}.")
+        elif isinstance(value, float) and not math.isfinite(value):
+            found.append(f"{prefix}{name}")
+    return found
+
+
+def nonfinite_reason(figures: list[str], weights_finite: bool, videos: list[str], largest: float, fix: str) -> str:
+    """Why a fit stops on non-finite figures: `figures` (their names; empty when only the adapted health
+    windows are non-finite), whether the adapter's weights are finite, the videos whose windows gave them,
+    the largest magnitude in those videos' features and the fix for a diverged fit."""
+    what = ", ".join(figures) if figures else "the adapted features of the health windows"
+    verb = "is" if len(figures) == 1 else "are"
+    if not weights_finite:
+        return f"{what} {verb} not finite (NaN/Inf) and so are the adapter's weights: the fit diverged; {fix}"
+    named = (f" on the windows of video{'s' if len(videos) > 1 else ''} {', '.join(videos[:5])}"
+             f"{', ...' if len(videos) > 5 else ''}") if videos else ""
+    if largest > SQUARE_LIMIT:
+        return f"{what} {verb} not finite (NaN/Inf){named}: their features hold {huge_values_hint(largest)}"
+    return f"{what} {verb} not finite (NaN/Inf){named} though the adapter's weights are finite; {fix}"
 
 
 def _relative(value: float, reference: float) -> float:

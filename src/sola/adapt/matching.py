@@ -50,6 +50,7 @@ class SimilarityMatching(nn.Module):
         self.adapter = adapter
         self.projector = Projector(adapter.dim, self.config.projector_dim)
         self.departure = torch.zeros(())  # set by forward
+        self.departures = torch.zeros((0,))  # (B,) of the last batch, set by forward
         self.register_buffer("positions", torch.tensor(gathered_positions(self.config)), persistent=False)
         self.register_buffer(
             "target", target_map(self.config.num_positions, self.config.target_k), persistent=False
@@ -65,8 +66,12 @@ class SimilarityMatching(nn.Module):
         # adapter runs there alone: == self.adapter(windows)[:, positions] at N/L of the cost.
         original = windows[:, self.positions]  # (B, N, C)
         change = torch.tanh(self.adapter.alpha) * self.adapter.residual_at(windows, self.positions)  # (B, N, C)
-        with torch.no_grad():
-            self.departure = (change.norm(dim=-1) / original.norm(dim=-1).clamp_min(1e-12)).mean()
+        with torch.no_grad():  # per window (B,): the fit names the videos of windows whose departure is NaN/Inf
+            size = original.norm(dim=-1)  # (B, N); Inf where a snippet's squares overflow float32
+            departures = (change.norm(dim=-1) / size.clamp_min(1e-12)).mean(dim=1)
+            # x / Inf = 0 would hide such windows while the gate is still 0: their departure is undefined
+            self.departures = departures.masked_fill(~torch.isfinite(size).all(dim=1), float("nan"))
+            self.departure = self.departures.mean()
         z = F.normalize(original + change, dim=-1)  # (B, N, C)
         p = self.projector(z)  # (B, N, C)
         predicted = similarity_map(z, p, self.config.clamp_eps)  # (B, N, N)

@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 from sola.core.atomic import atomic_path
 from sola.core.errors import StoreError
 from sola.data.stores import FeatureStore
+from sola.data.stores.checks import count_huge, dims_message
 from sola.data.stores.npy import NpyRows
 
 
@@ -62,19 +63,12 @@ def open_window_source(
     no video is long enough.
     """
     ids, lengths, sources, skipped, dropped = [], [], [], [], []
-    dim = None
+    dims: dict[str, int] = {}  # video id -> feature dim, to name the odd ones
     cache = None if store.random_access or cache_dir is None else Path(cache_dir)
     for video_id in tqdm(store.video_ids(), desc="caching windows", unit="video",
                          disable=True if cache is None else None, leave=False):
         source = store.window_source(video_id) if cache is None else _cached(store, video_id, cache)
-        length, video_dim = source.shape
-        if dim is None:
-            dim = video_dim
-        elif video_dim != dim:
-            raise StoreError(
-                f"video {video_id!r} in {store.path} has feature dim {video_dim}, others have {dim}; "
-                "all videos of a store must share one dimension"
-            )
+        length, dims[video_id] = source.shape
         if length < window:
             skipped.append(video_id)
             continue
@@ -89,14 +83,32 @@ def open_window_source(
         ids.append(video_id)
         lengths.append(length)
         sources.append(source)
-    if dim is None:
+    if not dims:
         raise StoreError(f"feature store {store.path} holds no videos")
+    mixed = dims_message(dims, str(store.path))
+    if mixed:
+        raise StoreError(mixed)
     if not ids:
-        raise StoreError(
-            f"no video in {store.path} has at least {window} snippets (the training window); "
-            "lower matching.window (and start/step/num_positions) in the config"
-        )
+        raise StoreError(_nothing_left(store, window, skipped, dropped))
+    dim = next(iter(dims.values()))
     return WindowSource(ids, np.asarray(lengths, dtype=np.int64), sources, dim, skipped, dropped, nan_policy)
+
+
+def _few(names: list[str], limit: int = 5) -> str:
+    """The first `limit` names, comma-separated ("..." when there are more)."""
+    return ", ".join(names[:limit]) + (", ..." if len(names) > limit else "")
+
+
+def _nothing_left(store: FeatureStore, window: int, skipped: list[str], dropped: list[str]) -> str:
+    """Why no video is left to fit on: all dropped for NaN/Inf, all too short, or some of each."""
+    if dropped and not skipped:
+        return (f"every video of {store.path} holds NaN/Inf values ({len(dropped)}: {_few(dropped)}), so "
+                "--nan-policy drop-video leaves nothing to fit on; fix the features (`sola inspect` counts them) "
+                "or choose --nan-policy zero (replace them by 0)")
+    shorter = (f"no video in {store.path} has at least {window} snippets (the training window)" if not dropped else
+               f"no video of {store.path} is left to fit on: {len(dropped)} hold NaN/Inf values ({_few(dropped)}) "
+               f"and {len(skipped)} are shorter than {window} snippets, the training window ({_few(skipped)})")
+    return f"{shorter}; lower matching.window (and start/step/num_positions) in the config"
 
 
 def all_finite(source: Any, values: int = 1 << 22) -> bool:
@@ -104,6 +116,13 @@ def all_finite(source: Any, values: int = 1 << 22) -> bool:
     block of about `values` values at a time, never whole."""
     rows = max(1, values // max(1, source.shape[1]))
     return all(np.isfinite(source[first : first + rows]).all() for first in range(0, source.shape[0], rows))
+
+
+def largest_magnitude(source: Any, values: int = 1 << 22) -> float:
+    """The largest finite magnitude in a `(T, C)` source, read a block of about `values` values at a time."""
+    rows = max(1, values // max(1, source.shape[1]))
+    return max((count_huge(np.asarray(source[first : first + rows]))[1] for first in range(0, source.shape[0], rows)),
+               default=0.0)
 
 
 def _cached(store: FeatureStore, video_id: str, cache: Path) -> np.ndarray:

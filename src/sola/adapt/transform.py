@@ -22,14 +22,14 @@ import torch
 from tqdm.auto import tqdm
 
 from sola.adapt.adapter import SoLaAdapter, adapter_digest
-from sola.core.atomic import atomic_write_text
-from sola.core.distributed import barrier, setup_distributed
+from sola.core.atomic import atomic_write_text, json_text
+from sola.core.distributed import barrier, setup_distributed, sum_across_ranks
 from sola.core.errors import CheckpointError, ConfigError, StoreError
 from sola.core.memory import HeapTrim
 from sola.core.runs import read_json
 from sola.data.stores import FeatureStore, StoreWriter
 from sola.data.stores.base import PartsWriter
-from sola.data.stores.checks import apply_nan_policy
+from sola.data.stores.checks import SQUARE_LIMIT, apply_nan_policy, count_huge, huge_values_hint
 
 PROVENANCE = "sola_transform.json"
 PROVENANCE_FORMAT = "sola-transform-1"
@@ -93,9 +93,13 @@ def transform_store(
     Under `torchrun`, videos are sharded across ranks; the main rank finishes the store at the end.
     `nan_policy` ("error", "zero", "drop-video") decides what happens to videos with NaN/Inf.
     `video_ids`: only these videos of the store (default: all of them).
-    Returns counts: {"videos", "written", "skipped", "dropped", "seconds", "snippets"}. Raises
-    `StoreError` when `out` is the input store (inputs are never modified), when `out` holds
-    features its provenance record does not vouch for (see the module docstring) or a video is bad.
+    A finished video of an earlier run is kept only when its output reads back with the input's shape
+    and dtype (`StoreWriter.intact`); a damaged one (truncated, replaced) is transformed again.
+    Returns counts: {"videos", "written", "skipped", "redone", "dropped", "seconds", "snippets"} and
+    `damaged` (the first damaged output's problem, or None). Raises `StoreError` when `out` is the input
+    store (inputs are never modified), when `out` holds features its provenance record does not vouch
+    for (see the module docstring), when a video is bad or its adapted features are not finite, or
+    when --nan-policy drop-video drops every video.
     """
     check_chunk_size(chunk_size)
     out = Path(out)
@@ -115,17 +119,21 @@ def transform_store(
     record = provenance(adapter, store, nan_policy, chunk_size)
     check_provenance(writer, record, ids)
     if context.is_main and not provenance_file(writer).is_file():
-        atomic_write_text(provenance_file(writer), json.dumps(record, indent=1, sort_keys=True) + "\n")
+        atomic_write_text(provenance_file(writer), json_text(record, indent=1, sort_keys=True) + "\n")
     barrier(context)  # every rank checked the output before any video of this run is written
     mine = ids[context.rank :: context.world_size]  # every layout writes videos one by one, atomically
     started = time.perf_counter()
     written = skipped = dropped = snippets = 0
+    damaged: list[str] = []  # problems of finished outputs that were redone
     bar = tqdm(mine, desc="transform", unit="video", disable=(not progress or not context.is_main) or None)
     trim = HeapTrim()  # bounds the heap's growth on large stores (see sola.core.memory)
     for video_id in bar:
         if writer.has(video_id):
-            skipped += 1
-            continue
+            problem = writer.intact(video_id, *_expected(store, video_id))
+            if problem is None:
+                skipped += 1
+                continue
+            damaged.append(problem)
         where = store.source_of(video_id)
         features = apply_nan_policy(store.read(video_id), nan_policy, where)
         if features is None:
@@ -136,10 +144,20 @@ def transform_store(
                 f"{where}: feature dim {features.shape[1]} but the adapter was fitted on dim {adapter.dim}; "
                 "all videos of a store must come from one extractor (`sola inspect` lists the dims)"
             )
-        writer.write(video_id, apply_adapter(adapter, features, chunk_size, context.device))
+        adapted = apply_adapter(adapter, features, chunk_size, context.device)
+        if not np.isfinite(adapted).all():  # the input is finite here (the NaN policy ran)
+            largest = count_huge(features)[1]
+            why = (f"its features hold {huge_values_hint(largest)}" if largest > SQUARE_LIMIT
+                   else "check the adapter (`sola inspect` the features; are its weights finite?)")
+            raise StoreError(f"{where}: the adapted features are not finite (NaN/Inf); {why}")
+        writer.write(video_id, adapted)
         written += 1
         snippets += features.shape[0]
         trim.tick()
+    kept, lost = sum_across_ranks(float(written + skipped), context), sum_across_ranks(float(dropped), context)
+    if kept == 0 and lost > 0:
+        raise StoreError(f"every video of {store.path} holds NaN/Inf values, so --nan-policy drop-video left none "
+                         f"to write to {out}; fix the features (`sola inspect` counts them) or choose --nan-policy zero")
     barrier(context)
     if context.is_main:  # after every rank's last video: one process finishes the store
         writer.close()
@@ -147,11 +165,23 @@ def transform_store(
         "videos": len(ids),
         "written": written,
         "skipped": skipped,
+        "redone": len(damaged),
+        "damaged": damaged[0] if damaged else None,
         "dropped": dropped,
         "snippets": snippets,
         "seconds": round(time.perf_counter() - started, 3),
         "out": str(out),
     }
+
+
+def _expected(store: FeatureStore, video_id: str) -> tuple[tuple[int, int] | None, np.dtype | None]:
+    """Shape and dtype the output of one video must have: the input's (the adapter keeps both); None when
+    the input cannot be opened now (the output is then only checked to read back)."""
+    try:
+        source = store.window_source(video_id)
+        return tuple(source.shape), np.dtype(source.dtype)
+    except StoreError:
+        return None, None
 
 
 def provenance(adapter: SoLaAdapter, store: FeatureStore, nan_policy: str, chunk_size: int) -> dict:

@@ -137,7 +137,9 @@ def os_error_message(exc: OSError) -> str:
     if exc.filename and os.path.islink(exc.filename) and not os.path.exists(exc.filename):
         return dangling_link_message(exc.filename)
     path = f"{exc.filename}: " if exc.filename else ""
-    return path + _OS_ERROR_FIXES.get(exc.errno, exc.strerror or str(exc))
+    # An OSError without errno (NumPy's short writes) has no strerror; str(exc) would read "[Errno None] None".
+    text = exc.strerror or (str(exc.args[0]) if exc.args else type(exc).__name__)
+    return path + _OS_ERROR_FIXES.get(exc.errno, text)
 
 
 def dangling_link_message(path) -> str:

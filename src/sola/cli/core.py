@@ -136,6 +136,8 @@ def run_transform(args: argparse.Namespace) -> int:
                               progress=not args.quiet, nan_policy=settings.nan_policy)
     if is_main_process():
         dropped = f", {summary['dropped']} dropped for NaN/Inf" if summary["dropped"] else ""
+        if summary.get("redone"):  # finished outputs that no longer read back (truncated, replaced)
+            dropped += f", {summary['redone']} redone: their output was damaged, e.g. {summary['damaged']}"
         print(
             f"transformed {summary['written']} videos ({summary['skipped']} already done{dropped}) of "
             f"{summary['videos']} in {summary['seconds']:.1f} s -> {summary['out']}"

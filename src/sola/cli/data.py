@@ -60,8 +60,10 @@ def _open(args: argparse.Namespace):
 def run_inspect(args: argparse.Namespace) -> int:
     """summarise a feature store: layout, videos, dim, dtype, lengths, NaN/Inf, empty videos
 
-    Read every video once and report the store. Exit 0 when clean, 1 when it finds NaN/Inf values, empty or
-    unreadable videos, or mixed feature dims (or ids do not match with --strict).
+    Read every video once and report the store. Exit 0 when clean, 1 when it finds NaN/Inf values, values whose
+    squares overflow float32 (beyond +-1.8e19), empty or unreadable videos (entries that are no regular file
+    included: links to nothing, FIFOs, devices, directories; they are never opened), mixed feature dims, or no
+    video at all (or ids do not match with --strict).
     """
     import numpy as np
 
@@ -86,6 +88,8 @@ def run_inspect(args: argparse.Namespace) -> int:
         )
     print(f"NaN values:   {summary.nan_values}")
     print(f"Inf values:   {summary.inf_values}")
+    if summary.huge_values:
+        print(f"huge values:  {summary.huge_values} (beyond +-1.8e19, up to {summary.largest:.3g})")
     print(f"empty videos: {len(summary.empty_videos)}")
     if summary.unreadable:
         print(f"unreadable:   {len(summary.unreadable)}")

@@ -14,7 +14,7 @@ import warnings
 from sola.cli.common import (NON_NEGATIVE, POSITIVE, add_annotation_arguments, add_command, add_config_arguments,
                              add_covered_only_argument, add_store_arguments, annotations_from_args, config_overrides,
                              cyclic_gc_paused, integer, number, store_from_args, store_options)
-from sola.core.atomic import atomic_write_text
+from sola.core.atomic import atomic_write_text, json_text
 from sola.core.devices import resolve_device
 from sola.core.errors import AnnotationError, ConfigError, PredictionError, SolaError
 from sola.core.runs import BEST, SELECTION, fitted_store
@@ -223,7 +223,7 @@ def _eval_detection(args) -> int:
         for k, name in enumerate(result.classes):
             print(f"  {name:<{width}}  {100 * result.ap[:, k].mean():6.2f}")
     if args.json:
-        atomic_write_text(args.json, json.dumps(result.to_dict(), indent=1) + "\n")
+        atomic_write_text(args.json, json_text(result.to_dict(), indent=1) + "\n")
         print(f"wrote {args.json}")
     return 0
 
@@ -250,7 +250,7 @@ def run_eval_proposals(args) -> int:
     print(f"AUC     {100 * result.auc:6.2f}")
     print(coverage.line())
     if args.json:
-        atomic_write_text(args.json, json.dumps(summary, indent=1) + "\n")
+        atomic_write_text(args.json, json_text(summary, indent=1) + "\n")
         print(f"wrote {args.json}")
     return 0
 
@@ -281,7 +281,7 @@ def run_probe(args) -> int:
     )
     print(format_probe_table(table))
     if args.json:
-        atomic_write_text(args.json, json.dumps(json_ready(table), indent=1) + "\n")
+        atomic_write_text(args.json, json_text(json_ready(table), indent=1) + "\n")
         print(f"wrote {args.json}")
     return 0
 

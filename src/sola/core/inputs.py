@@ -8,6 +8,7 @@ here first, so that a directory, `/dev/null` or a link to nothing gets the same 
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from pathlib import Path
@@ -15,25 +16,39 @@ from pathlib import Path
 from sola.core.errors import SolaError
 
 
+def file_kind(path: str | os.PathLike) -> str | None:
+    """What `path` is when it is not a regular file (or a link to one), from its metadata alone, else None:
+    "missing", "a link to X, which does not exist", "a loop of symbolic links", "cannot be read (...)",
+    "a directory", "a named pipe (FIFO)", "a character device", "a block device", "a socket". Never opens it:
+    reading a FIFO blocks forever and a link to `/dev/zero` never ends."""
+    try:
+        mode = os.stat(path).st_mode  # follows links
+    except FileNotFoundError:
+        return f"a link to {os.readlink(path)}, which does not exist" if os.path.islink(path) else "missing"
+    except OSError as exc:
+        return "a loop of symbolic links" if exc.errno == errno.ELOOP else f"cannot be read ({exc.strerror or exc})"
+    if stat.S_ISREG(mode):
+        return None
+    return next((name for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a named pipe (FIFO)"),
+                                         (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                                         (stat.S_ISSOCK, "a socket")) if test(mode)), "a special file")
+
+
 def input_problem(path: str | os.PathLike) -> str | None:
     """What keeps `path` from being read as a file ("does not exist", "is a directory; give a file", "is not a
-    regular file (a FIFO)...": never opened, a FIFO would block), or None for a regular file (or a link to one)."""
-    path = Path(path)
-    if path.is_symlink() and not path.exists():
-        return f"is a link to {os.readlink(path)}, which does not exist; fix the link or give the file itself"
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
+    regular file (a named pipe (FIFO)); give a file", ...), or None for a regular file (or a link to one)."""
+    kind = file_kind(path)
+    if kind is None:
+        return None
+    if kind == "missing":
         return "does not exist"
-    except OSError as exc:
-        return f"cannot be read ({exc.strerror or exc})"
-    if stat.S_ISDIR(mode):
+    if kind.startswith("a link to"):
+        return f"is {kind}; fix the link or give the file itself"
+    if kind.startswith(("a loop", "cannot")):
+        return f"is {kind}" if kind.startswith("a loop") else kind
+    if kind == "a directory":
         return "is a directory; give a file"
-    if not stat.S_ISREG(mode):
-        kind = ("a FIFO" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
-                else "a socket" if stat.S_ISSOCK(mode) else "a special file")
-        return f"is not a regular file ({kind}); give a file"
-    return None
+    return f"is not a regular file ({kind}); give a file"
 
 
 def input_file(path: str | os.PathLike, what: str, error: type[SolaError] = SolaError) -> Path:

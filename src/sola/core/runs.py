@@ -25,7 +25,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sola.core.atomic import atomic_path, atomic_write_text
+from sola.core.atomic import atomic_path, atomic_write_text, json_text
 from sola.core.errors import CheckpointError
 
 IDENTITY = "identity"  # the candidate "no adapter" in every selection
@@ -76,8 +76,8 @@ def list_checkpoints(run_dir: str | os.PathLike, required: bool = False) -> list
 
 
 def write_json(path: str | os.PathLike, data: Any) -> None:
-    """Write JSON atomically."""
-    atomic_write_text(Path(path), json.dumps(data, indent=1))
+    """Write JSON atomically (strict: a non-finite number is written as null)."""
+    atomic_write_text(Path(path), json_text(data, indent=1))
 
 
 def read_json(path: str | os.PathLike, default: Any = None, kind: type | None = None, keys: tuple[str, ...] = (),
@@ -122,8 +122,9 @@ def _check_shape(data: Any, kind: type | None, keys: tuple[str, ...], where: str
 
 
 def write_metrics(run_dir: str | os.PathLike, records: list[dict]) -> None:
-    """Write the whole metrics log (one JSON line per epoch) atomically."""
-    atomic_write_text(Path(run_dir) / METRICS, "".join(json.dumps(record) + "\n" for record in records))
+    """Write the whole metrics log (one JSON line per epoch) atomically; a non-finite figure is written as null
+    (strict JSON: the guard of the fit stops on it, and the line says why in `stopped`)."""
+    atomic_write_text(Path(run_dir) / METRICS, "".join(json_text(record) + "\n" for record in records))
 
 
 # What every line of a `sola train` run's metrics log holds (numbers, or null for a non-finite value)
@@ -251,7 +252,7 @@ def optimizer_tensors(optimizer: torch.optim.Optimizer, prefix: str = "optim.") 
         for key, value in state.items():
             tensor = value if torch.is_tensor(value) else torch.tensor(value)
             tensors[f"{prefix}{index}.{key}"] = tensor.detach().cpu().contiguous()
-    return tensors, json.dumps(optim["param_groups"])
+    return tensors, json_text(optim["param_groups"])
 
 
 def load_optimizer_tensors(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], param_groups: str,
@@ -281,7 +282,7 @@ def save_state(path: str | os.PathLike, fmt: str, modules: dict[str, torch.nn.Mo
     optim, param_groups = optimizer_tensors(optimizer)
     tensors.update(optim)
     tensors.update(extra or {})
-    write_safetensors(path, tensors, {"format": fmt, "state": json.dumps({**info, "param_groups": param_groups})})
+    write_safetensors(path, tensors, {"format": fmt, "state": json_text({**info, "param_groups": param_groups})})
 
 
 def load_state(path: str | os.PathLike, fmt: str, modules: dict[str, torch.nn.Module | None],
@@ -317,7 +318,7 @@ def store_record(store: FeatureStore) -> dict:
 
 def write_record(run_dir: str | os.PathLike, store: FeatureStore) -> None:
     """Write `run.json`: which feature store the run is fitted on."""
-    atomic_write_text(Path(run_dir) / RECORD, json.dumps(store_record(store)))
+    atomic_write_text(Path(run_dir) / RECORD, json_text(store_record(store)))
 
 
 def read_record(run_dir: str | os.PathLike) -> dict | None:

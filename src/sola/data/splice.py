@@ -17,7 +17,6 @@ so an action made of snippets [s, e) is annotated [s, e) * feat_stride / fps.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import asdict, dataclass
@@ -25,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sola.core.atomic import atomic_write_text
+from sola.core.atomic import atomic_write_text, json_text
 from sola.core.config import SectionedConfig
 from sola.core.errors import ConfigError, StoreError
 from sola.data.stores import FeatureStore
@@ -205,7 +204,7 @@ def splice_store(
         "subsets": subset_names(config),
         "database": database,
     }
-    atomic_write_text(out_dir / "annotations.json", json.dumps(annotations, indent=1))
+    atomic_write_text(out_dir / "annotations.json", json_text(annotations, indent=1))
     lengths = np.asarray(lengths)
     return {
         "videos": config.videos,

@@ -14,7 +14,6 @@ Written as an npy feature store plus an ActivityNet-style `annotations.json`.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import asdict, dataclass
@@ -23,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from sola.core.atomic import atomic_write_text
+from sola.core.atomic import atomic_write_text, json_text
 from sola.core.config import SectionedConfig
 from sola.core.errors import ConfigError
 from sola.data.stores.npy import NpyWriter
@@ -194,7 +193,7 @@ def write_synthetic(out_dir: str | os.PathLike, config: SyntheticConfig | None =
             ],
         }
     annotations = {"version": "sola-synthetic-1", "config": asdict(config), "database": database}
-    atomic_write_text(out_dir / "annotations.json", json.dumps(annotations, indent=1))
+    atomic_write_text(out_dir / "annotations.json", json_text(annotations, indent=1))
     return {
         "videos": config.videos,
         "validation_videos": num_validation,

@@ -18,7 +18,6 @@ rate on small sets, where it cannot tell checkpoints apart.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
@@ -26,7 +25,7 @@ from pathlib import Path
 import torch
 
 from sola.adapt.adapter import SoLaAdapter, load_adapter, save_adapter
-from sola.core.atomic import atomic_write_bytes, atomic_write_text
+from sola.core.atomic import atomic_write_bytes, atomic_write_text, json_text
 from sola.core.errors import CheckpointError
 from sola.core.runs import BEST, IDENTITY, SELECTION, list_checkpoints
 from sola.core.stats import PROBE_CHANCE_FLOOR
@@ -116,7 +115,7 @@ def select_checkpoint(
     }
     table["message"] = selection_message(table)
     table = json_ready(table)
-    atomic_write_text(run_dir / SELECTION, json.dumps(table, indent=1) + "\n")
+    atomic_write_text(run_dir / SELECTION, json_text(table, indent=1) + "\n")
     return table
 
 

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from sola.adapt.adapter import adapter_digest
-from sola.core.atomic import atomic_write_bytes, atomic_write_text
+from sola.core.atomic import atomic_write_bytes, atomic_write_text, json_text
 from sola.core.errors import AnnotationError, ConfigError
 from sola.core.runs import BEST, SELECTION, list_checkpoints
 from sola.core.stats import format_difference, learned_nothing, paired_difference
@@ -119,7 +119,7 @@ def proxy_scores(store, annotations: Annotations, proxy, seeds: int, adapter_id:
         result = run_experiment(store, annotations, proxy, seed=seed, progress=False)
         seconds.append(time.perf_counter() - started)
         values.append(float(result["average_mAP"]))
-        atomic_write_text(path, json.dumps({"adapter": adapter_id, "seed": seed, "average_mAP": values[-1],
+        atomic_write_text(path, json_text({"adapter": adapter_id, "seed": seed, "average_mAP": values[-1],
                                             "mAP": result["mAP"], "seconds": seconds[-1]}))
         if log:
             log(f"  seed {seed}: proxy avg mAP {100 * values[-1]:.2f} ({seconds[-1]:.0f} s)")
@@ -223,7 +223,7 @@ def head_select_checkpoint(
     else:
         atomic_write_bytes(run_dir / BEST, Path(rows[best]["checkpoint"]).read_bytes())
     table = json_ready(table)
-    atomic_write_text(run_dir / SELECTION, json.dumps(table, indent=1) + "\n")
+    atomic_write_text(run_dir / SELECTION, json_text(table, indent=1) + "\n")
     return table
 
 

@@ -30,7 +30,7 @@ from typing import Any, Callable
 import numpy as np
 import yaml
 
-from sola.core.atomic import atomic_path, atomic_write_text
+from sola.core.atomic import atomic_path, atomic_write_text, json_text
 from sola.core.config import SoLaConfig
 from sola.core.errors import ConfigError
 from sola.core.stats import format_difference, format_mean_std, learned_nothing, mean_std, paired_difference
@@ -136,7 +136,7 @@ def stream_store(store: FeatureStore, which: str, out_dir: Path) -> FeatureStore
         for video_id in store.video_ids():
             writer.write(video_id, np.ascontiguousarray(store.read(video_id)[:, half]))
         writer.close()
-        atomic_write_text(done, json.dumps({"source": str(store.path), "half": which}))
+        atomic_write_text(done, json_text({"source": str(store.path), "half": which}))
     return open_store(target)
 
 
@@ -167,7 +167,7 @@ def cached(path: Path, compute: Callable[[], dict]) -> dict:
     if path.is_file():
         return json.loads(path.read_text())
     value = json_ready(compute())
-    atomic_write_text(path, json.dumps(value))
+    atomic_write_text(path, json_text(value))
     return value
 
 
@@ -210,7 +210,7 @@ def ablate(store: FeatureStore, annotations, tal_config: TalConfig, points: list
                 selection))
             cells.append({"point": point, "seed": seed, "original": original, "adapted": adapted})
     table = summarise(points, cells)
-    atomic_write_text(out_dir / "ablate.json", json.dumps(json_ready(table), indent=1))
+    atomic_write_text(out_dir / "ablate.json", json_text(json_ready(table), indent=1))
     atomic_write_text(out_dir / "ablate.md", format_markdown(table))
     table["plots"] = [str(path) for path in plot_table(table, out_dir)]
     return table

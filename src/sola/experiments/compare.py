@@ -29,7 +29,7 @@ from typing import Callable
 from sola.adapt.adapter import adapter_digest, load_adapter, resolve_adapter_path
 from sola.adapt.fit import fit_adapter
 from sola.adapt.transform import transform_store
-from sola.core.atomic import atomic_write_text
+from sola.core.atomic import atomic_write_text, json_text
 from sola.core.config import SoLaConfig
 from sola.core.errors import ConfigError
 from sola.core.runs import ADAPTER, BEST, EVALUATION, PREDICTIONS, SELECTION, STATE, list_checkpoints, read_json
@@ -124,7 +124,7 @@ def sola_store(
     record["features"] = str(store.path) if chosen is None else str(target)
     _check_previous(out_dir, record)
     out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out_dir / SOLA_RECORD, json.dumps(record, indent=1))  # before any output it vouches for
+    atomic_write_text(out_dir / SOLA_RECORD, json_text(record, indent=1))  # before any output it vouches for
     if chosen is None:
         log("the sola mode uses the original features as they are (the identity; cheaper than writing a copy)")
         return store, record
@@ -272,7 +272,7 @@ def compare(
     if used is not None:
         table["sola_adapter"] = {key: value for key, value in used.items() if key != "digest"}
     table["verdict"] = verdicts(table)
-    atomic_write_text(out_dir / TABLE, json.dumps(json_ready(table), indent=1))
+    atomic_write_text(out_dir / TABLE, json_text(json_ready(table), indent=1))
     atomic_write_text(out_dir / "compare.md", format_markdown(table))
     return table
 
@@ -300,7 +300,7 @@ def _run_and_keep(features: FeatureStore, annotations, tal_config, out_dir: Path
             result["per_class"] = evaluation["per_class"]
         if (Path(scratch) / PREDICTIONS).is_file():
             os.replace(Path(scratch) / PREDICTIONS, predictions_path(out_dir, mode, seed))
-    atomic_write_text(saved, json.dumps(result))
+    atomic_write_text(saved, json_text(result))
     return result
 
 

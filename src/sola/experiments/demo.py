@@ -20,7 +20,7 @@ from typing import Callable
 from sola.adapt.adapter import adapter_digest, load_adapter
 from sola.adapt.fit import fit_adapter
 from sola.adapt.transform import PROVENANCE, transform_store
-from sola.core.atomic import atomic_write_text
+from sola.core.atomic import atomic_write_text, json_text
 from sola.core.config import SoLaConfig, nest_dotted
 from sola.core.errors import ExtractError
 from sola.core.runs import BEST, STATE, metrics_summary
@@ -115,7 +115,7 @@ def run_demo(
         "reports": reports,
         "seconds": round(time.perf_counter() - started, 1),
     }
-    atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=1))
+    atomic_write_text(out_dir / "summary.json", json_text(summary, indent=1))
     log(
         f"demo done in {summary['seconds']:.0f} s: SoLa fitted on {len(store)} videos "
         f"({fit_summary['steps']} steps), loss {fit_summary['first_loss']:.4f} -> {fit_summary['last_loss']:.4f}, "
@@ -208,7 +208,7 @@ def _extracted_features(out_dir: Path, videos_dir: Path, fps: float | None, prog
     if marker.is_file() and json.loads(marker.read_text()) != source:
         _forget_outputs(out_dir)
         shutil.rmtree(features, ignore_errors=True)
-    atomic_write_text(marker, json.dumps(source))
+    atomic_write_text(marker, json_text(source))
     log(f"[1/7] extracting Kinetics-400 I3D features of {videos_dir} to {features}")
     summary = extract_videos(videos_dir, features, ExtractConfig.from_dict({"extract": {"fps": fps}}),
                              progress=progress)

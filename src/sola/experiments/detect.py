@@ -13,14 +13,13 @@ that grid (frames per snippet, stride, frame-rate rule), and a head trained on o
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from sola.core.atomic import atomic_write_text
+from sola.core.atomic import atomic_write_text, json_text
 from sola.core.errors import ConfigError, ExtractError
 from sola.data.annotations import match_ids
 
@@ -120,7 +119,7 @@ def detect_videos(
     videos = extraction_metadata(store)["videos"]  # per video: fps, stride, window, duration
     predictions = _predict(model, config, names, store, {video_id: videos[video_id] for video_id in sorted(done)},
                            target, progress)
-    atomic_write_text(out_dir / DETECTIONS, json.dumps(predictions, indent=1) + "\n")
+    atomic_write_text(out_dir / DETECTIONS, json_text(predictions, indent=1) + "\n")
     result = DetectSummary(out_dir, out_dir / DETECTIONS, predictions, failed=failed, notes=notes + summary.warnings)
     durations = {video_id: float(info["duration"]) for video_id, info in videos.items()}
     result.timelines = _timelines(predictions, durations, annotations, out_dir / TIMELINES, min_score, result.notes)

@@ -15,7 +15,7 @@ from typing import Iterable
 
 import numpy as np
 
-from sola.core.atomic import atomic_write_text
+from sola.core.atomic import atomic_write_text, json_text
 from sola.core.devices import resolve_device
 from sola.core.errors import ExtractError
 from sola.extract.clips import ClipSource, iter_clips, num_snippets
@@ -143,7 +143,7 @@ class _MetadataFile:
 
     def flush(self) -> None:
         if self.dirty:
-            atomic_write_text(self.path, json.dumps(self.metadata, indent=1, sort_keys=True) + "\n")
+            atomic_write_text(self.path, json_text(self.metadata, indent=1, sort_keys=True) + "\n")
             self.dirty, self.last = False, time.monotonic()
 
 
@@ -233,13 +233,22 @@ def _videos_to_do(videos: list[Path], metadata: dict, writer, summary: ExtractSu
         video_id = path.stem
         if video_id in seen:
             summary.failed.append((str(path), f"{path}: same name as {seen[video_id]}; rename one of them"))
-        elif video_id in metadata["videos"] and writer.has(video_id):
+        elif video_id in metadata["videos"] and writer.has(video_id) and _kept(video_id, metadata, writer, summary):
             seen[video_id] = path
             summary.skipped.append(video_id)
         else:
             seen[video_id] = path
             todo[video_id] = path
     return todo
+
+
+def _kept(video_id: str, metadata: dict, writer, summary: ExtractSummary) -> bool:
+    """Whether the finished `.npy` of an earlier run still reads back as its metadata says (float32, the
+    recorded snippet count); a damaged one (truncated, replaced) is extracted again, with a warning."""
+    problem = writer.intact(video_id, (metadata["videos"][video_id].get("num_snippets"), None), np.float32)
+    if problem is not None:
+        summary.warnings.append(f"{problem}; extracting it again")
+    return problem is None
 
 
 class _LazyEncoder:

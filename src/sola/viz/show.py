@@ -12,7 +12,6 @@ least `min_score`), then the most false positives, then the video id.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sola.core.atomic import atomic_path, atomic_write_text
+from sola.core.atomic import atomic_path, atomic_write_text, json_text
 from sola.core.errors import PredictionError
 from sola.evaluate.metrics import ACTIVITYNET_TIOU, DetectionResult, Segments, evaluate_detection
 from sola.evaluate.metrics.errors import (CATEGORIES, ERROR_TYPES, TOP_K, FalsePositiveAnalysis,
@@ -303,7 +302,7 @@ def show_predictions(
         "figures": {name: str(path.relative_to(out_dir)) for name, path in figures.items()},
     }
     json_path, markdown_path = out_dir / "show.json", out_dir / "show.md"
-    atomic_write_text(json_path, json.dumps(summary, indent=1) + "\n")
+    atomic_write_text(json_path, json_text(summary, indent=1) + "\n")
     atomic_write_text(markdown_path, show_markdown(result, analysis, figures, timelines, out_dir))
     return {"out_dir": out_dir, "figures": figures, "timelines": timelines, "json": json_path,
             "markdown": markdown_path, "detection": result, "analysis": analysis, "videos": ranking}

@@ -24,7 +24,7 @@ import numpy as np
 
 from sola.core.atomic import atomic_path, remove_stale_temporaries
 from sola.core.errors import EmptyVideoError, StoreError
-from sola.core.inputs import input_file
+from sola.core.inputs import file_kind, input_file
 from sola.data.stores.sniff import file_looks_like
 
 LAYOUTS: dict[str, type["FeatureStore"]] = {}
@@ -88,6 +88,8 @@ def open_store(path: str | os.PathLike, layout: str | None = None, **options: An
     several layouts match, or the layout does not take one of the options.
     """
     path = Path(path)
+    if not os.path.lexists(path):
+        raise StoreError(f"feature store {path} does not exist")
     if not path.is_dir():  # else one file: a directory of per-video files or one file, never a device
         input_file(path, "feature store", StoreError)
     if layout is None:
@@ -125,6 +127,33 @@ class StoreWriter(abc.ABC):
     @abc.abstractmethod
     def write(self, video_id: str, features: np.ndarray) -> None:
         """Write one `(T, C)` array; after it returns the video is complete on disk."""
+
+    def stored(self, video_id: str) -> Any:
+        """The finished output of one video as a sliceable `(T, C)` source (not read whole); raises
+        `StoreError` when it is unreadable. Layouts that cannot read their output back return None."""
+        return None
+
+    def intact(self, video_id: str, shape: tuple[int | None, int | None] | None = None,
+               dtype: np.dtype | None = None) -> str | None:
+        """Why the finished output of `video_id` cannot be kept (None: it opens, its last row reads back, and it
+        has `shape` (None entries: any) and `dtype` where given). A rerun redoes a video this finds damaged."""
+        try:
+            source = self.stored(video_id)
+            if source is None:
+                return None
+            found, kind = tuple(source.shape), np.dtype(source.dtype)
+            if len(found) != 2 or not found[0]:
+                return f"holds shape {found}"
+            np.asarray(source[found[0] - 1 : found[0]])  # the end of the data: a truncated file fails here
+        except StoreError as exc:
+            return str(exc).rsplit("; ", 1)[0]  # what is wrong; the fix (re-extract ...) is the rerun itself
+        except (OSError, ValueError, RuntimeError, KeyError) as exc:
+            return f"unreadable ({type(exc).__name__}: {exc})"
+        if shape is not None and any(want is not None and want != got for want, got in zip(shape, found)):
+            return f"holds shape {found}, not {tuple('?' if n is None else n for n in shape)}"
+        if dtype is not None and np.dtype(dtype) != kind:
+            return f"holds {kind}, not {np.dtype(dtype)}"
+        return None
 
     def close(self) -> None:
         """Finish the store (layouts with one file for all videos finalise it here)."""
@@ -242,6 +271,30 @@ def check_features(array: np.ndarray, where: str) -> np.ndarray:
     return array
 
 
+def non_regular_reason(path: Path) -> str | None:
+    """Why `path` is no feature file (None: a regular file, or a link to one), from its metadata alone
+    (`sola.core.inputs.file_kind`: never opened, as reading a FIFO blocks forever and a link to `/dev/zero` never
+    ends)."""
+    kind = file_kind(path)
+    if kind is None or kind == "missing" or kind.startswith(("a link to", "a loop", "cannot")):
+        return None if kind is None else "does not exist" if kind == "missing" else kind
+    link = f"a link to {os.readlink(path)}: " if os.path.islink(path) else ""
+    return f"{link}{kind}, not a regular file of features"
+
+
+def refuse_non_regular(path: Path, what: str = "") -> None:
+    """Raise `StoreError` naming `path` unless it is a regular file (or a link to one); never opens it."""
+    reason = non_regular_reason(path)
+    if reason is None:
+        return
+    if reason == "does not exist":
+        raise StoreError(f"{what}{path} does not exist")
+    if "which does not exist" in reason or "loop" in reason:
+        raise StoreError(f"{what}{path}: {reason}; fix the link or remove it")
+    raise StoreError(f"{what}{path}: {reason}; sola does not read it (a pipe or a device could block or never "
+                     "end): put the file itself there, or remove it")
+
+
 class DirectoryStore(FeatureStore):
     """Shared code of layouts with one file per video: `DIR/{prefix}{video_id}{suffix}{ext}`.
 
@@ -259,6 +312,7 @@ class DirectoryStore(FeatureStore):
             raise StoreError(f"feature directory {self.path} {problem}")
         self.prefix, self.suffix = prefix, suffix
         self._files: dict[str, Path] | None = None  # the directory listing, read once
+        self.refused: dict[str, str] = {}  # video id -> why its entry is no feature file (set by `files`)
 
     @classmethod
     def detect(cls, path: Path) -> bool:
@@ -267,12 +321,18 @@ class DirectoryStore(FeatureStore):
         )
 
     def files(self) -> dict[str, Path]:
-        """Video id -> file; raises `StoreError` if two files give the same id."""
+        """Video id -> file; raises `StoreError` if two files give the same id.
+
+        Entries named like a video's file that are no regular file (a dangling link, a link loop, a FIFO, a
+        device, a directory) are videos too: reading them raises `StoreError` naming what they are (`refused`),
+        so that no command silently leaves a video out and none opens them.
+        """
         if self._files is None:
             found: dict[str, Path] = {}
+            self.refused = {}
             for entry in sorted(self.path.iterdir()):
                 ext = next((e for e in self.extensions if entry.name.endswith(e)), None)
-                if ext is None or entry.name.startswith(".") or not entry.is_file():
+                if ext is None or entry.name.startswith("."):
                     continue
                 stem = entry.name[: -len(ext)]
                 if not stem.startswith(self.prefix) or not stem.endswith(self.suffix):
@@ -284,6 +344,9 @@ class DirectoryStore(FeatureStore):
                         f"{entry.name}); keep one file per video"
                     )
                 found[video_id] = entry
+                reason = non_regular_reason(entry)
+                if reason is not None:
+                    self.refused[video_id] = reason
             self._files = dict(sorted(found.items()))
         return self._files
 
@@ -295,6 +358,8 @@ class DirectoryStore(FeatureStore):
         file = self.files().get(video_id)
         if file is None:
             raise StoreError(f"{self.path}: no features for video {video_id!r}")
+        if video_id in self.refused:
+            refuse_non_regular(file)
         return file
 
     @abc.abstractmethod
@@ -306,7 +371,7 @@ class DirectoryStore(FeatureStore):
         return check_features(self.load_file(file), str(file))
 
     def source_of(self, video_id: str) -> str:
-        return str(self.file(video_id))
+        return str(self.files().get(video_id, self.path / video_id))
 
     def options(self) -> dict[str, Any]:
         return {"prefix": self.prefix, "suffix": self.suffix}
@@ -340,10 +405,23 @@ class KeyedDirectoryStore(DirectoryStore):
         return {"key": self.load_entry(file)[1]}
 
     def _sniff(self) -> dict[str, Any]:
-        """`sniff_file` of the first video (of an empty store: the given key), worked out once."""
+        """`sniff_file` of the first readable video (of an empty store: the given key), worked out once.
+
+        Unreadable files before it are passed over (reading them names them); when none reads, the first's
+        error is raised.
+        """
         if self._sniffed is None:
-            ids = self.video_ids()
-            self._sniffed = self.sniff_file(self.file(ids[0])) if ids else {"key": self.key}
+            first: StoreError | None = None
+            for video_id in self.video_ids():
+                try:
+                    self._sniffed = self.sniff_file(self.file(video_id))
+                    break
+                except StoreError as exc:
+                    first = first or exc
+            else:
+                if first is not None:
+                    raise first
+                self._sniffed = {"key": self.key}
         return self._sniffed
 
     def options(self) -> dict[str, Any]:
@@ -367,7 +445,7 @@ class SingleFileStore(FeatureStore):
 
     def __init__(self, path: str | os.PathLike) -> None:
         super().__init__(path)
-        input_file(self.path, f"{self.kind} feature file", StoreError)
+        refuse_non_regular(self.path, f"{self.kind} feature file ")
 
     @classmethod
     def detect(cls, path: Path) -> bool:
@@ -378,12 +456,25 @@ class DirectoryWriter(StoreWriter):
     """Writes `OUT/{prefix}{id}{suffix}{ext}`, each file atomically; `close()` removes stale temporaries."""
 
     extension = ""
+    layout: ClassVar[str] = ""  # the layout that reads what this writer writes (to check finished videos)
 
     def __init__(self, path: str | os.PathLike, prefix: str = "", suffix: str = "") -> None:
         self.path, self.prefix, self.suffix = Path(path), prefix, suffix
         if self.path.exists() and not self.path.is_dir():
             raise StoreError(f"output {self.path} exists and is not a directory; choose another --out")
         self.path.mkdir(parents=True, exist_ok=True)
+        self._reader: FeatureStore | None = None
+
+    def reader_options(self) -> dict[str, Any]:
+        """Options beyond prefix and suffix that `layout` needs to read this writer's files."""
+        return {}
+
+    def stored(self, video_id: str) -> Any:
+        if not self.layout:
+            return None
+        if self._reader is None:  # lists the directory once: the videos finished before this run
+            self._reader = LAYOUTS[self.layout](self.path, self.prefix, self.suffix, **self.reader_options())
+        return self._reader.window_source(video_id)
 
     def close(self) -> None:
         """Remove `.NAME.*.tmp` leftovers of killed runs (at the end: under DDP the other ranks'
@@ -414,6 +505,9 @@ class KeyedDirectoryWriter(DirectoryWriter):
         super().__init__(path, prefix, suffix)
         self.key = key
 
+    def reader_options(self) -> dict[str, Any]:
+        return {"key": self.key}
+
     def payload(self, features: Any) -> Any:
         """What one file holds: `{key: features}`, or `features` itself without a key."""
         return {self.key: features} if self.key else features
@@ -425,7 +519,8 @@ class PartsWriter(StoreWriter):
     Each video is written atomically as `.OUT.parts/{id}.npy`, so a killed run loses nothing and a
     rerun skips finished videos (ranks can share the work); `close()` (one process) assembles the
     previous output and the parts into a temporary file renamed onto OUT. Subclasses implement
-    `finished_ids` (videos in a complete earlier OUT) and `assemble`.
+    `open_previous` (the complete OUT of an earlier run) and `assemble`. An earlier OUT that cannot
+    be read (`previous_error`) counts as damaged for every video: a rerun redoes them all and replaces it.
     """
 
     def __init__(self, path: str | os.PathLike) -> None:
@@ -434,11 +529,42 @@ class PartsWriter(StoreWriter):
             raise StoreError(f"output {self.path} is a directory; this layout writes one file (--out FILE)")
         self.parts = self.path.parent / f".{self.path.name}.parts"
         self.parts.mkdir(parents=True, exist_ok=True)
-        self._done = self.finished_ids() if self.path.is_file() else set()
+        self.previous_error: str | None = None
+        self._previous: FeatureStore | None = None
+        self._done: set[str] = set()
+        if os.path.lexists(self.path):
+            try:
+                self._done = self.finished_ids()
+            except StoreError as exc:
+                self.previous_error = str(exc)
 
     @abc.abstractmethod
+    def open_previous(self) -> FeatureStore:
+        """The complete output file of an earlier run, opened; raises `StoreError` when it is unreadable."""
+
+    def previous(self) -> FeatureStore:
+        """`open_previous()`, opened once."""
+        if self._previous is None:
+            self._previous = self.open_previous()
+        return self._previous
+
+    def keeps_previous(self) -> bool:
+        """Whether `assemble` takes the videos of the earlier OUT (there is one, and it was readable)."""
+        return self.path.is_file() and self.previous_error is None
+
     def finished_ids(self) -> set[str]:
         """Video ids already in the complete output file of an earlier run."""
+        return set(self.previous().video_ids())
+
+    def stored(self, video_id: str) -> Any:
+        part = self.part(video_id)
+        if part.is_file():
+            from sola.data.stores.npy import npy_source  # the npy layout builds on this module
+
+            return npy_source(part)
+        if self.previous_error is not None:
+            raise StoreError(self.previous_error)
+        return self.previous().window_source(video_id)
 
     @abc.abstractmethod
     def assemble(self, parts: dict[str, Path]) -> None:
@@ -448,6 +574,9 @@ class PartsWriter(StoreWriter):
     def close(self) -> None:
         """Assemble OUT (unless nothing was written since it was complete), then remove the parts."""
         self.remove_stale_temporaries()
+        if self._previous is not None:
+            self._previous.close()
+            self._previous = None
         parts = self.finished_parts()
         if parts or not self.path.is_file():
             self.assemble(parts)
@@ -470,7 +599,7 @@ class PartsWriter(StoreWriter):
         return {p.name[: -len(".npy")]: p for p in self.parts.glob("*.npy") if not p.name.startswith(".")}
 
     def has(self, video_id: str) -> bool:
-        return video_id in self._done or self.part(video_id).is_file()
+        return video_id in self._done or self.part(video_id).is_file() or self.previous_error is not None
 
     def write(self, video_id: str, features: np.ndarray) -> None:
         with atomic_path(self.part(video_id)) as tmp:

@@ -53,6 +53,23 @@ def read_header(file: Path) -> list[str] | None:
     return None if all(_is_number(cell) for cell in cells) else cells
 
 
+def _check_last_line(file: Path) -> None:
+    """Raise `StoreError` when a non-empty CSV does not end with a line end: a file cut inside its last
+    row would otherwise read as a shorter, wrong last number ("11" cut to "1")."""
+    try:
+        with open(file, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            if handle.tell() == 0:
+                return
+            handle.seek(-1, os.SEEK_END)
+            last = handle.read(1)
+    except OSError as exc:
+        raise StoreError(f"{file}: cannot read ({exc.strerror or exc})") from None
+    if last not in (b"\n", b"\r"):
+        raise StoreError(f"{file}: its last row has no line end, so the file looks truncated (cut inside a row); "
+                         "re-export it, or end its last line with a newline if it is complete")
+
+
 @register_layout("csv")
 class CsvStore(DirectoryStore):
     """`DIR/{prefix}{video_id}{suffix}.csv`; the header row (e.g. `f0..f399`) is kept on output.
@@ -75,6 +92,7 @@ class CsvStore(DirectoryStore):
 
     def load_file(self, file: Path) -> np.ndarray:
         header = read_header(file)
+        _check_last_line(file)
         columns = range(1, len(header)) if has_index_column(header) else None
         try:
             with warnings.catch_warnings():
@@ -113,10 +131,14 @@ class CsvWriter(DirectoryWriter):
     """
 
     extension = ".csv"
+    layout = "csv"
 
     def __init__(self, path: Path, prefix: str = "", suffix: str = "", source: CsvStore | None = None) -> None:
         super().__init__(path, prefix, suffix)
         self.source = source
+
+    def reader_options(self) -> dict[str, Any]:
+        return {"dtype": self.source.dtype if self.source is not None else "float64"}
 
     def _header(self, video_id: str, dim: int) -> list[str] | None:
         if self.source is not None and video_id in self.source.files():

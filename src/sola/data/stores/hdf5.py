@@ -179,16 +179,15 @@ class Hdf5Writer(PartsWriter):
         self.dataset_options = dataset_options or {}
         super().__init__(path)
 
-    def finished_ids(self) -> set[str]:
-        with Hdf5Store(self.path, key=self.key, group=self.group) as store:
-            return set(store.video_ids())
+    def open_previous(self) -> Hdf5Store:
+        return Hdf5Store(self.path, key=self.key, group=self.group)
 
     def assemble(self, parts: dict[str, Path]) -> None:
         """Build the HDF5 file from the previous output (if any) and the parts."""
         h5py = _h5py()
         with atomic_path(self.path) as tmp, contextlib.ExitStack() as stack:
             previous = None
-            if self.path.is_file():  # closed before the rename onto it
+            if self.keeps_previous():  # closed before the rename onto it
                 previous = stack.enter_context(Hdf5Store(self.path, key=self.key, group=self.group))
             ids = sorted(set(parts) | (set(previous.video_ids()) if previous else set()))
             with h5py.File(tmp, "w", track_order=False) as out:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -9,6 +10,59 @@ import numpy as np
 
 from sola.core.errors import StoreError
 from sola.data.stores.base import DirectoryStore, DirectoryWriter, check_features, register_layout
+
+
+def npy_header(file: Path) -> tuple[tuple[int, ...], bool, np.dtype, int]:
+    """Shape, Fortran order, dtype and data offset of a `.npy` file, checked against the file's size.
+
+    The one safe reader of `.npy` headers: a 0-byte, truncated or garbled file, or one whose header
+    claims more data than the file holds, raises `StoreError` naming the file (before anything the
+    header asks for is allocated).
+    """
+    fix = "re-extract or re-download it"
+    try:
+        with open(file, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            if size == 0:
+                raise StoreError(f"{file}: an empty (0-byte) .npy file; {fix}")
+            version = np.lib.format.read_magic(handle)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = read_header(handle)
+            offset = handle.tell()
+    except (ValueError, EOFError, SyntaxError, TypeError, UnicodeDecodeError) as exc:
+        raise StoreError(f"{file}: not a readable .npy file ({exc}); it is truncated or corrupt: {fix}") from None
+    except OSError as exc:
+        raise StoreError(f"{file}: cannot read ({exc.strerror or exc})") from None
+    if dtype.hasobject:
+        raise StoreError(f"{file}: holds Python objects (a pickle), not numbers; sola does not unpickle them: "
+                         "save the features as a float array (numpy.save)")
+    if any(n < 0 for n in shape):
+        raise StoreError(f"{file}: its header states the impossible shape {shape}; {fix}")
+    expected = offset + math.prod(shape) * dtype.itemsize
+    if size < expected:
+        raise StoreError(f"{file}: truncated .npy file ({size} bytes; its header {shape} {dtype} needs {expected}); "
+                         f"{fix}")
+    return tuple(shape), bool(fortran), dtype, offset
+
+
+def load_npy(file: Path, mmap: bool = False) -> np.ndarray:
+    """The array of a `.npy` file (memory-mapped with `mmap`), never unpickled; raises `StoreError`."""
+    npy_header(file)
+    try:
+        return np.load(file, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (ValueError, EOFError) as exc:
+        raise StoreError(
+            f"{file}: not a readable .npy array ({exc}); the file is truncated, corrupt or "
+            "holds pickled objects: re-extract or re-download it"
+        ) from None
+    except OSError as exc:
+        raise StoreError(f"{file}: cannot read ({exc})") from None
+
+
+def npy_source(file: Path) -> "NpyRows | np.ndarray":
+    """One `.npy` as a sliceable `(T, C)` source: its rows (`NpyRows`), else the memory-mapped array."""
+    rows = NpyRows.open(file)
+    return rows if rows is not None else load_npy(file, mmap=True)
 
 
 class NpyRows:
@@ -27,13 +81,12 @@ class NpyRows:
 
     @classmethod
     def open(cls, file: Path) -> "NpyRows | None":
-        """Rows of `file`, or None when it is not a plain 2-D C-ordered array (read it another way)."""
-        with open(file, "rb") as handle:
-            version = np.lib.format.read_magic(handle)
-            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-            shape, fortran, dtype = read_header(handle)
-            offset = handle.tell()
-        if fortran or len(shape) != 2 or dtype.hasobject:
+        """Rows of `file`, or None when it is not a plain 2-D C-ordered array (read it another way).
+
+        Raises `StoreError` for a file that is not a complete `.npy` (`npy_header`).
+        """
+        shape, fortran, dtype, offset = npy_header(file)
+        if fortran or len(shape) != 2:
             return None
         return cls(file, shape, dtype, offset)
 
@@ -69,23 +122,11 @@ class NpyStore(DirectoryStore):
     extensions = (".npy",)
 
     def load_file(self, file: Path, mmap: bool = False) -> np.ndarray:
-        try:
-            return np.load(file, mmap_mode="r" if mmap else None, allow_pickle=False)
-        except ValueError as exc:
-            raise StoreError(
-                f"{file}: not a readable .npy array ({exc}); the file is truncated, corrupt or "
-                "holds pickled objects: re-extract or re-download it"
-            ) from None
-        except OSError as exc:
-            raise StoreError(f"{file}: cannot read ({exc})") from None
+        return load_npy(file, mmap)
 
     def window_source(self, video_id: str) -> "NpyRows | np.ndarray":
         file = self.file(video_id)
-        try:
-            rows = NpyRows.open(file)
-        except (ValueError, OSError):
-            rows = None  # load_file names what is wrong with it
-        return check_features(rows if rows is not None else self.load_file(file, mmap=True), str(file))
+        return check_features(npy_source(file), str(file))
 
     def shape(self, video_id: str) -> tuple[int, int]:
         return tuple(self.window_source(video_id).shape)  # type: ignore[return-value]
@@ -98,6 +139,7 @@ class NpyWriter(DirectoryWriter):
     """Writes `OUT/{prefix}{id}{suffix}.npy` atomically (temporary file + rename)."""
 
     extension = ".npy"
+    layout = "npy"
 
     def dump(self, handle, video_id: str, features: np.ndarray) -> None:
         np.save(handle, np.ascontiguousarray(features), allow_pickle=False)

@@ -24,6 +24,7 @@ class NpzWriter(KeyedDirectoryWriter):
     """One `.npz` per video with one array `key` (default `feats`); zip entries carry a fixed timestamp."""
 
     extension = ".npz"
+    layout = "npz"
 
     def __init__(
         self, path: Path, prefix: str = "", suffix: str = "", key: str | None = "feats", compressed: bool = False

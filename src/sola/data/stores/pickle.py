@@ -119,13 +119,13 @@ class PickleFileWriter(PartsWriter):
         self.key = key
         super().__init__(path)
 
-    def finished_ids(self) -> set[str]:
-        return set(PickleFileStore(self.path).video_ids())
+    def open_previous(self) -> "PickleFileStore":
+        return PickleFileStore(self.path, key=self.key)
 
     def assemble(self, parts: dict[str, Path]) -> None:
         """Pickle the previous output (if any) and the parts as one dict, sorted by id."""
         videos: dict[str, Any] = {}
-        if self.path.is_file():
+        if self.keeps_previous():
             previous = PickleFileStore(self.path, key=self.key)
             videos = {video_id: previous.read(video_id) for video_id in previous.video_ids()}
         for video_id, part in parts.items():

@@ -17,6 +17,7 @@ class PickleDirWriter(KeyedDirectoryWriter):
     """One pickle per video, as a bare array or `{key: array}` like the source."""
 
     extension = ".pkl"
+    layout = "pickle-dir"
 
     def dump(self, handle, video_id: str, features: np.ndarray) -> None:
         dump_pickle(handle, self.payload(np.ascontiguousarray(features)))

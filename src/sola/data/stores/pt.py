@@ -33,15 +33,22 @@ def _torch_load(file: Path):
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
         raise StoreError(
-            f"{file}: not a readable .pt file ({str(exc).splitlines()[0]}); it is truncated or corrupt: "
+            f"{file}: not a readable .pt file ({_first_sentence(exc)}); it is truncated or corrupt: "
             "re-download or re-extract it"
         ) from None
+
+
+def _first_sentence(exc: BaseException) -> str:
+    """The first sentence of an error's text (torch's run on for lines), or its type when it has none."""
+    text = str(exc).strip().split("\n")[0].split(". ")[0]
+    return text or type(exc).__name__
 
 
 class PtWriter(KeyedDirectoryWriter):
     """One `.pt` per video (`torch.save` of a tensor, or of `{key: tensor}` like the source)."""
 
     extension = ".pt"
+    layout = "pt"
 
     def dump(self, handle, video_id: str, features: np.ndarray) -> None:
         import torch

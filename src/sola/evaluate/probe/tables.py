@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 
+from sola.core.atomic import json_ready as strict_json_ready
 from sola.evaluate.probe.config import METRICS, SgdProbeConfig
 
 
@@ -57,11 +58,6 @@ def _percent(value) -> str:
 
 
 def json_ready(value):
-    """A copy of nested dicts/lists with NaN floats as None, for strict JSON."""
-    if isinstance(value, dict):
-        return {key: json_ready(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_ready(item) for item in value]
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value
+    """A copy of nested dicts/lists with non-finite floats (NaN, +-Inf) as None, for strict JSON
+    (`sola.core.atomic.json_ready`, the one rule of every JSON file sola writes)."""
+    return strict_json_ready(value)
