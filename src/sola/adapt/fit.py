@@ -32,7 +32,8 @@ from sola.adapt.sampling import WindowSource, epoch_plan, open_window_source, pr
 from sola.adapt.schedule import lr_factor, steps_per_epoch, total_epochs, total_steps
 from sola.core.config import SoLaConfig, load_config, save_config
 from sola.core.distributed import DistributedContext, barrier, mean_across_ranks, rank_batch, setup_distributed
-from sola.core.errors import CheckpointError, ConfigError
+from sola.core.errors import CheckpointError
+from sola.core.paths import check_outputs
 from sola.core.runs import (ADAPTER, CONFIG, RECORD, STATE, WINDOW_CACHE, checkpoint_path, load_state, read_metrics,
                             read_record, save_state, store_record, write_metrics, write_record)
 from sola.data.stores import FeatureStore
@@ -168,10 +169,7 @@ def check_run_dir(run_dir: Path, store, resumed: bool) -> None:
     """
     if not resumed and (run_dir / STATE).exists():
         raise CheckpointError(f"{run_dir} already holds a training run; pass --resume to continue it or choose another --out")
-    features = store.path.resolve()
-    if features.is_dir() and (run_dir.resolve() == features or features in run_dir.resolve().parents):
-        raise ConfigError(f"--out {run_dir} is inside the input store {store.path}; choose a directory outside "
-                          "it (inputs are never modified)")
+    check_outputs({"--out": run_dir}, {"the input store": store.path})  # not it, not inside it
     fitted = read_record(run_dir) if resumed else None
     if fitted is not None:
         current = store_record(store)

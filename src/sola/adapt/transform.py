@@ -25,6 +25,7 @@ from sola.adapt.adapter import SoLaAdapter, adapter_digest
 from sola.core.atomic import atomic_write_text
 from sola.core.distributed import barrier, setup_distributed
 from sola.core.errors import ConfigError, StoreError
+from sola.core.paths import check_outputs
 from sola.core.memory import HeapTrim
 from sola.data.stores import FeatureStore, StoreWriter
 from sola.data.stores.base import PartsWriter
@@ -93,13 +94,13 @@ def transform_store(
     `nan_policy` ("error", "zero", "drop-video") decides what happens to videos with NaN/Inf.
     `video_ids`: only these videos of the store (default: all of them).
     Returns counts: {"videos", "written", "skipped", "dropped", "seconds", "snippets"}. Raises
-    `StoreError` when `out` is the input store (inputs are never modified), when `out` holds
+    `ConfigError` when `out` is or lies inside the input store (`sola.core.paths.check_outputs`: inputs
+    are never modified), `StoreError` when `out` holds
     features its provenance record does not vouch for (see the module docstring) or a video is bad.
     """
     check_chunk_size(chunk_size)
     out = Path(out)
-    if out.resolve() == store.path.resolve():
-        raise StoreError(f"--out {out} is the input store; choose a new directory (inputs are never modified)")
+    check_outputs({"--out": out}, {"the input store": store.path})  # nor inside it
     ids = store.video_ids()
     if video_ids is not None:
         wanted = set(video_ids)

@@ -7,6 +7,7 @@ import json
 import sys
 
 from sola.cli.common import NON_NEGATIVE, POSITIVE, add_command, add_config_arguments, config_overrides, integer
+from sola.core.paths import check_outputs
 from sola.extract.config import OUTPUTS, ExtractConfig
 
 # Named flags: shortcuts for single keys of `sola.extract.config.ExtractConfig`.
@@ -60,6 +61,8 @@ def run_extract(args: argparse.Namespace) -> int:
     """
     from sola.extract.extract import extract_videos
 
+    check_outputs({"--out": args.out, "--cache": getattr(args, "encoder.cache")},
+                  {"the input VIDEO_OR_DIR": args.inputs, "--config": args.config})
     config = ExtractConfig.load(args.config, config_overrides(args))  # refused here, before any video is opened
     summary = extract_videos(args.inputs, args.out, config, progress=False if args.quiet else None)
     for message in summary.warnings:
@@ -81,6 +84,7 @@ def run_classify(args: argparse.Namespace) -> int:
     """
     from sola.extract.extract import classify_video
 
+    check_outputs({"--cache": getattr(args, "encoder.cache")}, {"the input VIDEO": args.video})
     top = classify_video(args.video, ExtractConfig.load(args.config, config_overrides(args)))
     if args.json:
         print(json.dumps([{"label": label, "probability": round(p, 6)} for label, p in top], indent=1))
