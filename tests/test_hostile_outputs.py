@@ -94,7 +94,9 @@ CASES = [
     ("tal train", "--out", lambda p: ["tal", "train", p["F"], "--annotations", p["A"], *TAL, "--out", p["A"]], ("is the input --annotations",)),
     ("synth", "OUT", lambda p: ["synth", p["A"].parent, "--config", p["A"]], ("annotations.json", "is the input --config")),
     ("splice", "OUT", lambda p: ["splice", p["F"], p["F"] / "spliced"], ("OUT", "inside the clip store")),
-    ("extract", "--out", lambda p: ["extract", p["V"], "--out", p["V"] / "features"], ("--out", "inside the input VIDEO_OR_DIR")),
+    ("splice", "OUT", lambda p: ["splice", p["F"], p["F"].parent], ("OUT", "holds the clip store")),
+    ("extract", "--out", lambda p: ["extract", p["V"], "--out", p["V"] / "clip.mp4"], ("--out", "is a file of the input VIDEO_OR_DIR")),
+    ("extract", "--out", lambda p: ["extract", p["V"], "--out", p["V"]], ("--out", "is the input VIDEO_OR_DIR")),
     ("extract", "--out", lambda p: ["extract", p["V"] / "clip.mp4", "--out", p["V"] / "clip.mp4"], ("is the input VIDEO_OR_DIR",)),
     ("extract", "--cache", lambda p: ["extract", p["V"], "--out", p["root"] / "x", "--cache", p["V"]], ("--cache", "is the input VIDEO_OR_DIR")),
     ("classify", "--cache", lambda p: ["classify", p["V"] / "clip.mp4", "--cache", p["V"] / "clip.mp4"], ("--cache", "is the input VIDEO")),
@@ -106,7 +108,7 @@ CASES = [
     ("ablate", "--out", lambda p: ["ablate", p["F"], "--annotations", p["A"], "--out", p["A"].parent], ("--out", "holds the input store")),
     ("ablate", "--out", lambda p: ["ablate", p["F"], "--annotations", p["A"], "--out", p["F"] / "grid"], ("inside the input store",)),
     ("demo", "--out", lambda p: ["demo", "--videos", p["V"], "--out", p["root"]], ("--out", "holds the input --videos")),
-    ("demo", "--out", lambda p: ["demo", "--videos", p["V"], "--out", p["V"] / "demo"], ("inside the input --videos",)),
+    ("demo", "--out", lambda p: ["demo", "--videos", p["V"], "--out", p["V"] / "clip.mp4"], ("is a file of the input --videos",)),
     ("report", "--out", lambda p: ["report", p["CMP"], "--out", p["CMP"] / "compare.html"], ("compare.md", "is the run file")),
     ("report", "--out", lambda p: ["report", p["RUN"], "--out", p["F"] / "report.html"], ("inside the store the run was fitted on",)),
     ("show", "--out", lambda p: ["show", p["P"], "--annotations", p["A"], "--out", p["A"]], ("--out", "is the input --annotations")),
@@ -185,6 +187,19 @@ def test_links_missing_inputs_and_whole_directories(tmp_path):
         check_outputs({"--out": [tmp_path, store]}, {"the store": store})
 
 
+def test_a_folder_of_videos_may_hold_new_outputs_but_not_lose_a_video(tmp_path):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    (videos / "a.mp4").write_bytes(b"x")
+    check_outputs({"--out": videos / "features"}, {"the videos": videos}, shallow=["the videos"])  # read one level deep
+    with pytest.raises(ConfigError, match="is a file of the videos"):
+        check_outputs({"--out": videos / "a.mp4"}, {"the videos": videos}, shallow=["the videos"])
+    with pytest.raises(ConfigError, match="is the videos"):
+        check_outputs({"--out": videos}, {"the videos": videos}, shallow=["the videos"])
+    with pytest.raises(ConfigError, match="lies inside the store"):  # any other input folder: nothing inside it
+        check_outputs({"--out": videos / "features"}, {"the store": videos})
+
+
 def test_new_outputs_beside_the_inputs_are_written(capsys, paths, tmp_path):
     code, out, err = run(capsys, "eval-detection", paths["GT"], paths["P"], "--subset", "validation",
                          "--json", tmp_path / "map.json")
@@ -217,10 +232,25 @@ def test_compare_selects_into_its_own_folder_and_leaves_the_adapter_run_byte_ide
 
 
 def test_compare_out_that_is_an_existing_file_never_says_remove_it(capsys, paths):
-    line = fails(capsys, "compare", paths["F"], "--annotations", paths["A"], "--out", paths["P"])
-    assert "remove" not in line and "choose" in line
+    before = snapshot(paths["A"])
+    line = fails(capsys, "compare", paths["F"], "--annotations", paths["A"], "--out", paths["A"],
+                 says=("--annotations", "choose another output path"))
+    assert "remove" not in line and snapshot(paths["A"]) == before  # it is an input: never "remove it"
+
+
+DIRECTORY_OUTPUTS = {  # an output directory that is an existing file (not an input): "not a directory", no "remove"
+    "compare": lambda p, out: ["compare", p["F"], "--annotations", p["A"], "--out", out],
+    "ablate": lambda p, out: ["ablate", p["F"], "--annotations", p["A"], "--out", out],
+    "detect": lambda p, out: ["detect", p["V"], "--head", p["TAL"], "--out", out],
+    "extract": lambda p, out: ["extract", p["V"], "--out", out],
+    "demo": lambda p, out: ["demo", "--out", out],
+}
+
+
+@pytest.mark.parametrize("command", sorted(DIRECTORY_OUTPUTS))
+def test_an_output_directory_that_is_a_file_is_refused_without_suggesting_removal(capsys, paths, command):
     other = paths["root"] / "notes.txt"
     other.write_text("mine")
-    line = fails(capsys, "compare", paths["F"], "--annotations", paths["A"], "--out", other,
-                 says=("not a directory", "choose another output directory"))
+    line = fails(capsys, *DIRECTORY_OUTPUTS[command](paths, other),
+                 says=("notes.txt", "not a directory", "choose another output directory"))
     assert "remove" not in line and other.read_text() == "mine"

@@ -161,7 +161,8 @@ def run_demo(args: argparse.Namespace) -> int:
     from sola.experiments.demo import run_demo as demo
 
     check_outputs({"--out": args.out}, {"--videos": args.videos, "--annotations": args.annotations,
-                                        "--config": args.config}, whole=["--out"])
+                                        "--config": args.config}, whole=["--out"], shallow=["--videos"])
+    check_output_dir(args.out)
     demo(args.out, num_videos=args.num_videos, videos_dir=args.videos, annotations=args.annotations, fps=args.fps,
          progress=not args.quiet, config=args.config, overrides=config_overrides(args))
     return 0

@@ -113,7 +113,7 @@ def run_splice(args: argparse.Namespace) -> int:
     validation videos use disjoint clips. Writes OUT/features (npy) and OUT/annotations.json.
     """
     check_outputs({"OUT": [args.out, f"{args.out}/features", f"{args.out}/annotations.json"]},
-                  {"the clip store CLIPS": args.clips, "--config": args.config})
+                  {"the clip store CLIPS": args.clips, "--config": args.config}, whole=["OUT"])  # OUT must be empty
     overrides = config_overrides(args)
     if args.clips_per_video is not None:
         overrides["splice.min_clips"], overrides["splice.max_clips"] = parse_clip_range(args.clips_per_video)

@@ -6,7 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from sola.cli.common import NON_NEGATIVE, add_annotation_arguments, add_command, annotations_from_args, integer
+from sola.cli.common import (NON_NEGATIVE, add_annotation_arguments, add_command, annotations_from_args,
+                             check_output_dir, integer)
 from sola.core.paths import check_outputs
 
 
@@ -44,7 +45,8 @@ def run_detect(args: argparse.Namespace) -> int:
     check_outputs({"--out": [out, out / "features", out / "features_sola", out / DETECTIONS, out / TIMELINES],
                    "--cache": args.cache},
                   {"the input VIDEO_OR_DIR": args.inputs, "the head run --head": args.head, "--adapter": args.adapter,
-                   "--annotations": args.annotations, "--metadata": args.metadata})
+                   "--annotations": args.annotations, "--metadata": args.metadata}, shallow=["the input VIDEO_OR_DIR"])
+    check_output_dir(out)
     annotations = annotations_from_args(args) if args.annotations else None
     summary = detect_videos(args.inputs, args.head, args.out, adapter=args.adapter, annotations=annotations,
                             min_score=args.min_score, device=args.device, progress=False if args.quiet else None,

@@ -6,7 +6,8 @@ import argparse
 import json
 import sys
 
-from sola.cli.common import NON_NEGATIVE, POSITIVE, add_command, add_config_arguments, config_overrides, integer
+from sola.cli.common import (NON_NEGATIVE, POSITIVE, add_command, add_config_arguments, check_output_dir,
+                             config_overrides, integer)
 from sola.core.paths import check_outputs
 from sola.extract.config import OUTPUTS, ExtractConfig
 
@@ -62,7 +63,8 @@ def run_extract(args: argparse.Namespace) -> int:
     from sola.extract.extract import extract_videos
 
     check_outputs({"--out": args.out, "--cache": getattr(args, "encoder.cache")},
-                  {"the input VIDEO_OR_DIR": args.inputs, "--config": args.config})
+                  {"the input VIDEO_OR_DIR": args.inputs, "--config": args.config}, shallow=["the input VIDEO_OR_DIR"])
+    check_output_dir(args.out)
     config = ExtractConfig.load(args.config, config_overrides(args))  # refused here, before any video is opened
     summary = extract_videos(args.inputs, args.out, config, progress=False if args.quiet else None)
     for message in summary.warnings:

@@ -5,9 +5,13 @@ Every command that writes calls `check_outputs(outputs, inputs)` before any work
 
 - is an input file: the same real path (through symbolic links) or the same file (hard links: the same
   `st_dev` + `st_ino`);
-- lies inside an input directory (a feature store, a folder of videos, a run folder the command reads);
+- lies inside an input directory (a feature store, a run folder the command reads); a folder of videos,
+  which is read one level deep, may hold new outputs in a subfolder (`shallow=`), but the output may not
+  be the folder or one of its files;
 - for the flags listed in `whole=`: holds an input, because the command deletes or rewrites files
-  anywhere in that directory (`sola demo` and `sola ablate` clean their output folder's subfolders).
+  anywhere in that directory (`sola demo` and `sola ablate` clean their output folder's subfolders;
+  `sola splice` wants an empty OUT). Other output folders may hold an input (`sola compare d/features
+  --out d` only adds files), but none of the paths they write may be or lie inside one.
 
 A flag may name several paths: the one the user gave, then the files and folders the command derives from
 it (`OUT/features`, `OUT/annotations.json`, a report's Markdown twin), so that the message names the one
@@ -23,7 +27,8 @@ input directory, only the files of it that the command reads (`run_files`), so t
 - `sola report DIR` writes `DIR/report.html`, `DIR/report.md` and `DIR/report_files/` by default.
 
 A run folder given as an input to another command is never written into: `sola compare --adapter RUN_DIR`
-selects its checkpoint into `OUT/sola_select/`, not into RUN_DIR.
+selects its checkpoint into `OUT/sola_select/`, not into RUN_DIR (`sola ablate` and `sola demo` take no
+run folder: they fit and select in their own OUT). `sola cost --json` reads no file; it calls the guard too.
 
 Light: no torch, no NumPy; `sola.core` only.
 """
@@ -63,20 +68,23 @@ def check_outputs(
     outputs: Mapping[str, PathLike | Iterable[PathLike] | None],
     inputs: Mapping[str, PathLike | Iterable[PathLike] | None],
     whole: Iterable[str] = (),
+    shallow: Iterable[str] = (),
 ) -> None:
     """Refuse any output that is an input, lies inside an input directory or (for `whole` flags) holds an input.
 
     `outputs`: flag (as the user typed it: "--json", "--out", "OUT") -> a path, or the paths the command
     writes for that flag (the given one first), or None when not given. `inputs`: what the input is, as a
     message names it ("the ground truth GT"; a flag "--annotations" reads "the input --annotations") -> a
-    path, several, or None. Raises
-    `ConfigError`: "--json gt.json is the ground truth GT; choose another output path (inputs are never
-    overwritten)".
+    path, several, or None. `whole`: output flags whose directories may hold no input (the command cleans
+    in them). `shallow`: input names of folders of videos, read one level deep, that may hold new outputs
+    (`extract videos/ --out videos/features`): only the folder itself and the files directly in it are
+    protected. Raises `ConfigError`: "--json gt.json is the ground truth GT; choose another output path
+    (inputs are never overwritten)".
     """
-    whole = set(whole)
-    found = [(f"the input {name}" if name.startswith("-") else name, Path(path))
+    whole, shallow = set(whole), set(shallow)
+    found = [(f"the input {name}" if name.startswith("-") else name, Path(path), name in shallow)
              for name, paths in inputs.items() for path in _paths(paths)]
-    found = [(name, path) for name, path in found if os.path.exists(path)]  # nothing of a missing input is lost
+    found = [entry for entry in found if os.path.exists(entry[1])]  # nothing of a missing input is lost
     for flag, paths in outputs.items():
         paths = _paths(paths)
         if not paths:
@@ -84,11 +92,15 @@ def check_outputs(
         given = paths[0]
         for path in paths:
             shown = f"{given}" if path == given else f"{given} (it writes {path})"
-            for name, source in found:
+            for name, source, one_level in found:
                 if _same(path, source):
                     raise ConfigError(f"{flag} {shown} is {name}{_where(source, path)}; choose another output "
                                       "path (inputs are never overwritten)")
-                if source.is_dir() and _inside(path, source):
+                if one_level and source.is_dir():
+                    if path.is_file() and _same(path.parent, source):
+                        raise ConfigError(f"{flag} {shown} is a file of {name}{_where(source, path)}; choose "
+                                          "another output path (inputs are never overwritten)")
+                elif source.is_dir() and _inside(path, source):
                     raise ConfigError(f"{flag} {shown} lies inside {name}{_where(source, path)}; choose an output "
                                       "path outside the inputs (inputs are never modified)")
                 if flag in whole and _inside(source, path):
