@@ -10,6 +10,7 @@ from sola.data.annotations import load_annotations
 from sola.data.stores import open_store
 from sola.experiments.compare import compare, format_markdown, parse_modes
 from sola.tal.config import load_tal_config
+from tests.hostile import snapshot
 
 TINY_TAL = {"train.epochs": 1, "train.warmup_epochs": 1, "model.embd_dim": 16, "model.head_dim": 16}
 TINY_SOLA = {"adapter.hidden_dim": 16, "matching.projector_dim": 16, "fit.epochs": 1, "fit.batch_size": 16}
@@ -142,6 +143,7 @@ def test_compare_uses_the_identity_when_it_wins_and_no_select_turns_selection_of
     make_toy(tmp_path, flip=0)  # separable snippets: the scrambled checkpoints are clearly worse
     run = scrambled_run(tmp_path, DIM)
     features = tmp_path / "features"
+    before = snapshot(run)
     args = ["compare", str(features), "--annotations", str(tmp_path / "annotations.json"),
             "--config", "tal_synthetic_cpu", "--adapter", str(run), "--seeds", "1", "--no-probe", "--quiet"]
     assert main([*args, "--out", str(tmp_path / "selected")]) == 0
@@ -150,15 +152,20 @@ def test_compare_uses_the_identity_when_it_wins_and_no_select_turns_selection_of
     used = json.loads((tmp_path / "selected" / "compare.json").read_text())["sola_adapter"]
     assert used["best"] == "identity" and used["features"] == str(features)
     assert calls[1].path == features and not (tmp_path / "selected" / "sola_features").exists()
-    assert json.loads((run / "select.json").read_text())["best"] == "identity"
+    selected = tmp_path / "selected" / "sola_select"  # the run is an input: selected into compare's own folder
+    assert json.loads((selected / "select.json").read_text())["best"] == "identity"
+    assert used["select_table"] == str(selected / "select.json")
+    assert snapshot(run) == before and not (run / "best.safetensors").exists()
 
+    # --no-select takes the run's best.safetensors as it is (here: as if `sola select` had chosen the identity).
+    (run / "best.safetensors").write_bytes((selected / "best.safetensors").read_bytes())
     calls.clear()
     assert main([*args, "--out", str(tmp_path / "plain"), "--no-select"]) == 0
     capsys.readouterr()
     used = json.loads((tmp_path / "plain" / "compare.json").read_text())["sola_adapter"]
     assert not used["selected"] and used["best"] is None
     assert used["source"] == str(run / "best.safetensors")  # the run's best as it is, as before
-    assert calls[1].path == features  # that best is the identity written above: gate 0, nothing to transform
+    assert calls[1].path == features  # that best is the identity: gate 0, nothing to transform
 
     # Without best.safetensors, --no-select takes the final adapter; one output directory never
     # mixes the sola results of two adapters.
@@ -235,22 +242,28 @@ def test_compare_selects_by_head_and_reuses_a_selection_only_under_the_same_conf
             "--config", "tal_synthetic_cpu", "--adapter", str(run), "--seeds", "2", "--no-probe", "--quiet"]
     assert main([*args, "--out", str(tmp_path / "by_head"), "--select-by", "head", "--set", "select.seeds=2"]) == 0
     out = capsys.readouterr().out
-    selection = json.loads((run / "select.json").read_text())
+    selection = json.loads((tmp_path / "by_head" / "sola_select" / "select.json").read_text())
+    assert not (run / "select.json").exists() and not (run / "select_head").exists()  # the run is an input
     assert selection["criterion"] == "head" and selection["seeds"] == 2 and not selection["identity_wins"]
     used = json.loads((tmp_path / "by_head" / "compare.json").read_text())["sola_adapter"]
     assert used["criterion"] == "head" and used["best"] == selection["best"]
     assert "verdict: avg mAP (sola vs baseline): no measurable difference" in out  # the fake head: equal mAP
     assert proxies
-    # The same selection config reuses select.json; another one (the probe, or other proxy seeds) selects again.
+    # The same selection config reuses select.json (of this --out, or one the run holds from `sola select`);
+    # another one (the probe, or other proxy seeds) selects again.
     proxies.clear()
-    assert main([*args, "--out", str(tmp_path / "again"), "--select-by", "head", "--set", "select.seeds=2"]) == 0
+    assert main([*args, "--out", str(tmp_path / "by_head"), "--select-by", "head", "--set", "select.seeds=2"]) == 0
     assert "reusing the selection" in capsys.readouterr().out and not proxies
+    for name in ("best.safetensors", "select.json"):  # as if `sola select --criterion head --seeds 2` had run
+        (run / name).write_bytes((tmp_path / "by_head" / "sola_select" / name).read_bytes())
+    assert main([*args, "--out", str(tmp_path / "again"), "--select-by", "head", "--set", "select.seeds=2"]) == 0
+    assert f"reusing the selection in {run / 'select.json'}" in capsys.readouterr().out and not proxies
     assert main([*args, "--out", str(tmp_path / "three"), "--select-by", "head"]) == 0
     capsys.readouterr()
-    assert proxies and json.loads((run / "select.json").read_text())["seeds"] == 3
+    assert proxies and json.loads((tmp_path / "three" / "sola_select" / "select.json").read_text())["seeds"] == 3
     assert main([*args, "--out", str(tmp_path / "probe")]) == 0
     assert "reusing the selection" not in capsys.readouterr().out
-    assert json.loads((run / "select.json").read_text())["criterion"] == "probe"
+    assert json.loads((tmp_path / "probe" / "sola_select" / "select.json").read_text())["criterion"] == "probe"
 
 
 def test_scratch_folders_of_killed_comparisons_are_removed(tmp_path):

@@ -8,7 +8,7 @@ import torch
 from sola.adapt.adapter import SoLaAdapter
 from sola.adapt.estimator import SoLa
 from sola.adapt.transform import apply_adapter, transform_store
-from sola.core.errors import StoreError
+from sola.core.errors import ConfigError, StoreError
 from sola.data.stores import open_store
 from tests.conftest import write_npy_store
 
@@ -66,8 +66,10 @@ def test_prefix_suffix_preserved(tmp_path, adapter):
 
 def test_refuses_to_overwrite_the_input(tmp_path, adapter):
     root = write_npy_store(tmp_path / "in", [30], dim=8)
-    with pytest.raises(StoreError, match="inputs are never modified"):
+    with pytest.raises(ConfigError, match="inputs are never overwritten"):  # sola.core.paths.check_outputs
         transform_store(adapter, open_store(root), root, progress=False)
+    with pytest.raises(ConfigError, match="lies inside the input store"):
+        transform_store(adapter, open_store(root), root / "sola", progress=False)
 
 
 def test_estimator_api(synthetic_small, tmp_path):

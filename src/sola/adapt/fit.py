@@ -36,6 +36,7 @@ from sola.core.config import SoLaConfig, changed_config_keys, load_config, save_
 from sola.core.distributed import (DistributedContext, barrier, mean_across_ranks, rank_batch, setup_distributed,
                                    sum_across_ranks)
 from sola.core.errors import CheckpointError, ConfigError
+from sola.core.paths import check_outputs
 from sola.core.runs import (ADAPTER, ADAPTER_METRICS, ADAPTER_RUN, ADAPTER_SECTIONS, CONFIG, RECORD, STATE,
                             WINDOW_CACHE, check_run, checkpoint_path, load_state, read_metrics, read_record,
                             run_config_file, save_state, store_record, write_metrics, write_record)
@@ -212,10 +213,7 @@ def check_run_dir(run_dir: Path, store, resumed: bool) -> None:
     check_run(run_dir, ADAPTER_RUN, allow_new=True)
     if not resumed and (run_dir / STATE).exists():
         raise CheckpointError(f"{run_dir} already holds a training run; pass --resume to continue it or choose another --out")
-    features = store.path.resolve()
-    if features.is_dir() and (run_dir.resolve() == features or features in run_dir.resolve().parents):
-        raise ConfigError(f"--out {run_dir} is inside the input store {store.path}; choose a directory outside "
-                          "it (inputs are never modified)")
+    check_outputs({"--out": run_dir}, {"the input store": store.path})  # not it, not inside it
     fitted = read_record(run_dir) if resumed else None
     if fitted is not None:
         current = store_record(store)

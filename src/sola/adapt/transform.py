@@ -25,6 +25,7 @@ from sola.adapt.adapter import SoLaAdapter, adapter_digest
 from sola.core.atomic import atomic_write_text, json_text
 from sola.core.distributed import barrier, setup_distributed, sum_across_ranks
 from sola.core.errors import CheckpointError, ConfigError, StoreError
+from sola.core.paths import check_outputs
 from sola.core.memory import HeapTrim
 from sola.core.runs import read_json
 from sola.data.stores import FeatureStore, StoreWriter
@@ -96,15 +97,14 @@ def transform_store(
     A finished video of an earlier run is kept only when its output reads back with the input's shape
     and dtype (`StoreWriter.intact`); a damaged one (truncated, replaced) is transformed again.
     Returns counts: {"videos", "written", "skipped", "redone", "dropped", "seconds", "snippets"} and
-    `damaged` (the first damaged output's problem, or None). Raises `StoreError` when `out` is the input
-    store (inputs are never modified), when `out` holds features its provenance record does not vouch
-    for (see the module docstring), when a video is bad or its adapted features are not finite, or
-    when --nan-policy drop-video drops every video.
+    `damaged` (the first damaged output's problem, or None). Raises `ConfigError` when `out` is or lies
+    inside the input store (`sola.core.paths.check_outputs`: inputs are never modified), `StoreError` when
+    `out` holds features its provenance record does not vouch for (see the module docstring), when a video
+    is bad or its adapted features are not finite, or when --nan-policy drop-video drops every video.
     """
     check_chunk_size(chunk_size)
     out = Path(out)
-    if out.resolve() == store.path.resolve():
-        raise StoreError(f"--out {out} is the input store; choose a new directory (inputs are never modified)")
+    check_outputs({"--out": out}, {"the input store": store.path})  # nor inside it
     ids = store.video_ids()
     if video_ids is not None:
         wanted = set(video_ids)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-from sola.cli.common import add_command, annotations_from_args, integer, store_from_args
-from sola.cli.compare import add_head_and_sola_arguments, head_and_sola_configs, selection_options
+from sola.cli.common import add_command, annotations_from_args, check_output_dir, integer, store_from_args
+from sola.cli.compare import (add_head_and_sola_arguments, head_and_sola_configs, head_and_sola_inputs,
+                              selection_options)
 from sola.core.errors import ConfigError
+from sola.core.paths import check_outputs
 from sola.experiments.ablate import PRESETS, ablate, format_markdown, parse_grid
 
 
@@ -35,6 +37,9 @@ def run_ablate(args: argparse.Namespace) -> int:
     """
     if args.grid and args.preset:
         raise ConfigError("give --grid or --preset, not both")
+    # ablate rewrites and cleans its subfolders (features_rgb/, points/...): no input may live in OUT
+    check_outputs({"--out": args.out}, head_and_sola_inputs(args), whole=["--out"])
+    check_output_dir(args.out)
     points = PRESETS[args.preset] if args.preset else parse_grid(args.grid)
     tal_config, sola_config = head_and_sola_configs(args)
     table = ablate(store_from_args(args), annotations_from_args(args), tal_config,

@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 
 from sola.cli.common import (NON_NEGATIVE, add_annotation_arguments, add_command, add_config_arguments,
-                             add_store_arguments, annotations_from_args, config_overrides, integer, store_from_args)
+                             add_store_arguments, annotations_from_args, check_output_dir, config_overrides, integer,
+                             store_from_args)
 from sola.core.config import SoLaConfig, load_config
 from sola.core.devices import is_main_process
 from sola.core.errors import ConfigError
+from sola.core.paths import check_outputs
 from sola.tal.config import load_tal_config
 
 
@@ -63,6 +65,12 @@ def selection_options(args: argparse.Namespace) -> dict:
     return {"criterion": getattr(args, "select_by", "probe"), **chosen}
 
 
+def head_and_sola_inputs(args: argparse.Namespace) -> dict:
+    """The input files of `compare` and `ablate`, for `check_outputs`."""
+    return {"the input store FEATURES": args.features, "--annotations": args.annotations, "--metadata": args.metadata,
+            "--config": args.config, "--sola-config": args.sola_config}
+
+
 def run_compare(args: argparse.Namespace) -> int:
     """TAL head on original vs SoLa features (and unified modes): mAP table over seeds
 
@@ -71,6 +79,11 @@ def run_compare(args: argparse.Namespace) -> int:
     """
     from sola.experiments.compare import compare, format_markdown, parse_modes, verdict_lines
 
+    out = args.out
+    fitted_here = [f"{out}/sola_run"] if args.adapter is None else []  # --adapter RUN_DIR is never written into
+    check_outputs({"--out": [out, f"{out}/results", f"{out}/sola_features", f"{out}/sola_select", *fitted_here]},
+                  {**head_and_sola_inputs(args), "--adapter": args.adapter})
+    check_output_dir(out)
     modes = parse_modes(args.modes)
     if args.seeds < 1:
         raise ConfigError("--seeds must be at least 1")

@@ -11,6 +11,7 @@ import argparse
 from sola.cli.common import (POSITIVE, add_command, add_config_arguments, add_resume_argument, add_store_arguments,
                              check_output_dir, config_overrides, integer, resume_dir, store_from_args)
 from sola.core.devices import is_main_process
+from sola.core.paths import check_outputs
 
 # Named flags of `sola synth`, `sola train` and `sola transform`: shortcuts for single config keys.
 SYNTH_SHORTCUTS = [
@@ -80,6 +81,8 @@ def run_synth(args: argparse.Namespace) -> int:
     """write a seeded synthetic untrimmed-video benchmark"""
     from sola.data.synthetic import SynthSections, write_synthetic
 
+    check_outputs({"OUT": [args.out, f"{args.out}/features", f"{args.out}/annotations.json"]},
+                  {"--config": args.config})
     check_output_dir(args.out, "output")
     config = SynthSections.load(args.config, config_overrides(args)).synth
     summary = write_synthetic(args.out, config)
@@ -98,6 +101,8 @@ def run_train(args: argparse.Namespace) -> int:
 
     overrides = config_overrides(args)
     run_dir = resume_dir(args)
+    check_outputs({"--out" if args.out else "--resume": run_dir},
+                  {"the input store FEATURES": args.features, "--config": args.config})
     check_output_dir(run_dir)
     if args.resume:  # the command that started the run, --resume added, is accepted
         config = resume_config(run_dir, args.config, overrides)
@@ -129,6 +134,8 @@ def run_transform(args: argparse.Namespace) -> int:
     from sola.adapt.transform import transform_store
     from sola.core.config import load_config
 
+    check_outputs({"--out": [args.out, f"{args.out}.sola_transform.json"]},
+                  {"the input store FEATURES": args.features, "--adapter": args.adapter, "--config": args.config})
     settings = load_config(args.config, config_overrides(args)).transform
     adapter = load_adapter(args.adapter)
     store = store_from_args(args)
@@ -149,6 +156,9 @@ def run_demo(args: argparse.Namespace) -> int:
     """synthetic (or your) videos -> fit SoLa -> transform -> TSM pictures -> probe table"""
     from sola.experiments.demo import run_demo as demo
 
+    check_outputs({"--out": args.out}, {"--videos": args.videos, "--annotations": args.annotations,
+                                        "--config": args.config}, whole=["--out"], shallow=["--videos"])
+    check_output_dir(args.out)
     demo(args.out, num_videos=args.num_videos, videos_dir=args.videos, annotations=args.annotations, fps=args.fps,
          progress=not args.quiet, config=args.config, overrides=config_overrides(args))
     return 0

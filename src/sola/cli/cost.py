@@ -6,6 +6,7 @@ import argparse
 
 from sola.cli.common import add_command, integer
 from sola.core.devices import resolve_device
+from sola.core.paths import check_outputs
 from sola.core.runs import write_json
 
 
@@ -38,6 +39,7 @@ def run_cost(args: argparse.Namespace) -> int:
 
     from sola.experiments.cost import adapter_cost, encoder_cost, format_cost_table
 
+    check_outputs({"--json": args.json}, {})  # no input file yet: here for the day one is added
     if args.device is not None:
         devices = [resolve_device(args.device)]
     else:

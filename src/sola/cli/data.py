@@ -7,6 +7,7 @@ import argparse
 
 from sola.cli.common import (add_annotation_arguments, add_command, add_config_arguments, add_store_arguments,
                              annotations_from_args, config_overrides, integer, store_from_args, store_options)
+from sola.core.paths import check_outputs
 from sola.data.splice import SpliceConfig, SpliceSections, parse_clip_range, splice_store
 
 # Named flags of `sola splice`: shortcuts for single keys of its config.
@@ -117,6 +118,8 @@ def run_splice(args: argparse.Namespace) -> int:
     Clips are named CLASS_N; --actions classes become actions, the others background. Training and
     validation videos use disjoint clips. Writes OUT/features (npy) and OUT/annotations.json.
     """
+    check_outputs({"OUT": [args.out, f"{args.out}/features", f"{args.out}/annotations.json"]},
+                  {"the clip store CLIPS": args.clips, "--config": args.config}, whole=["OUT"])  # OUT must be empty
     overrides = config_overrides(args)
     if args.clips_per_video is not None:
         overrides["splice.min_clips"], overrides["splice.max_clips"] = parse_clip_range(args.clips_per_video)

@@ -6,7 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from sola.cli.common import NON_NEGATIVE, add_annotation_arguments, add_command, annotations_from_args, integer
+from sola.cli.common import (NON_NEGATIVE, add_annotation_arguments, add_command, annotations_from_args,
+                             check_output_dir, integer)
+from sola.core.paths import check_outputs
 
 
 def register(subparsers) -> None:
@@ -37,8 +39,14 @@ def run_detect(args: argparse.Namespace) -> int:
     beneath when --annotations are given). Unreadable videos are reported and skipped. A head
     trained on other features (another encoder or width, with or without SoLa) is refused.
     """
-    from sola.experiments.detect import detect_videos
+    from sola.experiments.detect import DETECTIONS, TIMELINES, detect_videos
 
+    out = Path(args.out)
+    check_outputs({"--out": [out, out / "features", out / "features_sola", out / DETECTIONS, out / TIMELINES],
+                   "--cache": args.cache},
+                  {"the input VIDEO_OR_DIR": args.inputs, "the head run --head": args.head, "--adapter": args.adapter,
+                   "--annotations": args.annotations, "--metadata": args.metadata}, shallow=["the input VIDEO_OR_DIR"])
+    check_output_dir(out)
     annotations = annotations_from_args(args) if args.annotations else None
     summary = detect_videos(args.inputs, args.head, args.out, adapter=args.adapter, annotations=annotations,
                             min_score=args.min_score, device=args.device, progress=False if args.quiet else None,

@@ -7,7 +7,6 @@ tsm, adapter) are imported inside the commands that use them.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import warnings
 
@@ -17,6 +16,7 @@ from sola.cli.common import (NON_NEGATIVE, POSITIVE, add_annotation_arguments, a
 from sola.core.atomic import atomic_write_text, json_text
 from sola.core.devices import resolve_device
 from sola.core.errors import AnnotationError, ConfigError, PredictionError, SolaError
+from sola.core.paths import check_outputs
 from sola.core.runs import BEST, SELECTION, fitted_store
 from sola.data.annotations import load_annotations
 from sola.data.predictions import (align_video_ids, distinct, ground_truth_segments, prediction_notes,
@@ -175,6 +175,11 @@ def _subset_name(args, annotations) -> str | None:
     return args.subset or next(iter(annotations.subsets()), None)
 
 
+def _ground_truth_inputs(args, name: str, predictions) -> dict:
+    """The inputs of `eval-detection` and `eval-proposals`, for `check_outputs`."""
+    return {"the ground truth GT": args.ground_truth, name: predictions, "--metadata": args.metadata}
+
+
 def _label_names(annotations) -> dict[int, str]:
     return {index: name for name, index in annotations.label_index().items()}
 
@@ -197,6 +202,7 @@ def run_eval_detection(args) -> int:
 
 
 def _eval_detection(args) -> int:
+    check_outputs({"--json": args.json}, _ground_truth_inputs(args, "the predictions PRED", args.predictions))
     annotations, ground_truth = _load_ground_truth(args)
     thresholds = parse_tiou(args.tiou, default_tiou_preset(annotations.keys(), str(args.ground_truth)))
     predictions = read_predictions(args.predictions, label_names=_label_names(annotations))
@@ -233,6 +239,7 @@ def run_eval_proposals(args) -> int:
 
     Average recall vs average number of proposals per video, and its AUC.
     """
+    check_outputs({"--json": args.json}, _ground_truth_inputs(args, "the proposals PROPOSALS", args.proposals))
     annotations, ground_truth = _load_ground_truth(args)
     thresholds = parse_tiou(args.tiou)
     proposals = read_predictions(args.proposals, label_names=_label_names(annotations), require_labels=False)
@@ -266,6 +273,9 @@ def run_probe(args) -> int:
 
     if args.adapter and args.adapted:
         raise ConfigError("give either --adapter or --adapted, not both")
+    check_outputs({"--json": args.json}, {"the input store FEATURES": args.features, "--adapter": args.adapter,
+                                          "--adapted": args.adapted, "--config": args.config,
+                                          **_annotation_inputs(args)})
     config = ProbeConfig.load(args.config, config_overrides(args))
     device = resolve_device(args.device)
     store = store_from_args(args)
@@ -284,6 +294,11 @@ def run_probe(args) -> int:
         atomic_write_text(args.json, json_text(json_ready(table), indent=1) + "\n")
         print(f"wrote {args.json}")
     return 0
+
+
+def _annotation_inputs(args) -> dict:
+    """--annotations and --metadata, for `check_outputs`."""
+    return {"--annotations": args.annotations, "--metadata": args.metadata}
 
 
 def run_select(args) -> int:
@@ -305,6 +320,10 @@ def run_select(args) -> int:
         store = open_store(args.features, layout=args.layout, **store_options(args))
     else:
         store = fitted_store(args.run_dir)
+    # RUN_DIR is this command's own output folder; only what it writes there is checked
+    check_outputs({"RUN_DIR": [f"{args.run_dir}/{BEST}", f"{args.run_dir}/{SELECTION}", f"{args.run_dir}/select_head"]},
+                  {"the input store": store.path, "--config": args.config, "--head-config": args.head_config,
+                   **_annotation_inputs(args)})
     annotations = annotations_from_args(args)
     log = None if args.quiet else (lambda line: print(line, file=sys.stderr))
     head = load_tal_config(args.head_config) if config.select.criterion == "head" else None
@@ -326,6 +345,8 @@ def run_tsm(args) -> int:
     """
     from sola.evaluate.tsm import write_tsm_picture
 
+    check_outputs({"--out": args.out}, {"the input store FEATURES": args.features, "--adapter": args.adapter,
+                                        **_annotation_inputs(args)})
     store = store_from_args(args)
     annotations = annotations_from_args(args) if args.annotations else None
     path = write_tsm_picture(

@@ -6,7 +6,9 @@ import argparse
 import json
 import sys
 
-from sola.cli.common import NON_NEGATIVE, POSITIVE, add_command, add_config_arguments, config_overrides, integer
+from sola.cli.common import (NON_NEGATIVE, POSITIVE, add_command, add_config_arguments, check_output_dir,
+                             config_overrides, integer)
+from sola.core.paths import check_outputs
 from sola.extract.config import OUTPUTS, ExtractConfig
 
 # Named flags: shortcuts for single keys of `sola.extract.config.ExtractConfig`.
@@ -60,6 +62,9 @@ def run_extract(args: argparse.Namespace) -> int:
     """
     from sola.extract.extract import extract_videos
 
+    check_outputs({"--out": args.out, "--cache": getattr(args, "encoder.cache")},
+                  {"the input VIDEO_OR_DIR": args.inputs, "--config": args.config}, shallow=["the input VIDEO_OR_DIR"])
+    check_output_dir(args.out)
     config = ExtractConfig.load(args.config, config_overrides(args))  # refused here, before any video is opened
     summary = extract_videos(args.inputs, args.out, config, progress=False if args.quiet else None)
     for message in summary.warnings:
@@ -81,6 +86,7 @@ def run_classify(args: argparse.Namespace) -> int:
     """
     from sola.extract.extract import classify_video
 
+    check_outputs({"--cache": getattr(args, "encoder.cache")}, {"the input VIDEO": args.video})
     top = classify_video(args.video, ExtractConfig.load(args.config, config_overrides(args)))
     if args.json:
         print(json.dumps([{"label": label, "probability": round(p, 6)} for label, p in top], indent=1))

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from sola.cli.common import add_command
+from sola.core.paths import check_outputs, run_files
+from sola.core.runs import RECORD, read_json
 
 
 def register(subparsers) -> None:
@@ -30,6 +33,20 @@ def run_report(args: argparse.Namespace) -> int:
     """
     from sola.viz.report import write_report
 
+    # DIR is this command's own output folder by default: only its run files are protected there
+    html = Path(args.out) if args.out else Path(args.directory) / "report.html"
+    check_outputs({"--out": [html, html.with_suffix(".md"), html.with_name(f"{html.stem}_files")]},
+                  {**run_files(args.directory),
+                   "the store the run was fitted on": _recorded(args.directory, RECORD, "features"),
+                   "the annotations of the comparison": _recorded(args.directory, "compare.json", "annotations")})
     written = write_report(args.directory, args.out)
     print(f"report: {written['html']} (Markdown twin: {written['markdown']}, pictures in {written['images']})")
     return 0
+
+
+def _recorded(directory, name: str, key: str) -> str | None:
+    """A path recorded in DIRECTORY/NAME under KEY (the fitted store of a run, the annotations of a
+    comparison), or None."""
+    record = read_json(Path(directory) / name)
+    value = record.get(key) if isinstance(record, dict) else None
+    return value if isinstance(value, str) else None

@@ -12,6 +12,7 @@ from sola.cli.common import (add_annotation_arguments, add_command, add_covered_
                              check_output_dir, integer, number)
 from sola.cli.evaluate import default_tiou_preset
 from sola.core.errors import PredictionError
+from sola.core.paths import check_outputs
 from sola.data.predictions import (align_video_ids, distinct, ground_truth_segments, prediction_notes,
                                    read_predictions)
 from sola.evaluate.metrics import parse_tiou
@@ -50,13 +51,17 @@ def run_show(args) -> int:
     removing each error type, timelines of the worst (or --videos) videos, show.json (the numbers) and show.md
     (the error table).
     """
-    from sola.viz.show import check_videos, format_error_table, show_predictions
+    from sola.viz.show import FIGURES, TIMELINES, check_videos, format_error_table, show_predictions
 
+    out = Path(args.out) if args.out else Path(args.predictions).parent / "show"
+    check_outputs({"--out": [out, *(out / name for name in FIGURES.values()), out / "show.json", out / "show.md",
+                             out / TIMELINES]},
+                  {"the predictions PREDICTIONS": args.predictions, "--annotations": args.annotations,
+                   "--metadata": args.metadata})
     annotations = annotations_from_args(args)
     annotations = _chosen_subset(annotations, args.subset, args.annotations)
     ground_truth = ground_truth_segments(annotations)  # raises if the subset holds no segments
     thresholds = parse_tiou(args.tiou, default_tiou_preset(annotations.keys(), str(args.annotations)))
-    out = Path(args.out) if args.out else Path(args.predictions).parent / "show"
     check_output_dir(out)
 
     names = {index: name for name, index in annotations.label_index().items()}

@@ -18,6 +18,7 @@ from sola.cli.common import (add_annotation_arguments, add_command, add_config_a
 from sola.core.atomic import remove_stale_temporaries
 from sola.core.devices import is_main_process, world_size
 from sola.core.errors import PredictionError
+from sola.core.paths import check_outputs, run_files
 from sola.core.runs import (CLASSES, CONFIG, HEAD_RUN, METRICS, PREDICTIONS, STATE, WEIGHTS, WINDOW_CACHE, check_run,
                             check_safetensors, run_kind, write_json)
 from sola.data.predictions import load_prediction_file, prediction_notes
@@ -82,6 +83,8 @@ def run_train(args: argparse.Namespace) -> int:
     from sola.tal.train import STATE_FIX, STATE_FORMAT, train_head
 
     out = resume_dir(args)
+    check_outputs({"--out" if args.out else "--resume": out},
+                  {"the input store FEATURES": args.features, "--config": args.config, **_annotation_inputs(args)})
     check_output_dir(out)
     check_resume(out, bool(args.resume))
     remove_stale_temporaries(out)  # leftovers of a killed writer
@@ -140,6 +143,10 @@ def run_infer(args: argparse.Namespace) -> int:
     from sola.tal.run import load_run
 
     run_dir = Path(args.run_dir)
+    out = Path(args.out) if args.out else run_dir / PREDICTIONS
+    # the run folder is this command's output by default (its predictions.json); its other files are inputs
+    check_outputs({"--out": out}, {"the input store FEATURES": args.features, "--video-scores": args.video_scores,
+                                   **_annotation_inputs(args), **run_files(run_dir, keep=[PREDICTIONS])})
     config, _ = run_config(run_dir)
     device = setup_distributed(args.device or (config.train.device if config else "auto")).device  # torchrun: shards
     model, config, names = load_run(run_dir, device=str(device))
@@ -153,7 +160,6 @@ def run_infer(args: argparse.Namespace) -> int:
     detections = predict_items(model, items, config, batch_size=args.batch_size or config.train.batch_size, device=device)
     predictions, mode = prediction_dict(detections, names, video_scores_for(config, args.video_scores),
                                         config.test.video_score_topk)
-    out = Path(args.out) if args.out else run_dir / PREDICTIONS
     if not is_main_process():
         return 0  # every rank holds all detections; rank 0 writes them
     write_json(out, predictions)
@@ -175,6 +181,9 @@ def run_eval(args: argparse.Namespace) -> int:
     RUN_DIR/predictions.json.
     """
     path = Path(args.predictions)
+    # a run folder: its files are inputs, a new file beside them is allowed
+    check_outputs({"--json": args.json}, {"the predictions PREDICTIONS": path / PREDICTIONS if path.is_dir() else path,
+                                          **_annotation_inputs(args), **run_files(path if path.is_dir() else None)})
     config, _ = run_config(path)
     if path.is_dir():
         if config is None and run_kind(path) is None:
@@ -218,6 +227,11 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.json:
         write_json(args.json, {**result.to_dict(), "subset": subset, "class_agnostic": agnostic})
     return 0
+
+
+def _annotation_inputs(args) -> dict:
+    """--annotations and --metadata, for `check_outputs`."""
+    return {"--annotations": args.annotations, "--metadata": args.metadata}
 
 
 def _fused(predictions: dict) -> bool:

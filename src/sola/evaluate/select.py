@@ -58,9 +58,11 @@ def select_checkpoint(
     device=None,
     subset: str | None = None,
     heldout_subset: str | None = None,
+    out_dir: str | os.PathLike | None = None,
 ) -> dict:
     """Probe the identity and every checkpoint on a held-out part of `subset`; write the winner to
-    `RUN_DIR/best.safetensors` and the table to `RUN_DIR/select.json` (both atomically).
+    `OUT/best.safetensors` and the table to `OUT/select.json` (both atomically; `out_dir`, default RUN_DIR:
+    another command selecting on a run that is its input writes into its own folder instead).
 
     `subset`: the subset the TAL head trains on (default: training, else validation); a share
     `data.holdout` of its videos (by a permutation seeded with the seed) measure the probe, the rest
@@ -83,6 +85,7 @@ def select_checkpoint(
     config = probe_config(config, seed)
     metric, min_gain = config.select.metric, config.select.min_gain
     run_dir = Path(run_dir)
+    out_dir = Path(out_dir) if out_dir is not None else run_dir
     checkpoints = list_checkpoints(run_dir, required=True)
     data = collect_heldout_snippets(store, annotations, subset, config, progress=progress,
                                     heldout_subset=heldout_subset)
@@ -97,10 +100,10 @@ def select_checkpoint(
     identity_value = rows[IDENTITY][metric]
     if winner is not None:
         best, best_epoch, best_path, best_value = winner
-        atomic_write_bytes(run_dir / BEST, best_path.read_bytes())
+        atomic_write_bytes(out_dir / BEST, best_path.read_bytes())
     else:
         best, best_epoch, best_path, best_value = IDENTITY, 0, identity_path, identity_value
-        _write_identity(run_dir / BEST, identity_path, checkpoints[-1][1], store.dim())
+        _write_identity(out_dir / BEST, identity_path, checkpoints[-1][1], store.dim())
     table = {
         "criterion": "probe", "metric": metric, "best": best, "best_epoch": best_epoch, "best_value": best_value,
         "identity_value": identity_value, "gain": best_value - identity_value, "min_gain": min_gain,
@@ -115,7 +118,7 @@ def select_checkpoint(
     }
     table["message"] = selection_message(table)
     table = json_ready(table)
-    atomic_write_text(run_dir / SELECTION, json_text(table, indent=1) + "\n")
+    atomic_write_text(out_dir / SELECTION, json_text(table, indent=1) + "\n")
     return table
 
 

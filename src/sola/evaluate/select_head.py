@@ -167,6 +167,7 @@ def head_select_checkpoint(
     heldout_subset: str | None = None,
     log=None,
     cache_dir: str | os.PathLike | None = None,
+    out_dir: str | os.PathLike | None = None,
 ) -> dict:
     """Judge the identity and every checkpoint of `run_dir` by a proxy head's held-out avg mAP; write
     the winner to `RUN_DIR/best.safetensors` and the table to `RUN_DIR/select.json` (atomically).
@@ -175,7 +176,8 @@ def head_select_checkpoint(
     `select.head_epochs` epochs; its `data.test_subset` is refused as the held-out subset. `config`
     (a `sola.evaluate.probe.ProbeConfig`) gives `select.seeds`, `select.head_margin`, `select.head_epochs`,
     `data.holdout` and `data.seed` (the split). `cache_dir`: where proxy scores are kept (default
-    `RUN_DIR/select_head`; scores of the identity can be shared across runs on the same data).
+    `OUT/select_head`; scores of the identity can be shared across runs on the same data). `out_dir` (default
+    RUN_DIR): where `best.safetensors`, `select.json` and `select_head/` go.
     Returns the table (see `select.json`): per candidate the avg mAP per seed, the paired gain
     `{mean, std, n, low, high}` over the identity and whether it clears the margin; "best", "reason".
     Raises `CheckpointError` for missing or mismatched checkpoints, `ConfigError`/`AnnotationError`
@@ -187,11 +189,12 @@ def head_select_checkpoint(
     tal_config = tal_config if tal_config is not None else load_tal_config(None)
     select = config.select
     run_dir = Path(run_dir)
+    out_dir = Path(out_dir) if out_dir is not None else run_dir
     checkpoints = list_checkpoints(run_dir, required=True)
     relabelled, train_ids, held_ids, name, held_name = selection_split(
         store, annotations, subset, heldout_subset, config, tal_config.data.test_subset)
     proxy = proxy_config(tal_config, select.head_epochs)
-    scores = Path(cache_dir) if cache_dir is not None else run_dir / SCORES
+    scores = Path(cache_dir) if cache_dir is not None else out_dir / SCORES
     scores.mkdir(parents=True, exist_ok=True)
     if log:
         log(f"proxy head ({proxy.train.warmup_epochs + proxy.train.epochs} epochs, {select.seeds} seeds): "
@@ -219,11 +222,11 @@ def head_select_checkpoint(
     table = _table(rows, best, identity_path, checkpoints, store, config, proxy, tal_config,
                    (name, held_name, train_ids, held_ids), no_basis)
     if best == IDENTITY:
-        _write_identity(run_dir / BEST, identity_path, checkpoints[-1][1], store.dim())
+        _write_identity(out_dir / BEST, identity_path, checkpoints[-1][1], store.dim())
     else:
-        atomic_write_bytes(run_dir / BEST, Path(rows[best]["checkpoint"]).read_bytes())
+        atomic_write_bytes(out_dir / BEST, Path(rows[best]["checkpoint"]).read_bytes())
     table = json_ready(table)
-    atomic_write_text(run_dir / SELECTION, json_text(table, indent=1) + "\n")
+    atomic_write_text(out_dir / SELECTION, json_text(table, indent=1) + "\n")
     return table
 
 
@@ -302,20 +305,20 @@ def head_selection_message(table: dict) -> str:
 
 def choose_checkpoint(run_dir, store, annotations: Annotations, config: ProbeConfig | None = None, tal_config=None,
                       subset: str | None = None, heldout_subset: str | None = None, progress: bool = False,
-                      log=None, device=None) -> dict:
+                      log=None, device=None, out_dir=None) -> dict:
     """Select by `config.select.criterion`: "probe" (`sola.evaluate.select.select_checkpoint`, the reference's
     rule, the default) or "head" (`head_select_checkpoint` with the head config `tal_config`).
 
-    Both write `RUN_DIR/best.safetensors` and `RUN_DIR/select.json` and return the table.
+    Both write `best.safetensors` and `select.json` into `out_dir` (default RUN_DIR) and return the table.
     """
     from sola.evaluate.select import select_checkpoint
 
     config = probe_config(config)
     if config.select.criterion == "head":
         return head_select_checkpoint(run_dir, store, annotations, tal_config, config, subset=subset,
-                                      heldout_subset=heldout_subset, log=log)
+                                      heldout_subset=heldout_subset, log=log, out_dir=out_dir)
     return select_checkpoint(run_dir, store, annotations, config, progress=progress, log=log, device=device,
-                             subset=subset, heldout_subset=heldout_subset)
+                             subset=subset, heldout_subset=heldout_subset, out_dir=out_dir)
 
 
 def format_head_table(table: dict) -> str:

@@ -9,7 +9,9 @@ Every mode runs with the same seeds; each (mode, seed) result is saved, so an in
 comparison resumes where it stopped.
 
 OUT holds `compare.json` + `compare.md` (the table; `compare.json` also names the annotation file
-and subsets, so a report can rebuild the ground truth), `sola_adapter.json`, and per (mode, seed)
+and subsets, so a report can rebuild the ground truth), `sola_adapter.json`, `sola_run/` (an adapter
+fitted here, with its selection), `sola_select/` (the selection on a run directory given as `adapter`:
+that run, an input, is never written into), and per (mode, seed)
 `results/{mode}_seed{seed}.json` (mAP, timing, per-class AP under "per_class") beside
 `results/{mode}_seed{seed}.predictions.json` (the head's detections on the evaluation subset,
 ActivityNet format). Directories made before per-class AP and predictions were kept resume as
@@ -41,6 +43,8 @@ from sola.experiments.compare_table import (MODES, RESULTS, SOLA_RECORD, TABLE, 
                                             parse_modes, predictions_path, result_path, summarise, table_cells,
                                             table_notes, verdict_lines, verdicts)
 from sola.tal.experiment import run_experiment
+
+SELECT_DIR = "sola_select"  # in OUT: the selection on a run directory given as the adapter
 
 
 def sola_features(
@@ -78,9 +82,10 @@ def sola_store(
     adapter is chosen among the identity and the run's checkpoints by `sola.evaluate.select_head.choose_checkpoint`
     on a held-out part of the head's training subset (`tal_config.data.train_subset`), by the probe
     or, with `selection={"criterion": "head"}` (overrides of the probe config's `select` section), by
-    a proxy of this head; a run directory given as `adapter` is selected on the same way (its
-    `select.json` is reused when it was made on that subset, store, checkpoints and selection config,
-    and for the head criterion the same head config). An adapter file or object is used as given.
+    a proxy of this head; a run directory given as `adapter` is selected on the same way, into
+    `out_dir/sola_select` (the run is an input: never written into). A `select.json` (in `out_dir/sola_select`,
+    else the run's own from `sola select`) is reused when it was made on that subset, store, checkpoints and
+    selection config, and for the head criterion the same head config. An adapter file or object is used as given.
     When the identity wins (or the adapter's gate is 0), the "sola" features are `store` itself:
     nothing is written. Otherwise `out_dir/sola_features` holds the transformed copy.
 
@@ -89,6 +94,7 @@ def sola_store(
     """
     out_dir = Path(out_dir)
     run_dir = chosen = None
+    select_dir = out_dir / SELECT_DIR  # selection on a run given as `adapter`; one fitted here selects in itself
     if adapter is None:
         run_dir = out_dir / "sola_run"
         log(f"fitting a SoLa adapter in {run_dir}")
@@ -96,6 +102,7 @@ def sola_store(
         chosen = fit_adapter(store, config, run_dir, resume=(run_dir / STATE).is_file(),
                              progress=progress, log=log)
         source = str(run_dir / ADAPTER)
+        select_dir = run_dir
     elif hasattr(adapter, "residual"):
         chosen, source = adapter, "the adapter passed in"
     elif Path(adapter).is_dir():
@@ -106,10 +113,11 @@ def sola_store(
         chosen = load_adapter(source)
     record = {"source": source, "selected": False, "best": None, "message": None}
     if select and run_dir is not None and annotations is not None and list_checkpoints(run_dir):
-        table = _selection(run_dir, store, annotations, tal_config, progress, log, heldout_subset, selection)
+        table, where = _selection(run_dir, select_dir, store, annotations, tal_config, progress, log, heldout_subset,
+                                  selection)
         log(table["message"])
         record.update(selected=True, best=table["best"], message=table["message"],
-                      source=str(run_dir / "checkpoints"), select_table=str(run_dir / SELECTION),
+                      source=str(run_dir / "checkpoints"), select_table=str(where / SELECTION),
                       criterion=table.get("criterion", "probe"))
         chosen = None if table["identity_wins"] else load_adapter(table["best_checkpoint"])
     elif chosen is None:  # a run directory, not selected here: its best.safetensors, else adapter.safetensors
@@ -132,23 +140,25 @@ def sola_store(
     return store.open_output(target), record
 
 
-def _selection(run_dir: Path, store: FeatureStore, annotations, tal_config, progress: bool, log,
-               heldout_subset: str | None = None, selection: dict | None = None) -> dict:
-    """`choose_checkpoint` on the head's training subset, or the run's `select.json` when it still holds."""
+def _selection(run_dir: Path, select_dir: Path, store: FeatureStore, annotations, tal_config, progress: bool, log,
+               heldout_subset: str | None = None, selection: dict | None = None) -> tuple[dict, Path]:
+    """`choose_checkpoint` on the head's training subset into `select_dir`, or a `select.json` that still
+    holds (in `select_dir`, else in the run: read, never written); returns the table and its folder."""
     subset = tal_config.data.train_subset if tal_config is not None else None
     if heldout_subset and tal_config is not None and (
             canonical_subset(heldout_subset) == canonical_subset(tal_config.data.test_subset)):
         raise ConfigError(f"--heldout-subset {heldout_subset} is the evaluation subset; selection must never see it")
     grid = _probe_grid(annotations, subset, tal_config) if tal_config is not None else {}
     config = ProbeConfig.from_dict({"data": grid, "select": dict(selection or {})}).validate()
-    previous = read_json(run_dir / SELECTION, {}) if (run_dir / BEST).is_file() else {}
-    if _selection_holds(previous, run_dir, store, config, tal_config, subset, heldout_subset):
-        log(f"reusing the selection in {run_dir / SELECTION}")
-        return previous
+    for folder in dict.fromkeys([select_dir, run_dir]):
+        previous = read_json(folder / SELECTION, {}) if (folder / BEST).is_file() else {}
+        if _selection_holds(previous, run_dir, store, config, tal_config, subset, heldout_subset):
+            log(f"reusing the selection in {folder / SELECTION}")
+            return previous, folder
     log(f"selecting among the identity and the checkpoints of {run_dir} by the {config.select.criterion} on "
-        f"held-out videos of subset {subset or '(default)'}")
+        f"held-out videos of subset {subset or '(default)'} (into {select_dir})")
     return choose_checkpoint(run_dir, store, annotations, config, tal_config, subset=subset,
-                             heldout_subset=heldout_subset, progress=progress, log=log)
+                             heldout_subset=heldout_subset, progress=progress, log=log, out_dir=select_dir), select_dir
 
 
 def _selection_holds(previous: dict, run_dir: Path, store: FeatureStore, config: ProbeConfig, tal_config,
