@@ -272,6 +272,16 @@ def test_compare_writes_a_row_and_verdicts_vs_baseline_and_sola_per_control(smal
                 probe=False, progress=False, log=lambda s: None, select=False, smooth={"kernel": "gaussian"})
 
 
+def test_bad_smoothing_settings_are_refused_before_any_work(small_dir, tmp_path, capsys):
+    common = [small_dir / "features", "--annotations", small_dir / "annotations.json", "--config", "tal_synthetic_cpu",
+              "--smooth-size", 4]
+    fails(capsys, "compare", *common, "--modes", "baseline,smooth", "--out", tmp_path / "cmp",
+          says=("--smooth-size", "odd", "use 5"))
+    fails(capsys, "ablate", *common, "--grid", "mode=sola,smooth", "--out", tmp_path / "abl",
+          says=("--smooth-size", "odd"))
+    assert not (tmp_path / "cmp").exists() and not (tmp_path / "abl").exists()
+
+
 def test_verdict_vs_sola_is_withheld_where_both_heads_learned_nothing():
     from sola.experiments.compare_table import summarise, verdicts
 
@@ -325,7 +335,8 @@ def test_ablate_accepts_the_controls_and_sets_them_against_sola(small_dir, tmp_p
     monkeypatch.setattr(sola.tal.experiment, "run_experiment", scored_experiment([]))
     monkeypatch.setattr(sola.experiments.ablate, "probe_row", lambda store, annotations: {})  # the head's columns only
     out = tmp_path / "abl"
-    code, stdout, err = run(capsys, "ablate", small_dir / "features", "--annotations", small_dir / "annotations.json", "--config", "tal_synthetic_cpu",
+    code, stdout, err = run(capsys, "ablate", small_dir / "features", "--annotations", small_dir / "annotations.json",
+                            "--config", "tal_synthetic_cpu",
                             *[a for key, value in SOLA.items() for a in ("--set", f"{key}={value}")],
                             "--grid", "mode=sola,smooth,untrained", "--seeds", 2, "--no-select", "--out", out)
     assert code == 0, err

@@ -53,13 +53,15 @@ class SmoothConfig:
     def validate(self) -> "SmoothConfig":
         """Raise `ConfigError` for an unknown kernel, an even or non-positive size, a bad dilation or sigma."""
         if self.kernel not in SMOOTH_KERNELS:
-            raise ConfigError(f"smoothing kernel {self.kernel!r}: choose {' or '.join(SMOOTH_KERNELS)} (--smooth-kernel)")
-        for name, value in (("kernel size (--smooth)", self.kernel_size), ("dilation (--dilation)", self.dilation)):
+            raise ConfigError(f"smoothing kernel {self.kernel!r}: choose {' or '.join(SMOOTH_KERNELS)} "
+                              "(--smooth-kernel)")
+        for name, value in (("kernel size (--smooth, --smooth-size)", self.kernel_size),
+                            ("dilation (--dilation, --smooth-dilation)", self.dilation)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ConfigError(f"smoothing {name} must be a positive integer, got {value!r}")
         if self.kernel_size % 2 == 0:
-            raise ConfigError(f"smoothing kernel size (--smooth) must be odd, as the adapter's kernel (centred, "
-                              f"'same' length), got {self.kernel_size}; use {self.kernel_size + 1}")
+            raise ConfigError(f"smoothing kernel size (--smooth, --smooth-size) must be odd, as the adapter's kernel "
+                              f"(centred, 'same' length), got {self.kernel_size}; use {self.kernel_size + 1}")
         if self.sigma is not None and not (isinstance(self.sigma, (int, float)) and math.isfinite(self.sigma)
                                            and self.sigma > 0):
             raise ConfigError(f"gaussian sigma must be a positive number of taps, got {self.sigma!r}")

@@ -16,7 +16,8 @@ def register(subparsers) -> None:
     add_head_and_sola_arguments(p)
     p.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
                    help="a swept key and its values (repeatable: the points are the product); keys: mode "
-                   "(sola, unified, unified+sm, and the controls smooth, untrained), features (both, rgb, flow), SoLa or TAL config keys")
+                   "(sola, unified, unified+sm, and the controls smooth, untrained), features (both, rgb, flow), "
+                   "SoLa or TAL config keys")
     p.add_argument("--preset", choices=sorted(PRESETS), default=None,
                    help="the paper's ablations: receptive-field (kernel 1, 3, 5, 9 and 5 dilated by 2), unified "
                    "(separate vs unified vs unified + SM), encoder (the RGB half of a two-stream store vs both)")

@@ -201,6 +201,10 @@ def ablate(store: FeatureStore, annotations, tal_config: TalConfig, points: list
         mode, features, sola_keys, tal_keys = split_point(point)
         sola = SoLaConfig.load(None, sola_keys, base=base)
         tal = TalConfig.load(None, tal_keys, base=tal_config)
+        if mode == "smooth":
+            from sola.adapt.controls import SmoothConfig
+
+            SmoothConfig.like(sola.adapter, **(smooth or {}))
         plans.append((point, mode, features, sola, tal, tal_keys))
     cells = []
     for point, mode, features, sola, tal, tal_keys in plans:

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Callable
 
 from sola.adapt.adapter import adapter_digest, load_adapter, resolve_adapter_path
+from sola.adapt.controls import SmoothConfig
 from sola.adapt.fit import fit_adapter
 from sola.adapt.transform import transform_store
 from sola.core.atomic import atomic_write_text
@@ -252,6 +253,11 @@ def compare(
     features, and its "verdict" (`verdicts`) says, per mode and metric, whether it helps the head.
     """
     out_dir = Path(out_dir)
+    shape = None
+    if set(modes) & set(CONTROLS):  # the geometry of the controls: the "sola" adapter's
+        shape = adapter_shape(adapter if adapted_store is None else None, sola_config)
+    if "smooth" in modes:
+        SmoothConfig.like(shape, **(smooth or {}))  # bad settings are refused before any work
     out_dir.mkdir(parents=True, exist_ok=True)
     stores = {"original": store}
     used = None
@@ -265,9 +271,8 @@ def compare(
                                               select, progress, log, heldout_subset, selection)
     controls = {}
     for mode in (m for m in modes if m in CONTROLS):
-        stores[mode], controls[mode] = control_store(
-            mode, store, out_dir, adapter_shape(adapter if adapted_store is None else None, sola_config),
-            stores.get("sola"), smooth, (sola_config or SoLaConfig()).fit.seed, progress, log)
+        stores[mode], controls[mode] = control_store(mode, store, out_dir, shape, stores.get("sola"), smooth,
+                                                     (sola_config or SoLaConfig()).fit.seed, progress, log)
     results: dict[str, list[dict]] = {}
     for mode in modes:
         for seed in range(seeds):
