@@ -195,6 +195,18 @@ def test_transform_smooth_keeps_layout_and_dtype(half_store, tmp_path, capsys):
     assert code == 0 and json.loads((tmp_path / "g" / "sola_transform.json").read_text())["made_by"]["dilation"] == 2
 
 
+def test_smooth_store_is_the_command_in_python(half_store, tmp_path, capsys):
+    from sola.adapt.controls import smooth_store
+
+    run(capsys, "transform", half_store, "--smooth", 3, "--smooth-kernel", "gaussian", "--out", tmp_path / "cli", "--quiet")
+    summary = smooth_store(open_store(half_store), tmp_path / "py", SmoothConfig(kernel="gaussian", kernel_size=3),
+                           progress=False)
+    assert summary["written"] == 3
+    for i in range(3):
+        assert (tmp_path / "py" / f"v{i}.npy").read_bytes() == (tmp_path / "cli" / f"v{i}.npy").read_bytes()
+    assert (tmp_path / "py" / "sola_transform.json").read_text() == (tmp_path / "cli" / "sola_transform.json").read_text()
+
+
 @pytest.mark.parametrize("args,says", [
     (["--smooth", 5, "--adapter", "x.safetensors"], ("--adapter", "--smooth", "not both")),
     ([], ("--adapter", "--smooth K")),

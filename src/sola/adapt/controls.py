@@ -5,7 +5,7 @@
   zero-padded at the video's ends exactly as the adapter's first conv is. It has the adapter's
   interface (`(B, T, C) -> (B, T, C)`, `dim`, `radius`, `gate`, `residual`, `shape`), so
   `sola.adapt.transform.transform_store` writes its features like SoLa's: layout and dtype kept,
-  atomic, resumable, with a provenance record.
+  atomic, resumable, with a provenance record (`smooth_store`; `sola transform FEATURES --smooth 5`).
 - `untrained_adapter`: a SoLa adapter at initialisation (the fit's own initialisation for that
   seed) whose gate tanh(alpha) is set so that its departure, mean ||tanh(alpha) g(f)|| / ||f|| over
   snippets, equals a fitted adapter's on the same features: the architecture without Similarity
@@ -123,6 +123,18 @@ class TemporalSmoother(nn.Module):
         sigma = self.config.sigma if self.config.kernel == "gaussian" else None
         return {"control": "smooth", "dim": self.dim, "kernel": self.config.kernel, "kernel_size": self.kernel_size,
                 "dilation": self.dilation, **({"sigma": sigma} if sigma is not None else {})}
+
+
+def smooth_store(store, out, config: SmoothConfig | None = None, **options) -> dict:
+    """Write the smoothing control of `store` to `out` (`sola transform FEATURES --smooth K --out OUT`).
+
+    `config`: default the adapter's receptive field, a box of 5 taps; `options`: those of
+    `sola.adapt.transform.transform_store` (chunk_size, device, progress, nan_policy, video_ids). The
+    output keeps the layout and dtype, is resumable and carries a provenance record. Returns the counts.
+    """
+    from sola.adapt.transform import transform_store
+
+    return transform_store(TemporalSmoother(store.dim(), config), store, out, **options)
 
 
 def departure_videos(store, max_videos: int = DEPARTURE_VIDEOS) -> list[str]:
