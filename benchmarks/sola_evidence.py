@@ -7,12 +7,18 @@ the reference's rule) and, with `--criteria probe,head`, by a short proxy of the
 seeds ("head-selected", `sola.evaluate.select_head`), then measure on the evaluation subset, original vs
 SoLa with the same seeds: the linear probe (reference SGD protocol and converged L-BFGS) and the
 built-in head's mAP. With `--fitted`, the last adapter ("as fitted", no selection) is measured
-too. Every cell is saved as it finishes, so an interrupted run resumes. Prints, and writes
-OUT/evidence.md and OUT/evidence.json: mean ± std over all (data seed, fit seed) pairs and the
-paired difference SoLa - original with its 95% t-interval.
+too. With `--controls smooth,untrained` (is SoLa more than smoothing?), two control feature sets are
+measured beside them (`sola.adapt.controls`): "smooth", the original features convolved along time by a
+fixed box kernel of the adapter's receptive field, and "untrained", the fit's initial adapter (seed = the
+fit seed) gated so that its departure equals the fitted (last) adapter's on the same features; each is
+also set against every SoLa set measured (paired differences control - SoLa). Every cell is saved as it
+finishes, so an interrupted run resumes (and a run into an existing OUT measures only what is missing).
+Prints, and writes OUT/evidence.md and OUT/evidence.json: mean ± std over all (data seed, fit seed)
+pairs and the paired difference SoLa - original with its 95% t-interval.
 
     python benchmarks/sola_evidence.py --out bench_out/evidence --fitted    # both benchmarks, 3 x 3
     python benchmarks/sola_evidence.py --criteria probe,head --out bench_out/evidence_head
+    python benchmarks/sola_evidence.py --fitted --criteria head --controls smooth,untrained --out bench_out/controls
     python benchmarks/sola_evidence.py --bench splice --data-seeds 1 --fit-seeds 1 --out /tmp/quick
 """
 
@@ -27,6 +33,7 @@ from pathlib import Path
 import torch
 
 from sola.adapt.adapter import adapter_digest
+from sola.adapt.controls import SmoothConfig, TemporalSmoother, adapter_departure, untrained_adapter
 from sola.adapt.fit import fit_adapter
 from sola.adapt.health import FitDiverged
 from sola.adapt.transform import transform_store
@@ -49,8 +56,12 @@ HEAD_CONFIG = {"splice": "tal_splice_cpu", "synthetic": "tal_synthetic_cpu"}
 PROBE_COLUMNS = ("sgd_balanced_accuracy", "lbfgs_balanced_accuracy", "lbfgs_average_precision",
                  "lbfgs_boundary_accuracy")
 COLUMNS = (*PROBE_COLUMNS, "average_mAP")
-FEATURE_SETS = ("original", "fitted", "selected", "head_selected")  # the measured feature sets of a cell
-TITLES = {"fitted": "SoLa as fitted", "selected": "SoLa selected by probe", "head_selected": "SoLa selected by head"}
+FEATURE_SETS = ("original", "fitted", "selected", "head_selected", "smooth", "untrained")  # measured sets of a cell
+SOLA_SETS = ("fitted", "selected", "head_selected")
+CONTROLS = ("smooth", "untrained")
+TITLES = {"fitted": "SoLa as fitted", "selected": "SoLa selected by probe", "head_selected": "SoLa selected by head",
+          "smooth": "smooth (control)", "untrained": "untrained (control)"}
+SHORT = {"fitted": "as fitted", "selected": "probe-selected", "head_selected": "head-selected"}
 
 
 def make_data(bench: str, seed: int, root: Path, clips: Path = CLIPS):
@@ -92,9 +103,9 @@ def measure(store, annotations, probe_data, adapter, tal_config, seed: int, out:
 
 
 def run_cell(bench: str, data_seed: int, fit_seed: int, schedule: dict, root: Path, log, clips: Path = CLIPS,
-             criteria: tuple[str, ...] = ("probe",), fitted: bool = True) -> dict:
-    """Original, SoLa selected (by probe; by head with "head" in `criteria`) and, with `fitted`, SoLa
-    as fitted, for one (data seed, fit seed)."""
+             criteria: tuple[str, ...] = ("probe",), fitted: bool = True, controls: tuple[str, ...] = ()) -> dict:
+    """Original, SoLa selected (by probe and/or by head, as `criteria` says), with `fitted` SoLa as fitted,
+    and the `controls` ("smooth", "untrained"), for one (data seed, fit seed)."""
     from sola.adapt.adapter import load_adapter
 
     store, annotations = make_data(bench, data_seed, root, clips)
@@ -124,10 +135,11 @@ def run_cell(bench: str, data_seed: int, fit_seed: int, schedule: dict, root: Pa
     row = {"data_seed": data_seed, "fit_seed": fit_seed, "original": original, "stopped": stopped}
     if fitted:
         row["fitted"] = measured_as(last, "fitted")
-    selection = cached(cell / "select.json", lambda: select_checkpoint(
-        run_dir, store, annotations, seed=fit_seed, subset=tal_config.data.train_subset, heldout_subset=heldout))
-    best = None if selection["identity_wins"] else load_adapter(selection["best_checkpoint"])
-    row.update(selected=measured_as(best, "selected"), best=selection["best"])
+    if "probe" in criteria:
+        selection = cached(cell / "select.json", lambda: select_checkpoint(
+            run_dir, store, annotations, seed=fit_seed, subset=tal_config.data.train_subset, heldout_subset=heldout))
+        best = None if selection["identity_wins"] else load_adapter(selection["best_checkpoint"])
+        row.update(selected=measured_as(best, "selected"), best=selection["best"])
     if "head" in criteria:
         # The held-out split (synthetic) is seeded 0 for every fit seed, so the identity's proxy
         # scores of a data seed are shared by its fits (cache_dir).
@@ -139,13 +151,36 @@ def run_cell(bench: str, data_seed: int, fit_seed: int, schedule: dict, root: Pa
         row.update(head_selected=measured_as(best, "head_selected"), head_best=by_head["best"],
                    head_seconds_per_seed=by_head["seconds_per_seed"],
                    head_candidates=len(by_head["rows"]) - 1)
+    for name, module, record in control_modules(controls, store, schedule, last, fit_seed, cell):
+        row[name] = measured_as(module, name)
+        row[f"{name}_record"] = record
     metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     shown = ", ".join(f"{name} {100 * row[name]['average_mAP']:.1f}" for name in FEATURE_SETS if name in row)
-    log(f"{bench} data {data_seed} fit {fit_seed}: mAP {shown}; probe chose {row['best']}"
+    log(f"{bench} data {data_seed} fit {fit_seed}: mAP {shown}"
+        + (f"; probe chose {row['best']}" if "best" in row else "")
         + (f", head chose {row['head_best']}" if "head_best" in row else "") + ("; fit stopped" if stopped else ""))
     row.update(final_loss=metrics[-1]["loss"], final_departure=metrics[-1]["health"].get("departure"),
                constant_map_epochs=sum(bool(m.get("constant_map")) for m in metrics), epochs=len(metrics))
     return row
+
+
+def control_modules(controls: tuple[str, ...], store, schedule: dict, fitted, fit_seed: int, cell: Path):
+    """(name, module or None for the identity, record) of each control of one cell: the smoothing of the
+    schedule's adapter geometry; the untrained adapter gated to the departure of `fitted` (the last adapter)."""
+    geometry = load_config(None, schedule).adapter
+    for name in controls:
+        if name == "smooth":
+            config = SmoothConfig.like(geometry)
+            yield name, TemporalSmoother(store.dim(), config), {"kernel": config.kernel,
+                                                                "kernel_size": config.kernel_size,
+                                                                "dilation": config.dilation}
+        elif name == "untrained":
+            saved = cell / "untrained_record.json"  # the fitted adapter's departure, measured once per cell
+            departure = json.loads(saved.read_text())["departure"] if saved.is_file() else adapter_departure(fitted, store)
+            adapter, record = untrained_adapter(store, departure, fitted.shape, fit_seed)
+            if not saved.is_file():
+                atomic_write_text(saved, json.dumps(record))
+            yield name, None if adapter.gate == 0 else adapter, record
 
 
 def fit_once(store, schedule: dict, fit_seed: int, run_dir: Path) -> None:
@@ -198,7 +233,8 @@ def format_budget_table(bench: str, cells: list[dict], by_epoch: dict[int, list[
 
 
 def summarise(cells: list[dict]) -> dict:
-    """Per column: mean ± std of each feature set and the paired differences to the original."""
+    """Per column: mean ± std of each feature set and the paired differences to the original; for each
+    control, the paired difference to each SoLa set (`{control}_minus_{sola}`)."""
     names = [name for name in FEATURE_SETS[1:] if all(name in c for c in cells)]
     table = {}
     for column in COLUMNS:
@@ -208,6 +244,10 @@ def summarise(cells: list[dict]) -> dict:
             values = [c[name][column] for c in cells]
             entry[name] = mean_std(values)
             entry[f"{name}_minus_original"] = paired_difference(values, original)
+        for control in (n for n in names if n in CONTROLS):
+            for sola in (n for n in names if n in SOLA_SETS):
+                entry[f"{control}_minus_{sola}"] = paired_difference([c[control][column] for c in cells],
+                                                                     [c[sola][column] for c in cells])
         table[column] = entry
     return table
 
@@ -224,10 +264,11 @@ def format_table(bench: str, schedule: dict, cells: list[dict], table: dict) -> 
         for name in sets:
             cols += [format_mean_std(entry[name]), format_difference(entry[f"{name}_minus_original"])]
         lines.append(f"| {names[column]} | " + " | ".join(cols) + " |")
-    identity = sum(c["best"] == "identity" for c in cells)
     stopped = sum(bool(c["stopped"]) for c in cells)
-    notes = (f"Schedule: {', '.join(f'{k}={v}' for k, v in schedule.items())}. Probe selection picked the identity "
-             f"in {identity} of {len(cells)} fits")
+    notes = f"Schedule: {', '.join(f'{k}={v}' for k, v in schedule.items())}"
+    if "selected" in sets:
+        identity = sum(c["best"] == "identity" for c in cells)
+        notes += f". Probe selection picked the identity in {identity} of {len(cells)} fits"
     if "head_selected" in sets:
         kept = sum(c["head_best"] == "identity" for c in cells)
         seconds = [c["head_seconds_per_seed"] for c in cells if c.get("head_seconds_per_seed")]
@@ -236,7 +277,36 @@ def format_table(bench: str, schedule: dict, cells: list[dict], table: dict) -> 
                                                    "seed" if seconds else "") + ")")
     lines += ["", notes + f"; guardrails stopped {stopped}; the loss sat at the constant-map loss in "
               f"{sum(c['constant_map_epochs'] for c in cells)} of {sum(c['epochs'] for c in cells)} epochs."]
+    lines += format_controls(bench, cells, table, names)
     return "\n".join(lines) + "\n"
+
+
+def format_controls(bench: str, cells: list[dict], table: dict, names: dict) -> list[str]:
+    """The controls against each SoLa set (control - SoLa, paired): head avg mAP and the converged probe."""
+    controls = [n for n in CONTROLS if n in table["average_mAP"]]
+    solas = [n for n in SOLA_SETS if n in table["average_mAP"]]
+    if not controls or not solas:
+        return []
+    pairs = [(control, sola) for control in controls for sola in solas]
+    lines = ["", f"#### {bench}: is SoLa more than smoothing? control - SoLa, paired [95% CI]", "",
+             "| metric (%) | " + " | ".join(f"{control} - {SHORT[sola]}" for control, sola in pairs) + " |",
+             "|---|" + "---|" * len(pairs)]
+    for column in ("average_mAP", "lbfgs_balanced_accuracy"):
+        lines.append(f"| {names[column]} | " + " | ".join(format_difference(table[column][f"{c}_minus_{s}"])
+                                                          for c, s in pairs) + " |")
+    notes = []
+    if "smooth" in controls:
+        record = cells[0]["smooth_record"]
+        notes.append(f"smooth: a fixed {record['kernel']} kernel of {record['kernel_size']} taps, dilation "
+                     f"{record['dilation']} (the adapter's receptive field), zero-padded at the ends as the adapter")
+    if "untrained" in controls:
+        records = [c["untrained_record"] for c in cells]
+        departures = [r["departure"] for r in records]
+        scaled = sum(r["out_scale"] != 1.0 for r in records)
+        span = f"{min(departures):.3g}" + (f" to {max(departures):.3g}" if max(departures) > min(departures) else "")
+        notes.append(f"untrained: the fit's initial adapter, gated to the fitted adapter's departure ({span})"
+                     + (f"; g's last conv scaled in {scaled} of {len(records)} (no gate reached it)" if scaled else ""))
+    return lines + ["", "; ".join(notes) + "."]
 
 
 def main(argv=None) -> int:
@@ -251,6 +321,9 @@ def main(argv=None) -> int:
     parser.add_argument("--criteria", default="probe", help="comma list of selection criteria to measure: probe, "
                         "head (the proxy head, default settings of sola.evaluate.select_head)")
     parser.add_argument("--fitted", action="store_true", help="also measure the last adapter (as fitted)")
+    parser.add_argument("--controls", default="", help="also measure these controls: smooth (a fixed box kernel of "
+                        "the adapter's receptive field), untrained (the fit's initial adapter gated to the fitted "
+                        "adapter's departure); each is set against every SoLa set measured")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--checkpoints", default="", help="also measure these checkpoint epochs (shorter budgets), "
                         "e.g. 2,4")
@@ -259,12 +332,17 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     criteria = tuple(c.strip() for c in args.criteria.split(",") if c.strip())
+    controls = tuple(c.strip() for c in args.controls.split(",") if c.strip())
+    unknown = sorted(set(controls) - set(CONTROLS)) + sorted(set(criteria) - {"probe", "head"})
+    if unknown:
+        parser.error(f"unknown control or criterion {unknown[0]!r}: controls are {', '.join(CONTROLS)}, "
+                     "criteria probe, head")
     out = Path(args.out)
     report, results = [], {}
     for bench in args.bench.split(","):
         root = out / bench
         cells = [run_cell(bench, d, f, schedule, root, lambda m: print(m, file=sys.stderr, flush=True), args.clips,
-                          criteria, args.fitted)
+                          criteria, args.fitted, controls)
                  for d in range(args.data_seeds) for f in range(args.fit_seeds)]
         table = summarise(cells)
         results[bench] = {"schedule": schedule, "cells": cells, "table": table}

@@ -45,6 +45,8 @@ def apply_adapter(
 ) -> np.ndarray:
     """Adapt one whole video `(T, C)` -> `(T, C)` in its own dtype.
 
+    `adapter`: a `SoLaAdapter` or a module with its interface (`dim`, `radius`, `gate`, `residual`,
+    `shape`), such as the smoothing control `sola.adapt.controls.TemporalSmoother`.
     The residual g(f) is computed in float32 in chunks of `chunk_size` snippets, each with the
     adapter's receptive radius of real context on both sides, so chunking equals one pass (up to
     float rounding: conv kernels may sum in another order for another length). The
@@ -60,6 +62,17 @@ def apply_adapter(
     device = torch.device(device)
     adapter = adapter.to(device).eval()
     inputs = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32)).to(device)  # (T, C)
+    residual = chunked_residual(adapter, inputs, chunk_size)  # (T, C)
+    gate = adapter.gate
+    wide = np.promote_types(features.dtype, np.float32)
+    out = features.astype(wide, copy=False) + gate * residual.cpu().numpy().astype(wide, copy=False)
+    return out.astype(features.dtype, copy=False)
+
+
+@torch.inference_mode()
+def chunked_residual(adapter: SoLaAdapter, inputs: torch.Tensor, chunk_size: int = 8192) -> torch.Tensor:
+    """`adapter.residual` of one whole video `(T, C)` float32 -> `(T, C)`, in chunks of `chunk_size` snippets,
+    each with the adapter's receptive radius of real context on both sides (so chunking equals one pass)."""
     length, radius = inputs.shape[0], adapter.radius
     residual = torch.empty_like(inputs)  # (T, C)
     for first in range(0, length, chunk_size):
@@ -67,10 +80,7 @@ def apply_adapter(
         lo, hi = max(first - radius, 0), min(last + radius, length)
         chunk = adapter.residual(inputs[lo:hi][None])[0]  # (hi - lo, C)
         residual[first:last] = chunk[first - lo : last - lo]
-    gate = float(torch.tanh(adapter.alpha))
-    wide = np.promote_types(features.dtype, np.float32)
-    out = features.astype(wide, copy=False) + gate * residual.cpu().numpy().astype(wide, copy=False)
-    return out.astype(features.dtype, copy=False)
+    return residual
 
 
 def check_chunk_size(chunk_size: int) -> None:
@@ -185,10 +195,12 @@ def _expected(store: FeatureStore, video_id: str) -> tuple[tuple[int, int] | Non
 
 
 def provenance(adapter: SoLaAdapter, store: FeatureStore, nan_policy: str, chunk_size: int) -> dict:
-    """What an output store is made of: adapter digest, input store and value-changing settings."""
+    """What an output store is made of: adapter digest (and architecture, or the control's settings), input store
+    and value-changing settings."""
     return {
         "format": PROVENANCE_FORMAT,
         "adapter": adapter_digest(adapter),
+        "made_by": {"module": type(adapter).__name__, **adapter.shape},
         "input": {"path": str(store.path.resolve()), "layout": store.layout,
                   "options": json.loads(json.dumps(store.options(), default=str))},
         "nan_policy": nan_policy,
@@ -222,7 +234,7 @@ def check_provenance(writer: StoreWriter, record: dict, video_ids: list[str]) ->
         raise StoreError(str(exc)) from None
     if not isinstance(previous.get("input") or {}, dict):
         raise StoreError(f"{path}: 'input' is not a JSON object; {fix}")
-    what = {"adapter": "another adapter", "input": "another input store", "nan_policy": "another --nan-policy",
+    what = {"adapter": "another adapter (or smoothing)", "input": "another input store", "nan_policy": "another --nan-policy",
             "chunk_size": "another --chunk-size", "format": "another sola version"}
     differ = [what[key] for key in what if previous.get(key) != record[key]]
     if differ:

@@ -6,7 +6,7 @@ import argparse
 
 from sola.cli.common import add_command, annotations_from_args, check_output_dir, integer, store_from_args
 from sola.cli.compare import (add_head_and_sola_arguments, head_and_sola_configs, head_and_sola_inputs,
-                              selection_options)
+                              selection_options, smooth_options)
 from sola.core.errors import ConfigError
 from sola.core.paths import check_outputs
 from sola.experiments.ablate import PRESETS, ablate, format_markdown, parse_grid
@@ -18,7 +18,8 @@ def register(subparsers) -> None:
     add_head_and_sola_arguments(p)
     p.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
                    help="a swept key and its values (repeatable: the points are the product); keys: mode "
-                   "(sola, unified, unified+sm), features (both, rgb, flow), SoLa or TAL config keys")
+                   "(sola, unified, unified+sm, and the controls smooth, untrained), features (both, rgb, flow), "
+                   "SoLa or TAL config keys")
     p.add_argument("--preset", choices=sorted(PRESETS), default=None,
                    help="the paper's ablations: receptive-field (kernel 1, 3, 5, 9 and 5 dilated by 2), unified "
                    "(separate vs unified vs unified + SM), encoder (the RGB half of a two-stream store vs both)")
@@ -45,7 +46,8 @@ def run_ablate(args: argparse.Namespace) -> int:
     table = ablate(store_from_args(args), annotations_from_args(args), tal_config,
                    points, args.out, seeds=args.seeds, sola_config=sola_config,
                    select=not args.no_select, heldout_subset=args.heldout_subset, sm_weight=args.sm_weight,
-                   log=(lambda line: None) if args.quiet else print, selection=selection_options(args))
+                   log=(lambda line: None) if args.quiet else print, selection=selection_options(args),
+                   smooth=smooth_options(args))
     print(format_markdown(table))
     print(f"written to {args.out}/ablate.md, {args.out}/ablate.json and {len(table['plots'])} plot(s)")
     return 0

@@ -20,7 +20,10 @@ def register(subparsers) -> None:
     add_head_and_sola_arguments(p)
     p.add_argument("--adapter", default=None, help="SoLa adapter: a .safetensors file (used as given) or a run "
                    "directory (selected on, like a run fitted here); default: fit one in OUT/sola_run")
-    p.add_argument("--modes", default="baseline,sola", help="comma list of baseline, sola, unified, unified+sm")
+    p.add_argument("--modes", default="baseline,sola", help="comma list of baseline, sola, unified, unified+sm, "
+                   "and the controls smooth (the features smoothed along time by a fixed kernel of the adapter's "
+                   "receptive field) and untrained (an untrained adapter gated to SoLa's departure), each judged "
+                   "against baseline and sola")
     p.add_argument("--seeds", type=integer(1), default=3, help="seeds 0..N-1 for every mode (default 3)")
     p.add_argument("--no-probe", action="store_true", help="skip the linear-probe columns")
     p.add_argument("--out", default="compare_out", help="output directory (results are resumable)")
@@ -47,6 +50,18 @@ def add_head_and_sola_arguments(p: argparse.ArgumentParser) -> None:
                    help="select on this subset instead of held-out videos of the head's training subset "
                    "(`sola splice` data: holdout)")
     p.add_argument("--sm-weight", type=NON_NEGATIVE, default=1.0, help="weight of Similarity Matching in unified+sm")
+    p.add_argument("--smooth-kernel", choices=["box", "gaussian"], default="box",
+                   help="the smooth control's kernel (default box)")
+    p.add_argument("--smooth-size", type=integer(1), default=None, metavar="K",
+                   help="the smooth control's taps (odd; default the adapter's kernel_size)")
+    p.add_argument("--smooth-dilation", type=integer(1), default=None, metavar="D",
+                   help="snippets between the smooth control's taps (default the adapter's dilation)")
+
+
+def smooth_options(args: argparse.Namespace) -> dict:
+    """The smooth control's settings over the adapter's geometry (`sola.adapt.controls.SmoothConfig` fields)."""
+    chosen = {"kernel": args.smooth_kernel, "kernel_size": args.smooth_size, "dilation": args.smooth_dilation}
+    return {key: value for key, value in chosen.items() if value is not None}
 
 
 def head_and_sola_configs(args: argparse.Namespace):
@@ -105,6 +120,7 @@ def run_compare(args: argparse.Namespace) -> int:
         select=not args.no_select,
         heldout_subset=args.heldout_subset,
         selection=selection_options(args),
+        smooth=smooth_options(args),
     )
     if not main:
         return 0

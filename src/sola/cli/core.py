@@ -58,7 +58,15 @@ def register(subparsers) -> None:
 
     transform = add_command(subparsers, "transform", run_transform)
     add_store_arguments(transform)
-    transform.add_argument("--adapter", required=True, help="adapter .safetensors or a run directory")
+    transform.add_argument("--adapter", default=None, help="adapter .safetensors or a run directory (or --smooth)")
+    transform.add_argument("--smooth", type=integer(1), default=None, metavar="K",
+                           help="instead of an adapter, the smoothing control: each snippet replaced by the "
+                           "weighted mean of K snippets (odd; the adapter's receptive field is 5) centred on it, "
+                           "zero-padded at the ends as the adapter's conv")
+    transform.add_argument("--smooth-kernel", choices=["box", "gaussian"], default=None,
+                           help="with --smooth: equal weights (box, default) or a Gaussian of sigma (K - 1) / 4 taps")
+    transform.add_argument("--dilation", type=integer(1), default=None, metavar="D",
+                           help="with --smooth: snippets between the K taps (default 1, the adapter's)")
     transform.add_argument("--out", required=True, help="new store, same layout as FEATURES")
     add_config_arguments(transform, "SoLa config (its transform section)", "transform.chunk_size=4096",
                          TRANSFORM_SHORTCUTS)
@@ -129,16 +137,31 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_transform(args: argparse.Namespace) -> int:
-    """apply an adapter to every video of a store"""
-    from sola.adapt.adapter import load_adapter
+    """apply an adapter (or the smoothing control) to every video of a store
+
+    Writes FEATURES transformed by the adapter to --out, in the layout and dtype of FEATURES, resumably,
+    with a provenance record. `--smooth K` (no --adapter) writes the smoothing control instead: the
+    features convolved along time with a fixed normalised kernel of K taps (--smooth-kernel box or
+    gaussian, --dilation D), zero-padded at the ends exactly as the adapter's conv, e.g.
+    `sola transform FEATURES --smooth 5 --out FEATURES_smooth` for the adapter's receptive field; train
+    your head on it beside the SoLa features to see whether SoLa is more than smoothing.
+    """
     from sola.adapt.transform import transform_store
     from sola.core.config import load_config
 
     check_outputs({"--out": [args.out, f"{args.out}.sola_transform.json"]},
                   {"the input store FEATURES": args.features, "--adapter": args.adapter, "--config": args.config})
     settings = load_config(args.config, config_overrides(args)).transform
-    adapter = load_adapter(args.adapter)
+    smoothing = _smoothing(args)
+    if smoothing is None:
+        from sola.adapt.adapter import load_adapter
+
+        adapter = load_adapter(args.adapter)
     store = store_from_args(args)
+    if smoothing is not None:
+        from sola.adapt.controls import TemporalSmoother
+
+        adapter = TemporalSmoother(store.dim(), smoothing)
     summary = transform_store(adapter, store, args.out, chunk_size=settings.chunk_size, device=settings.device,
                               progress=not args.quiet, nan_policy=settings.nan_policy)
     if is_main_process():
@@ -150,6 +173,24 @@ def run_transform(args: argparse.Namespace) -> int:
             f"{summary['videos']} in {summary['seconds']:.1f} s -> {summary['out']}"
         )
     return 0
+
+
+def _smoothing(args: argparse.Namespace):
+    """The `SmoothConfig` of --smooth (None for --adapter); `ConfigError` unless exactly one of them is given."""
+    from sola.core.errors import ConfigError
+
+    smoothing = args.smooth is not None
+    if smoothing == (args.adapter is not None):
+        raise ConfigError("give --adapter (a SoLa adapter) or --smooth K (the smoothing control), "
+                          + ("not both" if smoothing else "one of them"))
+    if not smoothing:
+        if args.smooth_kernel is not None or args.dilation is not None:
+            raise ConfigError("--smooth-kernel and --dilation go with --smooth K; an adapter has its own geometry")
+        return None
+    from sola.adapt.controls import SmoothConfig
+
+    chosen = {"kernel_size": args.smooth, "kernel": args.smooth_kernel, "dilation": args.dilation}
+    return SmoothConfig(**{k: v for k, v in chosen.items() if v is not None}).validate()
 
 
 def run_demo(args: argparse.Namespace) -> int:

@@ -78,12 +78,14 @@ def format_difference(summary: dict[str, float], scale: float = 100.0, digits: i
             f"[{scale * summary['low']:+.{digits}f}, {scale * summary['high']:+.{digits}f}]")
 
 
-def verdict(difference: dict[str, float], name: str = "SoLa", scale: float = 100.0, digits: int = 1) -> str:
+def verdict(difference: dict[str, float], name: str = "SoLa", scale: float = 100.0, digits: int = 1,
+            words: tuple[str, str] = ("helps", "hurts")) -> str:
     """One plain line from a paired difference (`paired_difference`, treated - control, 0-1 units).
 
     "SoLa helps: +1.2 [+0.3, +2.1] (3 pairs)" when the 95% interval lies above 0, "SoLa hurts: ..."
     when it lies below, "no measurable difference: ..." when it spans 0, and with one pair "one seed
-    cannot tell: ..." (no interval).
+    cannot tell: ..." (no interval). `words`: what "above" and "below" say ("beats SoLa", "trails SoLa"
+    for a control measured against SoLa).
     """
     n = int(difference["n"])
     if n < 2:
@@ -92,7 +94,7 @@ def verdict(difference: dict[str, float], name: str = "SoLa", scale: float = 100
     shown = f"{format_difference(difference, scale, digits)} ({n} pairs)"
     low, high = difference["low"], difference["high"]
     if low > 0:
-        return f"{name} helps: {shown}"
+        return f"{name} {words[0]}: {shown}"
     if high < 0:
-        return f"{name} hurts: {shown}"
+        return f"{name} {words[1]}: {shown}"
     return f"no measurable difference: {shown}"

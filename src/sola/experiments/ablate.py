@@ -4,14 +4,19 @@ A grid point is a dict of settings. Keys of the SoLa config sections (adapter, m
 change the adapter; keys of the TAL sections (data, model, train, test) change the head for both rows;
 two keys are special: `mode` (`sola`: fit SoLa, optionally select a checkpoint, then train the head on
 its features, the paper's separate training; `unified` / `unified+sm`: an adapter trained jointly with
-the head, without / with Similarity Matching as an auxiliary loss) and `features` (`both`: the store as
+the head, without / with Similarity Matching as an auxiliary loss; the controls `smooth`: the features
+smoothed along time by a fixed kernel of the point's adapter geometry, and `untrained`: an untrained
+adapter gated to the departure of the SoLa adapter fitted and selected at that point, see
+`sola.experiments.controls`) and `features` (`both`: the store as
 it is; `rgb` / `flow`: the first / second half of a two-stream store's channels).
 
 For each point and seed s (the fit's seed and the head's), the SoLa row is measured beside the
 original features with the same head settings and seed (that row is shared by every point with the same
 features and head settings): the linear probe (reference SGD protocol and the converged one) and the
 head's average mAP, mean ± std over seeds and the paired difference to the original with its 95%
-interval. Every (point, seed) is saved as it finishes, so an interrupted ablation resumes.
+interval. A control point is also set against the SoLa point that differs from it only in `mode`, when
+the grid has one (paired seeds). Every (point, seed) is saved as it finishes, so an interrupted ablation
+resumes.
 
 The modules that train (compare, probe, the head) are imported when a point is measured, so that the
 command line can list the presets without importing torch.
@@ -33,12 +38,14 @@ import yaml
 from sola.core.atomic import atomic_path, atomic_write_text, json_text
 from sola.core.config import SoLaConfig
 from sola.core.errors import ConfigError
-from sola.core.stats import format_difference, format_mean_std, learned_nothing, mean_std, paired_difference
+from sola.core.stats import (format_difference, format_mean_std, learned_nothing, mean_std, paired_difference,
+                             verdict)
 from sola.data.stores import FeatureStore, open_store
 from sola.data.stores.npy import NpyWriter
 from sola.tal.config import TalConfig
 
-MODES = ("sola", "unified", "unified+sm")
+CONTROLS = ("smooth", "untrained")  # sola.experiments.controls
+MODES = ("sola", "unified", "unified+sm", *CONTROLS)
 FEATURES = ("both", "rgb", "flow")
 PRESETS: dict[str, list[dict[str, Any]]] = {
     # the paper's receptive-field ablation: kernel sizes, and one dilated kernel
@@ -174,12 +181,13 @@ def cached(path: Path, compute: Callable[[], dict]) -> dict:
 def ablate(store: FeatureStore, annotations, tal_config: TalConfig, points: list[dict[str, Any]],
            out_dir: str | os.PathLike, seeds: int = 3, sola_config: SoLaConfig | None = None, select: bool = True,
            heldout_subset: str | None = None, sm_weight: float = 1.0, progress: bool = False,
-           log: Callable[[str], None] = print, selection: dict | None = None) -> dict:
+           log: Callable[[str], None] = print, selection: dict | None = None, smooth: dict | None = None) -> dict:
     """Run every (point, seed) not yet saved under `out_dir`; write `ablate.json`, `ablate.md` and one
     plot per swept key. Returns the table (see `summarise`). Raises `ConfigError` for a bad point.
 
     `selection`: overrides of the selection config's `select` section (`sola.experiments.compare.sola_store`),
-    e.g. `{"criterion": "head"}`; results under other selection settings are kept apart."""
+    e.g. `{"criterion": "head"}`; results under other selection settings are kept apart. `smooth`: `SmoothConfig`
+    fields of the smooth control over each point's adapter geometry (e.g. `{"kernel": "gaussian"}`)."""
     from sola.evaluate.probe import json_ready
 
     if seeds < 1:
@@ -193,6 +201,10 @@ def ablate(store: FeatureStore, annotations, tal_config: TalConfig, points: list
         mode, features, sola_keys, tal_keys = split_point(point)
         sola = SoLaConfig.load(None, sola_keys, base=base)
         tal = TalConfig.load(None, tal_keys, base=tal_config)
+        if mode == "smooth":
+            from sola.adapt.controls import SmoothConfig
+
+            SmoothConfig.like(sola.adapter, **(smooth or {}))
         plans.append((point, mode, features, sola, tal, tal_keys))
     cells = []
     for point, mode, features, sola, tal, tal_keys in plans:
@@ -207,7 +219,7 @@ def ablate(store: FeatureStore, annotations, tal_config: TalConfig, points: list
             log(f"{point_name(point)}, seed {seed}")
             adapted = cached(where / "result.json", lambda: _adapted(
                 data, annotations, tal, mode, sola, seed, where, select, heldout_subset, sm_weight, progress, log,
-                selection))
+                selection, smooth))
             cells.append({"point": point, "seed": seed, "original": original, "adapted": adapted})
     table = summarise(points, cells)
     atomic_write_text(out_dir / "ablate.json", json_text(json_ready(table), indent=1))
@@ -224,15 +236,24 @@ def _selection_tag(selection: dict | None) -> str:
 
 
 def _adapted(data, annotations, tal, mode, sola, seed, where, select, heldout_subset, sm_weight, progress, log,
-             selection=None):
-    """The SoLa row of one (point, seed): fit (+ select) then the head, or unified training."""
+             selection=None, smooth=None):
+    """The SoLa row of one (point, seed): fit (+ select) then the head, unified training, or a control."""
     from sola.experiments.compare import sola_store
+    from sola.experiments.controls import adapter_shape, control_store
 
     sola = SoLaConfig.load(None, {"fit.seed": seed}, base=sola)
-    if mode != "sola":
+    if mode in ("unified", "unified+sm"):
         return measure(data, annotations, tal, seed, mode=mode, sola_config=sola, sm_weight=sm_weight, probe=False)
-    features, record = sola_store(data, where, annotations, tal, sola_config=sola, select=select,
-                                  progress=progress, log=log, heldout_subset=heldout_subset, selection=selection)
+    features = record = None
+    if mode in ("sola", "untrained"):
+        features, record = sola_store(data, where, annotations, tal, sola_config=sola, select=select,
+                                      progress=progress, log=log, heldout_subset=heldout_subset, selection=selection)
+    if mode in CONTROLS:
+        features, control = control_store(mode, data, where, adapter_shape(None, sola), features, smooth, seed,
+                                          progress, log)
+        row = measure(features, annotations, tal, seed)
+        row.update(control=control, **({"selected": record["best"]} if record else {}))
+        return row
     row = measure(features, annotations, tal, seed)
     row.update(selected=record["best"], identity=features is data)
     return row
@@ -257,8 +278,43 @@ def summarise(points: list[dict[str, Any]], cells: list[dict]) -> dict:
         row["learned_nothing"] = head and learned_nothing({"original": head["original"]["mean"],
                                                            "SoLa": head["adapted"]["mean"]})
         rows.append(row)
+    for row in rows:
+        _versus_sola(row, rows, cells)
     coverage = next((c["original"].get("coverage") for c in cells if c["original"].get("coverage")), None)
     return {"rows": rows, "columns": list(COLUMNS), "coverage": coverage}
+
+
+def sola_point(point: dict[str, Any]) -> dict[str, Any]:
+    """The SoLa point a control point is set against: the same settings with mode sola (the default)."""
+    return {key: value for key, value in point.items() if key != "mode"}
+
+
+def _versus_sola(row: dict, rows: list[dict], cells: list[dict]) -> None:
+    """For a control point: the paired difference to its SoLa point (`sola_point`) per column, in
+    `row["versus_sola"]`, with the verdict on the head's avg mAP (no verdict where both learned nothing)."""
+    if row["point"].get("mode") not in CONTROLS:
+        return
+    target = sola_point(row["point"])
+    sola = next((r for r in rows if sola_point(r["point"]) == target and r["point"].get("mode", "sola") == "sola"),
+                None)
+    if sola is None:
+        return
+    mine = {c["seed"]: c["adapted"] for c in cells if c["point"] == row["point"]}
+    theirs = {c["seed"]: c["adapted"] for c in cells if c["point"] == sola["point"]}
+    seeds = [seed for seed in row["seeds"] if seed in theirs]
+    found = {}
+    for column in COLUMNS:
+        values = [mine[s].get(column) for s in seeds]
+        others = [theirs[s].get(column) for s in seeds]
+        if seeds and not any(v is None for v in values + others):
+            found[column] = paired_difference(values, others)
+    row["versus_sola"] = {"point": sola["name"], "columns": found}
+    head = found.get("average_mAP")
+    if head:
+        nothing = learned_nothing({"SoLa": float(np.mean([theirs[s]["average_mAP"] for s in seeds])),
+                                   row["point"]["mode"]: float(np.mean([mine[s]["average_mAP"] for s in seeds]))})
+        row["versus_sola"]["verdict"] = (f"{nothing}: no verdict" if nothing else
+                                         verdict(head, row["point"]["mode"], words=("beats SoLa", "trails SoLa")))
 
 
 def format_markdown(table: dict) -> str:
@@ -285,6 +341,15 @@ def format_markdown(table: dict) -> str:
     if nothing:
         lines += ["", f"No verdict on the head at {', '.join(nothing)}: the head learned nothing there (avg mAP below "
                   "1 point with both features); train longer (train.epochs) or check the config."]
+    versus = [row for row in table["rows"] if row.get("versus_sola")]
+    if versus:
+        lines += ["", "Controls against SoLa (paired seeds, control - SoLa [95% CI]):", ""]
+        for row in versus:
+            against = row["versus_sola"]
+            shown = "; ".join(f"{NAMES[column]} {format_difference(difference)}"
+                              for column, difference in against["columns"].items())
+            lines.append(f"- {row['name']} vs {against['point']}: {shown}"
+                         + (f"; head: {against['verdict']}" if against.get("verdict") else ""))
     return "\n".join(lines) + "\n"
 
 

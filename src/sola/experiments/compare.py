@@ -5,6 +5,10 @@ Modes:
   sola         the head on SoLa features (a fitted adapter, or one fitted here by Similarity Matching)
   unified      a fresh SoLa adapter in front of the head, trained jointly with the TAL loss (the paper's ablation)
   unified+sm   the same plus Similarity Matching as an auxiliary loss (beyond the paper)
+  smooth       control: the head on the original features smoothed along time by a fixed kernel of the
+               adapter's receptive field (`OUT/smooth_features`; sola.adapt.controls)
+  untrained    control: the head on the features of an untrained adapter gated to SoLa's departure
+               (`OUT/untrained_features`): the architecture without Similarity Matching
 Every mode runs with the same seeds; each (mode, seed) result is saved, so an interrupted
 comparison resumes where it stopped.
 
@@ -20,6 +24,7 @@ they are, without them.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -29,6 +34,7 @@ from pathlib import Path
 from typing import Callable
 
 from sola.adapt.adapter import adapter_digest, load_adapter, resolve_adapter_path
+from sola.adapt.controls import SmoothConfig
 from sola.adapt.fit import fit_adapter
 from sola.adapt.transform import transform_store
 from sola.core.atomic import atomic_write_text, json_text
@@ -39,9 +45,10 @@ from sola.data.annotations import canonical_subset
 from sola.data.stores import FeatureStore
 from sola.evaluate.probe import ProbeConfig, compare_probe, json_ready
 from sola.evaluate.select_head import choose_checkpoint
-from sola.experiments.compare_table import (MODES, RESULTS, SOLA_RECORD, TABLE, format_markdown,  # noqa: F401
+from sola.experiments.compare_table import (CONTROLS, MODES, RESULTS, SOLA_RECORD, TABLE, format_markdown,  # noqa: F401
                                             parse_modes, predictions_path, result_path, summarise, table_cells,
                                             table_notes, verdict_lines, verdicts)
+from sola.experiments.controls import adapter_shape, control_store
 from sola.tal.experiment import run_experiment
 
 SELECT_DIR = "sola_select"  # in OUT: the selection on a run directory given as the adapter
@@ -235,6 +242,7 @@ def compare(
     select: bool = True,
     heldout_subset: str | None = None,
     selection: dict | None = None,
+    smooth: dict | None = None,
 ) -> dict:
     """Train and evaluate the head per mode and seed; write `compare.json` and `compare.md` in `out_dir`.
 
@@ -247,14 +255,23 @@ def compare(
     section of `sola.evaluate.probe.ProbeConfig`, e.g. `{"criterion": "head"}` to select by a proxy of this
     head (`sola.evaluate.select_head`) instead of the probe. `adapted_store`: SoLa features already written (then no
     adapter work here). `probe_table`: a `sola.evaluate.probe.compare_probe` result to reuse for the probe
-    columns. Returns the table as a dict; its "sola_adapter" says which adapter made the "sola" features
-    and its "verdict" (`verdicts`) says, per mode and metric, whether it helps the head.
+    columns. Control modes ("smooth", "untrained": `sola.experiments.controls.control_store`) are
+    judged against the baseline and against "sola"; "untrained" matches the "sola" features' departure
+    (so it makes them even when "sola" is not among the modes); `smooth`: `SmoothConfig` fields over
+    the adapter's geometry, e.g. `{"kernel": "gaussian"}`. Returns the table as a dict; its
+    "sola_adapter" says which adapter made the "sola" features, its "controls" what made the controls'
+    features, and its "verdict" (`verdicts`) says, per mode and metric, whether it helps the head.
     """
     out_dir = Path(out_dir)
+    shape = None
+    if set(modes) & set(CONTROLS):  # the geometry of the controls: the "sola" adapter's
+        shape = adapter_shape(adapter if adapted_store is None else None, sola_config)
+    if "smooth" in modes:
+        SmoothConfig.like(shape, **(smooth or {}))  # bad settings are refused before any work
     out_dir.mkdir(parents=True, exist_ok=True)
     stores = {"original": store}
     used = None
-    if "sola" in modes:
+    if "sola" in modes or "untrained" in modes:
         if adapted_store is not None:
             stores["sola"] = adapted_store
             used = {"source": str(adapted_store.path), "selected": False, "best": None, "message": None,
@@ -262,6 +279,10 @@ def compare(
         else:
             stores["sola"], used = sola_store(store, out_dir, annotations, tal_config, adapter, sola_config,
                                               select, progress, log, heldout_subset, selection)
+    controls = {}
+    for mode in (m for m in modes if m in CONTROLS):
+        stores[mode], controls[mode] = control_store(mode, store, out_dir, shape, stores.get("sola"), smooth,
+                                                     (sola_config or SoLaConfig()).fit.seed, progress, log)
     results: dict[str, list[dict]] = {}
     for mode in modes:
         for seed in range(seeds):
@@ -270,7 +291,7 @@ def compare(
                 result = json.loads(saved.read_text())
             else:
                 log(f"training the head: {mode}, seed {seed}")
-                features = stores["sola"] if mode == "sola" else store
+                features = stores[mode] if mode in ("sola", *CONTROLS) else store
                 result = _run_and_keep(features, annotations, tal_config, out_dir, mode, seed,
                                        progress=None if progress else False,  # None: bars on a terminal only
                                        sm_weight=sm_weight, sola_config=sola_config)
@@ -279,7 +300,9 @@ def compare(
     table = summarise(results, probes, tal_config, sm_weight)
     table["annotations"] = _annotation_source(annotations)
     table["bad_segments"] = (getattr(annotations, "bad_segments", None) or {}).get("policy", "keep")
-    if used is not None:
+    if controls:
+        table["controls"] = controls
+    if used is not None and "sola" in modes:
         table["sola_adapter"] = {key: value for key, value in used.items() if key != "digest"}
     table["verdict"] = verdicts(table)
     atomic_write_text(out_dir / TABLE, json_text(json_ready(table), indent=1))
@@ -297,7 +320,7 @@ def _run_and_keep(features: FeatureStore, annotations, tal_config, out_dir: Path
     """
     saved = result_path(out_dir, mode, seed)
     saved.parent.mkdir(parents=True, exist_ok=True)
-    training = "baseline" if mode in ("baseline", "sola") else mode
+    training = "baseline" if mode in ("baseline", "sola", *CONTROLS) else mode
     remove_stale_scratch(saved.parent)
     # one scratch folder per process: under torchrun every rank trains and writes the same outputs
     with tempfile.TemporaryDirectory(prefix=f".{saved.stem}.pid{os.getpid()}.", suffix=".run",
@@ -344,8 +367,20 @@ def _annotation_source(annotations) -> str | None:
 
 
 def _probe_rows(stores: dict[str, FeatureStore], annotations, table: dict | None = None) -> dict[str, dict]:
-    """Linear-probe metrics per feature set (deterministic: one run each), or those of `table`."""
+    """Linear-probe metrics per feature set (deterministic: one run each), or those of `table` (baseline and
+    sola); the controls' on the same snippets."""
     if table is None:
         table = json_ready(compare_probe(stores["original"], annotations, adapted_store=stores.get("sola"), seed=0))
     rows = table["rows"]
-    return {"baseline": rows["baseline"], **({"sola": rows["SoLa"]} if "SoLa" in rows else {})}
+    found = {"baseline": rows["baseline"], **({"sola": rows["SoLa"]} if "SoLa" in rows else {})}
+    controls = [mode for mode in CONTROLS if mode in stores]
+    if controls:  # as compare_probe's SoLa row: the same snippets, read from the control's store
+        from sola.evaluate.probe import collect_snippets, on_store, probe_config, probe_features
+
+        config = probe_config(None, 0)
+        data = collect_snippets(stores["original"], annotations, config=config)
+        for mode in controls:
+            on = dataclasses.replace(data, train=on_store(data.train, stores[mode], annotations),
+                                     val=on_store(data.val, stores[mode], annotations))
+            found[mode] = json_ready(probe_features(on, None, config=config))
+    return found

@@ -15,7 +15,8 @@ from sola.core.errors import ConfigError
 from sola.core.stats import format_difference, format_mean_std, learned_nothing, paired_difference, verdict
 from sola.tal.config import TRAINING_MODES
 
-MODES = (TRAINING_MODES[0], "sola", *TRAINING_MODES[1:])  # "sola": the head alone, on SoLa features
+CONTROLS = ("smooth", "untrained")  # the head alone on control features (sola.adapt.controls), judged vs SoLa too
+MODES = (TRAINING_MODES[0], "sola", *TRAINING_MODES[1:], *CONTROLS)  # "sola": the head alone, on SoLa features
 SOLA_RECORD = "sola_adapter.json"  # in OUT: which adapter made the "sola" features (and so its results)
 RESULTS = "results"
 TABLE = "compare.json"
@@ -70,6 +71,13 @@ def summarise(results: dict[str, list[dict]], probes: dict[str, dict], tal_confi
             if "mAP_per_seed" in baseline and list(row["mAP_per_seed"]) == list(baseline["mAP_per_seed"]):
                 row["mAP_minus_baseline"] = {t: paired_difference(values, baseline["mAP_per_seed"][t])
                                              for t, values in row["mAP_per_seed"].items()}
+    sola = rows.get("sola")
+    for mode, row in rows.items():  # a control is judged against SoLa too: is SoLa more than it?
+        if sola is not None and mode in CONTROLS and row["seeds"] == sola["seeds"]:
+            row["average_mAP_minus_sola"] = paired_difference(row["average_mAP_per_seed"], sola["average_mAP_per_seed"])
+            if list(row["mAP_per_seed"]) == list(sola["mAP_per_seed"]):
+                row["mAP_minus_sola"] = {t: paired_difference(values, sola["mAP_per_seed"][t])
+                                         for t, values in row["mAP_per_seed"].items()}
     first = next(iter(rows.values()), {})
     return {"modes": list(results), "rows": rows, "sm_weight": sm_weight, "coverage": first.get("coverage"),
             "test_subset": tal_config.data.test_subset, "train_subset": tal_config.data.train_subset}
@@ -77,25 +85,30 @@ def summarise(results: dict[str, list[dict]], probes: dict[str, dict], tal_confi
 
 def verdicts(table: dict) -> list[dict]:
     """One verdict per (mode, metric) against the baseline, from the paired seeds: average mAP, then
-    mAP at each tIoU. Each: `{"mode", "metric", "text"}` plus the paired difference, where `text` is
-    `sola.core.stats.verdict`'s line ("SoLa helps: +1.2 [+0.3, +2.1] (3 pairs)", ...). When both heads stayed
-    below `sola.core.stats.LEARNED_NOTHING_MAP`, one entry with "no_verdict" True says the head learned nothing."""
+    mAP at each tIoU; a control mode (`CONTROLS`) also gets one on average mAP against "sola" when sola
+    is among the modes. Each: `{"mode", "against", "metric", "text"}` plus the paired difference, where
+    `text` is `sola.core.stats.verdict`'s line ("SoLa helps: +1.2 [+0.3, +2.1] (3 pairs)"; against sola
+    "smooth trails SoLa: ..."). When both heads of a pair stayed below `sola.core.stats.LEARNED_NOTHING_MAP`,
+    one entry with "no_verdict" True says the head learned nothing."""
     found = []
-    baseline = table["rows"].get("baseline", {})
-    for mode, row in table["rows"].items():
-        if "average_mAP_minus_baseline" not in row:
-            continue
-        nothing = learned_nothing({"baseline": baseline["average_mAP_mean"], mode: row["average_mAP_mean"]})
-        if nothing:  # two heads that learned nothing cannot tell features apart
-            text = f"{nothing}: no verdict; train longer (train.epochs) or check the config"
-            found.append({"mode": mode, "metric": "avg mAP", "text": text, "no_verdict": True,
-                          **row["average_mAP_minus_baseline"]})
-            continue
+    rows = table["rows"]
+    for mode, row in rows.items():
         name = "SoLa" if mode == "sola" else mode
-        metrics = {"avg mAP": row["average_mAP_minus_baseline"]}
-        metrics.update({f"mAP@{t}": d for t, d in row.get("mAP_minus_baseline", {}).items()})
-        for metric, difference in metrics.items():
-            found.append({"mode": mode, "metric": metric, "text": verdict(difference, name), **difference})
+        for against, key, words in (("baseline", "average_mAP_minus_baseline", ("helps", "hurts")),
+                                    ("sola", "average_mAP_minus_sola", ("beats SoLa", "trails SoLa"))):
+            if key not in row:
+                continue
+            common = {"mode": mode, "against": against}
+            nothing = learned_nothing({against: rows[against]["average_mAP_mean"], mode: row["average_mAP_mean"]})
+            if nothing:  # two heads that learned nothing cannot tell features apart
+                text = f"{nothing}: no verdict; train longer (train.epochs) or check the config"
+                found.append({**common, "metric": "avg mAP", "text": text, "no_verdict": True, **row[key]})
+                continue
+            metrics = {"avg mAP": row[key]}
+            if against == "baseline":
+                metrics.update({f"mAP@{t}": d for t, d in row.get("mAP_minus_baseline", {}).items()})
+            for metric, difference in metrics.items():
+                found.append({**common, "metric": metric, "text": verdict(difference, name, words=words), **difference})
     return found
 
 
@@ -105,15 +118,16 @@ def verdict_lines(table: dict) -> list[str]:
     Tables from before verdicts were kept get theirs computed from their rows.
     """
     found = table.get("verdict") or verdicts(table)
-    return [f"{v['metric']} ({v['mode']} vs baseline): {v['text']}" for v in found]
+    return [f"{v['metric']} ({v['mode']} vs {v.get('against', 'baseline')}): {v['text']}" for v in found]
 
 
 def table_cells(table: dict) -> tuple[list[str], list[list[str]]]:
     """`(header, rows of cells)` of the comparison: mAP in %, mean ± std over seeds (compare.md, reports)."""
     rows = table["rows"]
     thresholds = list(next(iter(rows.values()))["mAP_mean"])
-    header = ["mode", *[f"mAP@{t}" for t in thresholds], "avg mAP", "avg mAP - baseline [95% CI]", "probe acc",
-              "probe bal.acc", "s/epoch"]
+    versus_sola = any("average_mAP_minus_sola" in row for row in rows.values())
+    header = ["mode", *[f"mAP@{t}" for t in thresholds], "avg mAP", "avg mAP - baseline [95% CI]",
+              *(["avg mAP - sola [95% CI]"] if versus_sola else []), "probe acc", "probe bal.acc", "s/epoch"]
     lines = []
     for mode, row in rows.items():
         n = len(row["seeds"])
@@ -123,6 +137,9 @@ def table_cells(table: dict) -> tuple[list[str], list[list[str]]]:
         cells.append(format_mean_std({"mean": row["average_mAP_mean"], "std": row["average_mAP_std"], "n": n}, digits=2))
         difference = row.get("average_mAP_minus_baseline")
         cells.append(format_difference(difference, digits=2) if difference else "—")
+        if versus_sola:
+            difference = row.get("average_mAP_minus_sola")
+            cells.append(format_difference(difference, digits=2) if difference else "—")
         for key in ("probe_accuracy", "probe_balanced_accuracy"):
             cells.append("—" if row[key] is None else f"{100 * row[key]:.2f}")
         cells.append(f"{row['seconds_per_epoch']:.2f}")
@@ -147,6 +164,27 @@ def table_notes(table: dict) -> list[str]:
     used = table.get("sola_adapter")
     if used and "sola" in rows:
         notes.append(f"SoLa features: {used['message'] or 'from ' + used['source']}.")
+    notes += control_notes(table)
+    return notes
+
+
+def control_notes(table: dict) -> list[str]:
+    """What made the control features (`compare.json`'s "controls"): the smoothing kernel, the untrained gate."""
+    notes = []
+    for mode, record in (table.get("controls") or {}).items():
+        if mode not in table["rows"]:
+            continue
+        if mode == "smooth":
+            sigma = f", sigma {record['sigma']:g} taps" if record.get("sigma") else ""
+            notes.append(f"Control smooth: the original features convolved along time with a fixed {record['kernel']} "
+                         f"kernel of {record['kernel_size']} taps, dilation {record['dilation']}{sigma} (zero-padded "
+                         "at the ends, as the adapter's conv).")
+        elif mode == "untrained":
+            scaled = f", g's last conv scaled x{record['out_scale']:.3g}" if record.get("out_scale", 1.0) != 1.0 else ""
+            notes.append(f"Control untrained: the adapter at its initialisation (seed {record['seed']}){scaled}, "
+                         f"gate tanh(alpha) = {record['gate']:.4g} so that its departure equals SoLa's "
+                         f"({record['departure']:.4g}, mean ||change|| / ||f|| on {record['videos']} videos): "
+                         "the architecture without Similarity Matching.")
     return notes
 
 
