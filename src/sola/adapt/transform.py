@@ -25,7 +25,7 @@ from sola.adapt.adapter import SoLaAdapter, adapter_digest
 from sola.core.atomic import atomic_write_text
 from sola.core.distributed import barrier, setup_distributed
 from sola.core.errors import ConfigError, StoreError
-from sola.core.memory import HeapTrim
+from sola.core.memory import HeapTrim, require_memory
 from sola.data.stores import FeatureStore, StoreWriter
 from sola.data.stores.base import PartsWriter
 from sola.data.stores.checks import apply_nan_policy
@@ -97,6 +97,9 @@ def transform_store(
     features its provenance record does not vouch for (see the module docstring) or a video is bad.
     """
     check_chunk_size(chunk_size)
+    require_memory(4.0 * chunk_size * 2 * (adapter.dim + adapter.hidden_dim),
+                   f"transform.chunk_size={chunk_size} (one chunk at C={adapter.dim}, H={adapter.hidden_dim})",
+                   "lower --chunk-size")
     out = Path(out)
     if out.resolve() == store.path.resolve():
         raise StoreError(f"--out {out} is the input store; choose a new directory (inputs are never modified)")

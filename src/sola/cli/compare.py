@@ -19,7 +19,7 @@ def register(subparsers) -> None:
     p.add_argument("--adapter", default=None, help="SoLa adapter: a .safetensors file (used as given) or a run "
                    "directory (selected on, like a run fitted here); default: fit one in OUT/sola_run")
     p.add_argument("--modes", default="baseline,sola", help="comma list of baseline, sola, unified, unified+sm")
-    p.add_argument("--seeds", type=integer(1), default=3, help="seeds 0..N-1 for every mode (default 3)")
+    p.add_argument("--seeds", type=integer(1, 1000), default=3, help="seeds 0..N-1 for every mode (default 3)")
     p.add_argument("--no-probe", action="store_true", help="skip the linear-probe columns")
     p.add_argument("--out", default="compare_out", help="output directory (results are resumable)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
