@@ -264,3 +264,19 @@ def test_memory_figures(monkeypatch):
 def test_integer_flags_read_exponents_but_not_fractions(capsys, values):
     code, _, err = run(capsys, *command_line("probe", "--boundary-k 2.5", values))
     assert code == 2 and "--boundary-k: expected an integer, got '2.5'" in one_line(err)
+
+
+@pytest.mark.parametrize("command", ["synth", "splice"])
+def test_outputs_beyond_the_free_disk_are_refused_before_writing(capsys, tmp_path, monkeypatch, command):
+    from collections import namedtuple
+
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    for name in ("a_1", "a_2", "a_3", "b_1", "b_2", "b_3"):
+        np.save(clips / f"{name}.npy", np.ones((10, 4), np.float32))
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr("sola.core.memory.shutil.disk_usage", lambda path: usage(10**6, 10**6 - 1000, 1000))
+    args = ["synth", tmp_path / "out", "--videos", "4"] if command == "synth" else \
+        ["splice", clips, tmp_path / "out", "--actions", "1", "--videos", "4", "--quiet"]
+    fails(capsys, *args, says=("writes about", "1 kB free", "another disk"))
+    assert not (tmp_path / "out" / "features").exists()

@@ -167,7 +167,9 @@ def set_overrides(pairs: list[str]) -> dict:
         except yaml.YAMLError as exc:
             from sola.core.config import yaml_problem
 
-            raise ConfigError(f"--set {pair!r}: the value is not valid YAML ({yaml_problem(exc)})") from None
+            raise ConfigError(f"--set {pair[:80]!r}: the value is not valid YAML ({yaml_problem(exc)})") from None
+        except RecursionError:
+            raise ConfigError(f"--set {pair[:80]!r}...: the value nests too deeply to be a config value") from None
     return out
 
 

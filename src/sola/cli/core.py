@@ -71,7 +71,7 @@ def register(subparsers) -> None:
                       help="run on the videos in DIR (I3D extraction first) instead of the synthetic benchmark")
     demo.add_argument("--annotations", default=None, help="with --videos: ground truth to draw in the pictures")
     demo.add_argument("--fps", type=POSITIVE, default=None, help="with --videos: resample videos to this frame rate")
-    demo.add_argument("--num-videos", type=integer(1), default=None, help="synthetic videos (default 200)")
+    demo.add_argument("--num-videos", type=integer(1, 10**6), default=None, help="synthetic videos (default 200)")
     add_config_arguments(demo, "SoLa config over the demo's schedule", "fit.steps=200",
                          [("--epochs", "fit.epochs", {"type": integer(1), "help": "fit epochs instead of the demo's "
                                                       "step budget"})])

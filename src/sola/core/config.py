@@ -7,6 +7,10 @@ a checkpoint every 10 epochs, one window per video per epoch, a constant lr).
 Beyond the reference (options, off by default): a budget in optimiser steps (`fit.steps`), a
 linear warm-up and cosine decay; the fit's guardrails (`fit.max_departure`, `fit.collapse_ratio`,
 `fit.frozen_epochs`) only stop a fit that has diverged or collapsed.
+
+Every number's range is declared beside its field (`ranged`) and checked for every config by
+`SectionedConfig.validate`; sizes that allocate are compared with this machine's memory
+(`require_config_memory`) before anything is built or written.
 """
 
 from __future__ import annotations
@@ -62,7 +66,8 @@ class Range:
 def show_number(value) -> str:
     """A number as a message shows it: whole numbers in full below 1e10 (seeds), else four significant digits."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return repr(value)
+        text = repr(value)
+        return text if len(text) <= 80 else text[:77] + "..."
     if (isinstance(value, int) or (math.isfinite(value) and value.is_integer())) and abs(value) < 10**10:
         return str(int(value))
     return f"{value:.4g}"
@@ -94,6 +99,10 @@ class SectionedConfig:
     (`{"fit.lr": 1e-4}`, the CLI's `--set` and its named flags) override the file. A subclass lists
     its sections as annotations (each defaults to its dataclass's defaults) and names its checker:
     `class SoLaConfig(SectionedConfig, check=validate_config)`; it becomes a dataclass.
+
+    Every number of a section declares its range beside it (`hidden_dim: int = ranged(512, 1, SIZE)`):
+    `validate` checks all of them (an integer where one is expected, finite, inside) before the checker, and a
+    section with a number that has no range is refused when the subclass is defined, so no key can forget it.
     """
 
     _check = None  # the subclass's checker: raises `ConfigError` for a bad value
@@ -252,13 +261,6 @@ def require_config_memory(config, nbytes: float, keys: list[str], what: str) -> 
     if growth(key) <= 1:  # nothing above its default: the data's size (a store's width) is what is large
         require_memory(nbytes, what, "lower the sizes of the config")
     require_memory(nbytes, f"{key}={show_number(config_value(config, key))} ({what})", f"lower {key}")
-
-
-def check_positive_integers(values: dict[str, Any]) -> None:
-    """Raise `ConfigError` naming the first dotted key whose value is not an integer >= 1 (bools refused)."""
-    for name, value in values.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ConfigError(f"{name} must be a positive integer, got {value!r}")
 
 
 def validate_config(config: SoLaConfig) -> None:
@@ -460,6 +462,8 @@ def read_yaml_sections(path: str | os.PathLike) -> dict[str, Any]:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {path} is not valid YAML: {yaml_problem(exc)}") from None
+    except RecursionError:
+        raise ConfigError(f"config file {path} nests lists or mappings too deeply to be a config") from None
     if data is None:  # only comments
         return {}
     if not isinstance(data, dict):
@@ -532,12 +536,12 @@ def coerce_value(name: str, value: Any, hint: Any) -> Any:
     if origin is list:
         (item,) = typing.get_args(hint)
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{name} must be a list, got {value!r}")
+            raise ConfigError(f"{name} must be a list, got {show_number(value)}")
         return [coerce_value(name, v, item) for v in value]
     if hint is bool:
         if isinstance(value, bool):
             return value
-        raise ConfigError(f"{name} must be true or false, got {value!r}")
+        raise ConfigError(f"{name} must be true or false, got {show_number(value)}")
     try:
         if hint is int:
             if isinstance(value, str):  # YAML reads 1e12 (no dot) as text: a number all the same
@@ -553,5 +557,5 @@ def coerce_value(name: str, value: Any, hint: Any) -> Any:
             return "" if value is None else str(value)
     except (TypeError, ValueError, OverflowError):
         kind = {int: "an integer", float: "a number", str: "a string"}.get(hint, hint)
-        raise ConfigError(f"{name} must be {kind}, got {value!r}") from None
+        raise ConfigError(f"{name} must be {kind}, got {show_number(value)}") from None
     return value

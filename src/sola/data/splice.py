@@ -28,6 +28,7 @@ import numpy as np
 from sola.core.atomic import atomic_write_text
 from sola.core.config import COUNT, SEED, SIZE, SectionedConfig, ranged, require_config_memory
 from sola.core.errors import ConfigError, StoreError
+from sola.core.memory import require_disk
 from sola.data.stores import FeatureStore
 from sola.data.stores.npy import NpyWriter
 
@@ -189,6 +190,7 @@ def splice_store(
     actions, pools = split_clips(classes, config, rng)
     subsets = video_subsets(config, rng)
     reader = _ClipReader(clips)
+    _check_disk(clips, config, out_dir)
     writer = NpyWriter(out_dir / "features")
     database, lengths = {}, []
     for index in tqdm(range(config.videos), desc="splice", unit="video", disable=not progress or None):
@@ -223,6 +225,14 @@ def splice_store(
         "features": str(out_dir / "features"),
         "annotations": str(out_dir / "annotations.json"),
     }
+
+
+def _check_disk(clips: FeatureStore, config: SpliceConfig, out_dir: Path) -> None:
+    """Refuse, before writing, videos whose features (about the first clip's size per clip) overfill the disk."""
+    first = np.asarray(clips.read(clips.video_ids()[0]))
+    size = config.videos * (config.min_clips + config.max_clips) / 2 * first.nbytes
+    require_disk(size, out_dir, f"splice.videos={config.videos} of about {(config.min_clips + config.max_clips) // 2} "
+                 f"clips of {first.nbytes:,} bytes", "lower --videos or --clips-per-video, or write to another disk")
 
 
 class _ClipReader:
