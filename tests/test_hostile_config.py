@@ -105,6 +105,8 @@ CASES = [
     ("cost", "--dim 8 --hidden 4 --batch-size 2 --frames 1000 --size 100000", ("--size 100000", "needs")),
     # --set values that are not YAML
     ("train", "--set fit.lr=[1", ("--set 'fit.lr=[1'", "not valid YAML", "line 1")),
+    ("train", "--set fit.lr=" + "[" * 5000, ("--set 'fit.lr=[[[", "nests too deeply")),
+    ("ablate", "--grid fit.lr=[1", ("--grid value '[1'", "not valid YAML")),
 ]
 
 
@@ -147,6 +149,7 @@ CONFIG_FILES = {
     "huge": (written("# x\n" * (MAX_CONFIG_BYTES // 4 + 1)), ("1,048,580 bytes", "1,048,576")),
     "python tag": (written("fit: !!python/object/apply:os.system ['true']\n"), ("not valid YAML", "python/object")),
     "bad YAML": (written("fit:\n  lr: [1, 2\n"), ("not valid YAML", "line 3, column 1")),
+    "deep": (written("fit: " + "[" * 100_000 + "]" * 100_000), ("nests lists or mappings too deeply",)),
     "missing": (lambda p: p, ("does not exist",)),
 }
 

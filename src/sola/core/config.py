@@ -287,25 +287,20 @@ def validate_config(config: SoLaConfig) -> None:
     require_transform_memory(config, 1)
 
 
-def check_geometry(adapter: AdapterConfig, matching: MatchingConfig, names: dict[str, str] | None = None) -> None:
-    """Raise `ConfigError` when a gathered position would see the zero padding of its window.
-
-    The one geometry check of `sola train` and `sola cost`; `names` renames keys in the message (cost's flags).
-    """
+def check_geometry(adapter: AdapterConfig, matching: MatchingConfig) -> None:
+    """Raise `ConfigError` when a gathered position would see the zero padding of its window: the one geometry
+    check of `sola train` (through `validate_config`) and `sola cost`."""
     radius = receptive_radius(adapter)
     first = matching.start
     last = matching.start + matching.step * (matching.num_positions - 1)
     if first < radius or last > matching.window - 1 - radius:
-        message = (
+        raise ConfigError(
             f"gathered positions {first}..{last} (start={matching.start}, step={matching.step}, "
             f"num_positions={matching.num_positions}) must lie in [{radius}, {matching.window - 1 - radius}] "
             f"so that none sees the zero padding of a window of {matching.window} snippets with "
             f"adapter.kernel_size={adapter.kernel_size}, adapter.dilation={adapter.dilation}; lower "
             f"matching.start/step/num_positions, adapter.dilation or adapter.kernel_size, or raise matching.window"
         )
-        for key, flag in (names or {}).items():
-            message = message.replace(key, flag)
-        raise ConfigError(message)
 
 
 def fit_bytes(dim: int, config: SoLaConfig) -> float:
@@ -358,7 +353,7 @@ class MatchingConfig:
     window: int = ranged(23, 1, SIZE)  # L: snippets per training window
     step: int = ranged(2, 1, COUNT)  # s: gap between gathered positions
     start: int = ranged(4, 0, COUNT)  # first gathered position inside the window
-    num_positions: int = ranged(8, 2, COUNT)  # N: positions start + s*i, i = 0..N-1 (2: a similarity map)
+    num_positions: int = ranged(8, 2, COUNT, note="a similarity map needs 2")  # N: positions start + s*i, i = 0..N-1
     target_k: float = ranged(16.0, 0.0, 1e6, above=True)  # K in T_ij = sigmoid(K / |i-j|^2)
     projector_dim: int = ranged(512, 1, SIZE)  # Linear(C->512) -> ReLU -> Linear(512->C)
     clamp_eps: float = ranged(1e-5, 0.0, 0.5, above=True, below=True)  # P is clamped to [eps, 1 - eps]
