@@ -33,6 +33,7 @@ COMMANDS = {
     "demo": "demo --out {out} --quiet",
     "transform": "transform {features} --adapter {adapter} --out {out} --quiet",
     "cost": "cost --repeats 1 --device cpu",
+    "eval-proposals": "eval-proposals {annotations} {annotations}",
 }
 
 # (command, its options, words the one error line must hold)
@@ -68,6 +69,7 @@ CASES = [
     ("transform", "--chunk-size 1e12", ("--chunk-size", "2147483647")),
     ("cost", "--dim 8 --dilation 3", ("zero padding", "--dilation=3", "--kernel=5")),  # as train refuses it
     ("cost", "--dim 8 --repeats 1e6", ("--repeats", "1000")),
+    ("eval-proposals", "--max-proposals 1e300", ("--max-proposals", "1e+06")),
     # seeds: integers in [0, 2**32 - 1], refused before any folder exists
     ("train", "--seed 18446744073709551616", ("--seed", "4294967295")),
     ("train", "--set fit.seed=1.0e+30", ("--set: fit.seed", "4294967295", "1e+30")),
@@ -163,7 +165,7 @@ def test_a_config_that_is_not_a_yaml_mapping_is_one_line(capsys, values, tmp_pat
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("command", [c for c in COMMANDS if c != "cost"])
+@pytest.mark.parametrize("command", [c for c in COMMANDS if c not in ("cost", "eval-proposals")])
 def test_every_config_reading_command_refuses_a_binary_config(capsys, values, tmp_path, command):
     path = tmp_path / "weights.npy"
     np.save(path, np.arange(10.0))

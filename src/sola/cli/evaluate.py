@@ -71,7 +71,7 @@ def register(subparsers) -> None:
     _add_ground_truth_arguments(p)
     p.add_argument("proposals", metavar="PROPOSALS", help="proposals: ActivityNet JSON {'results': {video: [{score, segment}]}} or the "
                    "other prediction layouts (labels ignored)")
-    p.add_argument("--max-proposals", type=NON_NEGATIVE, default=100.0, help="AN of the last budget (BMN: 100; 0 = all)")
+    p.add_argument("--max-proposals", type=number(0.0, 1e6), default=100.0, help="AN of the last budget (BMN: 100; 0 = all)")
     p.add_argument("--tiou", default="activitynet", help="thresholds (default 0.5:0.05:0.95)")
     p.add_argument("--json", default=None, metavar="OUT", help="write the results as JSON (atomically)")
 
