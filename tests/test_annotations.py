@@ -66,7 +66,7 @@ def test_gtad_ambiguous_kept_but_flagged_and_fps_recovered():
 def test_tsp_metadata_fills_duration_and_fps():
     meta = THUMOS / "tsp_thumos14_valid_metadata.csv"
     with pytest.raises(AnnotationError, match="video_validation_0000364.*outside the video"):
-        load_annotations(THUMOS / "gtad_val_Annotation.csv", metadata=meta)
+        load_annotations(THUMOS / "gtad_val_Annotation.csv", metadata=meta, bad_segments="error")
     ann = load_annotations(THUMOS / "gtad_val_Annotation.csv", metadata=meta, bad_segments="clip")
     assert ann["video_validation_0000051"].duration == pytest.approx(169.666666666667)
     video = ann["video_validation_0000364"]
@@ -100,7 +100,12 @@ def test_gtad_json_with_string_segments_and_feature_gt():
 @needs_data
 def test_outside_segments_error_names_the_video_and_the_fix():
     with pytest.raises(AnnotationError, match=r"thumos14\.json: video 'video_test_0000270'.*--bad-segments"):
-        load_annotations(THUMOS / "thumos14.json")
+        load_annotations(THUMOS / "thumos14.json", bad_segments="error")
+    kept = load_annotations(THUMOS / "thumos14.json")  # the default keeps them as written, and says so
+    assert kept.bad_segments["policy"] == "keep" and kept.bad_segments["outside"] > 0
+    from sola.data.annotations import bad_segment_note
+
+    assert f"kept {kept.bad_segments['outside']} segment(s) outside their video as written" in bad_segment_note(kept)
     clipped = load_annotations(THUMOS / "thumos14.json", bad_segments="clip")["video_test_0000270"]
     assert all(0 <= s.start <= s.end <= clipped.duration for s in clipped.segments)
 

@@ -417,7 +417,7 @@ def test_probe_names_a_video_with_nan_features(capsys, bench, tmp_path):
 def test_probe_says_when_no_annotated_video_has_features(capsys, bench, tmp_path):
     annotations = edited_annotations(bench, tmp_path, lambda db: db.update({f"x_{k}": db.pop(k) for k in list(db)}))
     line = fails(capsys, "probe", bench["features"], "--annotations", annotations, "--device", "cpu", "--quiet",
-                 says=("no annotated video has features", "sola inspect"))
+                 says=("0 of 6 feature ids match the 6 annotated ids (e.g. 'synth_0000' vs 'x_synth_0000')",))
     assert "[]" not in line
 
 

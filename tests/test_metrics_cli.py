@@ -150,12 +150,12 @@ def test_eval_detection_command_equals_the_official_numbers(tmp_path):
 
 @pytest.mark.parametrize("fast", [True, False], ids=["orjson", "json"])
 def test_both_json_parsers_read_the_same_predictions_and_refuse_the_same_files(tmp_path, monkeypatch, fast):
-    import sola.data.predictions
+    import sola.core.safe_load  # the one JSON parser of prediction (and annotation) files
 
-    if fast and sola.data.predictions.orjson is None:
+    if fast and sola.core.safe_load.orjson is None:
         pytest.skip("orjson is not installed here (a dependency of sola: pip install -e . installs it)")
     if not fast:
-        monkeypatch.setattr(sola.data.predictions, "orjson", None)
+        monkeypatch.setattr(sola.core.safe_load, "orjson", None)
     data = {"results": {"v1": [{"label": "a", "score": 0.25, "segment": [1.5, 3]},
                                {"label": "b", "score": 1e-300, "segment": [0, 2.0]}],
                         "v2": [{"label": "a", "score": 0.5, "segment": [4, 9]}], "v3": []}}

@@ -33,7 +33,10 @@ def test_inspect_matches_v_prefixed_features_to_bare_annotation_ids(tmp_path, ca
     writer.write("v_4Lu8ECLHvK4", tsn)
     writer.close()
     tsp = DATA / "annotations" / "activitynet" / "tsp_activitynet_v1-3_valid_tsp_groundtruth.csv"
-    assert main(["inspect", str(tmp_path / "anet.h5"), "--annotations", str(tsp), "--quiet"]) == 2  # bad segments
+    assert main(["inspect", str(tmp_path / "anet.h5"), "--annotations", str(tsp), "--quiet"]) == 0  # kept, said
+    assert "kept 4 segment(s) outside their video as written (--bad-segments keep" in capsys.readouterr().err
+    refused = ["--bad-segments", "error", "--quiet"]
+    assert main(["inspect", str(tmp_path / "anet.h5"), "--annotations", str(tsp), *refused]) == 2
     assert "lies outside the video" in capsys.readouterr().err
     clipped = ["--bad-segments", "clip", "--quiet"]
     assert main(["inspect", str(tmp_path / "anet.h5"), "--annotations", str(tsp), *clipped]) == 0

@@ -17,8 +17,9 @@ from torch import nn
 
 from sola.core.config import AdapterConfig
 from sola.core.errors import CheckpointError
+from sola.core.inputs import input_file
 from sola.core.memory import require_memory
-from sola.core.runs import ADAPTER, BEST, read_safetensors, write_safetensors
+from sola.core.runs import ADAPTER, ADAPTER_RUN, BEST, check_run, read_safetensors, write_safetensors
 
 ADAPTER_FORMAT = "sola-adapter"
 ADAPTER_FORMAT_VERSION = "1"
@@ -130,15 +131,21 @@ def save_adapter(adapter: SoLaAdapter, path: str | os.PathLike, extra: dict | No
 
 
 def resolve_adapter_path(path: str | os.PathLike) -> Path:
-    """Accept a `.safetensors` file or a run directory (its `best.safetensors`, else `adapter.safetensors`)."""
+    """Accept a `.safetensors` file or a run directory (its `best.safetensors`, else `adapter.safetensors`).
+
+    Raises `CheckpointError` for a missing path or a folder that is no adapter run (a head run, say);
+    the file itself is checked when it is read (`read_safetensors`).
+    """
     path = Path(path)
-    if path.is_dir():
+    if path.is_dir() and not path.name.endswith(".safetensors"):
+        check_run(path, ADAPTER_RUN)
         for name in (BEST, ADAPTER):
-            if (path / name).is_file():
+            if (path / name).exists():
                 return path / name
-        raise CheckpointError(f"{path}: no adapter.safetensors in this run directory; train one with `sola train`")
-    if not path.is_file():
-        raise CheckpointError(f"adapter file {path} does not exist")
+        raise CheckpointError(f"{path}: no {ADAPTER} in this run directory (no finished checkpoint); "
+                              "train one with `sola train`")
+    if path.is_dir() or not path.exists():  # a folder named *.safetensors, a missing file
+        return input_file(path, "adapter file", CheckpointError)
     return path
 
 

@@ -30,22 +30,53 @@ from sola.adapt.health import FitDiverged, FitGuard, constant_map_loss, feature_
 from sola.adapt.matching import SimilarityMatching
 from sola.adapt.sampling import WindowSource, epoch_plan, open_window_source, prefetch
 from sola.adapt.schedule import lr_factor, steps_per_epoch, total_epochs, total_steps
-from sola.core.config import SoLaConfig, load_config, require_fit_memory, save_config
+from sola.core.config import SoLaConfig, changed_config_keys, load_config, require_fit_memory, save_config
 from sola.core.distributed import DistributedContext, barrier, mean_across_ranks, rank_batch, setup_distributed
 from sola.core.errors import CheckpointError, ConfigError
-from sola.core.runs import (ADAPTER, CONFIG, RECORD, STATE, WINDOW_CACHE, checkpoint_path, load_state, read_metrics,
-                            read_record, save_state, store_record, write_metrics, write_record)
+from sola.core.runs import (ADAPTER, ADAPTER_METRICS, ADAPTER_RUN, ADAPTER_SECTIONS, CONFIG, RECORD, STATE,
+                            WINDOW_CACHE, check_run, checkpoint_path, load_state, read_metrics, read_record,
+                            run_config_file, save_state, store_record, write_metrics, write_record)
 from sola.data.stores import FeatureStore
 
 STATE_FORMAT = "sola-training-state"
+METRICS_FIX = "repair or delete that line (or the whole file, losing the log), then rerun with --resume"
+
+
+RESUMABLE = ("fit.epochs", "fit.device")  # what a resumed fit may change
+NEW_RUN_FIX = "start a new run with another --out"
 
 
 def load_run_config(run_dir: str | Path, epochs: int | None = None) -> SoLaConfig:
     """The config of an existing run (to resume it), optionally with more or fewer epochs."""
-    path = Path(run_dir) / CONFIG
-    if not path.is_file():
-        raise CheckpointError(f"{run_dir}: no config.yaml; is this a `sola train` run directory?")
-    return load_config(path, {"fit.epochs": epochs})
+    check_run(run_dir, ADAPTER_RUN)
+    return load_config(run_config_file(run_dir, ADAPTER_SECTIONS, NEW_RUN_FIX), {"fit.epochs": epochs})
+
+
+def resume_config(run_dir: str | Path, config_file: str | Path | None = None,
+                  overrides: dict | None = None) -> SoLaConfig:
+    """The config a resumed fit continues with: the run's `config.yaml` under `overrides`.
+
+    Resuming with the command that started the run (its `--config` and flags, `--resume` added) is
+    accepted: only values that differ from the run's are refused, except `RESUMABLE` (epochs, device).
+    A run with no finished epoch (killed before one, or never started) simply starts, with `config_file`
+    and `overrides`. Raises `ConfigError` naming the changed keys, `CheckpointError` for a run folder
+    of another kind or an unreadable `config.yaml`.
+    """
+    run_dir = check_run(run_dir, ADAPTER_RUN, allow_new=True)
+    if not (run_dir / STATE).exists() and not (run_dir / CONFIG).exists():
+        return load_config(config_file, overrides)
+    stored = run_config_file(run_dir, ADAPTER_SECTIONS, NEW_RUN_FIX)
+    saved = load_config(stored)
+    requested = load_config(config_file if config_file is not None else stored, overrides)
+    old, new = saved.to_dict(), requested.to_dict()
+    changed = [key for key in changed_config_keys(old, new) if key not in RESUMABLE]
+    if changed:
+        section, _, name = changed[0].partition(".")
+        first = f"{old.get(section, {}).get(name)!r} -> {new.get(section, {}).get(name)!r}"
+        raise ConfigError(f"--resume {run_dir}: this command changes {', '.join(changed)} ({first} for the first); "
+                          f"a resumed run keeps its own {CONFIG}, only --epochs and --device may change: drop those "
+                          "values, or start a new run with another --out")
+    return requested
 
 
 def _open_run_dir(run_dir, store: FeatureStore, resume: bool) -> Path | None:
@@ -94,15 +125,18 @@ def fit_adapter(
     adapter = SoLaAdapter.from_config(data.dim, config.adapter)
     model = SimilarityMatching(adapter, matching).to(context.device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=fit.lr, weight_decay=fit.weight_decay)
-    start_epoch = _resume(run_dir, model, optimizer) if resume else 0
+    start_epoch = _resume(run_dir, model, optimizer) if resume else 0  # 0: none finished, the run starts
     trainer = DistributedDataParallel(model) if context.enabled else model
     per_epoch = steps_per_epoch(len(data.video_ids), fit.windows_per_video, context.world_size, local_batch)
     budget, epochs = total_steps(fit, per_epoch), total_epochs(fit, per_epoch)
-    records = [r for r in read_metrics(run_dir) if r["epoch"] <= start_epoch] if resume else []
+    records = [r for r in read_metrics(run_dir, ADAPTER_METRICS, METRICS_FIX)
+               if r["epoch"] <= start_epoch] if resume else []
     writes = context.is_main and run_dir is not None  # rank 0 writes the run directory
     if writes:
         _start_run_dir(run_dir, store, config, records, adapter if start_epoch == 0 else None)
     if context.is_main:
+        if resume and start_epoch == 0:
+            log(f"{run_dir}: no finished epoch to resume; starting the run")
         _log_start(data, matching, context, per_epoch, budget, epochs, log)
     health_at = health_windows(data.lengths, matching.window, fit.health_windows, fit.seed)
     health_batch = torch.from_numpy(data.batch(*health_at, matching.window)).to(context.device)
@@ -147,7 +181,10 @@ def fit_adapter(
 
 
 def _resume(run_dir: Path, model: SimilarityMatching, optimizer: torch.optim.Optimizer) -> int:
-    """Restore the model and optimiser of a run; return the epochs it has done."""
+    """Restore the model and optimiser of a run; return the epochs it has done (0 for a run with no finished
+    epoch: no state and no metrics yet)."""
+    if not (run_dir / STATE).exists() and not read_metrics(run_dir, ADAPTER_METRICS, METRICS_FIX):
+        return 0
     info, _ = load_state(run_dir / STATE, STATE_FORMAT, {"model": model}, optimizer,
                          "start a new run without resuming")
     return int(info["epoch"])
@@ -167,6 +204,7 @@ def check_run_dir(run_dir: Path, store, resumed: bool) -> None:
 
     Raises `ConfigError` or `CheckpointError` naming the fix.
     """
+    check_run(run_dir, ADAPTER_RUN, allow_new=True)
     if not resumed and (run_dir / STATE).exists():
         raise CheckpointError(f"{run_dir} already holds a training run; pass --resume to continue it or choose another --out")
     features = store.path.resolve()

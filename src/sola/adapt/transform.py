@@ -24,8 +24,9 @@ from tqdm.auto import tqdm
 from sola.adapt.adapter import SoLaAdapter, adapter_digest
 from sola.core.atomic import atomic_write_text
 from sola.core.distributed import barrier, setup_distributed
-from sola.core.errors import ConfigError, StoreError
+from sola.core.errors import CheckpointError, ConfigError, StoreError
 from sola.core.memory import HeapTrim, require_memory
+from sola.core.runs import read_json
 from sola.data.stores import FeatureStore, StoreWriter
 from sola.data.stores.base import PartsWriter
 from sola.data.stores.checks import apply_nan_policy
@@ -187,10 +188,13 @@ def check_provenance(writer: StoreWriter, record: dict, video_ids: list[str]) ->
                 f"older sola); choose a new --out, or delete them to transform again"
             )
         return
+    fix = f"delete {out} and {path.name} to transform again"
     try:
-        previous = json.loads(path.read_text())
-    except ValueError:
-        raise StoreError(f"{path}: unreadable provenance record; delete {out} and {path.name} to transform again") from None
+        previous = read_json(path, {}, dict, (), fix)
+    except CheckpointError as exc:
+        raise StoreError(str(exc)) from None
+    if not isinstance(previous.get("input") or {}, dict):
+        raise StoreError(f"{path}: 'input' is not a JSON object; {fix}")
     what = {"adapter": "another adapter", "input": "another input store", "nan_policy": "another --nan-policy",
             "chunk_size": "another --chunk-size", "format": "another sola version"}
     differ = [what[key] for key in what if previous.get(key) != record[key]]

@@ -1,20 +1,23 @@
 """The `sola` command: thin wrappers that parse arguments, call the library and print.
 
 Each area registers its subcommands from its own module (`sola.cli.<area>.register`), so the
-command line grows without one large file. Any `SolaError`, a usage error or an `OSError` (a
-permission, a full disk, a dangling link) becomes one line on stderr and exit 2.
+command line grows without one large file. Any `SolaError`, a usage error, an `OSError` (a
+permission, a full disk, a dangling link) or a `RecursionError` (an input nested too deeply) becomes one
+line on stderr and exit 2; each `SolaWarning` (`SolaNote`) is one `warning:` (`note:`) line on stderr, every time.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import importlib
 import os
 import sys
+import warnings
 
 from sola import __version__
-from sola.core.errors import SolaError
+from sola.core.errors import SolaError, SolaNote, SolaWarning
 
 # The module that adds each subcommand (each module defines `register(subparsers)`). `sola COMMAND ...`
 # imports only its command's module, so that a light command starts fast; `sola --help` and an
@@ -65,8 +68,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     command = " ".join(name for name in (args.command, getattr(args, "tal_command", None)) if name)
+    return _run(args, command)
+
+
+def _run(args: argparse.Namespace, command: str) -> int:
+    """`args.func(args)`: its exit status, or 2 (130, 141) with one line on stderr for what `main` reports."""
     try:
-        code = int(args.func(args) or 0)
+        with warnings_as_notes(command):
+            code = int(args.func(args) or 0)
         sys.stdout.flush()  # a closed pipe (`sola inspect | head`) is reported here, not at exit
         return code
     except SolaError as exc:
@@ -78,10 +87,34 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         print(f"sola {command}: error: {os_error_message(exc)}", file=sys.stderr)
         return 2
+    except RecursionError:  # the readers name the file; this is the net under every other input
+        print(f"sola {command}: error: an input is too deeply nested to read (RecursionError); "
+              "check the files and values given", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"sola {command}: interrupted; rerun the same command (with --resume for training) to continue",
               file=sys.stderr)
         return 130
+
+
+@contextlib.contextmanager
+def warnings_as_notes(command: str):
+    """Print each warning raised while `command` runs as one plain line, once: `sola COMMAND: warning: ...` for a
+    `SolaWarning` (the input changes what is computed), `sola COMMAND: note: ...` for a `SolaNote` and any other
+    warning; never Python's `path/to/file.py:12: UserWarning: ...` with a source line."""
+    shown = set()
+
+    def line(message, category, filename, lineno, file=None, line=None) -> None:
+        text = " ".join(str(message).split())
+        kind = "warning" if issubclass(category, SolaWarning) and not issubclass(category, SolaNote) else "note"
+        if (kind, text) not in shown:
+            shown.add((kind, text))
+            print(f"sola {command}: {kind}: {text}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", UserWarning)  # each is shown (once, above), not once per process
+        warnings.showwarning = line
+        yield
 
 
 _OS_ERROR_FIXES = {

@@ -10,7 +10,7 @@ import math
 import os
 from pathlib import Path
 
-from sola.data.annotations import BAD_SEGMENT_POLICIES, FORMATS, load_annotations
+from sola.data.annotations import BAD_SEGMENT_POLICIES, DEFAULT_BAD_SEGMENTS, FORMATS, load_annotations
 from sola.data.stores import LAYOUTS, command_line_options, open_store
 
 
@@ -125,7 +125,7 @@ def store_from_args(args: argparse.Namespace, name: str = "features"):
     return open_store(getattr(args, name), layout=args.layout, **store_options(args))
 
 
-def add_annotation_arguments(parser: argparse.ArgumentParser, required: bool = True, bad_segments: str = "error") -> None:
+def add_annotation_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
     """Add --annotations, --annotation-format (the registered formats), --metadata and --bad-segments."""
     parser.add_argument(
         "--annotations", required=required, default=None, metavar="ANN",
@@ -135,13 +135,22 @@ def add_annotation_arguments(parser: argparse.ArgumentParser, required: bool = T
                         help="force the annotation format instead of detecting it")
     parser.add_argument("--metadata", default=None, help="TSP metadata CSV or BSN video_info CSV")
     parser.add_argument(
-        "--bad-segments", default=bad_segments, choices=list(BAD_SEGMENT_POLICIES),
-        help=f"segments with end < start or outside the video: error, clip them, or keep them (default {bad_segments})",
+        "--bad-segments", default=DEFAULT_BAD_SEGMENTS, choices=list(BAD_SEGMENT_POLICIES),
+        help="segments with end < start or outside the video: keep them as written (the default, as the official "
+        "evaluators read them), clip them to the video, or refuse them (error); the output says how many there were",
     )
 
 
+def add_covered_only_argument(parser: argparse.ArgumentParser) -> None:
+    """Add --covered-only: score only the ground-truth videos that the predictions cover."""
+    parser.add_argument("--covered-only", action="store_true",
+                        help="score only the ground-truth videos that have predictions (default: every video of "
+                        "the subset counts, as in the official evaluator, and those without predictions are misses)")
+
+
 def annotations_from_args(args: argparse.Namespace):
-    """Load the annotations described by `add_annotation_arguments`; raises `AnnotationError`."""
+    """Load the annotations described by `add_annotation_arguments` (a `SolaNote` says how many segments
+    `--bad-segments` kept or clipped); raises `AnnotationError`."""
     return load_annotations(args.annotations, args.annotation_format, args.metadata, bad_segments=args.bad_segments)
 
 
@@ -213,7 +222,7 @@ def resume_dir(args: argparse.Namespace) -> Path:
     from sola.core.errors import ConfigError
 
     named = args.resume if isinstance(args.resume, str) else None
-    if named and args.out and Path(args.out) != Path(named):
+    if named and args.out and Path(args.out).resolve() != Path(named).resolve():  # ./run, run/, /abs/run: one
         raise ConfigError("--resume RUN_DIR continues RUN_DIR; drop --out or give the same directory")
     if not (named or args.out):
         raise ConfigError("give --out RUN_DIR (and --resume to continue the run there)")

@@ -29,7 +29,7 @@ def add_head_and_sola_arguments(p: argparse.ArgumentParser) -> None:
     """The arguments of commands that fit SoLa and train the head (`compare`, `ablate`): the store, its
     annotations, `--config/--set` (TAL or SoLa keys), `--sola-config`, selection and `--sm-weight`."""
     add_store_arguments(p)
-    add_annotation_arguments(p, bad_segments="clip")
+    add_annotation_arguments(p)
     add_config_arguments(p, "TAL config, e.g. thumos14_i3d or tal_synthetic_cpu (default: the THUMOS14 values)",
                          "train.epochs=5 (TAL sections data/model/train/test) or fit.lr=1e-4 (SoLa sections "
                          "adapter/matching/fit/transform: the schedule of every fit)")

@@ -11,7 +11,6 @@ import argparse
 from sola.cli.common import (POSITIVE, SEED, add_command, add_config_arguments, add_resume_argument, add_store_arguments,
                              check_output_dir, config_overrides, integer, resume_dir, store_from_args)
 from sola.core.devices import is_main_process
-from sola.core.errors import ConfigError
 
 # Named flags of `sola synth`, `sola train` and `sola transform`: shortcuts for single config keys.
 SYNTH_SHORTCUTS = [
@@ -40,7 +39,6 @@ TRANSFORM_SHORTCUTS = [
     ("--nan-policy", "transform.nan_policy", {"choices": NAN_POLICIES,
                                               "help": "NaN/Inf features: fail (default), replace by 0, or skip the video"}),
 ]
-RESUMABLE = ("fit.epochs", "fit.device")  # what a resumed fit may change
 
 
 def register(subparsers) -> None:
@@ -94,20 +92,16 @@ def run_synth(args: argparse.Namespace) -> int:
 
 def run_train(args: argparse.Namespace) -> int:
     """fit a SoLa adapter by Similarity Matching (no labels)"""
-    from sola.adapt.fit import fit_adapter, load_run_config
-    from sola.core.runs import metrics_summary
+    from sola.adapt.fit import fit_adapter, resume_config
     from sola.core.config import load_config
+    from sola.core.runs import metrics_summary
 
     overrides = config_overrides(args)
     run_dir = resume_dir(args)
-    if args.resume:
-        if args.config or any(key not in RESUMABLE for key in overrides):
-            raise ConfigError("a resumed run keeps its own config.yaml; only --epochs and --device may change")
-        config = load_run_config(run_dir, overrides.get("fit.epochs"))
-        if overrides.get("fit.device"):
-            config.fit.device = overrides["fit.device"]
+    check_output_dir(run_dir)
+    if args.resume:  # the command that started the run, --resume added, is accepted
+        config = resume_config(run_dir, args.config, overrides)
     else:
-        check_output_dir(run_dir)
         config = load_config(args.config, overrides)
     store = store_from_args(args)
     fit_adapter(store, config, run_dir, resume=bool(args.resume), progress=not args.quiet)

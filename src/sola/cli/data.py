@@ -98,6 +98,8 @@ def run_inspect(args: argparse.Namespace) -> int:
             annotations = annotations.subset(args.subset)
         match = match_ids(store.video_ids(), annotations.keys())
         print(f"annotations:  {match.summary()}")
+        if match.none_match():
+            problems.append("no feature id matches an annotated id")
         if args.strict and (match.features_without_annotation or match.annotations_without_features):
             problems.append("feature and annotation ids differ (--strict)")
     for line in problems:

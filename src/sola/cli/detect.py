@@ -16,7 +16,7 @@ def register(subparsers) -> None:
     p.add_argument("--head", required=True, metavar="TAL_RUN", help="run directory written by `sola tal train`")
     p.add_argument("--adapter", default=None, metavar="SOLA_RUN",
                    help="SoLa adapter (file or `sola train` run) the head's features were made with")
-    add_annotation_arguments(p, required=False, bad_segments="clip")
+    add_annotation_arguments(p, required=False)
     p.add_argument("--out", default="detect_out", help="output directory (default detect_out): features, "
                    "detections.json, timelines/")
     p.add_argument("--min-score", type=NON_NEGATIVE, default=0.1,

@@ -12,16 +12,18 @@ import sys
 import warnings
 
 from sola.cli.common import (NON_NEGATIVE, POSITIVE, SEED, add_annotation_arguments, add_command, add_config_arguments,
-                             add_store_arguments, annotations_from_args, config_overrides, cyclic_gc_paused, integer,
-                             number, store_from_args, store_options)
+                             add_covered_only_argument, add_store_arguments, annotations_from_args, config_overrides,
+                             cyclic_gc_paused, integer, number, store_from_args, store_options)
 from sola.core.atomic import atomic_write_text
 from sola.core.devices import resolve_device
-from sola.core.errors import ConfigError, PredictionError
+from sola.core.errors import AnnotationError, ConfigError, PredictionError, SolaError
 from sola.core.runs import BEST, SELECTION, fitted_store
 from sola.data.annotations import load_annotations
-from sola.data.predictions import align_video_ids, ground_truth_segments, prediction_notes, read_predictions
+from sola.data.predictions import (align_video_ids, distinct, ground_truth_segments, prediction_notes,
+                                   read_predictions)
 from sola.data.stores import open_store
 from sola.evaluate.metrics import evaluate_detection, evaluate_proposals, parse_tiou
+from sola.evaluate.metrics.coverage import cover
 from sola.evaluate.probe.config import SELECTABLE, ProbeConfig
 
 # Named flags of `sola probe` and `sola select`: shortcuts for single keys of `sola.evaluate.probe.ProbeConfig`.
@@ -65,6 +67,7 @@ def register(subparsers) -> None:
     p.add_argument("--tiou", default=None, help="thresholds: thumos14 (0.3:0.1:0.7), activitynet (0.5:0.05:0.95), "
                    "a list 0.3,0.5 or a range 0.3:0.1:0.7 (default: thumos14 for THUMOS ids, else activitynet)")
     p.add_argument("--per-class", action="store_true", help="also print the average AP of every class")
+    add_covered_only_argument(p)
     p.add_argument("--json", default=None, metavar="OUT", help="write the results as JSON (atomically)")
 
     p = add_command(subparsers, "eval-proposals", run_eval_proposals)
@@ -73,6 +76,7 @@ def register(subparsers) -> None:
                    "other prediction layouts (labels ignored)")
     p.add_argument("--max-proposals", type=number(0.0, 1e6), default=100.0, help="AN of the last budget (BMN: 100; 0 = all)")
     p.add_argument("--tiou", default="activitynet", help="thresholds (default 0.5:0.05:0.95)")
+    add_covered_only_argument(p)
     p.add_argument("--json", default=None, metavar="OUT", help="write the results as JSON (atomically)")
 
     p = add_command(subparsers, "probe", run_probe)
@@ -139,7 +143,11 @@ def _add_ground_truth_arguments(p: argparse.ArgumentParser) -> None:
 def _load_ground_truth(args):
     """(annotations of the chosen subset, Segments) from the CLI arguments."""
     # Evaluate the ground truth exactly as written (the official code never clips segments).
-    annotations = load_annotations(args.ground_truth, args.annotation_format, args.metadata, bad_segments="keep")
+    try:
+        annotations = load_annotations(args.ground_truth, args.annotation_format, args.metadata, bad_segments="keep")
+    except AnnotationError:
+        _refuse_swapped(args)
+        raise
     subset = args.subset
     if subset is None:
         subsets = annotations.subsets()
@@ -148,6 +156,23 @@ def _load_ground_truth(args):
             raise PredictionError(f"{args.ground_truth} holds several subsets: {present}; pick one with --subset")
     segments = ground_truth_segments(annotations, subset)  # raises, listing the subsets, if empty
     return (annotations.subset(subset) if subset else annotations), segments
+
+
+def _refuse_swapped(args) -> None:
+    """Raise `PredictionError` when GT reads as predictions and the predictions as annotations (swapped files)."""
+    predictions = getattr(args, "predictions", None) or getattr(args, "proposals", None)
+    try:
+        read_predictions(args.ground_truth, require_labels=False)
+        load_annotations(predictions)
+    except (SolaError, OSError):
+        return
+    raise PredictionError(f"{args.ground_truth} reads as predictions and {predictions} as ground truth: the two "
+                          "files look swapped; give the ground truth first (GT PRED)")
+
+
+def _subset_name(args, annotations) -> str | None:
+    """The subset scored: --subset, else the only one of the file."""
+    return args.subset or next(iter(annotations.subsets()), None)
 
 
 def _label_names(annotations) -> dict[int, str]:
@@ -176,11 +201,14 @@ def _eval_detection(args) -> int:
     thresholds = parse_tiou(args.tiou, default_tiou_preset(annotations.keys(), str(args.ground_truth)))
     predictions = read_predictions(args.predictions, label_names=_label_names(annotations))
     predictions = align_video_ids(predictions, annotations.keys())
-    for note in prediction_notes(predictions, annotations.keys(), "are scored as false positives"):
-        print(f"sola eval-detection: note: {note}", file=sys.stderr)
+    ground_truth, coverage = cover(ground_truth, distinct(predictions.video), _subset_name(args, annotations),
+                                   args.covered_only)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = evaluate_detection(ground_truth, predictions, thresholds)
+    result.coverage = coverage
+    for note in prediction_notes(predictions, annotations.keys(), "are scored as false positives"):  # after: a
+        print(f"sola eval-detection: note: {note}", file=sys.stderr)  # refusal stays one line
     for warning in caught:
         print(f"sola eval-detection: warning: {warning.message}", file=sys.stderr)
     print(f"{len(ground_truth)} ground-truth segments in {len(annotations)} videos, {len(result.classes)} classes; "
@@ -189,6 +217,7 @@ def _eval_detection(args) -> int:
     for threshold, value in zip(result.tiou_thresholds, result.mAP):
         print(f"{threshold:<6g} {100 * value:6.2f}")
     print(f"avg    {100 * result.average_mAP:6.2f}")
+    print(coverage.line())
     if args.per_class:
         width = max(len(name) for name in result.classes)
         for k, name in enumerate(result.classes):
@@ -208,15 +237,18 @@ def run_eval_proposals(args) -> int:
     thresholds = parse_tiou(args.tiou)
     proposals = read_predictions(args.proposals, label_names=_label_names(annotations), require_labels=False)
     proposals = align_video_ids(proposals, annotations.keys())
-    for note in prediction_notes(proposals, annotations.keys(), "are left out"):
-        print(f"sola eval-proposals: note: {note}", file=sys.stderr)
+    ground_truth, coverage = cover(ground_truth, distinct(proposals.video), _subset_name(args, annotations),
+                                   args.covered_only)
     result = evaluate_proposals(ground_truth, proposals, args.max_proposals or None, thresholds)
-    summary = result.to_dict()
+    for note in prediction_notes(proposals, annotations.keys(), "are left out"):  # after: a refusal is one line
+        print(f"sola eval-proposals: note: {note}", file=sys.stderr)
+    summary = {**result.to_dict(), "coverage": coverage.to_dict()}
     print(f"{len(ground_truth)} ground-truth segments in {len(annotations)} videos; {len(proposals)} proposals")
     for key, value in summary.items():
         if key.startswith("AR@"):
             print(f"{key:<7} {100 * value:6.2f}")
     print(f"AUC     {100 * result.auc:6.2f}")
+    print(coverage.line())
     if args.json:
         atomic_write_text(args.json, json.dumps(summary, indent=1) + "\n")
         print(f"wrote {args.json}")

@@ -11,7 +11,7 @@ def register(subparsers) -> None:
     """Add `sola report` to the `sola` parser."""
     p = add_command(subparsers, "report", run_report)
     p.add_argument("directory", metavar="RUN_OR_COMPARE_DIR",
-                   help="a `sola train` run directory or a `sola compare` output directory")
+                   help="a `sola train` or `sola tal train` run directory or a `sola compare` output directory")
     p.add_argument("--out", default=None, metavar="REPORT.html",
                    help="the HTML page to write (default RUN_OR_COMPARE_DIR/report.html); its Markdown twin "
                    "REPORT.md and its pictures REPORT_files/ go beside it")
@@ -25,7 +25,8 @@ def run_report(args: argparse.Namespace) -> int:
     the probe per checkpoint when selection ran. For a `sola compare` directory: the mAP table,
     per-class AP differences to the baseline, each mode's false-positive breakdown (DETAD) and
     detection timelines of a few videos. Pictures are inlined in the page (nothing is fetched from
-    a network); the Markdown twin links them in a folder beside it.
+    a network); the Markdown twin links them in a folder beside it. For a `sola tal train` run: what the head
+    was trained on, its losses and learning rate per epoch, its mAP where the run was scored, and its config.
     """
     from sola.viz.report import write_report
 

@@ -8,12 +8,14 @@ from pathlib import Path
 
 import numpy as np
 
-from sola.cli.common import (add_annotation_arguments, add_command, annotations_from_args, check_output_dir, integer,
-                             number)
+from sola.cli.common import (add_annotation_arguments, add_command, add_covered_only_argument, annotations_from_args,
+                             check_output_dir, integer, number)
 from sola.cli.evaluate import default_tiou_preset
 from sola.core.errors import PredictionError
-from sola.data.predictions import align_video_ids, ground_truth_segments, prediction_notes, read_predictions
+from sola.data.predictions import (align_video_ids, distinct, ground_truth_segments, prediction_notes,
+                                   read_predictions)
 from sola.evaluate.metrics import parse_tiou
+from sola.evaluate.metrics.coverage import cover
 
 
 def register(subparsers) -> None:
@@ -21,7 +23,7 @@ def register(subparsers) -> None:
     p = add_command(subparsers, "show", run_show)
     p.add_argument("predictions", metavar="PREDICTIONS", help="predictions: ActivityNet JSON {'results': ...}, "
                    "ActionFormer flat JSON/pickle, or {video: {segments, scores, labels}}")
-    add_annotation_arguments(p, bad_segments="keep")  # the ground truth as written, as eval-detection reads it
+    add_annotation_arguments(p)
     p.add_argument("--subset", default=None, help="subset to show (case-insensitive; default: the only one)")
     p.add_argument("--out", default=None, metavar="DIR",
                    help="output directory (default: show/ beside the predictions)")
@@ -37,6 +39,7 @@ def register(subparsers) -> None:
     p.add_argument("--top-k", type=integer(1), default=10, metavar="K",
                    help="the false-positive analysis covers each class's top K*G predictions, G its ground-truth "
                    "instances (DETAD: 10)")
+    add_covered_only_argument(p)
 
 
 def run_show(args) -> int:
@@ -68,20 +71,26 @@ def run_show(args) -> int:
     if args.videos:
         videos = [_annotated_id(annotations, v.strip()) for v in args.videos.split(",") if v.strip()]
         videos = check_videos(videos, ground_truth, predictions)
-    for note in prediction_notes(predictions, annotations.keys(), "are scored as false positives"):
-        print(f"sola show: note: {note}", file=sys.stderr)
+    subset = args.subset or next(iter(annotations.subsets()), None)
+    ground_truth, coverage = cover(ground_truth, distinct(predictions.video), subset, args.covered_only)
     durations = {video_id: entry.duration for video_id, entry in annotations.items()}
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         shown = show_predictions(predictions, ground_truth, out, thresholds, videos=videos, worst=args.worst,
-                                 min_score=args.min_score, durations=durations, top_k=args.top_k)
+                                 min_score=args.min_score, durations=durations, top_k=args.top_k, coverage=coverage)
+    for note in prediction_notes(predictions, annotations.keys(), "are scored as false positives"):  # after: a
+        print(f"sola show: note: {note}", file=sys.stderr)  # refusal stays one line
     for message in dict.fromkeys(str(w.message) for w in caught):
         print(f"sola show: warning: {message}", file=sys.stderr)
 
+    if shown["analysis"].top_k < args.top_k:
+        print(f"sola show: note: --top-k {args.top_k} reaches past every prediction; the analysis stops at "
+              f"{shown['analysis'].top_k}G, which holds them all", file=sys.stderr)
     result = shown["detection"]
     print(f"{len(ground_truth)} ground-truth segments in {len(annotations)} videos, {len(result.classes)} classes; "
           f"{len(predictions)} predictions; average mAP {100 * result.average_mAP:.2f}")
+    print(coverage.line())
     print(format_error_table(shown["analysis"]))
     print(f"figures in {out}/: " + ", ".join(path.name for path in shown["figures"].values()))
     if shown["timelines"]:

@@ -6,24 +6,25 @@ The head's modules (torch) are imported inside `train` and `infer`; `sola tal ev
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import time
 from pathlib import Path
 
-from sola.cli.common import (SEED, add_annotation_arguments, add_command, add_config_arguments, add_resume_argument,
+from sola.cli.common import (SEED, add_annotation_arguments, add_command, add_config_arguments, add_covered_only_argument,
+                             add_resume_argument,
                              add_store_arguments, annotations_from_args, check_output_dir, config_overrides, integer,
                              resume_dir, store_from_args)
 from sola.core.atomic import remove_stale_temporaries
 from sola.core.devices import is_main_process, world_size
 from sola.core.errors import PredictionError
-from sola.core.runs import CLASSES, CONFIG, METRICS, PREDICTIONS, STATE, WEIGHTS, WINDOW_CACHE, write_json
-from sola.data.predictions import prediction_notes
+from sola.core.runs import (CLASSES, CONFIG, HEAD_RUN, METRICS, PREDICTIONS, STATE, WEIGHTS, WINDOW_CACHE, check_run,
+                            check_safetensors, run_kind, write_json)
+from sola.data.predictions import load_prediction_file, prediction_notes
 from sola.evaluate.metrics import parse_tiou
-from sola.tal.config import load_tal_config
+from sola.tal.config import save_tal_config
 from sola.tal.evaluation import evaluate_predictions, prediction_segments
-from sola.tal.run import check_resume, run_config
+from sola.tal.run import check_resume, resumed_config, run_config
 
 
 def register(subparsers) -> None:
@@ -41,7 +42,7 @@ def register(subparsers) -> None:
                     f"{CLASSES}, {METRICS}}}. The state after each epoch is kept in RUN_DIR/{STATE}; "
                     "rerun the same command with --resume to continue.")
     add_store_arguments(p)
-    add_annotation_arguments(p, bad_segments="clip")
+    add_annotation_arguments(p)
     p.add_argument("--out", metavar="RUN_DIR", help="run directory to write")
     add_resume_argument(p)
     add_config_arguments(p, "TAL config (thumos14_i3d, activitynet_tsp, tal_synthetic_cpu, tal_splice_cpu); "
@@ -53,7 +54,7 @@ def register(subparsers) -> None:
     p = add_command(commands, "infer", run_infer)
     p.add_argument("run_dir", metavar="RUN_DIR", help="run directory written by `sola tal train`")
     add_store_arguments(p)
-    add_annotation_arguments(p, bad_segments="clip")
+    add_annotation_arguments(p)
     p.add_argument("--subset", default=None, help="subset to predict (default: data.test_subset of the run)")
     p.add_argument("--out", default=None, help="prediction file (default: RUN_DIR/predictions.json)")
     p.add_argument("--video-scores", default=None, help="class-agnostic runs: JSON {video: {label: score}} fused "
@@ -63,12 +64,13 @@ def register(subparsers) -> None:
 
     p = add_command(commands, "eval", run_eval)
     p.add_argument("predictions", metavar="PREDICTIONS|RUN_DIR", help="prediction file or run directory")
-    add_annotation_arguments(p, bad_segments="keep")
+    add_annotation_arguments(p)
     p.add_argument("--subset", default=None, help="subset to evaluate (default: data.test_subset of the run)")
     p.add_argument("--tiou", default=None, help="thresholds: thumos14, activitynet, 0.3,0.5 or 0.3:0.1:0.7 "
                    "(default: test.tiou_thresholds of the run)")
     p.add_argument("--class-agnostic", action="store_true", default=None,
                    help="score every segment as one class 'action' (default: when the run has one class)")
+    add_covered_only_argument(p)
     p.add_argument("--json", default=None, metavar="OUT", help="also write the result as JSON (atomically)")
 
 
@@ -77,24 +79,29 @@ def run_train(args: argparse.Namespace) -> int:
     from sola.tal.experiment import build_items, class_names, fit_config_to_data
     from sola.tal.features import features_record
     from sola.tal.run import save_run
-    from sola.tal.train import train_head
+    from sola.tal.train import STATE_FIX, STATE_FORMAT, train_head
 
     out = resume_dir(args)
     check_output_dir(out)
     check_resume(out, bool(args.resume))
     remove_stale_temporaries(out)  # leftovers of a killed writer
-    config = load_tal_config(args.config, config_overrides(args))
+    config = resumed_config(out, args.config, config_overrides(args), bool(args.resume))
     store = store_from_args(args)
     annotations = annotations_from_args(args)
     names = class_names(annotations, config)
     config = fit_config_to_data(config, store.dim(), len(names))
+    if main_writes_config(out):  # before any epoch, so that `--resume` finds it however early a kill comes
+        save_tal_config(config, out / CONFIG)
+    elif args.resume and (out / STATE).exists():  # a damaged state is reported now, not after the data is read
+        check_safetensors(out / STATE, STATE_FORMAT, "training state", STATE_FIX)
     cache = out / WINDOW_CACHE  # layouts without random access: float32 copies, memory-mapped, removed after
     items = build_items(store, annotations, config.data.train_subset, config, names, cache_dir=cache)
     main = is_main_process()
     if main:
         processes = world_size()
         print(f"sola tal train: {len(items)} {config.data.train_subset} videos, {config.data.num_classes} classes, "
-              f"input dim {config.data.input_dim}, {config.train.warmup_epochs + config.train.epochs} epochs, "
+              f"input dim {config.data.input_dim}, {config.train.warmup_epochs + config.train.epochs} epochs "
+              f"({config.train.warmup_epochs} warm-up + {config.train.epochs} train.epochs), "
               f"{processes} process{'es' if processes > 1 else ''} x {config.train.batch_size // processes} videos "
               f"per step (global batch {config.train.batch_size})", file=sys.stderr)
     started = time.perf_counter()
@@ -112,6 +119,12 @@ def run_train(args: argparse.Namespace) -> int:
     print(f"trained in {time.perf_counter() - started:.1f} s ({resumed}{result.seconds_per_epoch:.2f} s/epoch, "
           f"final loss {result.history[-1]['loss']:.4f}); run written to {out}")
     return 0
+
+
+def main_writes_config(out: Path) -> bool:
+    """Whether this process writes the run's config now: rank 0, and the run has no finished epoch (a
+    saved state keeps its config.yaml until the state is checked against the command)."""
+    return is_main_process() and not (out / STATE).exists()
 
 
 def run_infer(args: argparse.Namespace) -> int:
@@ -146,6 +159,12 @@ def run_infer(args: argparse.Namespace) -> int:
     write_json(out, predictions)
     total = sum(len(v) for v in predictions["results"].values())
     print(f"{total} segments for {len(items)} {subset} videos ({mode}) written to {out}")
+    truth = {v for v, entry in annotations.subset(subset).items() if any(not s.ambiguous for s in entry.segments)}
+    missing = len(truth - set(predictions["results"]))
+    if missing:
+        print(f"predicted {len(truth) - missing} of the {len(truth)} ground-truth videos of {subset} ({missing} have no "
+              "features): `sola tal eval --covered-only` scores those it predicted, without it the others count as "
+              "misses")
     return 0
 
 
@@ -158,16 +177,17 @@ def run_eval(args: argparse.Namespace) -> int:
     path = Path(args.predictions)
     config, _ = run_config(path)
     if path.is_dir():
+        if config is None and run_kind(path) is None:
+            raise PredictionError(f"{path} is not a run folder nor a prediction file (a directory without config.yaml "
+                                  "or other run files); give a prediction file or the folder of a `sola tal train` run")
         if config is None:
-            raise PredictionError(f"{path}: a directory but not a TAL run (no config.yaml); pass a prediction file")
+            check_run(path, HEAD_RUN)  # names what the folder is instead
         path = path / PREDICTIONS
-    if not path.is_file():
-        raise PredictionError(f"{path}: no such prediction file; write one with `sola tal infer`")
-    try:
-        predictions = json.loads(path.read_text())
-        assert isinstance(predictions.get("results"), dict)
-    except (ValueError, AssertionError, AttributeError):
-        raise PredictionError(f"{path}: not an ActivityNet prediction file {{'results': {{video: [...]}}}}") from None
+        if not path.exists():
+            raise PredictionError(f"{path}: no such prediction file; write one with `sola tal infer`")
+    predictions = load_prediction_file(path)  # the safe loader of every prediction file (checks the path first)
+    if not isinstance(predictions, dict) or not isinstance(predictions.get("results"), dict):
+        raise PredictionError(f"{path}: not an ActivityNet prediction file {{'results': {{video: [...]}}}}")
     annotations = annotations_from_args(args)
     subset = args.subset or (config.data.test_subset if config else None)
     if subset is None:
@@ -183,19 +203,23 @@ def run_eval(args: argparse.Namespace) -> int:
         tiou = parse_tiou(None, default="thumos14")
     agnostic = args.class_agnostic if args.class_agnostic is not None else bool(config and config.data.num_classes == 1
                                                                                and not _fused(predictions))
-    for note in prediction_notes(prediction_segments(predictions, str(path)), annotations.subset(subset).keys(),
+    result = evaluate_predictions(predictions, annotations, subset, tiou, class_agnostic=agnostic, where=str(path),
+                                  covered_only=args.covered_only)
+    names = {index: name for name, index in annotations.label_index().items()}  # notes after: a refusal is one line
+    for note in prediction_notes(prediction_segments(predictions, str(path), names), annotations.subset(subset).keys(),
                                  "are scored as false positives"):
         print(f"sola tal eval: note: {note}", file=sys.stderr)
-    result = evaluate_predictions(predictions, annotations, subset, tiou, class_agnostic=agnostic, where=str(path))
     print(f"{'tIoU':>6}  {'mAP':>7}")
     for threshold, value in zip(result.tiou_thresholds, result.mAP):
         print(f"{threshold:6.2f}  {100 * value:6.2f}%")
     print(f"{'avg':>6}  {100 * result.average_mAP:6.2f}%   ({subset}, {len(result.classes)} classes"
           f"{', class-agnostic' if agnostic else ''})")
+    print(result.coverage.line())
     if args.json:
         write_json(args.json, {**result.to_dict(), "subset": subset, "class_agnostic": agnostic})
     return 0
 
 
 def _fused(predictions: dict) -> bool:
-    return bool(predictions.get("external_data", {}).get("used"))
+    external = predictions.get("external_data")
+    return isinstance(external, dict) and bool(external.get("used"))

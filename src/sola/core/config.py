@@ -29,6 +29,7 @@ import yaml
 
 from sola.core.atomic import atomic_write_text
 from sola.core.errors import ConfigError
+from sola.core.inputs import input_file, input_problem
 from sola.core.memory import require_memory
 
 MAX_CONFIG_BYTES = 1 << 20  # a config file is read only up to this size
@@ -150,6 +151,10 @@ class SectionedConfig:
         if path is not None:
             path = packaged_config(path)
             where = str(path)
+            problem = input_problem(path)
+            if problem is not None:
+                hint = "; pass a YAML file or one of configs/*.yaml" if problem == "does not exist" else ""
+                raise ConfigError(f"config file {path} {problem}{hint}")
             data = read_yaml_sections(path)
         config = cls.from_dict(data, base=base, where=where)
         config = cls.from_dict(nest_dotted(overrides), base=config, where="--set")
@@ -428,18 +433,13 @@ def save_config(config: SoLaConfig, path: str | os.PathLike) -> None:
 def read_yaml_sections(path: str | os.PathLike) -> dict[str, Any]:
     """The mapping of sections in a YAML config file; raises `ConfigError` naming the file.
 
-    Refused, each in one line: a path that is missing, a directory or not a regular file (/dev/null), an empty
+    Refused, each in one line: a path that is missing, a directory or not a regular file (/dev/null, a FIFO:
+    `sola.core.inputs.input_file`, never opened), an empty
     (0-byte) file, a file over `MAX_CONFIG_BYTES`, binary content (not UTF-8 text, or NUL bytes), YAML errors
     (with the line and column), Python tags (`!!python/object`: safe loading only) and a top level that is not
     a mapping of sections.
     """
-    path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"config file {path} does not exist; pass a YAML file or one of configs/*.yaml")
-    if path.is_dir():
-        raise ConfigError(f"config file {path} is a directory; pass a YAML file")
-    if not path.is_file():
-        raise ConfigError(f"config file {path} is not a regular file (a device or a pipe?); pass a YAML file")
+    path = input_file(path, "config file", ConfigError)  # the one check of every input file
     with path.open("rb") as handle:
         raw = handle.read(MAX_CONFIG_BYTES + 1)
     if len(raw) > MAX_CONFIG_BYTES:
@@ -452,7 +452,8 @@ def read_yaml_sections(path: str | os.PathLike) -> dict[str, Any]:
         if "\0" in text:
             raise UnicodeDecodeError("utf-8", raw, text.index("\0"), text.index("\0") + 1, "NUL byte")
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"config file {path} is not a YAML file: binary content at byte {exc.start}") from None
+        raise ConfigError(f"config file {path} is not a YAML file: binary data at byte {exc.start} (not text); "
+                          "pass a YAML file") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -474,6 +475,19 @@ def yaml_problem(exc: yaml.YAMLError) -> str:
     problem = " ".join(part for part in (getattr(exc, "context", None), getattr(exc, "problem", None)) if part)
     problem = " ".join((problem or str(exc)).split())
     return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark is not None else problem
+
+
+def changed_config_keys(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """Dotted keys whose values differ between two config dicts; `key (not in the saved run)` for new keys."""
+    keys = []
+    for section in sorted(set(saved) | set(current)):
+        old, new = saved.get(section) or {}, current.get(section) or {}
+        for key in sorted(set(old) | set(new)):
+            if key not in old:
+                keys.append(f"{section}.{key} (not in the saved run)")
+            elif old.get(key) != new.get(key):
+                keys.append(f"{section}.{key}")
+    return keys
 
 
 def nest_dotted(overrides: dict[str, Any] | None) -> dict[str, dict[str, Any]]:

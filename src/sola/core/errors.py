@@ -33,8 +33,18 @@ class EmptyVideoError(StoreError):
     """A video's features hold no snippets (or no channels)."""
 
 
-class UnsafePickleError(StoreError):
-    """A pickle asks for something other than NumPy arrays, dicts, lists and scalars."""
+class UnsafePickleError(StoreError, PredictionError):
+    """A pickle (features or predictions) asks for something other than NumPy arrays, dicts, lists and scalars."""
+
+
+class SolaWarning(UserWarning):
+    """Something about the input that does not stop the command but changes what it computes (videos
+    left out, values unknown); the CLI prints each as one line."""
+
+
+class SolaNote(SolaWarning):
+    """What a command did with its input that the user should know (segments kept as written, videos scored);
+    the CLI prints each as one `note:` line."""
 
 
 class DeviceError(ConfigError):

@@ -68,8 +68,8 @@ def list_checkpoints(run_dir: str | os.PathLike, required: bool = False) -> list
             found.append((int(path.stem.split("_", 1)[1]), path))
         except ValueError:
             continue  # not one of ours
-    if required and not run_dir.is_dir():
-        raise CheckpointError(f"run directory {run_dir} does not exist")
+    if required and (not run_dir.is_dir() or run_kind(run_dir) not in (None, ADAPTER_RUN)):
+        check_run(run_dir, ADAPTER_RUN)  # a head run, a file, nothing: named as every command names them
     if required and not found:
         raise CheckpointError(f"{run_dir}: no {CHECKPOINTS}/epoch_XXXX.safetensors; is this a `sola train` run directory?")
     return sorted(found)
@@ -80,12 +80,45 @@ def write_json(path: str | os.PathLike, data: Any) -> None:
     atomic_write_text(Path(path), json.dumps(data, indent=1))
 
 
-def read_json(path: str | os.PathLike, default: Any = None) -> Any:
-    """The JSON in `path`, or `default` when the file is missing or not valid JSON."""
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, ValueError):
+def read_json(path: str | os.PathLike, default: Any = None, kind: type | None = None, keys: tuple[str, ...] = (),
+              fix: str = "restore it, or delete it and rerun the command that wrote it") -> Any:
+    """The JSON in `path`, or `default` when the file does not exist.
+
+    A file that exists must hold JSON (of type `kind` with `keys`, when given): raises `CheckpointError`
+    naming the file and `fix` when it is a directory, empty, truncated, not JSON or lacks a key.
+    """
+    path = Path(path)
+    if not path.exists() and not path.is_symlink():
         return default
+    text = _run_file_text(path, fix)
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: {'empty' if not text.strip() else f'not valid JSON ({exc})'}; {fix}") from None
+    _check_shape(data, kind, keys, str(path), fix)
+    return data
+
+
+def _run_file_text(path: Path, fix: str) -> str:
+    """The text of a run folder's file; raises `CheckpointError` for a directory, a non-regular file or bad bytes."""
+    if path.is_dir():
+        raise CheckpointError(f"{path}: a directory where a file is expected; {fix}")
+    if not path.is_file():
+        raise CheckpointError(f"{path}: " + ("a link to nothing" if path.is_symlink() else "not a regular file")
+                              + f"; {fix}")
+    try:
+        return path.read_text()
+    except UnicodeDecodeError:
+        raise CheckpointError(f"{path}: not text (binary garbage); {fix}") from None
+
+
+def _check_shape(data: Any, kind: type | None, keys: tuple[str, ...], where: str, fix: str) -> None:
+    if kind is not None and not isinstance(data, kind):
+        raise CheckpointError(f"{where}: a JSON {type(data).__name__}, expected a JSON "
+                              f"{'object' if kind is dict else kind.__name__}; {fix}")
+    missing = [key for key in keys if key not in data]
+    if missing:
+        raise CheckpointError(f"{where}: no {', '.join(repr(key) for key in missing)}; {fix}")
 
 
 def write_metrics(run_dir: str | os.PathLike, records: list[dict]) -> None:
@@ -93,12 +126,36 @@ def write_metrics(run_dir: str | os.PathLike, records: list[dict]) -> None:
     atomic_write_text(Path(run_dir) / METRICS, "".join(json.dumps(record) + "\n" for record in records))
 
 
-def read_metrics(run_dir: str | os.PathLike) -> list[dict]:
-    """The metrics log of a run (empty when there is none yet)."""
+# What every line of a `sola train` run's metrics log holds (numbers, or null for a non-finite value)
+ADAPTER_METRICS = ("epoch", "loss", "gate", "departure", "seconds", "steps")
+
+
+def read_metrics(run_dir: str | os.PathLike, keys: tuple[str, ...] = ("epoch",),
+                 fix: str = "repair or delete that line") -> list[dict]:
+    """The metrics log of a run (empty when there is none yet).
+
+    Every line must be a JSON object whose `keys` are numbers (or null); raises `CheckpointError` naming the
+    file, the line and `fix` otherwise.
+    """
     path = Path(run_dir) / METRICS
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line]
+    records = []
+    for number, line in enumerate(_run_file_text(path, fix).splitlines(), 1):
+        if not line.strip():
+            continue
+        where = f"{path} line {number}"
+        try:
+            record = json.loads(line)
+        except ValueError:
+            raise CheckpointError(f"{where}: not a JSON line ({line[:40]!r}); {fix}") from None
+        _check_shape(record, dict, keys, where, fix)
+        bad = [key for key in keys if record[key] is not None
+               and (isinstance(record[key], bool) or not isinstance(record[key], (int, float)))]
+        if bad:
+            raise CheckpointError(f"{where}: {bad[0]} is {record[bad[0]]!r}, not a number; {fix}")
+        records.append(record)
+    return records
 
 
 def write_safetensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
@@ -124,22 +181,46 @@ def read_safetensors(path: str | os.PathLike, fmt: str, what: str, fix: str) -> 
     """`(tensors, metadata)` of a safetensors file whose metadata `format` is `fmt`, on the CPU.
 
     `what` names the file's kind in errors ("training state"), `fix` says what to do. Raises
-    `CheckpointError` for a missing or unreadable file, or one of another format.
+    `CheckpointError` for a missing or unreadable file, or one of another format (see `check_safetensors`).
+    """
+    from safetensors import safe_open
+
+    metadata = check_safetensors(path, fmt, what, fix)
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+    except Exception as exc:  # safetensors raises several types for bad data
+        raise CheckpointError(f"{path}: unreadable {what}, corrupt or truncated (not a readable safetensors "
+                              f"file: {exc}); {fix}") from None
+    return tensors, metadata
+
+
+def check_safetensors(path: str | os.PathLike, fmt: str, what: str, fix: str) -> dict[str, str]:
+    """The metadata of a whole safetensors file of format `fmt`, reading no tensor (cheap: before long work).
+
+    Raises `CheckpointError` naming the file for a missing one, a directory, a device, an empty, truncated
+    or garbled file, or one of another format.
     """
     from safetensors import safe_open
 
     path = Path(path)
-    if not path.is_file():
+    if path.is_dir():
+        raise CheckpointError(f"{path}: a directory, not a {what} file; {fix}")
+    if not path.exists():
         raise CheckpointError(f"{path}: no {what} here; {fix}")
-    try:
+    if not path.is_file():
+        raise CheckpointError(f"{path}: not a regular file, so not a {what}; {fix}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: unreadable {what}: an empty file (0 bytes), corrupt; {fix}")
+    try:  # opening checks the header and that the data covers the file, as far as it goes
         with safe_open(str(path), framework="pt", device="cpu") as handle:
             metadata = handle.metadata() or {}
-            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
     except Exception as exc:  # safetensors raises several types for a bad header
-        raise CheckpointError(f"{path}: unreadable {what}, not a readable safetensors file ({exc}); {fix}") from None
+        raise CheckpointError(f"{path}: unreadable {what}, corrupt or truncated (not a readable safetensors "
+                              f"file: {exc}); {fix}") from None
     if metadata.get("format") != fmt:
         raise CheckpointError(f"{path}: not a {what} (metadata format={metadata.get('format')!r}); {fix}")
-    return tensors, metadata
+    return metadata
 
 
 def module_tensors(modules: dict[str, torch.nn.Module | None]) -> dict[str, torch.Tensor]:
@@ -240,19 +321,22 @@ def write_record(run_dir: str | os.PathLike, store: FeatureStore) -> None:
 
 
 def read_record(run_dir: str | os.PathLike) -> dict | None:
-    """The run's `run.json` (None when it has none)."""
-    path = Path(run_dir) / RECORD
-    return json.loads(path.read_text()) if path.is_file() else None
+    """The run's `run.json` (None when it has none); raises `CheckpointError` for a corrupt one."""
+    return read_json(Path(run_dir) / RECORD, None, dict, ("features", "layout", "options"),
+                     "rerun `sola train` in a new --out, or name the features explicitly")
 
 
 def fitted_store(run_dir: str | os.PathLike) -> FeatureStore:
     """Open the feature store an adapter run was fitted on (its `run.json`); raises `CheckpointError`."""
+    check_run(run_dir, ADAPTER_RUN)
     record = read_record(run_dir)
     if record is None:
         raise CheckpointError(f"{run_dir}: no {RECORD} saying which features it was fitted on; "
                               "name the features explicitly")
     from sola.data.stores import open_store
 
+    if not isinstance(record["options"], dict):
+        raise CheckpointError(f"{Path(run_dir) / RECORD}: 'options' is not a JSON object; name the features explicitly")
     return open_store(record["features"], layout=record["layout"], **record["options"])
 
 
@@ -268,7 +352,7 @@ def run_of(adapter_file: str | os.PathLike) -> Path | None:
 
 def metrics_summary(run_dir: str | Path) -> dict:
     """First and last metrics of a run (loss, gate, departure, feature health, total seconds and steps)."""
-    lines = read_metrics(run_dir)
+    lines = read_metrics(run_dir, ADAPTER_METRICS)
     if not lines:
         return {}
     return {
@@ -277,8 +361,108 @@ def metrics_summary(run_dir: str | Path) -> dict:
         "last_loss": lines[-1]["loss"],
         "gate": lines[-1]["gate"],
         "departure": lines[-1]["departure"],
-        "seconds": float(sum(line["seconds"] for line in lines)),
-        "steps": int(sum(line["steps"] for line in lines)),
+        "seconds": float(sum(line["seconds"] or 0.0 for line in lines)),
+        "steps": int(sum(line["steps"] or 0 for line in lines)),
         "health": lines[-1].get("health"),
         "constant_map": bool(lines[-1].get("constant_map", False)),
     }
+
+
+# The kinds of run folder, as every command names them: one check, one message (`check_run`)
+ADAPTER_RUN, HEAD_RUN = "adapter", "head"
+RUN_KINDS = {ADAPTER_RUN: "a SoLa adapter run (sola train)", HEAD_RUN: "a head run (sola tal train)"}
+_MARKERS = {HEAD_RUN: (WEIGHTS, CLASSES, ADAPTER_SHAPE, "features.json"),
+            ADAPTER_RUN: (RECORD, ADAPTER, BEST, SELECTION, CHECKPOINTS)}
+ADAPTER_SECTIONS = ("adapter", "matching", "fit", "transform")  # what every config.yaml of a kind holds
+HEAD_SECTIONS = ("data", "model", "train", "test")
+_SECTIONS = {HEAD_RUN: set(HEAD_SECTIONS), ADAPTER_RUN: set(ADAPTER_SECTIONS) - {"transform"}}
+
+
+def run_kind(path: str | os.PathLike) -> str | None:
+    """`ADAPTER_RUN` for a `sola train` folder, `HEAD_RUN` for a `sola tal train` folder, None for anything else.
+
+    Judged by the files only one kind writes, then by the sections of `config.yaml`, then by the format
+    of `state.safetensors` (a run killed in its first epoch); reads no tensor and never raises.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        return None
+    for kind, names in _MARKERS.items():
+        if any((path / name).exists() for name in names):
+            return kind
+    try:
+        import yaml
+
+        sections = set(yaml.safe_load((path / CONFIG).read_text()) or {})
+    except Exception:  # missing, unreadable or not a mapping: look at the state
+        sections = set()
+    for kind, names in _SECTIONS.items():
+        if sections & names:
+            return kind
+    fmt = _safetensors_format(path / STATE)
+    if fmt:
+        return HEAD_RUN if fmt.startswith("sola-tal") else ADAPTER_RUN
+    return None
+
+
+def _safetensors_format(path: Path) -> str | None:
+    """The metadata `format` of a safetensors file, from its header alone (None when unreadable)."""
+    try:
+        with open(path, "rb") as handle:
+            size = int.from_bytes(handle.read(8), "little")
+            if not 0 < size < 1 << 24:
+                return None
+            return json.loads(handle.read(size)).get("__metadata__", {}).get("format")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def check_run(path: str | os.PathLike, expected: str, allow_new: bool = False) -> Path:
+    """`path` as a Path when it is a run folder of kind `expected` (`ADAPTER_RUN` or `HEAD_RUN`).
+
+    With `allow_new`, a missing folder or one without any run file passes too (a run to start, or one
+    killed before its first epoch). Raises `CheckpointError` with the one message every command gives:
+    "RUN is a SoLa adapter run (sola train), not a head run (sola tal train)".
+    """
+    path = Path(path)
+    want = RUN_KINDS[expected]
+    kind = run_kind(path)
+    if kind == expected:
+        return path
+    if kind is not None:
+        raise CheckpointError(f"{path} is {RUN_KINDS[kind]}, not {want}")
+    if allow_new and (path.is_dir() or not path.exists()) and not path.is_symlink():
+        return path
+    if path.is_symlink() and not path.exists():
+        raise CheckpointError(f"{path}: a link to {os.readlink(path)}, which does not exist; give the folder of {want}")
+    if not path.exists():
+        raise CheckpointError(f"{path} does not exist; give the folder of {want}")
+    if not path.is_dir():
+        raise CheckpointError(f"{path} is a file, not a run folder; give the folder of {want}")
+    raise CheckpointError(f"{path} is not a run folder (no {CONFIG} or other run files); give the folder of {want}")
+
+
+def run_config_file(run_dir: str | os.PathLike, sections: tuple[str, ...], fix: str) -> Path:
+    """The run's `config.yaml`, checked to be whole: a YAML mapping holding every one of `sections`
+    (sola writes every key). Raises `CheckpointError` naming the file for a missing, empty, truncated
+    or garbled one."""
+    import yaml
+
+    path = Path(run_dir) / CONFIG
+    if not path.exists() and not path.is_symlink():
+        raise CheckpointError(f"{path} does not exist; {fix}")
+    text = _run_file_text(path, fix)
+    if not text.strip():
+        raise CheckpointError(f"{path}: empty; {fix}")
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise CheckpointError(f"{path}: not valid YAML{where} (truncated or garbled); {fix}") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: not a mapping of config sections; {fix}")
+    missing = [section for section in sections if not isinstance(data.get(section), dict)]
+    if missing:
+        raise CheckpointError(f"{path}: no section {', '.join(missing)} (truncated?); {fix}")
+    return path

@@ -13,6 +13,27 @@ _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 
          2.045, 2.042)
 
 
+# A head whose average mAP stays below this (a fraction: 1 point) learned nothing; no verdict is drawn from it.
+LEARNED_NOTHING_MAP = 0.01
+
+
+# A probe whose balanced accuracy stays below this (chance is 0.5) learned nothing; no checkpoint is chosen by it.
+PROBE_CHANCE_FLOOR = 0.51
+
+
+def learned_nothing(means: dict[str, float]) -> str | None:
+    """Why no verdict can be drawn when every head in `means` (name -> mean avg mAP, a fraction) stayed below
+    `LEARNED_NOTHING_MAP`, else None: "the head learned nothing (avg mAP 0.0% baseline, 0.1% sola, below the
+    1-point floor)"; the caller says what follows (no verdict, the identity kept)."""
+    if not means or max(means.values()) >= LEARNED_NOTHING_MAP:
+        return None
+    if len(means) <= 3:
+        shown = ", ".join(f"{100 * value:.1f}% {name}" for name, value in means.items())
+    else:
+        shown = f"at most {100 * max(means.values()):.1f}% over {len(means)} candidates"
+    return f"the head learned nothing (avg mAP {shown}, below the {100 * LEARNED_NOTHING_MAP:.0f}-point floor)"
+
+
 def t_quantile_975(df: int) -> float:
     """t_{0.975} with `df` degrees of freedom (>= 1); the normal 1.960 beyond the table."""
     if df < 1:

@@ -8,14 +8,16 @@ Prediction layouts, detected from the content:
 - per-video arrays: `{vid: {"segments": [[s, e], ...], "scores": [...], "labels": [...]}}`, also
   under a top-level `"results"` key; labels may be class ids (`label_id`s of the annotations).
 Integer labels are turned into names with the annotations' `label_id`s (`Annotations.label_index`).
+
+Files are opened through `sola.core.safe_load` (pickles: NumPy arrays, dicts, lists and scalars only;
+JSON: bounded nesting), and a file naming one video under two ids (`X` and `v_X`, or `X.mp4`) is refused
+rather than merged.
 """
 
 from __future__ import annotations
 
 import gc
-import json
 import os
-import pickle
 from operator import itemgetter
 from pathlib import Path
 from typing import Any, Mapping
@@ -23,12 +25,10 @@ from typing import Any, Mapping
 import numpy as np
 
 from sola.core.errors import PredictionError
+from sola.core.inputs import input_file
+from sola.core.safe_load import load_pickle, parse_json
+from sola.data.annotations.model import aliased_ids, video_key
 from sola.evaluate.metrics.segments import Segments
-
-try:
-    import orjson
-except ImportError:  # optional speed: `json` gives the same values
-    orjson = None
 
 FLAT_KEYS = ("video-id", "t-start", "t-end", "score")
 _SEGMENT, _SCORE, _FIRST, _SECOND = itemgetter("segment"), itemgetter("score"), itemgetter(0), itemgetter(1)
@@ -43,7 +43,7 @@ def read_predictions(
     unlabelled proposals. Raises `PredictionError` naming the file and the fix.
     """
     path = Path(path)
-    data = _load(path)
+    data = load_prediction_file(path)
     try:
         if isinstance(data, dict) and all(key in data for key in FLAT_KEYS):
             segments = _from_flat(data, path)
@@ -57,48 +57,49 @@ def read_predictions(
                 '{"results": {video: [{label, score, segment}]}}, ActionFormer\'s flat '
                 '{"video-id", "t-start", "t-end", "label", "score"} or {video: {segments, scores, labels}}'
             )
-    except (KeyError, TypeError, ValueError, IndexError) as exc:
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
         raise PredictionError(
             f"{path}: malformed predictions ({type(exc).__name__}: {exc}); each prediction needs a "
             "segment [start, end] in seconds, a score and (for detections) a label"
         ) from None
     video, start, end, label, score = segments
-    label = _names(label, label_names, path, require_labels)
-    return Segments.build(video, start, end, label, score, where=str(path), allow_reversed=True)
+    label = prediction_labels(label, label_names, path, require_labels)
+    found = Segments.build(video, start, end, label, score, where=str(path), allow_reversed=True)
+    check_one_id_per_video(distinct(found.video), str(path))
+    return found
 
 
-def _load(path: Path) -> Any:
-    if not path.is_file():
-        raise PredictionError(f"prediction file {path} does not exist")
-    suffix = path.suffix.lower()
+def load_prediction_file(path: str | os.PathLike) -> Any:
+    """The raw content of a prediction file: JSON, or a pickle of NumPy arrays, dicts, lists and scalars
+    only (ActionFormer's `eval_results.pkl`). Raises `PredictionError` (`UnsafePickleError` for a pickle
+    that asks for anything else) naming the file."""
+    path = input_file(path, "prediction file", PredictionError)
     # A prediction file is hundreds of thousands of small objects and no cycles: the cyclic
     # garbage collector would rescan them again and again while they are built.
     collecting = gc.isenabled()
     gc.disable()
     try:
-        if suffix in (".pkl", ".pickle"):
-            with open(path, "rb") as handle:
-                return pickle.load(handle)  # ActionFormer's own output; only open files you made
-        return parse_json(path.read_bytes())
-    except json.JSONDecodeError as exc:
-        raise PredictionError(f"{path}: not valid JSON ({exc}); the file is truncated or corrupt") from None
-    except (pickle.UnpicklingError, EOFError, UnicodeDecodeError) as exc:
-        raise PredictionError(f"{path}: cannot read ({type(exc).__name__}); expected JSON or a pickle") from None
+        if path.suffix.lower() in (".pkl", ".pickle"):
+            return load_pickle(path, PredictionError, "; save predictions as JSON, or pickle plain arrays and lists")
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise PredictionError(f"prediction file {path}: cannot read ({exc.strerror or exc})") from None
+        return parse_json(data, str(path), PredictionError)
     finally:
         if collecting:
             gc.enable()
 
 
-def parse_json(data: bytes) -> Any:
-    """The JSON document in `data` (UTF-8), parsed by orjson when it is installed (about 3x faster on
-    large prediction files), else by `json`. What orjson refuses (NaN, integers beyond 64 bits) is
-    parsed again by `json`, so both give the same values and the same errors."""
-    if orjson is not None:
-        try:
-            return orjson.loads(data)
-        except orjson.JSONDecodeError:
-            pass
-    return json.loads(data.decode("utf-8"))
+def check_one_id_per_video(video_ids, where: str) -> None:
+    """Refuse two ids naming one video (`X` and `v_X`, `X.mp4`): matched to the ground truth they would be
+    merged into one video. Raises `PredictionError` naming both ids."""
+    pair = aliased_ids(video_ids)
+    if pair:
+        raise PredictionError(
+            f"{where}: video ids {pair[0]!r} and {pair[1]!r} name the same video (ids match with or without "
+            "'v_' and a file extension); keep one id per video, or their predictions would be merged"
+        )
 
 
 def _from_flat(data: dict, path: Path):
@@ -146,12 +147,25 @@ def _from_per_video(results: dict, path: Path):
     return video, start, end, label, score
 
 
-def _names(labels: list, label_names: Mapping[int, str] | None, path: Path, require_labels: bool) -> list[str]:
-    """Label strings; integer class ids go through `label_names`."""
+def prediction_labels(labels: list, label_names: Mapping[int, str] | None, path: str | os.PathLike,
+                      require_labels: bool = True) -> list[str]:
+    """Label strings; integer class ids go through `label_names`. Raises `PredictionError` for labels that
+    mix class ids and names, or are neither (a float, a list, true/false)."""
     if not labels:
         return []
-    is_id = [isinstance(x, (int, np.integer)) and not isinstance(x, bool) for x in labels[:1]]
-    if is_id[0]:
+    kinds = set(map(type, labels))
+    ids = {kind for kind in kinds if issubclass(kind, (int, np.integer)) and not issubclass(kind, (bool, np.bool_))}
+    text_kinds = {kind for kind in kinds if issubclass(kind, str)}
+    other = kinds - ids - text_kinds - {type(None)}
+    if other or (ids and (text_kinds or type(None) in kinds)):
+        odd = next(x for x in labels if type(x) in other) if other else next(x for x in labels if type(x) in ids)
+        kind = "neither a class name nor an integer class id" if other else \
+            "a class id among class names (or missing labels)"
+        raise PredictionError(
+            f"{path}: label {odd!r} ({type(odd).__name__}) is {kind}; give every prediction a class name "
+            "(string) or every prediction an integer class id"
+        )
+    if ids:
         if label_names is None:
             raise PredictionError(
                 f"{path}: labels are class ids; give annotations whose segments carry label_id so they can be named"
@@ -163,7 +177,7 @@ def _names(labels: list, label_names: Mapping[int, str] | None, path: Path, requ
                 f"{path}: class id(s) {missing[:5]} are not label_ids of the annotations; check the label map"
             )
         return names
-    if set(map(type, labels)) == {str}:
+    if kinds == {str}:
         names = labels
     else:
         names = ["" if x is None else str(x) for x in labels]
@@ -229,14 +243,9 @@ def align_video_ids(predictions: Segments, ground_truth_ids) -> Segments:
     known = set(ids)
     bare = {}
     for vid in ids:  # in the given order, so that the first of two ids with one bare form wins every time
-        bare.setdefault(_bare(vid), vid)
-    renames = {v: bare[_bare(v)] for v in distinct(predictions.video) if v not in known and _bare(v) in bare}
+        bare.setdefault(video_key(vid), vid)
+    renames = {v: bare[video_key(v)] for v in distinct(predictions.video) if v not in known and video_key(v) in bare}
     if not renames:
         return predictions
     video = np.array([renames.get(v, v) for v in predictions.video.tolist()], dtype=str)
     return Segments(video, predictions.start, predictions.end, predictions.label, predictions.score)
-
-
-def _bare(video_id: str) -> str:
-    stem = os.path.splitext(video_id)[0] if video_id.lower().endswith((".npy", ".mp4", ".mkv", ".webm", ".avi")) else video_id
-    return stem[2:] if stem.startswith("v_") else stem

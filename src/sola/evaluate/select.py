@@ -29,6 +29,7 @@ from sola.adapt.adapter import SoLaAdapter, load_adapter, save_adapter
 from sola.core.atomic import atomic_write_bytes, atomic_write_text
 from sola.core.errors import CheckpointError
 from sola.core.runs import BEST, IDENTITY, SELECTION, list_checkpoints
+from sola.core.stats import PROBE_CHANCE_FLOOR
 from sola.evaluate.probe import (ProbeConfig, collect_heldout_snippets, json_ready, probe_config, probe_features,
                                  subsample_summary)
 
@@ -91,6 +92,9 @@ def select_checkpoint(
         identity_path = checkpoints[0][1]  # the adapter at init: the identity itself
     candidates = [(epoch, path) for epoch, path in checkpoints if path != identity_path]
     rows, winner = _probe_candidates(data, candidates, store.dim(), config, device, log)
+    no_basis = probe_at_chance(rows, metric)
+    if no_basis:
+        winner = None  # a probe at chance cannot tell candidates apart: keep the original features
     identity_value = rows[IDENTITY][metric]
     if winner is not None:
         best, best_epoch, best_path, best_value = winner
@@ -108,12 +112,24 @@ def select_checkpoint(
         "heldout_videos": list(data.val.video_ids), "train_videos": len(data.train.video_ids),
         "subsample": subsample_summary(data), "val_videos": len(data.val.video_ids),
         "train_subset": data.train_subset, "val_subset": data.val_subset, "boundary_k": data.boundary_k,
-        "seed": config.data.seed, "config": config.to_dict(), "rows": rows,
+        "seed": config.data.seed, "config": config.to_dict(), "rows": rows, "no_basis": no_basis,
     }
     table["message"] = selection_message(table)
     table = json_ready(table)
     atomic_write_text(run_dir / SELECTION, json.dumps(table, indent=1) + "\n")
     return table
+
+
+def probe_at_chance(rows: dict[str, dict], metric: str) -> str | None:
+    """Why the probe gives no basis to choose, when every candidate's balanced accuracy stays below
+    `sola.core.stats.PROBE_CHANCE_FLOOR` (chance is 0.5), else None. Other metrics have no fixed chance level."""
+    if not metric.endswith("balanced_accuracy"):
+        return None
+    values = [row[metric] for row in rows.values() if row.get(metric) is not None and not math.isnan(row[metric])]
+    if values and max(values) >= PROBE_CHANCE_FLOOR:
+        return None
+    best = f"at most {max(values):.3f}" if values else "not a number"
+    return f"the probe learned nothing ({metric} {best} for every candidate; chance is 0.500)"
 
 
 def _load_checked(path: Path, dim: int):
@@ -163,6 +179,9 @@ def selection_message(table: dict) -> str:
     else:
         where = f"held-out {table['val_videos']} videos of subset {table['subset']}"
     metric = table["metric"]
+    if table.get("no_basis"):
+        return (f"identity kept: no basis to judge, {table['no_basis']} ({where}); {BEST} is the identity; "
+                "check the annotations and the probe config")
     if table["identity_wins"]:
         margin = f" by more than {table['min_gain']:g}" if table["min_gain"] else ""
         return (f"identity wins: no checkpoint beats the original features on {metric}{margin} "

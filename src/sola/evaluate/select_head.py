@@ -27,7 +27,7 @@ from sola.adapt.adapter import adapter_digest
 from sola.core.atomic import atomic_write_bytes, atomic_write_text
 from sola.core.errors import AnnotationError, ConfigError
 from sola.core.runs import BEST, SELECTION, list_checkpoints
-from sola.core.stats import format_difference, paired_difference
+from sola.core.stats import format_difference, learned_nothing, paired_difference
 from sola.data.annotations import Annotations, canonical_subset, match_ids
 from sola.evaluate.probe import ProbeConfig, json_ready, probe_config, selection_subset, split_videos
 from sola.evaluate.select import IDENTITY, _load_checked, _write_identity
@@ -214,9 +214,10 @@ def head_select_checkpoint(
         rows[f"epoch_{epoch:04d}"] = row
     for row in rows.values():
         row["mean"] = sum(row["average_mAP"]) / len(row["average_mAP"])
-    best = decide(rows, select.head_margin)
+    no_basis = learned_nothing({key: row["mean"] for key, row in rows.items()})
+    best = IDENTITY if no_basis else decide(rows, select.head_margin)  # a proxy that learned nothing judges nothing
     table = _table(rows, best, identity_path, checkpoints, store, config, proxy, tal_config,
-                   (name, held_name, train_ids, held_ids))
+                   (name, held_name, train_ids, held_ids), no_basis)
     if best == IDENTITY:
         _write_identity(run_dir / BEST, identity_path, checkpoints[-1][1], store.dim())
     else:
@@ -226,7 +227,7 @@ def head_select_checkpoint(
     return table
 
 
-def _table(rows, best, identity_path, checkpoints, store, config, proxy, tal_config, split) -> dict:
+def _table(rows, best, identity_path, checkpoints, store, config, proxy, tal_config, split, no_basis=None) -> dict:
     """`select.json` of the head criterion (the keys of the probe criterion's table where they apply)."""
     name, held_name, train_ids, held_ids = split
     select = config.select
@@ -264,6 +265,7 @@ def _table(rows, best, identity_path, checkpoints, store, config, proxy, tal_con
         "seconds_per_seed": (sum(candidate_seconds) / len(candidate_seconds)) if candidate_seconds else None,
         "config": config.to_dict(),
         "rows": rows,
+        "no_basis": no_basis,
     }
     table["reason"] = head_selection_reason(table)
     table["message"] = head_selection_message(table)
@@ -272,7 +274,11 @@ def _table(rows, best, identity_path, checkpoints, store, config, proxy, tal_con
 
 def head_selection_reason(table: dict) -> str:
     """Why the winner won: the winner's (or the closest candidate's) paired gain against the rule."""
-    rows = {k: v for k, v in table["rows"].items() if k != IDENTITY}
+    if table.get("no_basis"):
+        return (f"no basis to judge: the proxy {table['no_basis'].removeprefix('the ')}; the identity is kept for that "
+                "reason (raise select.head_epochs or check the head config)")
+    # the challengers: checkpoints that are not the identity itself (epoch 0 with gate 0 is)
+    rows = {k: v for k, v in table["rows"].items() if k != IDENTITY and not v.get("identity")}
     rule = f"a gain whose 95% interval lies above {100 * table['margin']:+.1f} avg mAP"
     if not rows:
         return "no checkpoint other than the identity to judge"
@@ -287,6 +293,8 @@ def head_selection_message(table: dict) -> str:
     """One plain line: which candidate won by the proxy head, why, and on what data."""
     where = (f"proxy head of {table['head_epochs']} epochs trained on {table['train_videos']} videos of "
              f"{table['train_subset']}, measured on {table['val_videos']} videos of {table['val_subset']}")
+    if table.get("no_basis"):
+        return f"identity kept: {table['reason']} ({where}); {BEST} is the identity"
     if table["identity_wins"]:
         return f"identity wins: {table['reason']} ({where}); {BEST} is the identity"
     return f"{table['best']} wins: {table['reason']} ({where}); {BEST} is {table['best']}"

@@ -33,7 +33,7 @@ import yaml
 from sola.core.atomic import atomic_path, atomic_write_text
 from sola.core.config import SoLaConfig, yaml_problem
 from sola.core.errors import ConfigError
-from sola.core.stats import format_difference, format_mean_std, mean_std, paired_difference
+from sola.core.stats import format_difference, format_mean_std, learned_nothing, mean_std, paired_difference
 from sola.data.stores import FeatureStore, open_store
 from sola.data.stores.npy import NpyWriter
 from sola.tal.config import TalConfig
@@ -158,7 +158,8 @@ def measure(store: FeatureStore, annotations, tal_config: TalConfig, seed: int, 
     row = probe_row(store, annotations) if probe else {}
     result = run_experiment(store, annotations, tal_config, seed=seed, progress=False, mode=mode,
                             sm_weight=sm_weight, sola_config=sola_config)
-    row.update(average_mAP=result["average_mAP"], mAP=result["mAP"], seconds_per_epoch=result["seconds_per_epoch"])
+    row.update(average_mAP=result["average_mAP"], mAP=result["mAP"], seconds_per_epoch=result["seconds_per_epoch"],
+               coverage=result.get("coverage"))
     return row
 
 
@@ -255,8 +256,12 @@ def summarise(points: list[dict[str, Any]], cells: list[dict]) -> dict:
             row["columns"][column] = {"original": mean_std(original), "adapted": mean_std(adapted),
                                       "difference": paired_difference(adapted, original)}
         row["identity_selected"] = sum(bool(c["adapted"].get("identity")) for c in mine)
+        head = row["columns"].get("average_mAP")
+        row["learned_nothing"] = head and learned_nothing({"original": head["original"]["mean"],
+                                                           "SoLa": head["adapted"]["mean"]})
         rows.append(row)
-    return {"rows": rows, "columns": list(COLUMNS)}
+    coverage = next((c["original"].get("coverage") for c in cells if c["original"].get("coverage")), None)
+    return {"rows": rows, "columns": list(COLUMNS), "coverage": coverage}
 
 
 def format_markdown(table: dict) -> str:
@@ -277,7 +282,12 @@ def format_markdown(table: dict) -> str:
     identity = [f"{row['name']}: {row['identity_selected']}" for row in table["rows"] if row["identity_selected"]]
     lines += ["", f"{seeds} seed(s) per point (the fit's and the head's); the original row of a point has the same "
               "features, head settings and seeds. Unified modes have no probe columns."
-              + (f" Selection kept the identity in: {'; '.join(identity)}." if identity else "")]
+              + (f" Selection kept the identity in: {'; '.join(identity)}." if identity else "")
+              + (f" Head mAP is {table['coverage']['line']}." if table.get("coverage") else "")]
+    nothing = [row["name"] for row in table["rows"] if row.get("learned_nothing")]
+    if nothing:
+        lines += ["", f"No verdict on the head at {', '.join(nothing)}: the head learned nothing there (avg mAP below "
+                  "1 point with both features); train longer (train.epochs) or check the config."]
     return "\n".join(lines) + "\n"
 
 

@@ -268,6 +268,7 @@ def compare(
     probes = _probe_rows(stores, annotations, probe_table) if probe else {}
     table = summarise(results, probes, tal_config, sm_weight)
     table["annotations"] = _annotation_source(annotations)
+    table["bad_segments"] = (getattr(annotations, "bad_segments", None) or {}).get("policy", "keep")
     if used is not None:
         table["sola_adapter"] = {key: value for key, value in used.items() if key != "digest"}
     table["verdict"] = verdicts(table)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from sola.core.errors import ConfigError
-from sola.core.stats import format_difference, format_mean_std, paired_difference, verdict
+from sola.core.stats import format_difference, format_mean_std, learned_nothing, paired_difference, verdict
 from sola.tal.config import TRAINING_MODES
 
 MODES = (TRAINING_MODES[0], "sola", *TRAINING_MODES[1:])  # "sola": the head alone, on SoLa features
@@ -60,6 +60,7 @@ def summarise(results: dict[str, list[dict]], probes: dict[str, dict], tal_confi
             "seeds": [run["seed"] for run in runs],
             "average_mAP_per_seed": average.tolist(),
             "scoring": runs[0]["scoring"],
+            "coverage": runs[0].get("coverage"),
         }
     baseline = rows.get("baseline")
     for mode, row in rows.items():
@@ -69,17 +70,26 @@ def summarise(results: dict[str, list[dict]], probes: dict[str, dict], tal_confi
             if "mAP_per_seed" in baseline and list(row["mAP_per_seed"]) == list(baseline["mAP_per_seed"]):
                 row["mAP_minus_baseline"] = {t: paired_difference(values, baseline["mAP_per_seed"][t])
                                              for t, values in row["mAP_per_seed"].items()}
-    return {"modes": list(results), "rows": rows, "sm_weight": sm_weight,
+    first = next(iter(rows.values()), {})
+    return {"modes": list(results), "rows": rows, "sm_weight": sm_weight, "coverage": first.get("coverage"),
             "test_subset": tal_config.data.test_subset, "train_subset": tal_config.data.train_subset}
 
 
 def verdicts(table: dict) -> list[dict]:
     """One verdict per (mode, metric) against the baseline, from the paired seeds: average mAP, then
     mAP at each tIoU. Each: `{"mode", "metric", "text"}` plus the paired difference, where `text` is
-    `sola.core.stats.verdict`'s line ("SoLa helps: +1.2 [+0.3, +2.1] (3 pairs)", ...)."""
+    `sola.core.stats.verdict`'s line ("SoLa helps: +1.2 [+0.3, +2.1] (3 pairs)", ...). When both heads stayed
+    below `sola.core.stats.LEARNED_NOTHING_MAP`, one entry with "no_verdict" True says the head learned nothing."""
     found = []
+    baseline = table["rows"].get("baseline", {})
     for mode, row in table["rows"].items():
         if "average_mAP_minus_baseline" not in row:
+            continue
+        nothing = learned_nothing({"baseline": baseline["average_mAP_mean"], mode: row["average_mAP_mean"]})
+        if nothing:  # two heads that learned nothing cannot tell features apart
+            text = f"{nothing}: no verdict; train longer (train.epochs) or check the config"
+            found.append({"mode": mode, "metric": "avg mAP", "text": text, "no_verdict": True,
+                          **row["average_mAP_minus_baseline"]})
             continue
         name = "SoLa" if mode == "sola" else mode
         metrics = {"avg mAP": row["average_mAP_minus_baseline"]}
@@ -130,6 +140,10 @@ def table_notes(table: dict) -> list[str]:
         f"{first['scoring']}. Probe: reference SGD accuracy and "
         "converged class-balanced logistic regression (action vs background snippets)."
     ]
+    coverage = table.get("coverage")
+    if coverage:
+        notes.append(f"Every mAP here is {coverage['line']}: the head predicts only videos with features, and "
+                     "the per-class ground-truth counts are those of the videos scored.")
     used = table.get("sola_adapter")
     if used and "sola" in rows:
         notes.append(f"SoLa features: {used['message'] or 'from ' + used['source']}.")

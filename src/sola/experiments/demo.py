@@ -84,7 +84,7 @@ def run_demo(
         store, labels = _synthetic_features(out_dir, num_videos, progress, log)
     else:
         store = _extracted_features(out_dir, Path(videos_dir), fps, progress, log)
-        labels = load_annotations(annotations, bad_segments="clip") if annotations else None
+        labels = load_annotations(annotations) if annotations else None
     run_dir = out_dir / "run"
     settings = _fit_config(store, config, overrides or {})
     adapter, selection = _fit(store, settings, labels if synthetic else None, run_dir, progress, log)

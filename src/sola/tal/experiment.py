@@ -19,6 +19,7 @@ from sola.core.devices import resolve_device
 from sola.core.errors import AnnotationError, StoreError
 from sola.core.runs import EVALUATION, PREDICTIONS, write_json
 from sola.data.annotations import SnippetGrid, grid_for, match_ids
+from sola.evaluate.metrics.coverage import NO_FEATURES
 from sola.tal.config import TalConfig
 from sola.tal.data import StoredFeatures, make_item
 from sola.tal.evaluation import AGNOSTIC_LABEL, evaluate_predictions, prediction_segments  # noqa: F401 (re-exported)
@@ -74,7 +75,7 @@ def build_items(store, annotations, subset: str, config: TalConfig, names: list[
     if not match.pairs:
         raise AnnotationError(
             f"{getattr(annotations, 'source', 'annotations')}: no video of subset {subset!r} has features in "
-            f"{store.path} ({match.summary()}); subsets present: {annotations.subsets()}; "
+            f"{store.path} ({features_by_subset(store, annotations)}); subsets present: {annotations.subsets()}; "
             "set data.train_subset / data.test_subset"
         )
     index = {name: i for i, name in enumerate(names)}
@@ -114,6 +115,21 @@ def build_items(store, annotations, subset: str, config: TalConfig, names: list[
     return items
 
 
+def features_by_subset(store, annotations) -> str:
+    """Where the store's videos are annotated: "12 videos with features are annotated: validation 8, test 4; 2 not
+    at all", or why none matches (`IdMatch.none_match`)."""
+    match = match_ids(store.video_ids(), list(annotations.keys()))
+    if match.none_match():
+        return match.none_match()
+    counts: dict[str, int] = {}
+    for annotation_id in match.pairs.values():
+        counts[annotations[annotation_id].subset] = counts.get(annotations[annotation_id].subset, 0) + 1
+    where = ", ".join(f"{name} {count}" for name, count in sorted(counts.items()))
+    rest = len(match.features_without_annotation)
+    return (f"{len(match.pairs)} videos with features are annotated: {where or 'none'}"
+            + (f"; {rest} not at all" if rest else ""))
+
+
 def _features(store, video_id: str, lazy: bool, cache_dir):
     """One video's features for an item: lazy on random-access stores (or from the cache), else in memory."""
     if lazy and store.random_access:
@@ -138,7 +154,8 @@ def run_experiment(store, annotations, config: TalConfig, seed: int = 0, out_dir
     class-agnostic). With `out_dir`, writes the run (weights, config, classes, log) and
     `predictions.json` + `evaluation.json`. Returns {"mAP": {tiou: value}, "average_mAP",
     "seconds_per_epoch", "epochs", "scoring" (how segments were scored), "mode" (the mode above),
-    "train_videos", "test_videos", "history"}.
+    "train_videos", "test_videos", "coverage" (`Coverage.to_dict()`: the test videos scored are those with
+    features, K of the subset's N ground-truth videos), "history"}.
     """
 
     names = class_names(annotations, config)
@@ -160,8 +177,10 @@ def run_experiment(store, annotations, config: TalConfig, seed: int = 0, out_dir
     predictions, scoring = prediction_dict(detections, names, video_scores if config.data.num_classes == 1 else None,
                                            config.test.video_score_topk)
     fused = bool(predictions["external_data"]["used"])
+    # the head can only predict videos with features: score those, and say how many of the subset they are
     metrics = evaluate_predictions(predictions, annotations, config.data.test_subset, config.test.tiou_thresholds,
-                                   class_agnostic=names == [AGNOSTIC_LABEL] and not fused)
+                                   class_agnostic=names == [AGNOSTIC_LABEL] and not fused, covered_only=True,
+                                   covered=[item["video_id"] for item in test_items], why=NO_FEATURES)
     summary = {
         "mAP": {f"{t:.2f}": float(v) for t, v in zip(metrics.tiou_thresholds, metrics.mAP)},
         "average_mAP": metrics.average_mAP,
@@ -173,6 +192,7 @@ def run_experiment(store, annotations, config: TalConfig, seed: int = 0, out_dir
         "seed": seed,
         "train_videos": len(train_items),
         "test_videos": len(test_items),
+        "coverage": metrics.coverage.to_dict(),
         "history": result.history,
     }
     if out_dir is not None:

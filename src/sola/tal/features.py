@@ -12,10 +12,9 @@ raise one line naming the mismatch and the fix (the adapter comparison is `check
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from sola.core.errors import ConfigError
+from sola.core.errors import CheckpointError, ConfigError, StoreError
 
 FEATURES = "features.json"  # in a TAL run directory
 FORMAT = "sola-features-1"
@@ -36,17 +35,22 @@ def extraction_metadata(store) -> dict | None:
         provenance = _provenance(path, PROVENANCE)
         if provenance is None:
             return None
-        path = Path(provenance["input"]["path"])
+        source = provenance.get("input") if isinstance(provenance.get("input"), dict) else {}
+        if not isinstance(source.get("path"), str):
+            return None
+        path = Path(source["path"])
     return None
 
 
 def _provenance(path: Path, name: str) -> dict | None:
     for candidate in (path / name, path.with_name(f"{path.name}.{name}")):
-        if candidate.is_file():
+        if candidate.exists():  # a store's record: a corrupt one is reported, never taken for none
+            from sola.core.runs import read_json
+
             try:
-                return json.loads(candidate.read_text())
-            except ValueError:
-                return None
+                return read_json(candidate, None, dict, (), "delete that store and make it again with `sola transform`")
+            except CheckpointError as exc:
+                raise StoreError(str(exc)) from None
     return None
 
 
@@ -148,15 +152,20 @@ def write_features(run_dir, record: dict) -> None:
 
 
 def read_features(run_dir) -> dict | None:
-    """A head run's `features.json` (None for runs written before it was recorded); raises `ConfigError`."""
+    """A head run's `features.json` (None for runs written before it was recorded); raises `CheckpointError`
+    naming the file for an empty, truncated or garbled one."""
+    from sola.core.runs import read_json
+
     path = Path(run_dir) / FEATURES
-    if not path.is_file():
-        return None
-    try:
-        record = json.loads(path.read_text())
-        int(record["dim"])
-    except (ValueError, KeyError, TypeError):
-        raise ConfigError(f"{path}: unreadable features record; retrain the head with `sola tal train`") from None
+    fix = "retrain the head with `sola tal train`"
+    record = read_json(path, None, dict, ("dim",), fix)
+    if record is not None:
+        try:
+            int(record["dim"])
+        except (ValueError, TypeError):
+            raise CheckpointError(f"{path}: 'dim' is {record['dim']!r}, not a number; {fix}") from None
+        if not isinstance(record.get("adapter") or "", str):
+            raise CheckpointError(f"{path}: 'adapter' is not an adapter digest; {fix}")
     return record
 
 

@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from sola.core.distributed import gather_dicts, shard_context
 from sola.core.errors import AnnotationError
+from sola.core.inputs import input_file
 from sola.tal.config import TalConfig
 from sola.tal.data import load_features, pad_batch, resize_item, snippets_to_seconds
 from sola.tal.model import TalModel, make_points
@@ -140,7 +141,7 @@ def to_activitynet(detections: dict[str, dict[str, np.ndarray]], class_names: li
 
 def load_video_scores(path: str | Path) -> dict[str, dict[str, float]]:
     """Read `{video_id: {label: score}}` (JSON) for the ActivityNet protocol; raises `AnnotationError`."""
-    path = Path(path)
+    path = input_file(path, "video-level class scores file", AnnotationError)
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as exc:

@@ -10,15 +10,15 @@ Weights are the evaluation (EMA) model as safetensors; no pickles are written or
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 from sola.core.config import read_yaml_sections
 from sola.core.errors import CheckpointError, ConfigError
-from sola.core.runs import (ADAPTER_SHAPE, CLASSES, CONFIG, STATE, WEIGHTS, read_safetensors, state_mismatch,
-                            write_json, write_metrics, write_safetensors)
+from sola.core.runs import (ADAPTER_SHAPE, CLASSES, CONFIG, HEAD_RUN, HEAD_SECTIONS, STATE, WEIGHTS, check_run,
+                            read_json, read_safetensors, run_config_file, run_kind, state_mismatch, write_json,
+                            write_metrics, write_safetensors)
 from sola.tal.config import TalConfig, load_tal_config, save_tal_config
 from sola.tal.features import write_features
 
@@ -65,12 +65,22 @@ def legacy_overrides(config_path: str | os.PathLike) -> dict[str, Any]:
 
 
 def run_config(path: str | os.PathLike) -> tuple[TalConfig | None, list[str] | None]:
-    """`(config, class names)` of a TAL run directory, or `(None, None)` when `path` is not one."""
+    """`(config, class names)` of a TAL run directory, or `(None, None)` when `path` is no run folder.
+
+    Raises `CheckpointError` for a run of another kind (a `sola train` folder) and for an unreadable
+    `config.yaml` or `classes.json`, naming the file.
+    """
     path = Path(path)
-    if not (path.is_dir() and (path / CONFIG).is_file()):
+    if run_kind(path) is None or not (path / CONFIG).exists():
         return None, None
-    names = json.loads((path / CLASSES).read_text()) if (path / CLASSES).is_file() else None
-    return load_tal_config(path / CONFIG, legacy_overrides(path / CONFIG)), names
+    check_run(path, HEAD_RUN)
+    names = read_json(path / CLASSES, None, list, fix="retrain with `sola tal train`")
+    config_file = run_config_file(path, HEAD_SECTIONS, "retrain with `sola tal train`")
+    try:
+        return load_tal_config(config_file, legacy_overrides(config_file)), names
+    except ConfigError as exc:
+        text = str(exc)
+        raise CheckpointError(text if str(path / CONFIG) in text else f"{path / CONFIG}: {text}") from None
 
 
 def check_resume(run_dir: str | os.PathLike, resume: bool) -> None:
@@ -78,7 +88,7 @@ def check_resume(run_dir: str | os.PathLike, resume: bool) -> None:
 
     Raises `CheckpointError` naming the fix.
     """
-    run_dir = Path(run_dir)
+    run_dir = check_run(run_dir, HEAD_RUN, allow_new=True)
     has_state, has_weights = (run_dir / STATE).is_file(), (run_dir / WEIGHTS).is_file()
     if (has_state or has_weights) and not resume:
         raise CheckpointError(f"{run_dir}: already holds a TAL run; pass --resume to continue it, or choose another --out")
@@ -86,29 +96,40 @@ def check_resume(run_dir: str | os.PathLike, resume: bool) -> None:
         raise CheckpointError(f"{run_dir}: a finished run without {STATE} (nothing to resume); choose another --out")
 
 
+def resumed_config(run_dir: str | os.PathLike, config_file: str | os.PathLike | None, overrides: dict[str, Any],
+                   resume: bool) -> TalConfig:
+    """The config a `sola tal train` command trains with: `config_file` under `overrides`, or on `--resume`
+    without `--config` the run's own `config.yaml` under them (the saved state then checks that nothing
+    but the device changed, see `sola.tal.train.run_fingerprint`). Raises `ConfigError`, `CheckpointError`."""
+    run_dir = Path(run_dir)
+    if resume and config_file is None and (run_dir / CONFIG).exists():
+        stored = run_config_file(run_dir, HEAD_SECTIONS, "retrain with `sola tal train`")
+        return load_tal_config(stored, {**legacy_overrides(stored), **overrides})
+    return load_tal_config(config_file, overrides)
+
+
 def load_run(run_dir: str | os.PathLike, device: str = "cpu"):
     """Load `(model, config, class_names)` from a run directory; raises `CheckpointError` naming the fix."""
     from sola.adapt.adapter import SoLaAdapter  # torch: only here, so that reading a run's config stays light
     from sola.tal.model import TalModel
 
-    run_dir = Path(run_dir)
-    missing = [name for name in (WEIGHTS, CONFIG, CLASSES) if not (run_dir / name).is_file()]
+    run_dir = check_run(run_dir, HEAD_RUN)
+    missing = [name for name in (WEIGHTS, CONFIG, CLASSES) if not (run_dir / name).exists()]
     if missing:
-        raise CheckpointError(f"{run_dir}: not a TAL run directory (missing {', '.join(missing)}); "
-                              "train one with `sola tal train`")
-    try:
-        config, names = run_config(run_dir)
-        names = [str(name) for name in names]
-    except ConfigError as exc:
-        raise CheckpointError(f"{run_dir / CONFIG}: {exc}") from None
-    except (ValueError, TypeError):
-        raise CheckpointError(f"{run_dir / CLASSES}: not a JSON list of class names; "
-                              "retrain with `sola tal train`") from None
+        raise CheckpointError(f"{run_dir}: a head run without {', '.join(missing)} (killed before it finished?); "
+                              "train it to the end with `sola tal train --resume`")
+    config, names = run_config(run_dir)
+    names = [str(name) for name in names]
     state, _ = read_safetensors(run_dir / WEIGHTS, WEIGHTS_FORMAT, "TAL head's weights",
                                 "retrain with `sola tal train`")
     adapter = None
-    if (run_dir / ADAPTER_SHAPE).is_file():
-        adapter = SoLaAdapter(**json.loads((run_dir / ADAPTER_SHAPE).read_text()))
+    shape = read_json(run_dir / ADAPTER_SHAPE, None, dict, fix="retrain with `sola tal train`")
+    if shape is not None:
+        try:
+            adapter = SoLaAdapter(**{key: int(value) for key, value in shape.items()})
+        except (TypeError, ValueError) as exc:
+            raise CheckpointError(f"{run_dir / ADAPTER_SHAPE}: not an adapter shape ({exc}); "
+                                  "retrain with `sola tal train`") from None
     model = TalModel(config, adapter=adapter)
     try:
         model.load_state_dict(state)

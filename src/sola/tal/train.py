@@ -29,7 +29,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from sola.core.config import check_seed
+from sola.core.config import changed_config_keys, check_seed
 from sola.core.distributed import barrier, rank_batch, setup_distributed, sum_across_ranks
 from sola.core.errors import AnnotationError, CheckpointError
 from sola.core.runs import STATE, load_state, save_state
@@ -40,6 +40,7 @@ from sola.tal.losses import LossNormalizer, detection_loss
 from sola.tal.model import TalModel, make_points
 
 STATE_FORMAT = "sola-tal-train-state-1"
+STATE_FIX = "delete it to train from scratch, or choose another run directory"
 
 
 @dataclass
@@ -135,19 +136,6 @@ def save_train_state(path: str | os.PathLike, epoch: int, step: int, modules: di
     save_state(path, STATE_FORMAT, modules, optimizer, info, extra=streams)
 
 
-def changed_config_keys(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """Dotted keys whose values differ between two config dicts; `key (not in the saved run)` for new keys."""
-    keys = []
-    for section in sorted(set(saved) | set(current)):
-        old, new = saved.get(section) or {}, current.get(section) or {}
-        for key in sorted(set(old) | set(new)):
-            if key not in old:
-                keys.append(f"{section}.{key} (not in the saved run)")
-            elif old.get(key) != new.get(key):
-                keys.append(f"{section}.{key}")
-    return keys
-
-
 def load_train_state(path: str | os.PathLike, modules: dict[str, nn.Module | None],
                      optimizer: torch.optim.Optimizer, normalizer: LossNormalizer, rng: np.random.Generator,
                      fingerprint: dict[str, Any]) -> tuple[int, int, list[dict[str, float]]]:
@@ -166,8 +154,7 @@ def load_train_state(path: str | os.PathLike, modules: dict[str, nn.Module | Non
         raise CheckpointError(f"{path}: the saved run differs in {', '.join(changed)}{detail}; resume with the run's "
                               "own config, seed and data, or choose another run directory")
 
-    info, tensors = load_state(path, STATE_FORMAT, modules, optimizer,
-                               "delete it to train from scratch, or choose another run directory", check=same_run)
+    info, tensors = load_state(path, STATE_FORMAT, modules, optimizer, STATE_FIX, check=same_run)
     normalizer.value = info["loss_norm"]
     rng.bit_generator.state = info["numpy_rng"]
     version, internal, gauss = info["python_rng"]

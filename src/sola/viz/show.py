@@ -152,6 +152,9 @@ def precision_recall_figure(curves: dict[str, tuple], ap: dict[str, float], out:
         ax.step(recall, precision, where="post", color="lightgrey", linewidth=0.7)
     for name in shown:
         recall, precision = curves[name]
+        if not len(recall):  # a class with ground truth but no prediction: AP 0, no curve to draw
+            ax.plot([], [], color=colors[name], linewidth=1.4, label=f"{name} (no predictions, AP 0.0)")
+            continue
         ax.step(np.concatenate([[0.0], recall]), np.concatenate([precision[:1], precision]), where="post",
                 color=colors[name], linewidth=1.4, label=f"{name} (AP {100 * ap.get(name, 0.0):.1f})")
     grid, mean = mean_precision_curve(curves)
@@ -243,13 +246,15 @@ def show_predictions(
     durations: dict[str, float] | None = None,
     top_k: int = TOP_K,
     pr_tiou: float = 0.5,
+    coverage=None,
 ) -> dict:
     """Write every figure, `show.json` and `show.md` of `predictions` against `ground_truth` into `out_dir`.
 
     mAP and the DETAD analysis use every prediction at `tiou_thresholds`; precision-recall and the
     worst-video ranking use `pr_tiou`. Timelines: `videos` (ids of the ground truth or the
     predictions), else the `worst` worst videos (module docstring), drawn from predictions scoring at
-    least `min_score`; `durations`: video -> seconds. Timelines of an earlier call into the same
+    least `min_score`; `durations`: video -> seconds; `coverage`: the `Coverage` of `ground_truth` (what the numbers
+    were scored on), kept in show.json and show.md. Timelines of an earlier call into the same
     `out_dir` that this one does not draw are removed. Returns `{"out_dir", "figures": {name: Path},
     "timelines": {video: Path}, "json", "markdown", "detection": DetectionResult, "analysis":
     FalsePositiveAnalysis, "videos": [ranking rows]}`. Raises `PredictionError` for unknown `videos`,
@@ -258,6 +263,7 @@ def show_predictions(
     out_dir = Path(out_dir)
     thresholds = np.asarray(tiou_thresholds, dtype=np.float64).reshape(-1)
     result = evaluate_detection(ground_truth, predictions, thresholds)
+    result.coverage = coverage
     analysis = false_positive_analysis(ground_truth, predictions, thresholds, top_k=top_k)
     ranking = rank_videos(ground_truth, predictions, pr_tiou, min_score)
     chosen = _chosen_videos(videos, ranking, ground_truth, predictions, worst)
@@ -327,7 +333,8 @@ def show_markdown(result: DetectionResult, analysis: FalsePositiveAnalysis, figu
         "",
         f"Average mAP **{100 * result.average_mAP:.2f}** over tIoU {_thresholds_text(result.tiou_thresholds)} "
         f"({len(result.classes)} classes, {int(result.num_ground_truth.sum())} ground-truth segments, "
-        f"{int(result.num_predictions.sum())} predictions).",
+        f"{int(result.num_predictions.sum())} predictions)"
+        + (f"; {result.coverage.line()}." if result.coverage is not None else "."),
         "",
         "| tIoU | " + " | ".join(f"{t:g}" for t in result.tiou_thresholds) + " | avg |",
         "|---|" + "---:|" * (len(result.tiou_thresholds) + 1),

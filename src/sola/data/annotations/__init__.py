@@ -33,7 +33,8 @@ from sola.data.annotations import tsp as _tsp  # noqa: F401
 from sola.data.annotations import bsn as _bsn  # noqa: F401
 from sola.data.annotations.gtad import GTAD_COLUMNS
 from sola.data.annotations.tsp import TSP_COLUMNS
-from sola.data.annotations.load import BAD_SEGMENT_POLICIES, OVERRUN_SLACK, detect_format, load_annotations
+from sola.data.annotations.load import (BAD_SEGMENT_POLICIES, DEFAULT_BAD_SEGMENTS, OVERRUN_SLACK, bad_segment_note,
+                                        detect_format, load_annotations)
 from sola.data.annotations.grid import SnippetGrid, grid_for
 from sola.data.annotations.labels import SnippetLabels, snippet_labels
 from sola.data.annotations.ids import IdMatch, match_ids
@@ -52,6 +53,8 @@ __all__ = [
     "GTAD_COLUMNS",
     "TSP_COLUMNS",
     "BAD_SEGMENT_POLICIES",
+    "DEFAULT_BAD_SEGMENTS",
+    "bad_segment_note",
     "OVERRUN_SLACK",
     "load_annotations",
     "detect_format",

@@ -13,8 +13,8 @@ from pathlib import Path
 from sola.core.errors import AnnotationError
 from sola.data.annotations.formats import register_format
 from sola.data.annotations.model import VideoAnnotation, clean_video_id
-from sola.data.annotations.parse import (_first_entry, _load_json, _make_segment, _optional_number,
-                                         _subset_from_thumos_id)
+from sola.data.annotations.parse import (_annotation_list, _first_entry, _load_json, _make_segment, _optional_number,
+                                         _subset_from_thumos_id, _warn_videos)
 
 
 def _is_activitynet(path: Path) -> bool:
@@ -35,6 +35,7 @@ def _read_activitynet(path: Path, metadata: Path | None) -> dict[str, VideoAnnot
     if not isinstance(database, dict):
         raise AnnotationError(f"{path}: expected a 'database' mapping of video id -> annotation")
     videos: dict[str, VideoAnnotation] = {}
+    unannotated: list[str] = []
     for raw_id, entry in database.items():
         video_id = clean_video_id(str(raw_id))
         if not isinstance(entry, dict):
@@ -42,7 +43,7 @@ def _read_activitynet(path: Path, metadata: Path | None) -> dict[str, VideoAnnot
         if video_id in videos:
             raise AnnotationError(f"{path}: duplicate video id {video_id!r}; keep one entry per video")
         segments = []
-        for k, ann in enumerate(entry.get("annotations") or []):
+        for k, ann in enumerate(_annotation_list(entry, path, raw_id, unannotated)):
             where = f"video {raw_id!r} annotation {k}"
             seg = ann.get("segment")
             if not isinstance(seg, (list, tuple)) or len(seg) != 2:
@@ -59,4 +60,5 @@ def _read_activitynet(path: Path, metadata: Path | None) -> dict[str, VideoAnnot
             feat_stride=_optional_number(entry.get("feat_stride"), path, f"video {raw_id!r} feat_stride"),
             num_frames=_optional_number(entry.get("num_frames"), path, f"video {raw_id!r} num_frames"),
         )
+    _warn_videos(path, unannotated, len(videos), "have no 'annotations' list (read as videos without actions)")
     return videos

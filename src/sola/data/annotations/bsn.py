@@ -12,8 +12,8 @@ from pathlib import Path
 from sola.core.errors import AnnotationError
 from sola.data.annotations.formats import register_format
 from sola.data.annotations.model import VideoAnnotation, clean_video_id
-from sola.data.annotations.parse import (_csv_header, _csv_rows, _first_entry, _load_json, _make_segment, _number,
-                                         _optional_number)
+from sola.data.annotations.parse import (_annotation_list, _csv_header, _csv_rows, _first_entry, _load_json,
+                                         _make_segment, _number, _optional_number, _warn_videos)
 
 
 def _is_bsn(path: Path) -> bool:
@@ -45,12 +45,17 @@ def _read_bsn(path: Path, metadata: Path | None) -> dict[str, VideoAnnotation]:
         for r in _csv_rows(metadata, {"video", "subset"})
     }
     videos: dict[str, VideoAnnotation] = {}
+    unannotated: list[str] = []
     for raw_id, entry in data.items():
         video_id = clean_video_id(str(raw_id))
         where = f"video {raw_id!r}"
+        if not isinstance(entry, dict):
+            raise AnnotationError(f"{path}: {where}: expected a mapping, got {type(entry).__name__}")
+        if video_id in videos:
+            raise AnnotationError(f"{path}: duplicate video id {video_id!r}; keep one entry per video")
         segments = [
             _make_segment(a["segment"][0], a["segment"][1], a.get("label", ""), a.get("label_id"), path, where)
-            for a in entry.get("annotations") or []
+            for a in _annotation_list(entry, path, raw_id, unannotated)
         ]
         row = info.get(video_id, {})
         fps = _optional_number(row.get("fps"), metadata, f"{where} fps")
@@ -63,4 +68,5 @@ def _read_bsn(path: Path, metadata: Path | None) -> dict[str, VideoAnnotation]:
             fps,
             segments,
         )
+    _warn_videos(path, unannotated, len(videos), "have no 'annotations' list (read as videos without actions)")
     return videos

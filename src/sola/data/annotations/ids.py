@@ -20,8 +20,26 @@ class IdMatch:
     features_without_annotation: list[str]
     annotations_without_features: list[str]
 
+    def none_match(self) -> str | None:
+        """"0 of N feature ids match the M annotated ids (e.g. 'abc' vs 'v_xyz')..." when both sides hold ids and
+        none pairs, else None."""
+        if self.pairs or not (self.features_without_annotation and self.annotations_without_features):
+            return None
+        return (f"0 of {len(self.features_without_annotation)} feature ids match the "
+                f"{len(self.annotations_without_features)} annotated ids (e.g. {self.features_without_annotation[0]!r}"
+                f" vs {self.annotations_without_features[0]!r}); check that the features and the annotations are of "
+                "the same videos (a prefix or suffix: --prefix/--suffix)")
+
+    def require_some(self, source: str) -> "IdMatch":
+        """Itself, or `AnnotationError` naming `source` when no feature id matches an annotated id."""
+        if self.none_match():
+            raise AnnotationError(f"{source}: {self.none_match()}")
+        return self
+
     def summary(self, limit: int = 5) -> str:
-        """One line: matched count and both kinds of misses with their first few names."""
+        """One line: matched count and both kinds of misses with their first few names (or `none_match`)."""
+        if self.none_match():
+            return self.none_match()
 
         def few(names: list[str]) -> str:
             shown = ", ".join(names[:limit])

@@ -9,6 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
+# No video lasts a billion seconds (31 years): a time beyond it is a unit mix-up or a hostile file, and
+# near 1e308 the lengths and unions of the evaluators would overflow to infinity.
+MAX_SECONDS = 1e9
+
 AMBIGUOUS = "ambiguous"
 _FILE_SUFFIXES = (".npy", ".npz", ".pt", ".pkl", ".pickle", ".csv", ".h5", ".mp4", ".mkv", ".avi", ".webm")
 _SUBSET_ALIASES = {
@@ -61,6 +65,22 @@ def clean_video_id(name: str) -> str:
 
 def _bare_id(video_id: str) -> str:
     return video_id[2:] if video_id.startswith("v_") else video_id
+
+
+def video_key(video_id: str) -> str:
+    """The form under which ids of one video match everywhere: no file extension, no `v_` prefix
+    (`v_abc.mp4`, `v_abc` and `abc` are one video)."""
+    return _bare_id(clean_video_id(video_id))
+
+
+def aliased_ids(video_ids) -> tuple[str, str] | None:
+    """The first two distinct ids of `video_ids` that name one video (same `video_key`), or None."""
+    first: dict[str, str] = {}
+    for video_id in video_ids:
+        other = first.setdefault(video_key(video_id), video_id)
+        if other != video_id:
+            return other, video_id
+    return None
 
 
 class Annotations(Mapping):

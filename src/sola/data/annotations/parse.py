@@ -8,20 +8,22 @@ CSV). Every failure is an `AnnotationError` naming the file and the fix.
 from __future__ import annotations
 
 import csv
-import json
 import math
 import re
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from sola.core.errors import AnnotationError
+from sola.core.errors import AnnotationError, SolaWarning
+from sola.core.safe_load import read_json
 from sola.data.annotations.model import _SUBSET_ALIASES, AMBIGUOUS, Segment, clean_video_id
 
 _json_cache: dict[tuple, object] = {}
 
 
 def _load_json(path: Path):
-    """Parse a JSON file, refusing duplicate keys; the last file parsed is cached (detect + read)."""
+    """Parse a JSON file (`sola.core.safe_load.read_json`: bounded nesting), refusing duplicate keys; the last
+    file parsed is cached (detect + read)."""
     stat = path.stat()
     key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
     if key in _json_cache:
@@ -35,16 +37,34 @@ def _load_json(path: Path):
             raise AnnotationError(f"{path}: duplicate key(s) {dup[:5]} (duplicate video ids?); keep one of each")
         return mapping
 
-    try:
-        with open(path, encoding="utf-8") as handle:
-            data = json.load(handle, object_pairs_hook=no_duplicates)
-    except json.JSONDecodeError as exc:
-        raise AnnotationError(f"{path}: not valid JSON ({exc}); the file is truncated or corrupt") from None
-    except UnicodeDecodeError:
-        raise AnnotationError(f"{path}: not a UTF-8 text file") from None
+    data = read_json(path, AnnotationError, "annotation file", object_pairs_hook=no_duplicates)
     _json_cache.clear()
     _json_cache[key] = data
     return data
+
+
+def _annotation_list(entry: dict, path: Path, raw_id, missing: list[str]) -> list[dict]:
+    """The `annotations` list of one video entry; a missing (or null) one is `[]` and its id is added to
+    `missing` (for `_warn_videos`). Raises `AnnotationError` for anything but a list of mappings."""
+    value = entry.get("annotations")
+    if value is None:
+        missing.append(str(raw_id))
+        return []
+    if not isinstance(value, list):
+        raise AnnotationError(f"{path}: video {raw_id!r}: 'annotations' must be a list of {{segment, label}}, "
+                              f"got {type(value).__name__}")
+    for k, ann in enumerate(value):
+        if not isinstance(ann, dict):
+            raise AnnotationError(f"{path}: video {raw_id!r} annotation {k}: expected a mapping "
+                                  f"{{segment, label}}, got {type(ann).__name__}")
+    return value
+
+
+def _warn_videos(path: Path, video_ids: list[str], total: int, what: str) -> None:
+    """One `SolaWarning` naming the videos of `path` that `what` ("have no subset (...)"), if any."""
+    if video_ids:
+        shown = ", ".join(map(repr, video_ids[:3])) + (", ..." if len(video_ids) > 3 else "")
+        warnings.warn(f"{path}: {len(video_ids)} of {total} videos {what}: {shown}", SolaWarning, stacklevel=2)
 
 
 def _csv_header(path: Path) -> list[str]:
@@ -67,8 +87,9 @@ def _csv_rows(path: Path, required: set[str]) -> list[dict[str, str]]:
 def _number(text, path: Path, where: str) -> float:
     try:
         value = float(text)
-    except (TypeError, ValueError):
-        raise AnnotationError(f"{path}: {where}: {text!r} is not a number; fix the file") from None
+    except (TypeError, ValueError, OverflowError):
+        shown = repr(text) if len(repr(text)) <= 40 else repr(text)[:30] + "..."
+        raise AnnotationError(f"{path}: {where}: {shown} is not a number within float range; fix the file") from None
     if not math.isfinite(value):
         raise AnnotationError(f"{path}: {where}: value {text!r} is not finite; fix the file")
     return value

@@ -24,6 +24,7 @@ import numpy as np
 
 from sola.core.atomic import atomic_path, remove_stale_temporaries
 from sola.core.errors import EmptyVideoError, StoreError
+from sola.core.inputs import input_file
 from sola.data.stores.sniff import file_looks_like
 
 LAYOUTS: dict[str, type["FeatureStore"]] = {}
@@ -87,8 +88,8 @@ def open_store(path: str | os.PathLike, layout: str | None = None, **options: An
     several layouts match, or the layout does not take one of the options.
     """
     path = Path(path)
-    if not path.exists():
-        raise StoreError(f"feature store {path} does not exist")
+    if not path.is_dir():  # else one file: a directory of per-video files or one file, never a device
+        input_file(path, "feature store", StoreError)
     if layout is None:
         found = detect_layouts(path)
         if len(found) > 1:
@@ -253,7 +254,9 @@ class DirectoryStore(FeatureStore):
     def __init__(self, path: str | os.PathLike, prefix: str = "", suffix: str = "") -> None:
         super().__init__(path)
         if not self.path.is_dir():
-            raise StoreError(f"feature directory {self.path} does not exist")
+            problem = "is a file, not a directory; give the folder of per-video files (or another --layout)" \
+                if self.path.exists() else "does not exist"
+            raise StoreError(f"feature directory {self.path} {problem}")
         self.prefix, self.suffix = prefix, suffix
         self._files: dict[str, Path] | None = None  # the directory listing, read once
 
@@ -364,8 +367,7 @@ class SingleFileStore(FeatureStore):
 
     def __init__(self, path: str | os.PathLike) -> None:
         super().__init__(path)
-        if not self.path.is_file():
-            raise StoreError(f"{self.kind} feature file {self.path} does not exist")
+        input_file(self.path, f"{self.kind} feature file", StoreError)
 
     @classmethod
     def detect(cls, path: Path) -> bool:

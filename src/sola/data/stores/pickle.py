@@ -17,60 +17,21 @@ from typing import Any
 import numpy as np
 
 from sola.core.atomic import atomic_path
-from sola.core.errors import StoreError, UnsafePickleError
+from sola.core.errors import StoreError
+from sola.core.safe_load import load_pickle
 from sola.data.stores.base import KEY, PartsWriter, SingleFileStore, check_features, register_layout
 from sola.data.stores.sniff import select_feature
 
 PICKLE_SUFFIXES = (".pkl", ".pickle")
 PROTOCOL = 4  # fixed, so that output bytes do not depend on the Python version's default
 
-# The globals a pickle of NumPy arrays, dicts, lists and scalars needs (NumPy 1 and 2 names).
-_ALLOWED = {
-    ("numpy", "ndarray"),
-    ("numpy", "dtype"),
-    ("numpy.core.multiarray", "_reconstruct"),
-    ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"),
-    ("numpy._core.multiarray", "scalar"),
-    ("numpy.core.numeric", "_frombuffer"),
-    ("numpy._core.numeric", "_frombuffer"),
-    ("collections", "OrderedDict"),
-    ("_codecs", "encode"),  # protocol-2 pickles store array bytes as latin-1 text
-}
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-    def __init__(self, handle, where: str) -> None:
-        super().__init__(handle, encoding="latin1")
-        self.where = where
-
-    def find_class(self, module: str, name: str):
-        if (module, name) in _ALLOWED:
-            return super().find_class(module, name)
-        raise UnsafePickleError(
-            f"{self.where}: the pickle asks for {module}.{name}, which is not a NumPy array, dict, list "
-            "or scalar; sola refuses it because loading a pickle can run code. Re-save the features "
-            "as plain NumPy arrays (e.g. numpy.save per video)"
-        )
-
-    def persistent_load(self, pid):
-        raise UnsafePickleError(f"{self.where}: the pickle uses persistent ids; sola refuses it (it can run code)")
+_FIX = "; re-save the features as plain NumPy arrays (e.g. numpy.save per video)"
 
 
 def safe_load(file: Path) -> Any:
-    """Unpickle `file` admitting only NumPy arrays, dicts, lists and scalars; raises `StoreError`."""
-    try:
-        with open(file, "rb") as handle:
-            return _RestrictedUnpickler(handle, str(file)).load()
-    except UnsafePickleError:
-        raise
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError, KeyError, AttributeError) as exc:
-        raise StoreError(
-            f"{file}: not a readable pickle ({type(exc).__name__}: {exc}); it is truncated or corrupt: "
-            "re-download or re-extract it"
-        ) from None
-    except OSError as exc:
-        raise StoreError(f"{file}: cannot read ({exc})") from None
+    """Unpickle `file` admitting only NumPy arrays, dicts, lists and scalars (`sola.core.safe_load`);
+    raises `UnsafePickleError` or `StoreError`."""
+    return load_pickle(file, StoreError, _FIX)
 
 
 def pickled_features(value: Any, key: str | None, where: str) -> tuple[np.ndarray, str | None]:

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sola.core.errors import PredictionError
+from sola.evaluate.metrics.coverage import Coverage
 from sola.evaluate.metrics.segments import ACTIVITYNET_TIOU, Segments, segment_iou
 
 
@@ -43,6 +44,7 @@ class DetectionResult:
     num_ground_truth: np.ndarray  # (K,)
     num_predictions: np.ndarray  # (K,)
     ignored_labels: dict[str, int] = field(default_factory=dict)  # unknown label -> predictions dropped
+    coverage: Coverage | None = None  # which ground-truth videos it was scored on, where the caller knows
 
     @property
     def mAP(self) -> np.ndarray:  # noqa: N802 (the name everyone uses)
@@ -55,7 +57,8 @@ class DetectionResult:
         return float(self.mAP.mean())
 
     def to_dict(self) -> dict:
-        """`{"tiou_thresholds", "mAP", "average_mAP", "per_class": {label: {...}}, "ignored_labels"}`."""
+        """`{"tiou_thresholds", "mAP", "average_mAP", "per_class": {label: {...}}, "ignored_labels"}` (and
+        "coverage" where known)."""
         per_class = {
             name: {
                 "AP": [float(x) for x in self.ap[:, k]],
@@ -71,6 +74,7 @@ class DetectionResult:
             "average_mAP": self.average_mAP,
             "per_class": per_class,
             "ignored_labels": dict(self.ignored_labels),
+            **({"coverage": self.coverage.to_dict()} if self.coverage is not None else {}),
         }
 
 

@@ -85,15 +85,19 @@ def false_positive_analysis(
     Analyses each class's top `top_k` * G predictions (G: its ground-truth instances) at every
     threshold of `tiou_thresholds` (T,); see the module docstring for the rules. Runs
     `evaluate_detection` once plus once per (error type, threshold) that has predictions of that type.
-    Raises `PredictionError` for empty ground truth or predictions without scores, `ConfigError`
-    for `top_k` < 1.
+    A `top_k` beyond the last non-empty rank bin (and beyond DETAD's 10) analyses the same predictions
+    and is cut there, so `profile` never holds more bins than the predictions fill (`top_k` of the
+    result says which). Raises `PredictionError` for empty ground truth or predictions without scores,
+    `ConfigError` for `top_k` < 1.
     """
     thresholds = np.asarray(tiou_thresholds, dtype=np.float64).reshape(-1)
     if int(top_k) != top_k or top_k < 1:
         raise ConfigError(f"top_k must be a positive integer (DETAD uses 10), got {top_k!r}")
-    top_k = int(top_k)
     _check(ground_truth, predictions)
     rank, instances = _class_rank(ground_truth, predictions)
+    counted = instances > 0
+    filled = int((rank[counted] // instances[counted]).max()) + 1 if counted.any() else 1  # bins with predictions
+    top_k = min(int(top_k), max(filled, TOP_K))
     keep = rank < top_k * instances
     analysed = predictions.select(keep)
     rank_bin = rank[keep] // np.maximum(instances[keep], 1)  # (A,) in 0..top_k-1

@@ -14,8 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sola.core.errors import PredictionError
+from sola.core.errors import ConfigError, PredictionError
 from sola.evaluate.metrics.segments import ACTIVITYNET_TIOU, Segments, segment_iou
+
+MAX_BUDGET = 2.0**53  # proposals over all videos: counted exactly in float64 and int64 alike
 
 _trapezoid = getattr(np, "trapezoid", None) or np.trapz  # numpy 2 renamed trapz
 
@@ -60,7 +62,9 @@ def evaluate_proposals(
     """AR@AN of `proposals` (scores needed, labels ignored) against the `ground_truth` subset.
 
     `max_avg_proposals` None means all proposals (the official default); BMN uses 100.
-    Raises `PredictionError` if there is no ground truth, no proposal, or none on its videos.
+    Raises `PredictionError` if there is no ground truth, no proposal, or none on its videos, and
+    `ConfigError` for a negative `max_avg_proposals`, or one so large that the budgets of all videos
+    (`max_avg_proposals` x videos) pass 2^53, beyond any proposal file and beyond exact counting.
     """
     thresholds = np.asarray(tiou_thresholds, dtype=np.float64).reshape(-1)
     if len(ground_truth) == 0:
@@ -69,6 +73,10 @@ def evaluate_proposals(
         raise PredictionError("the proposal file holds no scored proposals")
     videos, gt_video = np.unique(ground_truth.video, return_inverse=True)
     num_videos, num_all = len(videos), len(proposals)
+    if max_avg_proposals and not 0 < max_avg_proposals * num_videos <= MAX_BUDGET:
+        raise ConfigError(f"max_avg_proposals (--max-proposals) {max_avg_proposals:g} x {num_videos} videos is "
+                          f"outside (0, 2^53] proposals; this file holds {num_all}: give an average per video such "
+                          "as 100 (BMN), or 0 for all")
     if not max_avg_proposals:
         max_avg_proposals = float(num_all) / num_videos
     ratio = max_avg_proposals * float(num_videos) / num_all

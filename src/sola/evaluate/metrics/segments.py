@@ -11,11 +11,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from sola.core.errors import PredictionError
+from sola.data.annotations.model import MAX_SECONDS
 
 # Exact decimals (np.linspace would give 0.6000000000000001 and friends).
 THUMOS14_TIOU = (0.3, 0.4, 0.5, 0.6, 0.7)
 ACTIVITYNET_TIOU = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
 TIOU_PRESETS = {"thumos14": THUMOS14_TIOU, "activitynet": ACTIVITYNET_TIOU}
+MAX_THRESHOLDS = 1000  # each tIoU threshold is one more evaluation; ActivityNet uses 10
 
 
 @dataclass(frozen=True)
@@ -36,9 +38,9 @@ class Segments:
               allow_reversed: bool = False) -> "Segments":
         """Check and convert parallel sequences; raises `PredictionError` naming `where` and the fix.
 
-        A segment must have finite times with start <= end (with `allow_reversed`, for predictions,
-        end < start is kept: it overlaps nothing, so the evaluators score it as a false positive, as
-        the official code does); a score must be finite.
+        A segment must have finite times within +-`MAX_SECONDS` with start <= end (with `allow_reversed`,
+        for predictions, end < start is kept: it overlaps nothing, so the evaluators score it as a false
+        positive, as the official code does); a score must be finite.
         """
         video = np.asarray(video, dtype=str).reshape(-1)
         n = len(video)
@@ -57,6 +59,13 @@ class Segments:
             raise PredictionError(
                 f"{where}: video {str(video[i])!r} has a segment with a non-finite time "
                 f"[{start[i]}, {end[i]}]; write finite start and end seconds"
+            )
+        bad = (np.abs(start) > MAX_SECONDS) | (np.abs(end) > MAX_SECONDS)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise PredictionError(
+                f"{where}: video {str(video[i])!r} has a segment [{start[i]:g}, {end[i]:g}] beyond {MAX_SECONDS:g} "
+                f"seconds (31 years; {int(bad.sum())} such); write times in seconds"
             )
         bad = end < start
         if bad.any() and not allow_reversed:
@@ -97,15 +106,16 @@ def _numbers(values, name: str, video: np.ndarray, where: str) -> np.ndarray:
     """`values` as a float64 vector; raises `PredictionError` naming the first value that is no number."""
     try:
         return np.asarray(values, dtype=np.float64).reshape(-1)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         pass
     for i, value in enumerate(values):
         try:
             float(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             owner = f"video {str(video[i])!r}: " if i < len(video) else ""
-            raise PredictionError(f"{where}: {owner}{name} {value!r} is not a number; write numbers for each "
-                                  "segment's start and end (seconds) and score") from None
+            shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:30] + "..."
+            raise PredictionError(f"{where}: {owner}{name} {shown} is not a number within float range; write "
+                                  "numbers for each segment's start and end (seconds) and score") from None
     raise PredictionError(f"{where}: the {name}s are not a flat list of numbers")
 
 
@@ -137,14 +147,19 @@ def parse_tiou(text: str | None, default: str = "activitynet") -> np.ndarray:
                 if step <= 0 or last < first:
                     raise ValueError
                 count = int(np.floor((last - first) / step + 1e-9)) + 1
+                if count > MAX_THRESHOLDS:
+                    raise PredictionError(f"tIoU range {text!r} gives {count} thresholds; at most {MAX_THRESHOLDS} "
+                                          "(each is one more evaluation): use a larger step such as 0.05")
                 values = np.round(first + step * np.arange(count), 10)
             else:
                 values = np.round(np.array([float(part) for part in text.split(",") if part.strip()]), 10)
-        except ValueError:
+        except (ValueError, OverflowError):
             raise PredictionError(
                 f"cannot read tIoU thresholds {text!r}; give a preset ({', '.join(TIOU_PRESETS)}), "
                 "a list such as 0.3,0.5,0.7 or a range such as 0.3:0.1:0.7"
             ) from None
+    if values.size > MAX_THRESHOLDS:
+        raise PredictionError(f"{values.size} tIoU thresholds; at most {MAX_THRESHOLDS} (each is one more evaluation)")
     if values.size == 0 or not ((values > 0) & (values <= 1)).all():
         raise PredictionError(f"tIoU thresholds {text!r} must be non-empty and lie in (0, 1]")
     return values

@@ -107,7 +107,7 @@ def collect_snippets(
     `AnnotationError` if a split has no video with features, `ConfigError` for a bad config.
     """
     config = probe_config(config)
-    matched = match_ids(store.video_ids(), annotations.keys())
+    matched = match_ids(store.video_ids(), annotations.keys()).require_some(getattr(annotations, "source", "annotations"))
     by_annotation = {a: f for f, a in matched.pairs.items()}
     train_name, val_name = choose_splits(annotations, list(by_annotation), train_subset, val_subset)
     sets = {}
@@ -277,7 +277,7 @@ def collect_heldout_snippets(
     it). Raises `AnnotationError` when the subset has fewer than 2 videos with features.
     """
     config = probe_config(config, seed)
-    matched = match_ids(store.video_ids(), annotations.keys())
+    matched = match_ids(store.video_ids(), annotations.keys()).require_some(getattr(annotations, "source", "annotations"))
     by_annotation = {a: f for f, a in matched.pairs.items()}
     name = canonical_subset(subset) if subset else selection_subset(annotations, list(by_annotation))
     chosen = [v for v in by_annotation if canonical_subset(annotations[v].subset) == name]

@@ -79,7 +79,7 @@ def compare_report(compare_dir: str | Path, images: Path) -> Report:
     chosen = {mode: seed for mode, seed in predictions.items() if seed is not None}
     if truth is not None and chosen:
         loaded = {mode: _read(predictions_path(compare_dir, mode, seed)) for mode, seed in chosen.items()}
-        truth = _as_scored(truth, loaded)
+        truth = _as_scored(_scored_videos(truth, loaded, table), loaded)
         thresholds = [float(t) for t in next(iter(table["rows"].values()))["mAP_mean"]]
         _errors(errors, truth, loaded, chosen, thresholds, images)
         _timelines(timelines, truth, durations, loaded, chosen, table, images)
@@ -90,7 +90,8 @@ def _overview(report: Report, compare_dir: Path, table: dict) -> None:
     first = next(iter(table["rows"].values()))
     rows = [["directory", str(compare_dir.resolve())], ["modes", ", ".join(table["rows"])],
             ["seeds", ", ".join(str(s) for s in first["seeds"])],
-            ["head trained on", str(table.get("train_subset"))], ["evaluated on", str(table.get("test_subset"))],
+            ["head trained on", str(table.get("train_subset"))],
+            ["evaluated on", (table.get("coverage") or {}).get("line") or str(table.get("test_subset"))],
             ["annotations", str(table.get("annotations") or "—")]]
     used = table.get("sola_adapter")
     if used:
@@ -158,7 +159,8 @@ def _ground_truth(table: dict) -> tuple[Segments | None, dict[str, float], str]:
     if not path:
         return None, {}, "`compare.json` does not name its annotation file (a comparison made before it did)"
     try:
-        annotations = load_annotations(path, bad_segments="clip")  # as `sola compare` reads them
+        # as `sola compare` read them (comparisons made before the policy was recorded read them clipped)
+        annotations = load_annotations(path, bad_segments=table.get("bad_segments", "clip"))
         truth = ground_truth_segments(annotations, table["test_subset"])
     except (SolaError, OSError) as exc:
         return None, {}, f"the annotation file cannot be read ({exc})"
@@ -179,6 +181,14 @@ def _read(path: Path) -> dict:
         raise PredictionError(f"{path}: not a readable prediction file; delete it and its results file, then rerun "
                               "`sola compare` with the same --out")
     return data
+
+
+def _scored_videos(truth: Segments, loaded: dict[str, dict], table: dict) -> Segments:
+    """The ground truth of the videos the head was scored on (those it predicted: the ones with features)."""
+    if not (table.get("coverage") or {}).get("scored_on_covered"):
+        return truth  # a comparison made before heads were scored on their videos alone
+    predicted = set().union(*[set(data["results"]) for data in loaded.values()])
+    return truth.select(np.isin(truth.video, list(predicted)))
 
 
 def _as_scored(truth: Segments, loaded: dict[str, dict]) -> Segments:

@@ -17,8 +17,10 @@ from pathlib import Path
 from sola import __version__
 from sola.core.atomic import atomic_write_text
 from sola.core.errors import CheckpointError, ConfigError
+from sola.core.runs import HEAD_RUN, run_kind
 from sola.viz.report.compare import compare_report, is_compare_dir
 from sola.viz.report.document import Report
+from sola.viz.report.head import head_report
 from sola.viz.report.train import is_train_run, train_report
 
 REPORT = "report.html"
@@ -53,25 +55,29 @@ def code_spans(text: str) -> list[tuple[str, bool]]:
 
 
 def report_kind(path: str | os.PathLike) -> str:
-    """"train" for a `sola train` run directory, "compare" for a `sola compare` directory.
+    """"train" for a `sola train` run directory, "head" for a `sola tal train` run, "compare" for a `sola compare`
+    directory.
 
     Raises `CheckpointError` naming what was expected for a missing directory or one of neither kind.
     """
     path = Path(path)
     if not path.is_dir():
-        raise CheckpointError(f"{path} is not a directory; give a `sola train` run directory or a `sola compare` "
-                              "output directory")
+        raise CheckpointError(f"{path} is not a directory; give a `sola train` or `sola tal train` run directory or "
+                              "a `sola compare` output directory")
     if is_compare_dir(path):
         return "compare"
+    if run_kind(path) == HEAD_RUN:
+        return "head"
     if is_train_run(path):
         return "train"
     raise CheckpointError(f"{path}: neither a `sola train` run directory (config.yaml with run.json or "
-                          "checkpoints/) nor a `sola compare` directory (compare.json); give one of those")
+                          "checkpoints/), a `sola tal train` run (weights.safetensors, config.yaml, classes.json) nor "
+                          "a `sola compare` directory (compare.json); give one of those")
 
 
 def build_report(path: str | os.PathLike, images: str | os.PathLike) -> Report:
     """The `Report` of a run or compare directory; its figures are written to the folder `images`."""
-    builder = compare_report if report_kind(path) == "compare" else train_report
+    builder = {"compare": compare_report, "head": head_report, "train": train_report}[report_kind(path)]
     return builder(Path(path), Path(images))
 
 

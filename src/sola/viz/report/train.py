@@ -5,9 +5,12 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from sola.core.errors import SolaError, StoreError
-from sola.core.runs import (ADAPTER, BEST, CONFIG, IDENTITY, RECORD, SELECTION, fitted_store, metrics_summary,
-                            read_json, read_metrics, read_record)
+from sola.core.errors import CheckpointError, SolaError, StoreError
+from sola.core.runs import (ADAPTER, ADAPTER_METRICS, ADAPTER_RUN, ADAPTER_SECTIONS, BEST, CONFIG, IDENTITY, RECORD,
+                            SELECTION, fitted_store, metrics_summary, read_json, read_metrics, read_record,
+                            run_config_file, run_kind)
+
+FIX = "the run folder is damaged; rerun `sola train` in a new --out"
 from sola.evaluate.probe.config import SELECTABLE
 from sola.viz.report.document import Code, Figure, Note, Report, Table, number
 from sola.viz.report.figures import Panel, line_panels
@@ -21,18 +24,20 @@ HEALTH = (("cosine", "mean cosine"), ("rank", "effective rank"), ("spread_ratio"
 
 def is_train_run(path: Path) -> bool:
     """Whether `path` is a `sola train` run directory (a config and run.json or checkpoints)."""
-    return (path / CONFIG).is_file() and ((path / RECORD).is_file() or (path / "checkpoints").is_dir())
+    return run_kind(path) == ADAPTER_RUN and (path / CONFIG).exists()
 
 
 def train_report(run_dir: str | Path, images: Path) -> Report:
     """The report of the adapter fit in `run_dir`; figures are written to the folder `images`."""
     run_dir = Path(run_dir)
     report = Report(f"SoLa fit: {run_dir.name}", "train", str(run_dir))
-    records = read_metrics(run_dir)
+    config = run_config_file(run_dir, ADAPTER_SECTIONS, FIX)
+    records = read_metrics(run_dir, ADAPTER_METRICS)
     _overview(report, run_dir, records)
+    config_text = config.read_text()
     report.section("config", "Config").add(
-        Note(f"`{CONFIG}` of the run: the full config it was fitted with."),
-        Code((run_dir / CONFIG).read_text(), "yaml"))
+        Note(f"`{CONFIG}` of the run: the full config it was fitted with." + _budget_words(config_text, records)),
+        Code(config_text, "yaml"))
     _curves(report, records, images)
     _tsm(report, run_dir, images)
     _selection(report, run_dir, images)
@@ -51,7 +56,7 @@ def _overview(report: Report, run_dir: Path, records: list[dict]) -> None:
                  ["loss (first → last epoch)", f"{number(summary['first_loss'])} → {number(summary['last_loss'])}"],
                  ["gate tanh(alpha)", number(summary["gate"], signed=True)],
                  ["departure", number(summary["departure"])]]
-    selection = read_json(run_dir / SELECTION)
+    selection = _selection_table(run_dir)
     if selection:
         rows.append(["selected", str(selection.get("best"))])
     section.add(Table("run-summary", ["", "value"], rows, layout="facts"))
@@ -62,6 +67,20 @@ def _overview(report: Report, run_dir: Path, records: list[dict]) -> None:
     if summary.get("constant_map"):
         section.add(Note("The last epoch's loss sits at the loss of a constant similarity map: the objective "
                          "learned little here.", warning=True))
+
+
+def _budget_words(config_text: str, records: list[dict]) -> str:
+    """" fit.steps 100 overrides fit.epochs 150: 2 epochs ran (100 steps)." when a step budget was set."""
+    import yaml
+
+    try:
+        fit = (yaml.safe_load(config_text) or {}).get("fit") or {}
+    except (yaml.YAMLError, AttributeError):
+        return ""
+    if not isinstance(fit, dict) or not fit.get("steps"):
+        return ""
+    ran = f": {records[-1]['epoch']} epochs ran ({sum(int(r.get('steps', 0)) for r in records)} steps)" if records else ""
+    return f" fit.steps {fit['steps']} overrides fit.epochs {fit.get('epochs')}{ran}."
 
 
 def _health(record: dict, key: str) -> float:
@@ -115,11 +134,14 @@ def _spread(count: int, limit: int) -> list[int]:
 
 def _tsm(report: Report, run_dir: Path, images: Path) -> None:
     section = report.section("tsm", "Temporal self-similarity")
-    if not (run_dir / ADAPTER).is_file():
+    if not (run_dir / ADAPTER).exists():
         section.add(Note(f"No `{ADAPTER}` yet (no finished checkpoint): nothing to draw.", warning=True))
         return
     # After selection the run's adapter is best.safetensors (what `--adapter RUN` means everywhere)
     adapter, which = _tsm_adapter(run_dir)
+    from sola.adapt.adapter import load_adapter  # torch: only a train report draws a TSM
+
+    load_adapter(adapter)  # a corrupt adapter is the run's fault, not the store's: raises `CheckpointError`
     try:
         store = fitted_store(run_dir)
         video, length = _tsm_video(store)
@@ -138,9 +160,9 @@ def _tsm(report: Report, run_dir: Path, images: Path) -> None:
 def _tsm_adapter(run_dir: Path) -> tuple[Path, str]:
     """The adapter the TSM shows and how the caption names it: `best.safetensors` once `sola select` ran
     (the adapter `--adapter RUN` means), else the last `adapter.safetensors`."""
-    if not (run_dir / BEST).is_file():
+    if not (run_dir / BEST).exists():
         return run_dir / ADAPTER, f"the run's `{ADAPTER}` (the fit's last adapter; `sola select` has not run)"
-    best = (read_json(run_dir / SELECTION) or {}).get("best")
+    best = (_selection_table(run_dir) or {}).get("best")
     if best == IDENTITY:
         chosen = "the identity: after equals before"
     else:
@@ -162,10 +184,20 @@ def _tsm_video(store) -> tuple[str, int]:
     return video, length
 
 
+def _selection_table(run_dir: Path) -> dict | None:
+    """The run's `select.json` (None before `sola select`); raises `CheckpointError` for a corrupt one."""
+    table = read_json(run_dir / SELECTION, None, dict, ("metric", "best", "rows"), "rerun `sola select` on the run")
+    if table is not None and not (isinstance(table["rows"], dict) and IDENTITY in table["rows"]
+                                  and all(isinstance(row, dict) for row in table["rows"].values())):
+        raise CheckpointError(f"{run_dir / SELECTION}: 'rows' is not a table of candidates; "
+                              "rerun `sola select` on the run")
+    return table
+
+
 def _selection(report: Report, run_dir: Path, images: Path) -> None:
     section = report.section("selection", "Checkpoint selection")
-    table = read_json(run_dir / SELECTION)
-    if not table or "rows" not in table:
+    table = _selection_table(run_dir)
+    if not table:
         section.add(Note(f"No selection ran on this run (no `{SELECTION}`): `sola select` probes the identity and "
                          "every checkpoint on held-out videos and writes it."))
         return
