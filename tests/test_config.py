@@ -56,7 +56,7 @@ def test_unknown_keys_and_bad_types(tmp_path):
         SoLaConfig.from_dict({"fit": {"epoch": 3}})
     with pytest.raises(ConfigError, match="unknown section"):
         SoLaConfig.from_dict({"training": {}})
-    with pytest.raises(ConfigError, match="must be a int"):
+    with pytest.raises(ConfigError, match="must be an integer"):
         SoLaConfig.from_dict({"fit": {"epochs": "many"}})
     bad = tmp_path / "bad.yaml"
     bad.write_text("fit: [1, 2\n")

@@ -376,7 +376,12 @@ def test_tal_yaml_errors_still_name_the_file(capsys, bench, tmp_path):
 
 
 def test_lr_1e30_stops_with_one_line(capsys, bench, tmp_path):
+    # beyond fit.lr's range (at most 1000): refused before the run folder exists
     fails(capsys, "train", bench["features"], "--config", small_config(tmp_path), "--epochs", "3", "--lr", "1e30",
+          "--out", tmp_path / "run", "--quiet", says=("fit.lr", "1000", "1e+30"))
+    assert not (tmp_path / "run").exists()
+    # the largest lr the range allows still diverges: the guardrail stops it
+    fails(capsys, "train", bench["features"], "--config", small_config(tmp_path), "--epochs", "3", "--lr", "1000",
           "--out", tmp_path / "run", "--quiet", says=("fit.lr", "last healthy adapter"))
 
 

@@ -123,7 +123,7 @@ def test_proxy_schedule_and_split(tmp_path):
     assert not any(v.startswith("validation") for v in relabelled)
     with pytest.raises(ConfigError, match="evaluation subset"):
         selection_split(store, annotations, None, "validation", head_rule(), "validation")
-    with pytest.raises(ConfigError, match="select.seeds must be an integer >= 2"):
+    with pytest.raises(ConfigError, match="select.seeds must be an integer between 2 and 1000"):
         head_rule(seeds=1).validate()
     with pytest.raises(ConfigError, match="select.criterion"):
         head_rule(criterion="mAP").validate()
@@ -161,4 +161,4 @@ def test_select_command_with_the_head_criterion(tmp_path, monkeypatch, capsys):
     assert json.loads((run / "select.json").read_text())["seeds"] == 4
     assert main(["select", str(run), "--features", str(tmp_path / "features"), "--annotations",
                  str(tmp_path / "annotations.json"), "--criterion", "head", "--set", "select.seeds=1"]) == 2
-    assert "select.seeds must be an integer >= 2" in capsys.readouterr().err
+    assert "select.seeds must be an integer between 2 and 1000" in capsys.readouterr().err

@@ -50,7 +50,7 @@ def test_yaml_overrides_and_round_trip(tmp_path):
 @pytest.mark.parametrize("text,match", [
     ("train:\n  epoch: 3\n", "unknown key train.epoch"),
     ("modle:\n  n_head: 2\n", "unknown section 'modle'"),
-    ("train:\n  epochs: three\n", "train.epochs must be a int"),
+    ("train:\n  epochs: three\n", "train.epochs must be an integer"),
     ("model:\n  embd_dim: 30\n  n_head: 4\n", "divisible"),
     ("model:\n  branch_layers: 3\n", "regression_range has 6 ranges but the pyramid has 4"),
     ("test:\n  nms_method: fast\n", "soft, hard or none"),

@@ -18,6 +18,7 @@ from sola.core.atomic import json_text
 from sola.core.config import AdapterConfig
 from sola.core.errors import CheckpointError
 from sola.core.inputs import input_file
+from sola.core.memory import require_memory
 from sola.core.runs import ADAPTER, ADAPTER_RUN, BEST, check_run, read_safetensors, write_safetensors
 
 ADAPTER_FORMAT = "sola-adapter"
@@ -31,6 +32,8 @@ class SoLaAdapter(nn.Module):
         super().__init__()
         if kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be odd for 'same' padding, got {kernel_size}")
+        require_memory(4.0 * (dim * hidden_dim * kernel_size + hidden_dim * hidden_dim + hidden_dim * dim),
+                       f"an adapter of C={dim}, H={hidden_dim}, k={kernel_size}", "lower adapter.hidden_dim")
         self.dim, self.hidden_dim = dim, hidden_dim
         self.kernel_size, self.dilation = kernel_size, dilation
         self.temporal = nn.Conv1d(dim, hidden_dim, kernel_size, padding=self.radius, dilation=dilation)

@@ -32,7 +32,7 @@ from sola.adapt.health import (FitDiverged, FitGuard, constant_map_loss, feature
 from sola.adapt.matching import SimilarityMatching
 from sola.adapt.sampling import WindowSource, epoch_plan, largest_magnitude, open_window_source, prefetch
 from sola.adapt.schedule import lr_factor, steps_per_epoch, total_epochs, total_steps
-from sola.core.config import SoLaConfig, changed_config_keys, load_config, save_config
+from sola.core.config import SoLaConfig, changed_config_keys, load_config, require_fit_memory, save_config
 from sola.core.distributed import (DistributedContext, barrier, mean_across_ranks, rank_batch, setup_distributed,
                                    sum_across_ranks)
 from sola.core.errors import CheckpointError, ConfigError
@@ -118,6 +118,7 @@ def fit_adapter(
     Raises `ConfigError`, `StoreError` or `CheckpointError` with the fix in the message.
     """
     config.validate()
+    require_fit_memory(config, store.dim())  # before anything is allocated or written
     fit, matching = config.fit, config.matching
     context = setup_distributed(fit.device)
     local_batch = rank_batch("fit.batch_size", fit.batch_size, context)

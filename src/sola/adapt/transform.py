@@ -25,8 +25,8 @@ from sola.adapt.adapter import SoLaAdapter, adapter_digest
 from sola.core.atomic import atomic_write_text, json_text
 from sola.core.distributed import barrier, setup_distributed, sum_across_ranks
 from sola.core.errors import CheckpointError, ConfigError, StoreError
+from sola.core.memory import HeapTrim, require_memory
 from sola.core.paths import check_outputs
-from sola.core.memory import HeapTrim
 from sola.core.runs import read_json
 from sola.data.stores import FeatureStore, StoreWriter
 from sola.data.stores.base import PartsWriter
@@ -113,6 +113,9 @@ def transform_store(
     is bad or its adapted features are not finite, or when --nan-policy drop-video drops every video.
     """
     check_chunk_size(chunk_size)
+    require_memory(4.0 * chunk_size * 2 * (adapter.dim + adapter.hidden_dim),
+                   f"transform.chunk_size={chunk_size} (one chunk at C={adapter.dim}, H={adapter.hidden_dim})",
+                   "lower --chunk-size")
     out = Path(out)
     check_outputs({"--out": out}, {"the input store": store.path})  # nor inside it
     ids = store.video_ids()

@@ -23,7 +23,7 @@ def register(subparsers) -> None:
     p.add_argument("--preset", choices=sorted(PRESETS), default=None,
                    help="the paper's ablations: receptive-field (kernel 1, 3, 5, 9 and 5 dilated by 2), unified "
                    "(separate vs unified vs unified + SM), encoder (the RGB half of a two-stream store vs both)")
-    p.add_argument("--seeds", type=integer(1), default=3, help="seeds 0..N-1 per point (default 3)")
+    p.add_argument("--seeds", type=integer(1, 1000), default=3, help="seeds 0..N-1 per point (default 3)")
     p.add_argument("--out", required=True, help="output directory (resumable per point and seed)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
 

@@ -26,20 +26,30 @@ def add_command(subparsers, name: str, func, help: str | None = None,
     return parser
 
 
-def integer(minimum: int):
-    """An argparse type: an integer >= `minimum` (so that 0 or -5 never silently mean something else)."""
+def integer(minimum: int, maximum: int = 2**31 - 1):
+    """An argparse type: an integer in [`minimum`, `maximum`] (so that 0 or -5 never silently mean something else,
+    and a huge value is refused before it allocates or overflows). `1e6` is read as 1000000; `2.5` is refused."""
 
     def convert(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+            try:
+                number = float(text)
+            except ValueError:
+                number = math.nan
+            if not number.is_integer():
+                raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+            value = int(number)
+        if not minimum <= value <= maximum:
+            raise argparse.ArgumentTypeError(f"must be an integer between {minimum} and {maximum}, got {text}")
         return value
 
     convert.__name__ = "integer"
     return convert
+
+
+SEED = integer(0, 2**32 - 1)  # every --seed: what numpy, torch and Python's random all take
 
 
 def number(minimum: float = -math.inf, maximum: float = math.inf, above: bool = False):
@@ -64,6 +74,7 @@ def number(minimum: float = -math.inf, maximum: float = math.inf, above: bool = 
 
 POSITIVE = number(0.0, above=True)  # seconds, rates, learning rates
 NON_NEGATIVE = number(0.0)
+FRACTION = number(0.0, 1.0)  # shares and chances
 
 
 def check_output_dir(path: str | os.PathLike, flag: str = "--out") -> None:
@@ -160,7 +171,14 @@ def set_overrides(pairs: list[str]) -> dict:
         key, sep, value = pair.partition("=")
         if not sep or "." not in key:
             raise ConfigError(f"--set {pair!r}: write SECTION.KEY=VALUE, e.g. --set train.epochs=5")
-        out[key.strip()] = yaml.safe_load(value)
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            from sola.core.config import yaml_problem
+
+            raise ConfigError(f"--set {pair[:80]!r}: the value is not valid YAML ({yaml_problem(exc)})") from None
+        except RecursionError:
+            raise ConfigError(f"--set {pair[:80]!r}...: the value nests too deeply to be a config value") from None
     return out
 
 

@@ -24,7 +24,7 @@ def register(subparsers) -> None:
                    "and the controls smooth (the features smoothed along time by a fixed kernel of the adapter's "
                    "receptive field) and untrained (an untrained adapter gated to SoLa's departure), each judged "
                    "against baseline and sola")
-    p.add_argument("--seeds", type=integer(1), default=3, help="seeds 0..N-1 for every mode (default 3)")
+    p.add_argument("--seeds", type=integer(1, 1000), default=3, help="seeds 0..N-1 for every mode (default 3)")
     p.add_argument("--no-probe", action="store_true", help="skip the linear-probe columns")
     p.add_argument("--out", default="compare_out", help="output directory (results are resumable)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

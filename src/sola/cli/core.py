@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from sola.cli.common import (POSITIVE, add_command, add_config_arguments, add_resume_argument, add_store_arguments,
+from sola.cli.common import (POSITIVE, SEED, add_command, add_config_arguments, add_resume_argument, add_store_arguments,
                              check_output_dir, config_overrides, integer, resume_dir, store_from_args)
 from sola.core.devices import is_main_process
 from sola.core.paths import check_outputs
@@ -18,18 +18,18 @@ SYNTH_SHORTCUTS = [
     ("--videos", "synth.videos", {"type": integer(1), "help": "videos (default 200)"}),
     ("--dim", "synth.dim", {"type": integer(1), "help": "feature dimension C (default 256)"}),
     ("--classes", "synth.classes", {"type": integer(1), "help": "action classes (default 10)"}),
-    ("--seed", "synth.seed", {"type": integer(0), "help": "the benchmark's seed (default 0)"}),
+    ("--seed", "synth.seed", {"type": SEED, "help": "the benchmark's seed (default 0)"}),
 ]
 NAN_POLICIES = ["error", "zero", "drop-video"]
 FIT_SHORTCUTS = [
     ("--epochs", "fit.epochs", {"type": integer(1)}),
-    ("--seed", "fit.seed", {"type": integer(0)}),
+    ("--seed", "fit.seed", {"type": SEED}),
     ("--batch-size", "fit.batch_size", {"type": integer(1)}),
     ("--lr", "fit.lr", {"type": POSITIVE}),
     ("--windows-per-video", "fit.windows_per_video", {"type": integer(1), "help": "training windows per video per epoch"}),
     ("--checkpoint-every", "fit.checkpoint_every", {"type": integer(1), "help": "epochs between checkpoints (default 10)"}),
-    ("--steps", "fit.steps", {"type": integer(0), "help": "optimiser steps in all (overrides --epochs; 0: use epochs)"}),
-    ("--warmup-steps", "fit.warmup_steps", {"type": integer(0), "help": "linear lr warm-up steps (default 0)"}),
+    ("--steps", "fit.steps", {"type": integer(0, 10**12), "help": "optimiser steps in all (overrides --epochs; 0: use epochs)"}),
+    ("--warmup-steps", "fit.warmup_steps", {"type": integer(0, 10**12), "help": "linear lr warm-up steps (default 0)"}),
     ("--schedule", "fit.schedule", {"choices": ["constant", "cosine"], "help": "lr after the warm-up (default constant)"}),
     ("--device", "fit.device", {"help": "auto | cpu | cuda | cuda:N"}),
     ("--nan-policy", "fit.nan_policy", {"choices": NAN_POLICIES, "help": "NaN/Inf features (default error)"}),
@@ -78,7 +78,7 @@ def register(subparsers) -> None:
                       help="run on the videos in DIR (I3D extraction first) instead of the synthetic benchmark")
     demo.add_argument("--annotations", default=None, help="with --videos: ground truth to draw in the pictures")
     demo.add_argument("--fps", type=POSITIVE, default=None, help="with --videos: resample videos to this frame rate")
-    demo.add_argument("--num-videos", type=integer(1), default=None, help="synthetic videos (default 200)")
+    demo.add_argument("--num-videos", type=integer(1, 10**6), default=None, help="synthetic videos (default 200)")
     add_config_arguments(demo, "SoLa config over the demo's schedule", "fit.steps=200",
                          [("--epochs", "fit.epochs", {"type": integer(1), "help": "fit epochs instead of the demo's "
                                                       "step budget"})])

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from sola.cli.common import (add_annotation_arguments, add_command, add_config_arguments, add_store_arguments,
+from sola.cli.common import (FRACTION, SEED, add_annotation_arguments, add_command, add_config_arguments, add_store_arguments,
                              annotations_from_args, config_overrides, integer, store_from_args, store_options)
 from sola.core.paths import check_outputs
 from sola.data.splice import SpliceConfig, SpliceSections, parse_clip_range, splice_store
@@ -15,12 +15,12 @@ SPLICE_SHORTCUTS = [
     ("--videos", "splice.videos", {"type": integer(2), "help": f"videos to write (default {SpliceConfig.videos})"}),
     ("--actions", "splice.actions", {"type": integer(1), "help": "classes that are actions; the rest are background "
                                      f"(default {SpliceConfig.actions})"}),
-    ("--seed", "splice.seed", {"type": integer(0), "help": "which classes, clips and orders (default 0)"}),
-    ("--action-fraction", "splice.action_fraction", {"type": float, "help": "chance that a clip is an action clip "
+    ("--seed", "splice.seed", {"type": SEED, "help": "which classes, clips and orders (default 0)"}),
+    ("--action-fraction", "splice.action_fraction", {"type": FRACTION, "help": "chance that a clip is an action clip "
                                                      f"(default {SpliceConfig.action_fraction})"}),
-    ("--validation-fraction", "splice.validation_fraction", {"type": float, "help": "share of the videos, and of "
+    ("--validation-fraction", "splice.validation_fraction", {"type": FRACTION, "help": "share of the videos, and of "
                                                              "each class's clips, for validation (default 0.25)"}),
-    ("--holdout-fraction", "splice.holdout_fraction", {"type": float, "help": "share of the other videos and clips "
+    ("--holdout-fraction", "splice.holdout_fraction", {"type": FRACTION, "help": "share of the other videos and clips "
                                                        "in a 'holdout' subset for checkpoint selection (default 0.2; "
                                                        "0: none)"}),
 ]

@@ -10,7 +10,7 @@ import argparse
 import sys
 import warnings
 
-from sola.cli.common import (NON_NEGATIVE, POSITIVE, add_annotation_arguments, add_command, add_config_arguments,
+from sola.cli.common import (NON_NEGATIVE, POSITIVE, SEED, add_annotation_arguments, add_command, add_config_arguments,
                              add_covered_only_argument, add_store_arguments, annotations_from_args, config_overrides,
                              cyclic_gc_paused, integer, number, store_from_args, store_options)
 from sola.core.atomic import atomic_write_text, json_text
@@ -34,10 +34,10 @@ PROBE_SHORTCUTS = [
                                            "help": "frames between snippets (else from annotations)"}),
     ("--num-frames", "data.num_frames", {"type": NON_NEGATIVE, "help": "frames per snippet"}),
     ("--fps", "data.fps", {"type": POSITIVE, "help": "frames per second (else from annotations)"}),
-    ("--seed", "data.seed", {"type": integer(0), "help": "probe seed (and, for select, the held-out split's)"}),
-    ("--max-snippets", "data.max_snippets", {"type": integer(0), "help": "cap on each split's snippets, a seeded "
+    ("--seed", "data.seed", {"type": SEED, "help": "probe seed (and, for select, the held-out split's)"}),
+    ("--max-snippets", "data.max_snippets", {"type": integer(0, 10**15), "help": "cap on each split's snippets, a seeded "
                                              "uniform draw beyond it (default 400000; 0: none)"}),
-    ("--max-bytes", "data.max_bytes", {"type": integer(0), "help": "cap on each split's float32 matrix in bytes, "
+    ("--max-bytes", "data.max_bytes", {"type": integer(0, 10**15), "help": "cap on each split's float32 matrix in bytes, "
                                        "as snippets of the store's width (default 750000000: 91,552 snippets at "
                                        "2048-d, both splits ~1.5 GB; 0: none)"}),
 ]
@@ -53,7 +53,7 @@ SELECT_SHORTCUTS = [
                                          "(--head-config) on held-out videos, paired seeds"}),
     ("--head-epochs", "select.head_epochs", {"type": integer(0), "help": "head criterion: the proxy head's epochs "
                                              "in all (default 6; 0: the head config's schedule)"}),
-    ("--seeds", "select.seeds", {"type": integer(2), "help": "head criterion: proxy-head seeds (default 3)"}),
+    ("--seeds", "select.seeds", {"type": integer(2, 1000), "help": "head criterion: proxy-head seeds (default 3)"}),
 ]
 PROBE_CONFIG = "probe config (sections data, sgd, lbfgs, select) over the reference defaults"
 
@@ -74,7 +74,7 @@ def register(subparsers) -> None:
     _add_ground_truth_arguments(p)
     p.add_argument("proposals", metavar="PROPOSALS", help="proposals: ActivityNet JSON {'results': {video: [{score, segment}]}} or the "
                    "other prediction layouts (labels ignored)")
-    p.add_argument("--max-proposals", type=NON_NEGATIVE, default=100.0, help="AN of the last budget (BMN: 100; 0 = all)")
+    p.add_argument("--max-proposals", type=number(0.0, 1e6), default=100.0, help="AN of the last budget (BMN: 100; 0 = all)")
     p.add_argument("--tiou", default="activitynet", help="thresholds (default 0.5:0.05:0.95)")
     add_covered_only_argument(p)
     p.add_argument("--json", default=None, metavar="OUT", help="write the results as JSON (atomically)")

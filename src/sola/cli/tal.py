@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from sola.cli.common import (add_annotation_arguments, add_command, add_config_arguments, add_covered_only_argument,
+from sola.cli.common import (SEED, add_annotation_arguments, add_command, add_config_arguments, add_covered_only_argument,
                              add_resume_argument,
                              add_store_arguments, annotations_from_args, check_output_dir, config_overrides, integer,
                              resume_dir, store_from_args)
@@ -48,7 +48,7 @@ def register(subparsers) -> None:
     add_resume_argument(p)
     add_config_arguments(p, "TAL config (thumos14_i3d, activitynet_tsp, tal_synthetic_cpu, tal_splice_cpu); "
                          "default: the THUMOS14 values", "train.epochs=5",
-                         [("--seed", "train.seed", {"type": integer(0), "help": "random seed"})])
+                         [("--seed", "train.seed", {"type": SEED, "help": "random seed"})])
     p.add_argument("--quiet", action="store_true", help="no progress bar and no per-epoch lines (without it: a bar on "
                    "a terminal, one line per epoch with loss, lr and seconds otherwise)")
 

@@ -7,6 +7,10 @@ a checkpoint every 10 epochs, one window per video per epoch, a constant lr).
 Beyond the reference (options, off by default): a budget in optimiser steps (`fit.steps`), a
 linear warm-up and cosine decay; the fit's guardrails (`fit.max_departure`, `fit.collapse_ratio`,
 `fit.frozen_epochs`) only stop a fit that has diverged or collapsed.
+
+Every number's range is declared beside its field (`ranged`) and checked for every config by
+`SectionedConfig.validate`; sizes that allocate are compared with this machine's memory
+(`require_config_memory`) before anything is built or written.
 """
 
 from __future__ import annotations
@@ -26,6 +30,66 @@ import yaml
 from sola.core.atomic import atomic_write_text
 from sola.core.errors import ConfigError
 from sola.core.inputs import input_file, input_problem
+from sola.core.memory import require_memory
+
+MAX_CONFIG_BYTES = 1 << 20  # a config file is read only up to this size
+
+
+@dataclass(frozen=True)
+class Range:
+    """The values a number may take: `low <= x <= high` (`above`: `low < x`; `below`: `x < high`).
+
+    NaN is never inside; an infinity only when the bound on its side is itself infinite and not excluded.
+    """
+
+    low: float
+    high: float
+    above: bool = False
+    below: bool = False
+    note: str = ""  # why, when the bound is not obvious ("a 95% interval needs two paired seeds")
+
+    def __contains__(self, value) -> bool:
+        return bool((value > self.low if self.above else value >= self.low)
+                    and (value < self.high if self.below else value <= self.high))
+
+    def describe(self) -> str:
+        """"between 1 and 4096", "> 0 and <= 1000", "> 0 (inf: no bound)"."""
+        if not (self.above or self.below or math.isinf(self.high)):
+            return f"between {show_number(self.low)} and {show_number(self.high)}"
+        if self.above and self.below:
+            return f"strictly between {show_number(self.low)} and {show_number(self.high)}"
+        low = f"{'>' if self.above else '>='} {show_number(self.low)}"
+        if math.isinf(self.high):
+            return f"{low} (inf: no bound)"
+        return f"{low} and {'<' if self.below else '<='} {show_number(self.high)}"
+
+
+def show_number(value) -> str:
+    """A number as a message shows it: whole numbers in full below 1e10 (seeds), else four significant digits."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        text = repr(value)
+        return text if len(text) <= 80 else text[:77] + "..."
+    if (isinstance(value, int) or (math.isfinite(value) and value.is_integer())) and abs(value) < 10**10:
+        return str(int(value))
+    return f"{value:.4g}"
+
+
+def ranged(default=dataclasses.MISSING, low: float = -math.inf, high: float = math.inf, *, above: bool = False,
+           below: bool = False, note: str = "", factory=dataclasses.MISSING):
+    """A dataclass field with its allowed range beside it: `hidden_dim: int = ranged(512, 1, SIZE)`.
+
+    `SectionedConfig.validate` checks every section's values against these ranges (an int field holds an int,
+    a float is finite, lists item by item); a numeric field without one is refused when the config is defined.
+    """
+    meta = {"range": Range(low, high, above, below, note)}
+    if factory is not dataclasses.MISSING:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+SIZE = 10**15  # the upper bound of a size (width, batch, count) that allocates: memory is its real bound, checked
+COUNT = 10**7  # the upper bound of a loop count (epochs, steps of a window, top-k): no more is ever useful
+SEED = (0, 2**32 - 1)  # every seed: what numpy, torch and Python's random all take
 
 
 @typing.dataclass_transform(field_specifiers=(dataclasses.field,))
@@ -36,6 +100,10 @@ class SectionedConfig:
     (`{"fit.lr": 1e-4}`, the CLI's `--set` and its named flags) override the file. A subclass lists
     its sections as annotations (each defaults to its dataclass's defaults) and names its checker:
     `class SoLaConfig(SectionedConfig, check=validate_config)`; it becomes a dataclass.
+
+    Every number of a section declares its range beside it (`hidden_dim: int = ranged(512, 1, SIZE)`):
+    `validate` checks all of them (an integer where one is expected, finite, inside) before the checker, and a
+    section with a number that has no range is refused when the subclass is defined, so no key can forget it.
     """
 
     _check = None  # the subclass's checker: raises `ConfigError` for a bad value
@@ -47,10 +115,17 @@ class SectionedConfig:
         for name, section in typing.get_type_hints(cls).items():
             if name not in vars(cls):
                 setattr(cls, name, field(default_factory=section))
+            for key in dataclasses.fields(section):
+                if _is_numeric(typing.get_type_hints(section)[key.name]) and "range" not in key.metadata:
+                    raise TypeError(f"{cls.__name__}: {name}.{key.name} is a number without a range; declare it "
+                                    f"with sola.core.config.ranged(default, low, high)")
         dataclass(cls)
 
     def validate(self):
-        """Check every value; raise `ConfigError` naming the key and the fix. Returns the config."""
+        """Check every value: first each against the range declared beside its field (type, finite, bounds),
+        then the subclass's checker (relations between keys, memory). Raises `ConfigError` naming the key.
+        Returns the config."""
+        check_ranges(self)
         if self._check is not None:
             self._check(self)
         return self
@@ -105,7 +180,7 @@ def packaged_config(path: str | os.PathLike) -> Path:
     So `--config thumos14_i3d` (or `configs/thumos14_i3d.yaml` from any directory) finds the shipped file.
     """
     path = Path(path)
-    if path.is_file():
+    if path.exists():
         return path
     shipped = Path(__file__).resolve().parents[1] / "configs" / path.name
     for candidate in (shipped, shipped.with_name(shipped.name + ".yaml")):
@@ -114,119 +189,202 @@ def packaged_config(path: str | os.PathLike) -> Path:
     return path
 
 
-def check_positive_integers(values: dict[str, Any]) -> None:
-    """Raise `ConfigError` naming the first dotted key whose value is not an integer >= 1 (bools refused)."""
-    for name, value in values.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+def _is_numeric(hint) -> bool:
+    """Whether a field's type holds numbers (int, float, optional or in lists)."""
+    if hint in (int, float):
+        return True
+    return any(_is_numeric(arg) for arg in typing.get_args(hint))
+
+
+def _wants_int(hint) -> bool:
+    """Whether the numbers of a field's type are integers."""
+    return hint is int or (hint is not float and any(_wants_int(arg) for arg in typing.get_args(hint)))
+
+
+def range_error(key: str, value, allowed: Range, integer: bool, nullable: bool = False) -> str | None:
+    """The message for `value` outside `allowed` (None when inside): "KEY must be an integer between 1 and 4096,
+    got 0". Lists are checked item by item; an integer field refuses floats and bools, a float field NaN."""
+    if isinstance(value, (list, tuple)):
+        return next((error for item in value if (error := range_error(key, item, allowed, integer))), None)
+    if value is None and nullable:
+        return None
+    if integer:
+        good = isinstance(value, int) and not isinstance(value, bool) and value in allowed
+        kind = "an integer"
+    else:
+        good = isinstance(value, (int, float)) and not isinstance(value, bool) and value in allowed
+        kind = "a number" if math.isinf(allowed.high) else "a finite number"
+    if good:
+        return None
+    wanted = f"{kind} {allowed.describe()}"
+    if integer and allowed.low in (0, 1) and not allowed.above and not math.isinf(allowed.high):
+        wanted = f"a {'positive' if allowed.low else 'non-negative'} integer <= {show_number(allowed.high)}"
+    note = f"; {allowed.note}" if allowed.note else ""
+    return f"{key} must be {wanted}{' (or null)' if nullable else ''}, got {show_number(value)}{note}"
+
+
+def check_ranges(config) -> None:
+    """Raise `ConfigError` for the first value of a sectioned config outside the range declared beside its field."""
+    for section in dataclasses.fields(config):
+        values = getattr(config, section.name)
+        hints = typing.get_type_hints(type(values))
+        for key in dataclasses.fields(values):
+            allowed = key.metadata.get("range")
+            if allowed is None:
+                continue
+            hint = hints[key.name]
+            error = range_error(f"{section.name}.{key.name}", getattr(values, key.name), allowed, _wants_int(hint),
+                                type(None) in typing.get_args(hint))
+            if error:
+                raise ConfigError(error)
+
+
+def check_seed(seed, name: str = "seed") -> int:
+    """`seed` itself when it is an integer in [0, 2**32 - 1] (what numpy, torch and random take); else `ConfigError`."""
+    error = range_error(name, seed, Range(*SEED), integer=True)
+    if error:
+        raise ConfigError(error)
+    return seed
+
+
+def config_value(config, key: str):
+    """The value of a dotted key of a sectioned config."""
+    section, _, name = key.partition(".")
+    return getattr(getattr(config, section), name)
+
+
+def require_config_memory(config, nbytes: float, keys: list[str], what: str) -> None:
+    """Raise `ConfigError` when `nbytes` (a lower bound) exceed this machine's memory, naming among `keys` the
+    one furthest above its default: "adapter.hidden_dim=1e+12 needs 4e+12 TB (WHAT); this machine has 24 GB"."""
+    defaults = type(config)()
+
+    def growth(key: str) -> float:
+        value, default = config_value(config, key) or 0, config_value(defaults, key) or 1
+        return float(value) / max(float(default), 1.0)
+
+    key = max(keys, key=growth)
+    if growth(key) <= 1:  # nothing above its default: the data's size (a store's width) is what is large
+        require_memory(nbytes, what, "lower the sizes of the config")
+    require_memory(nbytes, f"{key}={show_number(config_value(config, key))} ({what})", f"lower {key}")
 
 
 def validate_config(config: SoLaConfig) -> None:
-    """Raise `ConfigError` for values out of range or gathered positions that see padding."""
+    """Raise `ConfigError` for relations between values (the ranges are checked before, beside each field):
+    gathered positions that see padding, a warm-up beyond the budget, names, and sizes beyond this machine's
+    memory (a lower bound: at C = 1 channel; `require_fit_memory` checks again with the store's width)."""
     a, m, f, transform = config.adapter, config.matching, config.fit, config.transform
-    positive = {
-        "adapter.hidden_dim": a.hidden_dim,
-        "adapter.kernel_size": a.kernel_size,
-        "adapter.dilation": a.dilation,
-        "matching.window": m.window,
-        "matching.step": m.step,
-        "matching.num_positions": m.num_positions,
-        "matching.projector_dim": m.projector_dim,
-        "fit.epochs": f.epochs,
-        "fit.batch_size": f.batch_size,
-        "fit.windows_per_video": f.windows_per_video,
-        "fit.checkpoint_every": f.checkpoint_every,
-        "fit.health_windows": f.health_windows,
-        "transform.chunk_size": transform.chunk_size,
-    }
-    check_positive_integers(positive)
     if a.kernel_size % 2 == 0:
         raise ConfigError(
             f"adapter.kernel_size must be odd for symmetric 'same' padding, got {a.kernel_size}"
         )
-    if m.num_positions < 2:
-        raise ConfigError("matching.num_positions must be at least 2 to form a similarity map")
-    if not isinstance(m.start, int) or m.start < 0:
-        raise ConfigError(f"matching.start must be a non-negative integer, got {m.start!r}")
-    if not 0 < m.clamp_eps < 0.5:
-        raise ConfigError(f"matching.clamp_eps must be in (0, 0.5), got {m.clamp_eps}")
-    if not (math.isfinite(m.target_k) and m.target_k > 0):
-        raise ConfigError(f"matching.target_k must be positive, got {m.target_k}")
-    if not (math.isfinite(f.lr) and f.lr > 0 and math.isfinite(f.weight_decay) and f.weight_decay >= 0):
-        raise ConfigError(f"fit.lr must be > 0 and fit.weight_decay >= 0, both finite (got {f.lr}, {f.weight_decay})")
-    for name, value in (("fit.steps", f.steps), ("fit.warmup_steps", f.warmup_steps),
-                        ("fit.frozen_epochs", f.frozen_epochs), ("fit.prefetch", f.prefetch)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise ConfigError(f"{name} must be a non-negative integer (0: off), got {value!r}")
     if f.steps and f.warmup_steps >= f.steps:
         raise ConfigError(f"fit.warmup_steps ({f.warmup_steps}) must be below fit.steps ({f.steps})")
     if f.schedule not in ("constant", "cosine"):
         raise ConfigError(f"fit.schedule must be constant or cosine, got {f.schedule!r}")
-    if not (f.max_departure > 0):  # also refuses NaN
-        raise ConfigError(f"fit.max_departure must be > 0 (inf: no bound), got {f.max_departure}")
-    if not 0 <= f.collapse_ratio < 1:
-        raise ConfigError(f"fit.collapse_ratio must be in [0, 1) (0: no collapse check), got {f.collapse_ratio}")
-    radius = receptive_radius(a)
-    positions = gathered_positions(m)
-    first, last = positions[0], positions[-1]
-    if first < radius or last > m.window - 1 - radius:
-        raise ConfigError(
-            f"gathered positions {first}..{last} (start={m.start}, step={m.step}, "
-            f"num_positions={m.num_positions}) must lie in [{radius}, {m.window - 1 - radius}] "
-            f"so that none sees the zero padding of a window of {m.window} snippets with "
-            f"kernel_size={a.kernel_size}, dilation={a.dilation}; lower start/step/num_positions "
-            f"or raise matching.window"
-        )
+    check_geometry(a, m)
     for name, policy in (("fit.nan_policy", f.nan_policy), ("transform.nan_policy", transform.nan_policy)):
         if policy not in ("error", "zero", "drop-video"):
             raise ConfigError(f"{name} must be error, zero or drop-video, got {policy!r}")
-    if not (f.device in ("auto", "cpu", "cuda") or f.device.startswith("cuda:")):
-        raise ConfigError(f"fit.device must be auto, cpu, cuda or cuda:N, got {f.device!r}")
+    for name, device in (("fit.device", f.device), ("transform.device", transform.device)):
+        if not (device in ("auto", "cpu", "cuda") or device.startswith("cuda:")):
+            raise ConfigError(f"{name} must be auto, cpu, cuda or cuda:N, got {device!r}")
+    require_fit_memory(config, 1)
+    require_transform_memory(config, 1)
+
+
+def check_geometry(adapter: AdapterConfig, matching: MatchingConfig) -> None:
+    """Raise `ConfigError` when a gathered position would see the zero padding of its window: the one geometry
+    check of `sola train` (through `validate_config`) and `sola cost`."""
+    radius = receptive_radius(adapter)
+    first = matching.start
+    last = matching.start + matching.step * (matching.num_positions - 1)
+    if first < radius or last > matching.window - 1 - radius:
+        raise ConfigError(
+            f"gathered positions {first}..{last} (start={matching.start}, step={matching.step}, "
+            f"num_positions={matching.num_positions}) must lie in [{radius}, {matching.window - 1 - radius}] "
+            f"so that none sees the zero padding of a window of {matching.window} snippets with "
+            f"adapter.kernel_size={adapter.kernel_size}, adapter.dilation={adapter.dilation}; lower "
+            f"matching.start/step/num_positions, adapter.dilation or adapter.kernel_size, or raise matching.window"
+        )
+
+
+def fit_bytes(dim: int, config: SoLaConfig) -> float:
+    """A lower bound of the bytes a fit on `dim`-channel features holds: the adapter and projector with their
+    gradients and AdamW state (float32), the batches read (and read ahead), the activations at the gathered
+    positions and the health batch."""
+    a, m, f = config.adapter, config.matching, config.fit
+    hidden, kernel, projector = a.hidden_dim, a.kernel_size, m.projector_dim
+    weights = dim * hidden * kernel + hidden * hidden + hidden * dim + projector * dim * 2
+    batches = f.batch_size * m.window * dim * (1 + f.prefetch)
+    activations = f.batch_size * m.num_positions * (kernel * dim + 2 * hidden + projector)
+    return 4.0 * (4 * weights + batches + activations + f.health_windows * m.window * dim)
+
+
+def transform_bytes(dim: int, config: SoLaConfig) -> float:
+    """A lower bound of the bytes transforming one chunk of `transform.chunk_size` snippets holds."""
+    a = config.adapter
+    weights = dim * a.hidden_dim * a.kernel_size + a.hidden_dim * a.hidden_dim + a.hidden_dim * dim
+    return 4.0 * (weights + config.transform.chunk_size * (2 * dim + 2 * a.hidden_dim))
+
+
+def require_fit_memory(config: SoLaConfig, dim: int) -> None:
+    """Raise `ConfigError` when a fit on `dim`-channel features cannot fit this machine's memory."""
+    keys = ["adapter.hidden_dim", "adapter.kernel_size", "matching.projector_dim", "matching.window",
+            "matching.num_positions", "fit.batch_size", "fit.prefetch", "fit.health_windows"]
+    width = "at any feature width" if dim == 1 else f"at C={dim}"
+    require_config_memory(config, fit_bytes(dim, config), keys, f"the fit's weights and batches {width}")
+
+
+def require_transform_memory(config: SoLaConfig, dim: int) -> None:
+    """Raise `ConfigError` when transforming `dim`-channel features cannot fit this machine's memory."""
+    keys = ["adapter.hidden_dim", "adapter.kernel_size", "transform.chunk_size"]
+    width = "at any feature width" if dim == 1 else f"at C={dim}"
+    require_config_memory(config, transform_bytes(dim, config), keys, f"the adapter and one chunk {width}")
 
 
 @dataclass
 class AdapterConfig:
     """The gated residual temporal conv: `f + tanh(alpha) * g(f)`."""
 
-    hidden_dim: int = 512  # H
-    kernel_size: int = 5  # k of the first conv (the only one wider than 1)
-    dilation: int = 1
+    hidden_dim: int = ranged(512, 1, SIZE)  # H
+    kernel_size: int = ranged(5, 1, 4095)  # k of the first conv (the only one wider than 1)
+    dilation: int = ranged(1, 1, COUNT)
 
 
 @dataclass
 class MatchingConfig:
     """Similarity Matching: window, gathered positions, target kernel, projector."""
 
-    window: int = 23  # L: snippets per training window
-    step: int = 2  # s: gap between gathered positions
-    start: int = 4  # first gathered position inside the window
-    num_positions: int = 8  # N: positions start + s*i, i = 0..N-1
-    target_k: float = 16.0  # K in T_ij = sigmoid(K / |i-j|^2)
-    projector_dim: int = 512  # Linear(C->512) -> ReLU -> Linear(512->C)
-    clamp_eps: float = 1e-5  # P is clamped to [eps, 1 - eps]
+    window: int = ranged(23, 1, SIZE)  # L: snippets per training window
+    step: int = ranged(2, 1, COUNT)  # s: gap between gathered positions
+    start: int = ranged(4, 0, COUNT)  # first gathered position inside the window
+    num_positions: int = ranged(8, 2, COUNT, note="a similarity map needs 2")  # N: positions start + s*i, i = 0..N-1
+    target_k: float = ranged(16.0, 0.0, 1e6, above=True)  # K in T_ij = sigmoid(K / |i-j|^2)
+    projector_dim: int = ranged(512, 1, SIZE)  # Linear(C->512) -> ReLU -> Linear(512->C)
+    clamp_eps: float = ranged(1e-5, 0.0, 0.5, above=True, below=True)  # P is clamped to [eps, 1 - eps]
 
 
 @dataclass
 class FitConfig:
     """Optimiser and schedule of the unsupervised fit."""
 
-    epochs: int = 150
-    batch_size: int = 256  # windows per optimiser step, summed over all DDP ranks
-    lr: float = 1e-4
-    weight_decay: float = 0.01
-    windows_per_video: int = 1  # beyond the reference: more optimiser steps per epoch
-    checkpoint_every: int = 10  # epochs between adapter checkpoints
+    epochs: int = ranged(150, 1, COUNT)
+    batch_size: int = ranged(256, 1, SIZE)  # windows per optimiser step, summed over all DDP ranks
+    lr: float = ranged(1e-4, 0.0, 1e3, above=True)
+    weight_decay: float = ranged(0.01, 0.0, 1e3)
+    windows_per_video: int = ranged(1, 1, COUNT)  # beyond the reference: more optimiser steps per epoch
+    checkpoint_every: int = ranged(10, 1, COUNT)  # epochs between adapter checkpoints
     # Beyond the reference (options): a step budget and an lr schedule.
-    steps: int = 0  # > 0: train exactly this many optimiser steps (overrides epochs)
-    warmup_steps: int = 0  # linear warm-up from 0 to lr over the first steps
+    steps: int = ranged(0, 0, 10**12)  # > 0: train exactly this many optimiser steps (overrides epochs)
+    warmup_steps: int = ranged(0, 0, 10**12)  # linear warm-up from 0 to lr over the first steps
     schedule: str = "constant"  # constant | cosine (decay to 0 over the steps after the warm-up)
     # Guardrails: stop (keeping the last healthy adapter) when a figure says the fit went wrong.
-    max_departure: float = 10.0  # mean ||tanh(alpha) g(f)|| / ||f||: the residual dwarfs the features
-    collapse_ratio: float = 0.2  # adapted effective rank or angular spread below this x the original's
-    frozen_epochs: int = 3  # epochs in a row with the loss unchanged (rel. 1e-5) or at the constant-map loss
-    health_windows: int = 16  # the fixed windows on which feature health is measured every epoch
-    prefetch: int = 2  # batches read ahead in a background thread (0: read in the training loop)
-    seed: int = 0
+    max_departure: float = ranged(10.0, 0.0, math.inf, above=True)  # mean ||tanh(alpha) g(f)|| / ||f||: the residual dwarfs the features
+    collapse_ratio: float = ranged(0.2, 0.0, 1.0, below=True)  # adapted effective rank or angular spread below this x the original's
+    frozen_epochs: int = ranged(3, 0, COUNT)  # epochs in a row with the loss unchanged (rel. 1e-5) or at the constant-map loss
+    health_windows: int = ranged(16, 1, SIZE)  # the fixed windows on which feature health is measured every epoch
+    prefetch: int = ranged(2, 0, 1024)  # batches read ahead in a background thread (0: read in the training loop)
+    seed: int = ranged(0, *SEED)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     nan_policy: str = "error"  # error | zero | drop-video: what to do with NaN/Inf features
 
@@ -235,7 +393,7 @@ class FitConfig:
 class TransformConfig:
     """Applying a fitted adapter to whole videos."""
 
-    chunk_size: int = 8192  # snippets per forward pass; longer videos go in overlapping chunks
+    chunk_size: int = ranged(8192, 1, SIZE)  # snippets per forward pass; longer videos go in overlapping chunks
     device: str = "auto"
     nan_policy: str = "error"  # error | zero | drop-video
 
@@ -273,17 +431,50 @@ def save_config(config: SoLaConfig, path: str | os.PathLike) -> None:
 
 
 def read_yaml_sections(path: str | os.PathLike) -> dict[str, Any]:
-    """The mapping of sections in a YAML config file; raises `ConfigError` naming the file."""
-    path = input_file(path, "config file", ConfigError)
+    """The mapping of sections in a YAML config file; raises `ConfigError` naming the file.
+
+    Refused, each in one line: a path that is missing, a directory or not a regular file (/dev/null, a FIFO:
+    `sola.core.inputs.input_file`, never opened), an empty
+    (0-byte) file, a file over `MAX_CONFIG_BYTES`, binary content (not UTF-8 text, or NUL bytes), YAML errors
+    (with the line and column), Python tags (`!!python/object`: safe loading only) and a top level that is not
+    a mapping of sections.
+    """
+    path = input_file(path, "config file", ConfigError)  # the one check of every input file
+    with path.open("rb") as handle:
+        raw = handle.read(MAX_CONFIG_BYTES + 1)
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"config file {path} is {path.stat().st_size:,} bytes; a config is at most "
+                          f"{MAX_CONFIG_BYTES:,} bytes: is it a config?")
+    if not raw:
+        raise ConfigError(f"config file {path} is empty (0 bytes); write its sections, or leave out --config")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except UnicodeDecodeError:
-        raise ConfigError(f"config file {path} is not text (binary data); pass a YAML file") from None
+        text = raw.decode("utf-8")
+        if "\0" in text:
+            raise UnicodeDecodeError("utf-8", raw, text.index("\0"), text.index("\0") + 1, "NUL byte")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not a YAML file: binary data at byte {exc.start} (not text); "
+                          "pass a YAML file") from None
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+        raise ConfigError(f"config file {path} is not valid YAML: {yaml_problem(exc)}") from None
+    except RecursionError:
+        raise ConfigError(f"config file {path} nests lists or mappings too deeply to be a config") from None
+    if data is None:  # only comments
+        return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"config file {path} must hold a mapping of sections")
+        kind = {"list": "a list", "str": "text", "bool": "true/false"}.get(type(data).__name__, "a number")
+        raise ConfigError(f"config file {path} must hold a mapping of sections (e.g. 'fit:' then its keys), "
+                          f"not {kind}")
     return data
+
+
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """One line for a YAML error: "line 3, column 7: expected ',' or ']', but got '<stream end>'"."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    problem = " ".join(part for part in (getattr(exc, "context", None), getattr(exc, "problem", None)) if part)
+    problem = " ".join((problem or str(exc)).split())
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark is not None else problem
 
 
 def changed_config_keys(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
@@ -354,14 +545,16 @@ def coerce_value(name: str, value: Any, hint: Any) -> Any:
     if origin is list:
         (item,) = typing.get_args(hint)
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{name} must be a list, got {value!r}")
+            raise ConfigError(f"{name} must be a list, got {show_number(value)}")
         return [coerce_value(name, v, item) for v in value]
     if hint is bool:
         if isinstance(value, bool):
             return value
-        raise ConfigError(f"{name} must be true or false, got {value!r}")
+        raise ConfigError(f"{name} must be true or false, got {show_number(value)}")
     try:
         if hint is int:
+            if isinstance(value, str):  # YAML reads 1e12 (no dot) as text: a number all the same
+                value = float(value) if any(c in value.lower() for c in ".e") else int(value)
             if isinstance(value, (bool, list, tuple, dict)) or (isinstance(value, float) and not value.is_integer()):
                 raise ValueError
             return int(value)
@@ -371,6 +564,7 @@ def coerce_value(name: str, value: Any, hint: Any) -> Any:
             return float(value)
         if hint is str:
             return "" if value is None else str(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name} must be a {getattr(hint, '__name__', hint)}, got {value!r}") from None
+    except (TypeError, ValueError, OverflowError):
+        kind = {int: "an integer", float: "a number", str: "a string"}.get(hint, hint)
+        raise ConfigError(f"{name} must be {kind}, got {show_number(value)}") from None
     return value

@@ -6,6 +6,11 @@ arrays (a few MB each) come from the heap, and the pages of freed arrays stay re
 returns every free page; `HeapTrim` calls it whenever the process has grown by 64 MB since the
 last call, which bounds the peak whatever the store's size (2 GB store: 416 MB instead of 747 MB,
 up to about 10% slower; 30 GB store: 440 MB against 429 MB on 2 GB, `benchmarks/scale_memory.py`). Elsewhere than glibc (or without `/proc`) it does nothing.
+
+Before anything is allocated from a size a user gave (a config key, a flag), `require_memory` compares an
+estimate of the bytes with this machine's memory and refuses, with both figures, what cannot fit
+("adapter.hidden_dim=1e+12 needs 4e+12 TB; this machine has 24 GB"); `require_disk` does the same for
+what a command will write.
 """
 
 from __future__ import annotations
@@ -13,7 +18,11 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import shutil
 from functools import lru_cache
+from pathlib import Path
+
+from sola.core.errors import ConfigError
 
 TRIM_MARGIN = 64 << 20  # bytes of growth allowed before freed pages are released
 PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -66,3 +75,54 @@ class HeapTrim:
         if now is not None and now > self.floor + self.margin:
             release_freed_memory()
             self.floor = resident_bytes() or now
+
+
+@lru_cache(maxsize=1)
+def total_memory_bytes() -> int | None:
+    """This machine's physical memory in bytes (`/proc/meminfo` MemTotal, else `sysconf`), None where unknown."""
+    try:
+        with open("/proc/meminfo", "rb") as handle:
+            for line in handle:
+                if line.startswith(b"MemTotal:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def format_bytes(count: float) -> str:
+    """`16e12` -> "16 TB" (decimal units, three significant digits; beyond TB in TB)."""
+    for unit in ("B", "kB", "MB", "GB"):
+        if abs(count) < 1000:
+            return f"{count:.3g} {unit}"
+        count /= 1000
+    return f"{count:.3g} TB"
+
+
+def require_memory(nbytes: float, what: str, fix: str = "") -> None:
+    """Raise `ConfigError` "WHAT needs N GB; this machine has M GB" when `nbytes` exceed the machine's memory.
+
+    `nbytes` is a lower bound of what the work allocates, so nothing that fits is refused; `fix` (e.g.
+    "lower fit.batch_size") ends the message.
+    """
+    total = total_memory_bytes()
+    if total is not None and nbytes > total:
+        raise ConfigError(f"{what} needs {format_bytes(nbytes)}; this machine has {format_bytes(total)} of memory"
+                          + (f"; {fix}" if fix else ""))
+
+
+def require_disk(nbytes: float, path: str | os.PathLike, what: str, fix: str = "") -> None:
+    """Raise `ConfigError` when writing about `nbytes` under `path` cannot fit the free space of its disk."""
+    folder = Path(path).absolute()
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return
+    if nbytes > free:
+        raise ConfigError(f"{what} writes about {format_bytes(nbytes)}; the disk of {folder} has "
+                          f"{format_bytes(free)} free" + (f"; {fix}" if fix else ""))

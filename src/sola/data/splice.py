@@ -25,8 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from sola.core.atomic import atomic_write_text, json_text
-from sola.core.config import SectionedConfig
+from sola.core.config import COUNT, SEED, SIZE, SectionedConfig, ranged, require_config_memory
 from sola.core.errors import ConfigError, StoreError
+from sola.core.memory import require_disk
 from sola.data.stores import FeatureStore
 from sola.data.stores.npy import NpyWriter
 
@@ -38,17 +39,17 @@ FORMAT = "sola-splice-1"
 class SpliceConfig:
     """How many videos, which classes are actions, how long the videos are."""
 
-    videos: int = 160
-    actions: int = 10  # K classes that are actions; the others are background
-    min_clips: int = 16  # clips per video, drawn uniformly in [min_clips, max_clips]
-    max_clips: int = 32
-    action_fraction: float = 0.5  # chance that a clip slot holds an action clip
-    validation_fraction: float = 0.25  # of the videos, and of each class's clips
-    holdout_fraction: float = 0.2  # of the other videos and clips: subset "holdout", for checkpoint selection
-    fps: float = 30.0  # the nominal snippet grid of the annotations
-    feat_stride: int = 16
-    num_frames: int = 16
-    seed: int = 0
+    videos: int = ranged(160, 2, SIZE)
+    actions: int = ranged(10, 1, COUNT)  # K classes that are actions; the others are background
+    min_clips: int = ranged(16, 1, COUNT)  # clips per video, drawn uniformly in [min_clips, max_clips]
+    max_clips: int = ranged(32, 1, COUNT)
+    action_fraction: float = ranged(0.5, 0.0, 1.0, above=True)  # chance that a clip slot holds an action clip
+    validation_fraction: float = ranged(0.25, 0.0, 1.0, above=True, below=True)  # of the videos, and of each class's clips
+    holdout_fraction: float = ranged(0.2, 0.0, 1.0, below=True)  # of the other videos and clips: subset "holdout", for checkpoint selection
+    fps: float = ranged(30.0, 0.0, 1000.0, above=True)  # the nominal snippet grid of the annotations
+    feat_stride: int = ranged(16, 1, 4096)
+    num_frames: int = ranged(16, 1, 4096)
+    seed: int = ranged(0, *SEED)
 
     def validate(self) -> "SpliceConfig":
         """Raise `ConfigError` naming the flag for impossible values."""
@@ -74,7 +75,10 @@ class SpliceConfig:
 
 
 def _check_splice(config: "SpliceSections") -> None:
-    config.splice.validate()
+    splice = config.splice.validate()
+    # the subsets, orders and per-video draws: a few numbers per video and per clip slot
+    require_config_memory(config, 8.0 * splice.videos * (4 + splice.max_clips), ["splice.videos", "splice.max_clips"],
+                          "the subsets and the draws of every video")
 
 
 class SpliceSections(SectionedConfig, check=_check_splice):
@@ -175,7 +179,7 @@ def splice_store(
     """
     from tqdm.auto import tqdm  # here: the command line reads SpliceConfig's defaults without it
 
-    config = (config or SpliceConfig()).validate()
+    config = SpliceSections(splice=config or SpliceConfig()).validate().splice
     out_dir = Path(out_dir)
     _check_out_dir(out_dir)
     classes: dict[str, list[str]] = {}
@@ -185,6 +189,7 @@ def splice_store(
     actions, pools = split_clips(classes, config, rng)
     subsets = video_subsets(config, rng)
     reader = _ClipReader(clips)
+    _check_disk(clips, config, out_dir)
     writer = NpyWriter(out_dir / "features")
     database, lengths = {}, []
     for index in tqdm(range(config.videos), desc="splice", unit="video", disable=not progress or None):
@@ -219,6 +224,14 @@ def splice_store(
         "features": str(out_dir / "features"),
         "annotations": str(out_dir / "annotations.json"),
     }
+
+
+def _check_disk(clips: FeatureStore, config: SpliceConfig, out_dir: Path) -> None:
+    """Refuse, before writing, videos whose features (about the first clip's size per clip) overfill the disk."""
+    first = np.asarray(clips.read(clips.video_ids()[0]))
+    size = config.videos * (config.min_clips + config.max_clips) / 2 * first.nbytes
+    require_disk(size, out_dir, f"splice.videos={config.videos} of about {(config.min_clips + config.max_clips) // 2} "
+                 f"clips of {first.nbytes:,} bytes", "lower --videos or --clips-per-video, or write to another disk")
 
 
 class _ClipReader:

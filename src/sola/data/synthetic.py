@@ -23,8 +23,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from sola.core.atomic import atomic_write_text, json_text
-from sola.core.config import SectionedConfig
+from sola.core.config import SEED, SIZE, SectionedConfig, ranged, require_config_memory
 from sola.core.errors import ConfigError
+from sola.core.memory import require_disk
 from sola.data.stores.npy import NpyWriter
 
 
@@ -32,29 +33,29 @@ from sola.data.stores.npy import NpyWriter
 class SyntheticConfig:
     """Size and difficulty of the synthetic benchmark (defaults: about 200 videos, C=256, 10 classes)."""
 
-    videos: int = 200
-    dim: int = 256
-    classes: int = 10
-    min_length: int = 100  # snippets
-    max_length: int = 600
-    latent_dim: int = 64
-    context_scale: float = 2.5  # per-video constant: dominates the features
-    drift_scale: float = 1.0  # slow within-video change unrelated to actions
-    prototype_scale: float = 1.2  # class evidence inside actions
-    motion_scale: float = 0.0  # option: a distractor that changes over a few seconds, unrelated to actions
-    motion_smoothing: float = 5.0  # snippets
-    noise_scale: float = 0.8
-    noise_smoothing: float = 1.5  # snippets: temporal correlation of the noise
-    blur: float = 2.5  # snippets: the encoder's temporal window softens boundaries
-    min_action: int = 6
-    max_action: int = 80
-    min_gap: int = 4
-    max_gap: int = 40
-    fps: float = 30.0
-    feat_stride: int = 16  # frames per snippet step
-    num_frames: int = 16  # frames seen by one snippet
-    validation_fraction: float = 0.2
-    seed: int = 0
+    videos: int = ranged(200, 2, SIZE)
+    dim: int = ranged(256, 1, SIZE)
+    classes: int = ranged(10, 1, SIZE)
+    min_length: int = ranged(100, 1, SIZE)  # snippets
+    max_length: int = ranged(600, 1, SIZE)
+    latent_dim: int = ranged(64, 1, SIZE)
+    context_scale: float = ranged(2.5, 0.0, 1e6)  # per-video constant: dominates the features
+    drift_scale: float = ranged(1.0, 0.0, 1e6)  # slow within-video change unrelated to actions
+    prototype_scale: float = ranged(1.2, 0.0, 1e6)  # class evidence inside actions
+    motion_scale: float = ranged(0.0, 0.0, 1e6)  # option: a distractor that changes over a few seconds, unrelated to actions
+    motion_smoothing: float = ranged(5.0, 0.0, 1e4)  # snippets
+    noise_scale: float = ranged(0.8, 0.0, 1e6)
+    noise_smoothing: float = ranged(1.5, 0.0, 1e4)  # snippets: temporal correlation of the noise
+    blur: float = ranged(2.5, 0.0, 1e4)  # snippets: the encoder's temporal window softens boundaries
+    min_action: int = ranged(6, 1, SIZE)
+    max_action: int = ranged(80, 1, SIZE)
+    min_gap: int = ranged(4, 0, SIZE)
+    max_gap: int = ranged(40, 0, SIZE)
+    fps: float = ranged(30.0, 0.0, 1000.0, above=True)
+    feat_stride: int = ranged(16, 1, 4096)  # frames per snippet step
+    num_frames: int = ranged(16, 1, 4096)  # frames seen by one snippet
+    validation_fraction: float = ranged(0.2, 0.0, 1.0, above=True, below=True)
+    seed: int = ranged(0, *SEED)
 
     def validate(self) -> "SyntheticConfig":
         """Raise `ConfigError` on impossible sizes."""
@@ -66,7 +67,20 @@ class SyntheticConfig:
             raise ConfigError("synthetic: need 1 <= min_action <= max_action and min_length >= 2 * min_action")
         if not 0 < self.validation_fraction < 1:
             raise ConfigError("synthetic: validation_fraction must be in (0, 1)")
+        if self.min_gap > self.max_gap:
+            raise ConfigError(f"synthetic: need min_gap <= max_gap, got {self.min_gap}, {self.max_gap}")
         return self
+
+    def peak_bytes(self) -> float:
+        """A lower bound of the bytes `write_synthetic` holds: the encoder, the prototypes, the per-video lengths
+        and order, and the float64 arrays of the longest video."""
+        encoder = self.latent_dim * self.dim + self.dim * self.dim + self.classes * self.latent_dim
+        video = self.max_length * (4 * self.latent_dim + 2 * self.classes + 2 * self.dim)
+        return 8.0 * (encoder + 2 * self.videos + video)
+
+    def disk_bytes(self) -> float:
+        """About the bytes of the float32 features written (mean length x dim per video)."""
+        return 4.0 * self.videos * (self.min_length + self.max_length) / 2 * self.dim
 
 
 def gaussian_smooth(x: np.ndarray, sigma: float) -> np.ndarray:
@@ -98,7 +112,13 @@ def sample_segments(length: int, config: SyntheticConfig, rng: np.random.Generat
     return segments
 
 
-class SynthSections(SectionedConfig):
+def _check_synth(config: "SynthSections") -> None:
+    synth = config.synth.validate()
+    keys = ["synth.videos", "synth.dim", "synth.classes", "synth.max_length", "synth.latent_dim"]
+    require_config_memory(config, synth.peak_bytes(), keys, "the encoder and the arrays of the longest video")
+
+
+class SynthSections(SectionedConfig, check=_check_synth):
     """`SyntheticConfig` as a sectioned config (section `synth`): what `sola synth --config/--set` reads."""
 
     synth: SyntheticConfig
@@ -148,8 +168,10 @@ def write_synthetic(out_dir: str | os.PathLike, config: SyntheticConfig | None =
     videos of an earlier, larger benchmark in `out_dir` are removed. Raises `ConfigError` (writing
     nothing) when `OUT/features` holds `.npy` files that no `sola synth` wrote.
     """
-    config = (config or SyntheticConfig()).validate()
+    config = SynthSections(synth=config or SyntheticConfig()).validate().synth
     out_dir = Path(out_dir)
+    require_disk(config.disk_bytes(), out_dir, f"synth.videos={config.videos} x synth.dim={config.dim}",
+                 "lower synth.videos or synth.dim, or write to another disk")
     features = out_dir / "features"
     found = sorted(features.glob("*.npy")) if features.is_dir() else []
     foreign = [p.name for p in found if not re.fullmatch(r"synth_\d{4,}\.npy", p.name)]

@@ -36,7 +36,7 @@ import numpy as np
 import yaml
 
 from sola.core.atomic import atomic_path, atomic_write_text, json_text
-from sola.core.config import SoLaConfig
+from sola.core.config import SoLaConfig, yaml_problem
 from sola.core.errors import ConfigError
 from sola.core.stats import (format_difference, format_mean_std, learned_nothing, mean_std, paired_difference,
                              verdict)
@@ -85,7 +85,10 @@ def scalar(text: str) -> Any:
             return kind(text)
         except ValueError:
             pass
-    return yaml.safe_load(text)
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--grid value {text!r} is not valid YAML ({yaml_problem(exc)})") from None
 
 
 def split_point(point: dict[str, Any]) -> tuple[str, str, dict, dict]:

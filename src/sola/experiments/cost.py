@@ -31,8 +31,10 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from sola.adapt.adapter import SoLaAdapter
 from sola.adapt.matching import SimilarityMatching
-from sola.core.config import MatchingConfig
+from sola.core.config import (AdapterConfig, FitConfig, MatchingConfig, SoLaConfig, check_geometry, check_ranges,
+                              fit_bytes)
 from sola.core.errors import ConfigError
+from sola.core.memory import require_memory
 from sola.extract.i3d import InceptionI3d
 
 ADAM_STATE = 2  # AdamW keeps two moments per parameter
@@ -141,6 +143,16 @@ def adapter_cost(dim: int, hidden: int = 512, kernel: int = 5, dilation: int = 1
     if kernel % 2 == 0:
         raise ConfigError(f"--kernel must be odd for symmetric 'same' padding, got {kernel}")
     matching = matching or MatchingConfig()
+    # `sola train`'s checks of the same values: the ranges, the geometry of the window, the memory
+    config = SoLaConfig(adapter=AdapterConfig(hidden, kernel, dilation), matching=matching,
+                        fit=FitConfig(batch_size=batch, prefetch=0, health_windows=1))
+    try:
+        check_ranges(config)
+        check_geometry(config.adapter, matching)
+    except ConfigError as exc:
+        raise ConfigError(_flags(str(exc))) from None
+    require_memory(fit_bytes(dim, config), f"--dim {dim} --hidden {hidden} --kernel {kernel} --batch-size {batch} "
+                   f"(one training step of {batch} windows of {matching.window} snippets)", "lower them")
     device = torch.device(device)
     torch.manual_seed(0)
     adapter = SoLaAdapter(dim, hidden, kernel, dilation)
@@ -170,6 +182,9 @@ def encoder_cost(frames: int = 16, size: int = 224, window: int = MatchingConfig
     for name, value in (("--frames", frames), ("--size", size), ("window", window), ("--repeats", repeats)):
         if value < 1:
             raise ConfigError(f"{name} must be a positive integer, got {value}")
+    clip = batch * 3 * frames * size * size  # the I3D's input, and its first feature map: 64 channels at 1/8 the size
+    require_memory(4.0 * (clip + clip * 64 / 3 / 8), f"--frames {frames} --size {size} (one clip of {frames} frames "
+                   f"of {size}x{size} and its first feature map)", "lower them")
     device = torch.device(device)
     torch.manual_seed(0)
     model = InceptionI3d().to(device).train()
@@ -190,6 +205,17 @@ def encoder_cost(frames: int = 16, size: int = 224, window: int = MatchingConfig
         peak_train_bytes=peak, peak_is_measured=measured,
         seconds_per_1000_windows=1000 * window * seconds / batch, batch=batch,
     )
+
+
+_FLAGS = {"adapter.hidden_dim": "--hidden", "adapter.kernel_size": "--kernel", "adapter.dilation": "--dilation",
+          "fit.batch_size": "--batch-size"}
+
+
+def _flags(message: str) -> str:
+    """A config message in the words of `sola cost`'s flags."""
+    for key, flag in _FLAGS.items():
+        message = message.replace(key, flag)
+    return message
 
 
 def format_cost_table(rows: list[Cost]) -> str:

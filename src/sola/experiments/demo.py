@@ -76,6 +76,9 @@ def run_demo(
     """
     out_dir = Path(out_dir)
     started = time.perf_counter()
+    if epochs:
+        overrides = {**(overrides or {}), "fit.epochs": epochs}
+    SoLaConfig.load(config, overrides, base=SoLaConfig.from_dict(nest_dotted(DEMO_SCHEDULE)))  # refused before any work
     synthetic = videos_dir is None
     if synthetic:
         store, labels = _synthetic_features(out_dir, num_videos, progress, log)
@@ -83,8 +86,6 @@ def run_demo(
         store = _extracted_features(out_dir, Path(videos_dir), fps, progress, log)
         labels = load_annotations(annotations) if annotations else None
     run_dir = out_dir / "run"
-    if epochs:
-        overrides = {**(overrides or {}), "fit.epochs": epochs}
     settings = _fit_config(store, config, overrides or {})
     adapter, selection = _fit(store, settings, labels if synthetic else None, run_dir, progress, log)
 

@@ -29,7 +29,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from sola.core.config import changed_config_keys
+from sola.core.config import changed_config_keys, check_seed
 from sola.core.distributed import barrier, rank_batch, setup_distributed, sum_across_ranks
 from sola.core.errors import AnnotationError, CheckpointError
 from sola.core.runs import STATE, load_state, save_state
@@ -58,7 +58,10 @@ class TrainResult:
 
 
 def seed_everything(seed: int) -> np.random.Generator:
-    """Seed Python, NumPy and torch; return the NumPy generator used for sampling and cropping."""
+    """Seed Python, NumPy and torch; return the NumPy generator used for sampling and cropping.
+
+    Raises `ConfigError` for a seed outside [0, 2**32 - 1] (what all three take)."""
+    check_seed(seed)
     random.seed(seed)
     torch.manual_seed(seed)
     return np.random.default_rng(seed)

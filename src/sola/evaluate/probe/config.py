@@ -6,10 +6,9 @@ importing torch.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
-from sola.core.config import SectionedConfig
+from sola.core.config import COUNT, SEED, SIZE, SectionedConfig, ranged
 from sola.core.errors import ConfigError
 
 METRICS = ("accuracy", "balanced_accuracy", "average_precision", "boundary_accuracy")
@@ -18,41 +17,11 @@ SELECTABLE = tuple(f"{p}_{m}" for p in ("sgd", "lbfgs") for m in METRICS)  # the
 
 
 def validate_probe_config(config: ProbeConfig) -> None:
-    """Raise `ConfigError` naming the key for a value out of range (the checker of `ProbeConfig`)."""
-    d, sgd, lbfgs, select = config.data, config.sgd, config.lbfgs, config.select
-    integers = {"data.boundary_k": (d.boundary_k, 1), "data.seed": (d.seed, 0), "sgd.epochs": (sgd.epochs, 1),
-                "sgd.batch_size": (sgd.batch_size, 1), "sgd.report_from": (sgd.report_from, 0),
-                "lbfgs.max_iter": (lbfgs.max_iter, 1), "lbfgs.history_size": (lbfgs.history_size, 1),
-                "data.chunk": (d.chunk, 1), "data.max_snippets": (d.max_snippets, 0),
-                "data.max_bytes": (d.max_bytes, 0)}
-    for name, (value, least) in integers.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < least:
-            raise ConfigError(f"{name} must be an integer >= {least}, got {value!r}")
-    if not 0 < d.videos <= 1:  # also refuses NaN
-        raise ConfigError(f"data.videos is the share of each split's videos probed, in (0, 1], got {d.videos}")
-    for name, value, low, above in (("data.feat_stride", d.feat_stride, 0.0, True), ("data.fps", d.fps, 0.0, True),
-                                    ("data.num_frames", d.num_frames, 0.0, False)):
-        if value is not None and not (math.isfinite(value) and (value > low if above else value >= low)):
-            raise ConfigError(f"{name} must be a finite number {'>' if above else '>='} {low:g} "
-                              f"(null: from the annotations), got {value}")
-    if not 0 < d.holdout < 1:  # also refuses NaN
-        raise ConfigError(f"data.holdout must lie strictly between 0 and 1, got {d.holdout}")
-    if not (math.isfinite(sgd.lr) and sgd.lr > 0):
-        raise ConfigError(f"sgd.lr must be a finite number > 0, got {sgd.lr}")
-    if not 0 <= sgd.momentum < 1:
-        raise ConfigError(f"sgd.momentum must be in [0, 1), got {sgd.momentum}")
-    for name, value in (("lbfgs.l2", lbfgs.l2), ("lbfgs.tolerance_grad", lbfgs.tolerance_grad),
-                        ("lbfgs.tolerance_change", lbfgs.tolerance_change), ("select.min_gain", select.min_gain)):
-        if not (math.isfinite(value) and value >= 0):
-            raise ConfigError(f"{name} must be a finite number >= 0, got {value}")
+    """Raise `ConfigError` naming the key for a value no range says (the checker of `ProbeConfig`; the range
+    of each value is checked before, beside its field)."""
+    select = config.select
     if select.criterion not in CRITERIA:
         raise ConfigError(f"select.criterion must be one of {', '.join(CRITERIA)}, got {select.criterion!r}")
-    for name, value, least in (("select.head_epochs", select.head_epochs, 0), ("select.seeds", select.seeds, 2)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < least:
-            raise ConfigError(f"{name} must be an integer >= {least}, got {value!r}"
-                              + ("; a 95% interval needs two paired seeds" if name == "select.seeds" else ""))
-    if not (math.isfinite(select.head_margin) and select.head_margin >= 0):
-        raise ConfigError(f"select.head_margin must be a finite number >= 0 (avg mAP, 0-1), got {select.head_margin}")
     if select.metric not in SELECTABLE:
         raise ConfigError(f"select.metric: unknown probe metric {select.metric!r}; "
                           f"choose one of {', '.join(SELECTABLE)}")
@@ -62,38 +31,38 @@ def validate_probe_config(config: ProbeConfig) -> None:
 class ProbeDataConfig:
     """Which snippets the probes see, how they are labelled, and the held-out split of selection."""
 
-    boundary_k: int = 2  # boundary accuracy counts the snippets within +-k of a transition
-    feat_stride: float | None = None  # frames between snippets; None: from the annotations
-    num_frames: float | None = None  # frames seen by one snippet; None: from the annotations
-    fps: float | None = None  # None: from the annotations
-    holdout: float = 0.25  # share of a subset's videos held out by `collect_heldout_snippets`
-    seed: int = 0  # the held-out split, the subsamples, and both probes' initialisation and batch order
-    videos: float = 1.0  # share of each split's videos probed (seeded; the reference: about 0.1)
-    chunk: int = 1  # one random snippet per chunk of this many (1: every snippet; the reference: 100)
-    max_snippets: int = 400_000  # per split (0: no cap); beyond it a seeded uniform draw: memory ~ N x C x 4 B
-    max_bytes: int = 750_000_000  # per split, of its float32 matrix (0: no cap): both ~1.5 GB whatever C
+    boundary_k: int = ranged(2, 1, COUNT)  # boundary accuracy counts the snippets within +-k of a transition
+    feat_stride: float | None = ranged(None, 0.0, 4096.0, above=True)  # frames between snippets; None: from the annotations
+    num_frames: float | None = ranged(None, 0.0, 4096.0)  # frames seen by one snippet; None: from the annotations
+    fps: float | None = ranged(None, 0.0, 1000.0, above=True)  # None: from the annotations
+    holdout: float = ranged(0.25, 0.0, 1.0, above=True, below=True)  # share of a subset's videos held out by `collect_heldout_snippets`
+    seed: int = ranged(0, *SEED)  # the held-out split, the subsamples, and both probes' initialisation and batch order
+    videos: float = ranged(1.0, 0.0, 1.0, above=True)  # share of each split's videos probed (seeded; the reference: about 0.1)
+    chunk: int = ranged(1, 1, SIZE)  # one random snippet per chunk of this many (1: every snippet; the reference: 100)
+    max_snippets: int = ranged(400_000, 0, SIZE)  # per split (0: no cap); beyond it a seeded uniform draw: memory ~ N x C x 4 B
+    max_bytes: int = ranged(750_000_000, 0, SIZE)  # per split, of its float32 matrix (0: no cap): both ~1.5 GB whatever C
 
 
 @dataclass
 class SgdProbeConfig:
     """The reference protocol: Linear(C -> 2) trained with mini-batch SGD with momentum."""
 
-    epochs: int = 16
-    lr: float = 0.01
-    momentum: float = 0.9
-    batch_size: int = 256
-    report_from: int = 6  # metrics are averaged over epochs >= this (0-based; the last ten of 16)
+    epochs: int = ranged(16, 1, COUNT)
+    lr: float = ranged(0.01, 0.0, 1e3, above=True)
+    momentum: float = ranged(0.9, 0.0, 1.0, below=True)
+    batch_size: int = ranged(256, 1, SIZE)
+    report_from: int = ranged(6, 0, COUNT)  # metrics are averaged over epochs >= this (0-based; the last ten of 16)
 
 
 @dataclass
 class LbfgsProbeConfig:
     """The converging probe: class-balanced logistic regression, full batch, L-BFGS from zero."""
 
-    l2: float = 1e-4  # loss + l2/2 * |w|^2 (bias free)
-    max_iter: int = 500
-    history_size: int = 20
-    tolerance_grad: float = 1e-6
-    tolerance_change: float = 1e-10
+    l2: float = ranged(1e-4, 0.0, 1e6)  # loss + l2/2 * |w|^2 (bias free)
+    max_iter: int = ranged(500, 1, COUNT)
+    history_size: int = ranged(20, 1, 10_000)
+    tolerance_grad: float = ranged(1e-6, 0.0, 1e6)
+    tolerance_change: float = ranged(1e-10, 0.0, 1e6)
 
 
 @dataclass
@@ -101,12 +70,12 @@ class ProbeSelectConfig:
     """Checkpoint selection (`sola.evaluate.select`): the column that decides and the margin to clear."""
 
     metric: str = "lbfgs_balanced_accuracy"  # the converging probe: sgd_* can sit at the majority rate
-    min_gain: float = 0.0  # a checkpoint must beat the identity by more than this
+    min_gain: float = ranged(0.0, 0.0, 1e6)  # a checkpoint must beat the identity by more than this
     # Beyond the reference (`sola.evaluate.select_head`): judge candidates by a short proxy head instead.
     criterion: str = "probe"  # "probe" (the reference's rule) or "head" (the proxy head's held-out avg mAP)
-    head_epochs: int = 6  # the proxy head's epochs in all, warm-up included (0: the head config's schedule)
-    seeds: int = 3  # proxy-head seeds, each candidate paired with the identity on the same seed
-    head_margin: float = 0.0  # the 95% interval of the paired avg-mAP gain (0-1) must lie above this
+    head_epochs: int = ranged(6, 0, COUNT)  # the proxy head's epochs in all, warm-up included (0: the head config's schedule)
+    seeds: int = ranged(3, 2, 1000, note="a 95% interval needs two paired seeds")  # proxy-head seeds, each candidate paired with the identity on the same seed
+    head_margin: float = ranged(0.0, 0.0, 1.0)  # the 95% interval of the paired avg-mAP gain (0-1) must lie above this
 
 
 class ProbeConfig(SectionedConfig, check=validate_probe_config):

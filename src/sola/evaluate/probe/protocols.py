@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 from sola.adapt.transform import apply_adapter
 from sola.core.devices import resolve_device
 from sola.core.errors import StoreError
+from sola.core.memory import require_memory
 from sola.data.annotations import Annotations
 from sola.evaluate.probe.config import METRICS, ProbeConfig, probe_config
 from sola.evaluate.probe.snippets import ProbeData, SnippetSet, collect_snippets, on_store, subsample_summary
@@ -30,6 +31,8 @@ def build_matrix(snippets: SnippetSet, adapter=None, device: str | torch.device 
     for NaN/Inf features.
     """
     store = snippets.store
+    require_memory(4.0 * snippets.num_snippets * store.dim(), f"the probe's matrix of {snippets.num_snippets} snippets "
+                   f"x {store.dim()} channels", "set data.max_snippets or data.max_bytes (--max-snippets, --max-bytes)")
     x = torch.empty(snippets.num_snippets, store.dim(), dtype=torch.float32)
     offset = 0
     for feature_id, rows in tqdm(list(zip(snippets.feature_ids, snippets.rows)), desc="reading snippets",
