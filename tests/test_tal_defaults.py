@@ -167,7 +167,9 @@ def test_weights_without_the_scale_fail_with_one_clear_line(tmp_path, capsys):
     (tmp_path / "config.yaml").write_text(text)  # a config that asks for scales the weights lack
     with pytest.raises(CheckpointError, match=r"weights do not match config.yaml \(Missing key\(s\).*scale_attn"):
         load_run(tmp_path)
-    assert main(["tal", "infer", str(tmp_path), str(tmp_path), "--annotations", str(tmp_path / "none.json")]) == 2
+    (tmp_path / "features").mkdir()
+    assert main(["tal", "infer", str(tmp_path), str(tmp_path / "features"), "--annotations",
+                 str(tmp_path / "none.json")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "scale_attn" in err
 

@@ -119,7 +119,7 @@ def test_cli_bad_input_is_one_line(synthetic, tmp_path, capsys):
     code = main(["tal", "infer", str(tmp_path), str(synthetic / "features"), "--annotations",
                  str(synthetic / "annotations.json")])
     err = capsys.readouterr().err.strip()
-    assert code == 2 and "not a TAL run directory" in err
+    assert code == 2 and "is not a run folder" in err
 
 
 def test_a_one_label_dataset_is_scored_by_its_label(tmp_path, recwarn):

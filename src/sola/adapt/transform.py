@@ -113,8 +113,9 @@ def transform_store(
     is bad or its adapted features are not finite, or when --nan-policy drop-video drops every video.
     """
     check_chunk_size(chunk_size)
-    require_memory(4.0 * chunk_size * 2 * (adapter.dim + adapter.hidden_dim),
-                   f"transform.chunk_size={chunk_size} (one chunk at C={adapter.dim}, H={adapter.hidden_dim})",
+    hidden = getattr(adapter, "hidden_dim", adapter.dim)  # a control (smoother) has no hidden layer
+    require_memory(4.0 * chunk_size * 2 * (adapter.dim + hidden),
+                   f"transform.chunk_size={chunk_size} (one chunk at C={adapter.dim}, H={hidden})",
                    "lower --chunk-size")
     out = Path(out)
     check_outputs({"--out": out}, {"the input store": store.path})  # nor inside it
