@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # A CPU build of torch; an unpinned torch would pull a multi-GB CUDA build.
 TORCH ?= torch==2.13.0
 
-.PHONY: demo test install bench clean
+.PHONY: demo test install bench docs clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/fit_throughput.py
+
+# docs/cli.md is generated from the parsers (tests/test_docs.py checks it is up to date).
+docs: $(STAMP)
+	$(BIN)/python -m sola.cli.reference > docs/cli.md
 
 clean:
 	rm -rf $(VENV) demo_out
