@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 import os
 
 import numpy as np
@@ -119,10 +120,10 @@ def test_compare_selects_by_default_and_records_the_winner(synthetic_small, tmp_
     assert all(annotations[v].subset == "training" for v in selection["heldout_videos"])
     assert json.loads((out / "compare.json").read_text())["sola_adapter"] == used
     assert used["message"] in format_markdown(table)
-    trained_on = calls[1]
-    if used["best"] == "identity":
-        assert trained_on is store and not (out / "sola_features").exists()
+    if used["best"] == "identity":  # the sola features are the originals: the baseline's head is reused
+        assert len(calls) == 1 and not (out / "sola_features").exists()
     else:
+        trained_on = calls[1]
         assert trained_on.path == out / "sola_features" and used["features"] == str(out / "sola_features")
     # A rerun reuses the selection and every result.
     monkeypatch.setattr(sola.experiments.compare, "run_experiment", lambda *a, **k: pytest.fail("retrained a finished run"))
@@ -151,7 +152,13 @@ def test_compare_uses_the_identity_when_it_wins_and_no_select_turns_selection_of
     assert "sola features: identity wins: no checkpoint beats the original features" in out
     used = json.loads((tmp_path / "selected" / "compare.json").read_text())["sola_adapter"]
     assert used["best"] == "identity" and used["features"] == str(features)
-    assert calls[1].path == features and not (tmp_path / "selected" / "sola_features").exists()
+    # the kept identity: the sola mode's head is the baseline's, not trained a second time on equal features
+    assert len(calls) == 1 and calls[0].path == features and not (tmp_path / "selected" / "sola_features").exists()
+    sola_result = json.loads((tmp_path / "selected" / "results" / "sola_seed0.json").read_text())
+    assert sola_result["reused_from"] == "baseline"
+    assert sola_result["average_mAP"] == json.loads(
+        (tmp_path / "selected" / "results" / "baseline_seed0.json").read_text())["average_mAP"]
+    assert "the sola mode's heads are the baseline's" in out
     selected = tmp_path / "selected" / "sola_select"  # the run is an input: selected into compare's own folder
     assert json.loads((selected / "select.json").read_text())["best"] == "identity"
     assert used["select_table"] == str(selected / "select.json")
@@ -165,7 +172,7 @@ def test_compare_uses_the_identity_when_it_wins_and_no_select_turns_selection_of
     used = json.loads((tmp_path / "plain" / "compare.json").read_text())["sola_adapter"]
     assert not used["selected"] and used["best"] is None
     assert used["source"] == str(run / "best.safetensors")  # the run's best as it is, as before
-    assert calls[1].path == features  # that best is the identity: gate 0, nothing to transform
+    assert len(calls) == 1  # that best is the identity: gate 0, nothing to transform, the baseline's head reused
 
     # Without best.safetensors, --no-select takes the final adapter; one output directory never
     # mixes the sola results of two adapters.
@@ -248,6 +255,9 @@ def test_compare_selects_by_head_and_reuses_a_selection_only_under_the_same_conf
     used = json.loads((tmp_path / "by_head" / "compare.json").read_text())["sola_adapter"]
     assert used["criterion"] == "head" and used["best"] == selection["best"]
     assert "verdict: avg mAP (sola vs baseline): no measurable difference" in out  # the fake head: equal mAP
+    # the terminal gives one verdict line per mode (average mAP); the lines per tIoU are in compare.md
+    assert out.count("verdict: ") == 1 and "mAP@" not in out.split("verdict: ", 1)[1]
+    assert "- mAP@0.50 (sola vs baseline)" in (tmp_path / "by_head" / "compare.md").read_text()
     assert proxies
     # The same selection config reuses select.json (of this --out, or one the run holds from `sola select`);
     # another one (the probe, or other proxy seeds) selects again.

@@ -124,11 +124,11 @@ def run_compare(args: argparse.Namespace) -> int:
     )
     if not main:
         return 0
-    print(format_markdown(table))
+    print(format_markdown(table, with_verdict=False))  # the verdict: once, below
     used = table.get("sola_adapter")
     if used:
         print(f"sola features: {used['message'] or used['source']}")
     print(f"written to {args.out}/compare.md and {args.out}/compare.json")
-    for line in verdict_lines(table):
+    for line in verdict_lines(table, average_only=True):  # per tIoU: compare.md
         print(f"verdict: {line}")
     return 0

@@ -37,7 +37,7 @@ from sola.adapt.adapter import adapter_digest, load_adapter, resolve_adapter_pat
 from sola.adapt.controls import SmoothConfig
 from sola.adapt.fit import fit_adapter
 from sola.adapt.transform import transform_store
-from sola.core.atomic import atomic_write_text, json_text
+from sola.core.atomic import atomic_write_bytes, atomic_write_text, json_text
 from sola.core.config import SoLaConfig
 from sola.core.errors import ConfigError
 from sola.core.runs import ADAPTER, BEST, EVALUATION, PREDICTIONS, SELECTION, STATE, list_checkpoints, read_json
@@ -289,6 +289,11 @@ def compare(
             saved = result_path(out_dir, mode, seed)
             if saved.is_file():
                 result = json.loads(saved.read_text())
+            elif mode == "sola" and stores.get("sola") is store and seed < len(results.get("baseline", ())):
+                if seed == 0:
+                    log("the original features were kept (selection chose the identity): the sola mode's heads are "
+                        "the baseline's, not trained again")
+                result = _reuse_baseline(out_dir, results["baseline"][seed], seed)
             else:
                 log(f"training the head: {mode}, seed {seed}")
                 features = stores[mode] if mode in ("sola", *CONTROLS) else store
@@ -334,6 +339,17 @@ def _run_and_keep(features: FeatureStore, annotations, tal_config, out_dir: Path
         if (Path(scratch) / PREDICTIONS).is_file():
             os.replace(Path(scratch) / PREDICTIONS, predictions_path(out_dir, mode, seed))
     atomic_write_text(saved, json_text(result))
+    return result
+
+
+def _reuse_baseline(out_dir: Path, baseline: dict, seed: int) -> dict:
+    """The "sola" result of `seed` when the sola features are the original ones: the baseline's result and
+    predictions (same features, same seed: a second head would be bitwise the same), saved as the sola mode's."""
+    result = {**baseline, "reused_from": "baseline"}
+    kept = predictions_path(out_dir, "baseline", seed)
+    if kept.is_file():
+        atomic_write_bytes(predictions_path(out_dir, "sola", seed), kept.read_bytes())
+    atomic_write_text(result_path(out_dir, "sola", seed), json_text(result))
     return result
 
 

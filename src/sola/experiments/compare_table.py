@@ -112,12 +112,14 @@ def verdicts(table: dict) -> list[dict]:
     return found
 
 
-def verdict_lines(table: dict) -> list[str]:
-    """The verdicts as printed lines: `avg mAP (sola vs baseline): SoLa helps: +1.2 [+0.3, +2.1] (3 pairs)`.
-
-    Tables from before verdicts were kept get theirs computed from their rows.
+def verdict_lines(table: dict, average_only: bool = False) -> list[str]:
+    """The verdicts as printed lines: `avg mAP (sola vs baseline): SoLa helps: +1.2 [+0.3, +2.1] (3 pairs)`;
+    with `average_only`, only the average-mAP line of each mode (what a terminal shows; compare.md and the report
+    keep the lines per tIoU). Tables from before verdicts were kept get theirs computed from their rows.
     """
     found = table.get("verdict") or verdicts(table)
+    if average_only:
+        found = [v for v in found if v["metric"] == "avg mAP"]
     return [f"{v['metric']} ({v['mode']} vs {v.get('against', 'baseline')}): {v['text']}" for v in found]
 
 
@@ -188,14 +190,15 @@ def control_notes(table: dict) -> list[str]:
     return notes
 
 
-def format_markdown(table: dict) -> str:
-    """The comparison as a Markdown table (mAP in %, mean +- std over seeds) and its notes."""
+def format_markdown(table: dict, with_verdict: bool = True) -> str:
+    """The comparison as a Markdown table (mAP in %, mean +- std over seeds), its notes and (`with_verdict`) every
+    verdict line."""
     header, rows = table_cells(table)
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cells) + " |" for cells in rows]
     for note in table_notes(table):
         lines += ["", note]
-    found = verdict_lines(table)
+    found = verdict_lines(table) if with_verdict else []
     if found:
         lines += ["", "**Verdict** (paired seeds, 95% t-interval):", ""] + [f"- {line}" for line in found]
     return "\n".join(lines) + "\n"

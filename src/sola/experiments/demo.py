@@ -182,8 +182,8 @@ def _evaluate(store: FeatureStore, labels, sola_store: FeatureStore, out_dir: Pa
     detection = compare(store, labels, load_tal_config("tal_synthetic_cpu"), out_dir / "compare",
                         modes=["baseline", "sola"], seeds=1, adapted_store=sola_store, probe_table=probe,
                         progress=progress, log=log)
-    log(format_markdown(detection))
-    for line in verdict_lines(detection):
+    log(format_markdown(detection, with_verdict=False))  # the verdict: once, below
+    for line in verdict_lines(detection, average_only=True):  # per tIoU: compare.md
         log(f"verdict: {line}")
     return probe, detection
 
