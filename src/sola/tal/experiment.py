@@ -61,7 +61,7 @@ def build_items(store, annotations, subset: str, config: TalConfig, names: list[
 
     Memory: with `lazy` (the default), the features of a random-access store (npy, HDF5) stay on disk
     and each batch reads only its windows (`StoredFeatures`); other layouts are read into memory,
-    or with `cache_dir` copied once to float32 `.npy` files there and memory-mapped.
+    or with `cache_dir` copied once to float32 `.npy` files there and read by rows like any `.npy` store.
 
     The grid of a `sola extract` store (or a transform of one) is the one it was extracted on
     (its metadata: fps, stride, window per video). Otherwise it is fixed-stride when the annotation
