@@ -95,7 +95,9 @@ def run_demo(
     transformed = transform_store(adapter, store, sola_dir, progress=progress)
     pictures = _pictures(store, labels, adapter, out_dir, synthetic, log)
     if synthetic:
-        probe, detection = _evaluate(store, labels, open_store(sola_dir), out_dir, progress, log)
+        # a kept identity: the SoLa features equal the originals, so the head's sola runs are the baseline's
+        kept = selection is not None and selection["identity_wins"]
+        probe, detection = _evaluate(store, labels, store if kept else open_store(sola_dir), out_dir, progress, log)
     else:
         probe = detection = None
         log("[5/7] no probe or TAL head on a handful of real videos (they need annotated training and validation splits)")
