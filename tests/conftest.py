@@ -30,6 +30,18 @@ def _few_threads():
     torch.set_num_threads(previous)
 
 
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test: resumed and whole runs are bitwise equal, small matrices are as fast, and a
+    busy machine does not thrash (modules that want it everywhere: `pytestmark = pytest.mark.usefixtures(...)`)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def write_npy_store(root: Path, lengths: list[int], dim: int = 16, dtype=np.float32, seed: int = 0) -> Path:
     """A tiny npy store with smooth random features, one file per video."""
     rng = np.random.default_rng(seed)

@@ -26,15 +26,7 @@ TINY_HEAD = ["--config", "tal_synthetic_cpu", "--quiet"] + [
     for arg in ("--set", pair)]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: resumed and whole runs are bitwise equal, and the shared cores stay free."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # one torch thread (tests/conftest.py)
 
 
 def train_argv(bench, out, *extra):

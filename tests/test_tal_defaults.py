@@ -37,12 +37,7 @@ EPOCH_LINE = re.compile(r"^tal train: epoch (\d+)/(\d+)  loss (\d+\.\d{4}) \(cls
                         r"lr (\S+)  (\d+\.\d{2}) s$")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # one torch thread (tests/conftest.py)
 
 
 def tiny(**overrides):

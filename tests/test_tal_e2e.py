@@ -46,15 +46,6 @@ def synthetic(tmp_path_factory):
     return root
 
 
-@pytest.fixture
-def one_thread():
-    # Small matrices: one thread is as fast and does not thrash on a busy machine.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_trained_head_passes_the_map_floor(synthetic, tmp_path, one_thread):
     store, annotations = open_store(synthetic / "features"), load_annotations(synthetic / "annotations.json")
     config = load_tal_config(CONFIGS / "tal_synthetic_cpu.yaml", TRAIN)

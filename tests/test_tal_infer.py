@@ -22,14 +22,6 @@ ROOT = Path(__file__).resolve().parents[1]
 I3D = ROOT.parent / "shared" / "data" / "features" / "i3d_2048_two_stream"
 
 
-@pytest.fixture
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_fuse_video_scores_top2():
     detections = {"v": {"segments": np.array([[1.0, 2.0], [3.0, 5.0]]), "scores": np.array([0.8, 0.4]),
                         "labels": np.zeros(2, dtype=np.int64)}}

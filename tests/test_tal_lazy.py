@@ -19,12 +19,7 @@ TINY = {"model.embd_dim": 16, "model.head_dim": 16, "model.n_head": 2, "model.wi
         "train.warmup_epochs": 2, "train.batch_size": 4, "train.lr": 1e-2, "train.ema_decay": 0.5}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # one torch thread (tests/conftest.py)
 
 
 def setup(synthetic_small, store, lazy=True, cache_dir=None, **overrides):
