@@ -20,24 +20,27 @@ def shared_path(*parts: str) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _few_threads():
-    # Two cores: keep torch from oversubscribing when tests run beside other work.
+def _few_threads(monkeypatch):
+    # Two cores: keep torch from oversubscribing when tests run beside other work. SOLA_THREADS keeps the commands
+    # run in the test (and their subprocesses) at this count instead of measuring the machine's load each time.
     import torch
 
     previous = torch.get_num_threads()
     torch.set_num_threads(min(previous, 2))
+    monkeypatch.setenv("SOLA_THREADS", str(torch.get_num_threads()))
     yield
     torch.set_num_threads(previous)
 
 
 @pytest.fixture
-def one_thread():
+def one_thread(monkeypatch):
     """One torch thread for the test: resumed and whole runs are bitwise equal, small matrices are as fast, and a
     busy machine does not thrash (modules that want it everywhere: `pytestmark = pytest.mark.usefixtures(...)`)."""
     import torch
 
     before = torch.get_num_threads()
     torch.set_num_threads(1)
+    monkeypatch.setenv("SOLA_THREADS", "1")
     yield
     torch.set_num_threads(before)
 

@@ -14,7 +14,7 @@ from sola.adapt.transform import apply_adapter
 
 
 def torchrun(*args, cwd):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "SOLA_THREADS": "1"}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                "-m", "sola", *args]
     return subprocess.run(command, capture_output=True, text=True, timeout=600, env=env, cwd=cwd)

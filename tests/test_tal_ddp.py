@@ -45,7 +45,7 @@ OVERRIDES = {"model.embd_dim": 16, "model.head_dim": 16, "model.n_head": 2, "tra
 
 
 def torchrun(*args, cwd, module=True):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "SOLA_THREADS": "1"}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                *(["-m", "sola"] if module else []), *args]
     return subprocess.run(command, capture_output=True, text=True, timeout=900, env=env, cwd=cwd)

@@ -188,7 +188,7 @@ def _transform_killed_and_resumed(tmp_path: Path, layout: str) -> None:
         "sys.exit(main(sys.argv[1:]))\n"
     )
     command = [sys.executable, "-c", child, "transform", *common, "--out", str(out)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "SOLA_THREADS": "1"}
     result = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, timeout=300)
     assert result.returncode == -signal.SIGKILL, "transform was not killed midway"
     assert digest(out) != digest(tmp_path / "ref" / name) if out.exists() else True
@@ -209,7 +209,7 @@ def test_sola_train_outputs_are_byte_identical_across_processes_and_resume(tmp_p
                       "fit: {batch_size: 4, lr: 0.001, checkpoint_every: 1, device: cpu}\n")
 
     def train(seed: str, *extra: str) -> None:
-        env = {**os.environ, "PYTHONHASHSEED": seed, "OMP_NUM_THREADS": "1"}
+        env = {**os.environ, "PYTHONHASHSEED": seed, "OMP_NUM_THREADS": "1", "SOLA_THREADS": "1"}
         command = [sys.executable, "-m", "sola", "train", str(features), "--quiet", *extra]
         result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
         assert result.returncode == 0, result.stderr

@@ -75,6 +75,8 @@ def _run(args: argparse.Namespace, command: str) -> int:
     """`args.func(args)`: its exit status, or 2 (130, 141) with one line on stderr for what `main` reports."""
     try:
         with warnings_as_notes(command):
+            if hasattr(args, "threads"):  # a command that uses torch (`add_command(threads=True)`)
+                _set_threads(args.threads)
             code = int(args.func(args) or 0)
         sys.stdout.flush()  # a closed pipe (`sola inspect | head`) is reported here, not at exit
         return code
@@ -95,6 +97,16 @@ def _run(args: argparse.Namespace, command: str) -> int:
         print(f"sola {command}: interrupted; rerun the same command (with --resume for training) to continue",
               file=sys.stderr)
         return 130
+
+
+def _set_threads(requested: int | None) -> None:
+    """Set torch's thread count (`sola.core.threads`); a note when other work leaves fewer cores than there are."""
+    from sola.core.threads import usable_cores, use_threads
+
+    count, reason = use_threads(requested)
+    if "busy" in reason and count < usable_cores():
+        warnings.warn(f"torch uses {count} thread{'s' if count > 1 else ''}: {reason} (--threads N or "
+                      f"SOLA_THREADS=N to choose)", SolaNote, stacklevel=2)
 
 
 @contextlib.contextmanager

@@ -15,14 +15,19 @@ from sola.data.stores import LAYOUTS, command_line_options, open_store
 
 
 def add_command(subparsers, name: str, func, help: str | None = None,
-                description: str | None = None) -> argparse.ArgumentParser:
+                description: str | None = None, threads: bool = True) -> argparse.ArgumentParser:
     """Add subcommand `name` that runs `func(args)`. Its `--help` texts default to `func`'s docstring:
-    the first paragraph is the one-line help, the rest the description."""
+    the first paragraph is the one-line help, the rest the description. `threads`: the command uses torch, so it
+    takes `--threads` and `sola.cli.main` sets torch's thread count before it runs (`sola.core.threads`)."""
     summary, _, rest = inspect.cleandoc(func.__doc__ or "").partition("\n\n")
     help = help if help is not None else " ".join(summary.split())
     description = description if description is not None else " ".join(rest.split()) or help
     parser = subparsers.add_parser(name, help=help, description=description)
     parser.set_defaults(func=func)
+    if threads:
+        parser.add_argument("--threads", type=integer(1, 1024), default=None, metavar="N",
+                            help="torch CPU threads (default: $SOLA_THREADS, else the cores not busy with other "
+                                 "work when the command starts; see docs/cli.md, Threads)")
     return parser
 
 

@@ -44,7 +44,7 @@ TRANSFORM_SHORTCUTS = [
 
 def register(subparsers) -> None:
     """Add the core subcommands to the `sola` parser."""
-    synth = add_command(subparsers, "synth", run_synth)
+    synth = add_command(subparsers, "synth", run_synth, threads=False)
     synth.add_argument("out", help="output directory (features/ and annotations.json)")
     add_config_arguments(synth, "synthetic-benchmark config (section synth: sola.data.synthetic.SyntheticConfig)",
                          "synth.motion_scale=1.0", SYNTH_SHORTCUTS)

@@ -28,7 +28,7 @@ SPLICE_SHORTCUTS = [
 
 def register(subparsers) -> None:
     """Add the data subcommands to the `sola` parser."""
-    inspect = add_command(subparsers, "inspect", run_inspect)
+    inspect = add_command(subparsers, "inspect", run_inspect, threads=False)
     add_store_arguments(inspect)
     inspect.add_argument("--flow", default=None, help="a flow store to combine with FEATURES (RGB) along channels")
     add_annotation_arguments(inspect, required=False)
@@ -36,7 +36,7 @@ def register(subparsers) -> None:
     inspect.add_argument("--strict", action="store_true", help="fail when feature and annotation ids differ")
     inspect.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    splice = add_command(subparsers, "splice", run_splice)
+    splice = add_command(subparsers, "splice", run_splice, threads=False)
     add_store_arguments(splice, name="clips")
     splice.add_argument("out", help="output directory (must be new or empty)")
     add_config_arguments(splice, "splice config (section splice: sola.data.splice.SpliceConfig)", "splice.fps=25",

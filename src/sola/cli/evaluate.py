@@ -60,7 +60,7 @@ PROBE_CONFIG = "probe config (sections data, sgd, lbfgs, select) over the refere
 
 def register(subparsers) -> None:
     """Add the evaluation subcommands to the `sola` parser."""
-    p = add_command(subparsers, "eval-detection", run_eval_detection)
+    p = add_command(subparsers, "eval-detection", run_eval_detection, threads=False)
     _add_ground_truth_arguments(p)
     p.add_argument("predictions", metavar="PRED", help="predictions: ActivityNet JSON {'results': ...}, ActionFormer flat JSON/pickle, "
                    "or {video: {segments, scores, labels}}")
@@ -70,7 +70,7 @@ def register(subparsers) -> None:
     add_covered_only_argument(p)
     p.add_argument("--json", default=None, metavar="OUT", help="write the results as JSON (atomically)")
 
-    p = add_command(subparsers, "eval-proposals", run_eval_proposals)
+    p = add_command(subparsers, "eval-proposals", run_eval_proposals, threads=False)
     _add_ground_truth_arguments(p)
     p.add_argument("proposals", metavar="PROPOSALS", help="proposals: ActivityNet JSON {'results': {video: [{score, segment}]}} or the "
                    "other prediction layouts (labels ignored)")

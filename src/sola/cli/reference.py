@@ -46,6 +46,14 @@ reads only `sola.experiments.compare_table`). Whole-process seconds: [Benchmarks
 
 Multi-process: `torchrun --nproc_per_node N -m sola train|transform|tal train|tal infer|compare ...`
 (see [Fitting](fitting.md#multi-gpu-and-multi-node-torchrun)).
+
+**Threads.** The commands that use torch take `--threads N`. Without it they use `$SOLA_THREADS` when set, torch's
+own choice when `OMP_NUM_THREADS` or `MKL_NUM_THREADS` is set (as torchrun sets it for its ranks), and otherwise the
+cores that other work leaves idle when the command starts (measured over 0.1 s from `/proc/stat`; at least one),
+with one `note:` line when that is fewer than the cores. Torch's own default, one thread per core, waits for cores
+it does not get: beside one busy process on 2 cores it made the demo many times slower
+(`benchmarks/demo_threads.py`, figures in [Benchmarks](benchmarks.md)). A process that starts after the command
+is not seen: pass `--threads 1` on a machine that others share.
 """
 
 

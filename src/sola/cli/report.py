@@ -12,7 +12,7 @@ from sola.core.runs import RECORD, read_json
 
 def register(subparsers) -> None:
     """Add `sola report` to the `sola` parser."""
-    p = add_command(subparsers, "report", run_report)
+    p = add_command(subparsers, "report", run_report, threads=False)
     p.add_argument("directory", metavar="RUN_OR_COMPARE_DIR",
                    help="a `sola train` or `sola tal train` run directory or a `sola compare` output directory")
     p.add_argument("--out", default=None, metavar="REPORT.html",

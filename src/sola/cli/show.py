@@ -21,7 +21,7 @@ from sola.evaluate.metrics.coverage import cover
 
 def register(subparsers) -> None:
     """Add `sola show` to the `sola` parser."""
-    p = add_command(subparsers, "show", run_show)
+    p = add_command(subparsers, "show", run_show, threads=False)
     p.add_argument("predictions", metavar="PREDICTIONS", help="predictions: ActivityNet JSON {'results': ...}, "
                    "ActionFormer flat JSON/pickle, or {video: {segments, scores, labels}}")
     add_annotation_arguments(p)

@@ -63,7 +63,7 @@ def register(subparsers) -> None:
     p.add_argument("--batch-size", type=integer(1), default=None, help="videos per forward pass (default: train.batch_size)")
     p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (default: train.device of the run)")
 
-    p = add_command(commands, "eval", run_eval)
+    p = add_command(commands, "eval", run_eval, threads=False)
     p.add_argument("predictions", metavar="PREDICTIONS|RUN_DIR", help="prediction file or run directory")
     add_annotation_arguments(p)
     p.add_argument("--subset", default=None, help="subset to evaluate (default: data.test_subset of the run)")
