@@ -20,10 +20,10 @@ def register(subparsers) -> None:
     add_head_and_sola_arguments(p)
     p.add_argument("--adapter", default=None, help="SoLa adapter: a .safetensors file (used as given) or a run "
                    "directory (selected on, like a run fitted here); default: fit one in OUT/sola_run")
-    p.add_argument("--modes", default="baseline,sola", help="comma list of baseline, sola, unified, unified+sm, "
-                   "and the controls smooth (the features smoothed along time by a fixed kernel of the adapter's "
-                   "receptive field) and untrained (an untrained adapter gated to SoLa's departure), each judged "
-                   "against baseline and sola")
+    p.add_argument("--modes", default="baseline,sola", help="comma list of baseline, sola, fitted (the run's "
+                   "last adapter as fitted, beside the one selection chose), unified, unified+sm, and the controls "
+                   "smooth (the features smoothed along time by a fixed kernel of the adapter's receptive field) and "
+                   "untrained (an untrained adapter gated to SoLa's departure), each judged against baseline and sola")
     p.add_argument("--seeds", type=integer(1, 1000), default=3, help="seeds 0..N-1 for every mode (default 3)")
     p.add_argument("--no-probe", action="store_true", help="skip the linear-probe columns")
     p.add_argument("--out", default="compare_out", help="output directory (results are resumable)")
@@ -96,7 +96,8 @@ def run_compare(args: argparse.Namespace) -> int:
 
     out = args.out
     fitted_here = [f"{out}/sola_run"] if args.adapter is None else []  # --adapter RUN_DIR is never written into
-    check_outputs({"--out": [out, f"{out}/results", f"{out}/sola_features", f"{out}/sola_select", *fitted_here]},
+    check_outputs({"--out": [out, f"{out}/results", f"{out}/sola_features", f"{out}/fitted_features", f"{out}/sola_select",
+                            *fitted_here]},
                   {**head_and_sola_inputs(args), "--adapter": args.adapter})
     check_output_dir(out)
     modes = parse_modes(args.modes)

@@ -56,12 +56,16 @@ def write_tsm_picture(
     feat_stride: float | None = None,
     num_frames: float | None = None,
     fps: float | None = None,
+    labels: dict[str, str] | None = None,
+    more: dict | None = None,
 ) -> Path:
     """Write the PNG of one video's cosine TSM (and its SoLa TSM with `adapter`) to `out`.
 
     `adapter`: a `SoLaAdapter`, an adapter file or a run directory (whose config gives the target
     kernel; else the reference N=8, K=16). `annotations`: an `Annotations` or a file (draws the
-    ground truth). Raises `StoreError`, `CheckpointError` or `AnnotationError` naming the fix.
+    ground truth). `more`: panel title -> `SoLaAdapter`, more panels after those (e.g. the adapter as fitted beside
+    the selected one); `labels`: other titles for "original features" and "SoLa features". Raises `StoreError`,
+    `CheckpointError` or `AnnotationError` naming the fix.
     """
     stored_id = find_video(store, video_id)
     features = store.read(stored_id)  # (T, C)
@@ -74,12 +78,10 @@ def write_tsm_picture(
             if run_dir is not None:
                 matching = load_config(run_dir / CONFIG).matching
             adapter = load_adapter(adapter_file)
-        if adapter.dim != features.shape[1]:
-            raise StoreError(
-                f"{store.path}: features of dim {features.shape[1]} do not fit an adapter of dim {adapter.dim}; "
-                "use the adapter fitted on this feature type"
-            )
-        maps["SoLa features"] = cosine_similarity_map(apply_adapter(adapter, features))
+        maps["SoLa features"] = _adapted_map(store, adapter, features)
+    for title, extra in (more or {}).items():
+        maps[title] = _adapted_map(store, extra, features)
+    maps = {(labels or {}).get(title, title): tsm for title, tsm in maps.items()}
     segments: list[tuple[float, float]] = []
     if annotations is not None:
         if not hasattr(annotations, "subset"):
@@ -89,3 +91,13 @@ def write_tsm_picture(
             segments = segments_in_snippets(video, len(features), feat_stride, num_frames, fps)
     target = target_map(matching.num_positions, matching.target_k).numpy()
     return tsm_figure(maps, out, segments, target, title=f"{video_id} ({len(features)} snippets)")
+
+
+def _adapted_map(store, adapter: SoLaAdapter, features: np.ndarray) -> np.ndarray:
+    """The cosine TSM of `features` after `adapter`; `StoreError` when their dimensions differ."""
+    if adapter.dim != features.shape[1]:
+        raise StoreError(
+            f"{store.path}: features of dim {features.shape[1]} do not fit an adapter of dim {adapter.dim}; "
+            "use the adapter fitted on this feature type"
+        )
+    return cosine_similarity_map(apply_adapter(adapter, features))

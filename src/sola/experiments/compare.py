@@ -2,7 +2,10 @@
 
 Modes:
   baseline     the head on the original features
-  sola         the head on SoLa features (a fitted adapter, or one fitted here by Similarity Matching)
+  sola         the head on SoLa features (a fitted adapter, or one fitted here by Similarity Matching; with a run,
+               the checkpoint that selection chose, possibly the identity)
+  fitted       the head on the features of the run's last adapter, as fitted (`OUT/fitted_features`): what
+               selection may have discarded
   unified      a fresh SoLa adapter in front of the head, trained jointly with the TAL loss (the paper's ablation)
   unified+sm   the same plus Similarity Matching as an auxiliary loss (beyond the paper)
   smooth       control: the head on the original features smoothed along time by a fixed kernel of the
@@ -45,13 +48,15 @@ from sola.data.annotations import canonical_subset
 from sola.data.stores import FeatureStore
 from sola.evaluate.probe import ProbeConfig, compare_probe, json_ready
 from sola.evaluate.select_head import choose_checkpoint
-from sola.experiments.compare_table import (CONTROLS, MODES, RESULTS, SOLA_RECORD, TABLE, format_markdown,  # noqa: F401
-                                            parse_modes, predictions_path, result_path, summarise, table_cells,
-                                            table_notes, verdict_lines, verdicts)
+from sola.experiments.compare_table import (CONTROLS, FEATURE_MODES, MODES, RESULTS, SOLA_RECORD,  # noqa: F401
+                                            TABLE, format_markdown, kept_original_line, parse_modes,
+                                            predictions_path, result_path, summarise, table_cells, table_notes,
+                                            verdict_lines, verdicts)
 from sola.experiments.controls import adapter_shape, control_store
 from sola.tal.experiment import run_experiment
 
 SELECT_DIR = "sola_select"  # in OUT: the selection on a run directory given as the adapter
+FITTED_RECORD = "fitted_adapter.json"  # in OUT: which adapter made the "fitted" features (and so its results)
 
 
 def sola_features(
@@ -118,14 +123,16 @@ def sola_store(
     else:
         source = str(resolve_adapter_path(adapter))
         chosen = load_adapter(source)
-    record = {"source": source, "selected": False, "best": None, "message": None}
+    record = {"source": source, "selected": False, "best": None, "message": None, "kept_original": False}
+    if run_dir is not None:
+        record["run"] = str(run_dir)  # the "fitted" mode takes its last adapter
     if select and run_dir is not None and annotations is not None and list_checkpoints(run_dir):
         table, where = _selection(run_dir, select_dir, store, annotations, tal_config, progress, log, heldout_subset,
                                   selection)
         log(table["message"])
         record.update(selected=True, best=table["best"], message=table["message"],
                       source=str(run_dir / "checkpoints"), select_table=str(where / SELECTION),
-                      criterion=table.get("criterion", "probe"))
+                      criterion=table.get("criterion", "probe"), kept_original=bool(table["identity_wins"]))
         chosen = None if table["identity_wins"] else load_adapter(table["best_checkpoint"])
     elif chosen is None:  # a run directory, not selected here: its best.safetensors, else adapter.safetensors
         if select and annotations is not None:
@@ -243,6 +250,8 @@ def compare(
     heldout_subset: str | None = None,
     selection: dict | None = None,
     smooth: dict | None = None,
+    fitted_store: FeatureStore | None = None,
+    sola_record: dict | None = None,
 ) -> dict:
     """Train and evaluate the head per mode and seed; write `compare.json` and `compare.md` in `out_dir`.
 
@@ -254,8 +263,11 @@ def compare(
     selection on that subset instead (`sola splice`'s "holdout"); `selection`: overrides of the `select`
     section of `sola.evaluate.probe.ProbeConfig`, e.g. `{"criterion": "head"}` to select by a proxy of this
     head (`sola.evaluate.select_head`) instead of the probe. `adapted_store`: SoLa features already written (then no
-    adapter work here). `probe_table`: a `sola.evaluate.probe.compare_probe` result to reuse for the probe
-    columns. Control modes ("smooth", "untrained": `sola.experiments.controls.control_store`) are
+    adapter work here; `sola_record`: what made them, e.g. `{"message": ..., "kept_original": True}`, for the
+    table). "fitted": the head on the features of the run's last adapter, as fitted (what selection may have
+    discarded): `fitted_store` when given, else written to `OUT/fitted_features` (the "sola" features or results
+    when they are the same adapter's). `probe_table`: a `sola.evaluate.probe.compare_probe` result to reuse for the
+    probe columns. Control modes ("smooth", "untrained": `sola.experiments.controls.control_store`) are
     judged against the baseline and against "sola"; "untrained" matches the "sola" features' departure
     (so it makes them even when "sola" is not among the modes); `smooth`: `SmoothConfig` fields over
     the adapter's geometry, e.g. `{"kernel": "gaussian"}`. Returns the table as a dict; its
@@ -271,11 +283,11 @@ def compare(
     out_dir.mkdir(parents=True, exist_ok=True)
     stores = {"original": store}
     used = None
-    if "sola" in modes or "untrained" in modes:
+    if {"sola", "untrained", "fitted"} & set(modes):
         if adapted_store is not None:
             stores["sola"] = adapted_store
             used = {"source": str(adapted_store.path), "selected": False, "best": None, "message": None,
-                    "features": str(adapted_store.path)}
+                    "features": str(adapted_store.path), **(sola_record or {})}
         else:
             stores["sola"], used = sola_store(store, out_dir, annotations, tal_config, adapter, sola_config,
                                               select, progress, log, heldout_subset, selection)
@@ -283,20 +295,23 @@ def compare(
     for mode in (m for m in modes if m in CONTROLS):
         stores[mode], controls[mode] = control_store(mode, store, out_dir, shape, stores.get("sola"), smooth,
                                                      (sola_config or SoLaConfig()).fit.seed, progress, log)
+    fitted = None
+    if "fitted" in modes:
+        stores["fitted"], fitted = fitted_features(store, out_dir, used, stores["sola"], fitted_store, progress, log)
     results: dict[str, list[dict]] = {}
     for mode in modes:
+        same = _same_features(mode, stores, store)
         for seed in range(seeds):
             saved = result_path(out_dir, mode, seed)
             if saved.is_file():
                 result = json.loads(saved.read_text())
-            elif mode == "sola" and stores.get("sola") is store and seed < len(results.get("baseline", ())):
+            elif same and seed < len(results.get(same, ())):
                 if seed == 0:
-                    log("the original features were kept (selection chose the identity): the sola mode's heads are "
-                        "the baseline's, not trained again")
-                result = _reuse_baseline(out_dir, results["baseline"][seed], seed)
+                    log(_reuse_line(mode, same))
+                result = _reuse(out_dir, same, results[same][seed], mode, seed)
             else:
                 log(f"training the head: {mode}, seed {seed}")
-                features = stores[mode] if mode in ("sola", *CONTROLS) else store
+                features = stores[mode] if mode in FEATURE_MODES else store
                 result = _run_and_keep(features, annotations, tal_config, out_dir, mode, seed,
                                        progress=None if progress else False,  # None: bars on a terminal only
                                        sm_weight=sm_weight, sola_config=sola_config)
@@ -309,6 +324,8 @@ def compare(
         table["controls"] = controls
     if used is not None and "sola" in modes:
         table["sola_adapter"] = {key: value for key, value in used.items() if key != "digest"}
+    if fitted is not None:
+        table["fitted_adapter"] = {key: value for key, value in fitted.items() if key != "digest"}
     table["verdict"] = verdicts(table)
     atomic_write_text(out_dir / TABLE, json_text(json_ready(table), indent=1))
     atomic_write_text(out_dir / "compare.md", format_markdown(table))
@@ -325,7 +342,7 @@ def _run_and_keep(features: FeatureStore, annotations, tal_config, out_dir: Path
     """
     saved = result_path(out_dir, mode, seed)
     saved.parent.mkdir(parents=True, exist_ok=True)
-    training = "baseline" if mode in ("baseline", "sola", *CONTROLS) else mode
+    training = "baseline" if mode in ("baseline", *FEATURE_MODES) else mode
     remove_stale_scratch(saved.parent)
     # one scratch folder per process: under torchrun every rank trains and writes the same outputs
     with tempfile.TemporaryDirectory(prefix=f".{saved.stem}.pid{os.getpid()}.", suffix=".run",
@@ -342,15 +359,73 @@ def _run_and_keep(features: FeatureStore, annotations, tal_config, out_dir: Path
     return result
 
 
-def _reuse_baseline(out_dir: Path, baseline: dict, seed: int) -> dict:
-    """The "sola" result of `seed` when the sola features are the original ones: the baseline's result and
-    predictions (same features, same seed: a second head would be bitwise the same), saved as the sola mode's."""
-    result = {**baseline, "reused_from": "baseline"}
-    kept = predictions_path(out_dir, "baseline", seed)
+def _same_features(mode: str, stores: dict[str, FeatureStore], store: FeatureStore) -> str | None:
+    """The earlier mode whose heads `mode`'s would repeat bitwise (the same features, trained alike), or None:
+    "baseline" for a features mode on the original features (a kept identity, a control of departure 0), "sola"
+    for "fitted" on the sola features."""
+    if mode not in FEATURE_MODES:
+        return None
+    if stores.get(mode) is store:
+        return "baseline"
+    if mode == "fitted" and stores.get("fitted") is stores.get("sola"):
+        return "sola"
+    return None
+
+
+def _reuse_line(mode: str, same: str) -> str:
+    """The log line that says `mode`'s heads are `same`'s."""
+    if mode == "sola":
+        return ("the original features were kept (selection chose the identity): the sola mode's heads are the "
+                "baseline's, not trained again")
+    return f"the {mode} features are the {same} mode's: its heads are the {same} mode's, not trained again"
+
+
+def _reuse(out_dir: Path, same: str, earlier: dict, mode: str, seed: int) -> dict:
+    """The result of (`mode`, `seed`) when its features are mode `same`'s: that result and its predictions (same
+    features, same seed: a second head would be bitwise the same), saved as `mode`'s."""
+    result = {**earlier, "reused_from": same}
+    kept = predictions_path(out_dir, same, seed)
     if kept.is_file():
-        atomic_write_bytes(predictions_path(out_dir, "sola", seed), kept.read_bytes())
-    atomic_write_text(result_path(out_dir, "sola", seed), json_text(result))
+        atomic_write_bytes(predictions_path(out_dir, mode, seed), kept.read_bytes())
+    atomic_write_text(result_path(out_dir, mode, seed), json_text(result))
     return result
+
+
+def fitted_features(store: FeatureStore, out_dir: Path, used: dict, sola: FeatureStore,
+                    given: FeatureStore | None = None, progress: bool = True,
+                    log: Callable[[str], None] = print) -> tuple[FeatureStore, dict]:
+    """The features of the "fitted" mode (the run's last adapter, as fitted) and a record of what made them.
+
+    `used`: the "sola" record (`sola_store`); its "run" names the run whose `adapter.safetensors` is the one as
+    fitted. Without a run (an adapter file or object, or features given), "fitted" is "sola". The same adapter
+    as "sola"'s gives `sola` itself; another is written to `OUT/fitted_features`. Raises `ConfigError` when `out_dir`
+    holds "fitted" results of another adapter.
+    """
+    if given is not None:
+        return given, {"source": str(given.path), "features": str(given.path)}
+    run = used.get("run")
+    if not run:
+        return sola, {"source": used["source"], "features": used["features"], "reused_from": "sola"}
+    path = Path(run) / ADAPTER
+    adapter = load_adapter(path)
+    digest = "identity" if adapter.gate == 0.0 else adapter_digest(adapter)
+    if digest == used.get("digest"):
+        return sola, {"source": str(path), "features": used["features"], "reused_from": "sola"}
+    if digest == "identity":
+        return store, {"source": str(path), "features": str(store.path), "reused_from": "baseline"}
+    target = out_dir / "fitted_features"
+    record = {"source": str(path), "features": str(target), "digest": digest}
+    marker = out_dir / FITTED_RECORD
+    if marker.is_file() and any((out_dir / RESULTS).glob("fitted_seed*.json")):
+        previous = read_json(marker, {})
+        if previous.get("digest") != digest:
+            raise ConfigError(f"{out_dir}: its fitted features/results were made with another adapter "
+                              f"({previous.get('source')}), not {path}; compare in a new --out, or delete {target}, "
+                              f"{out_dir / RESULTS}/fitted_seed*.json and {marker}")
+    atomic_write_text(marker, json_text(record, indent=1))
+    log(f"writing the features of the adapter as fitted ({path}) to {target}")
+    transform_store(adapter, store, target, progress=progress)
+    return store.open_output(target), record
 
 
 def remove_stale_scratch(results: Path) -> list[Path]:
@@ -383,20 +458,27 @@ def _annotation_source(annotations) -> str | None:
 
 
 def _probe_rows(stores: dict[str, FeatureStore], annotations, table: dict | None = None) -> dict[str, dict]:
-    """Linear-probe metrics per feature set (deterministic: one run each), or those of `table` (baseline and
-    sola); the controls' on the same snippets."""
+    """Linear-probe metrics per feature set (deterministic: one run each), or those of `table` (its baseline,
+    SoLa and any row named after a mode, e.g. "fitted"); the other modes' on the same snippets, read from their
+    stores (a store that is another mode's gets that mode's row)."""
     if table is None:
         table = json_ready(compare_probe(stores["original"], annotations, adapted_store=stores.get("sola"), seed=0))
     rows = table["rows"]
     found = {"baseline": rows["baseline"], **({"sola": rows["SoLa"]} if "SoLa" in rows else {})}
-    controls = [mode for mode in CONTROLS if mode in stores]
-    if controls:  # as compare_probe's SoLa row: the same snippets, read from the control's store
+    found.update({mode: rows[mode] for mode in FEATURE_MODES if mode in rows and mode in stores})
+    named = {id(stores["original"]): "baseline", **({id(stores["sola"]): "sola"} if "sola" in found else {})}
+    missing = [mode for mode in FEATURE_MODES if mode in stores and mode not in found]
+    data = config = None
+    for mode in missing:  # as compare_probe's SoLa row: the same snippets, read from the mode's store
+        if id(stores[mode]) in named:
+            found[mode] = found[named[id(stores[mode])]]
+            continue
         from sola.evaluate.probe import collect_snippets, on_store, probe_config, probe_features
 
-        config = probe_config(None, 0)
-        data = collect_snippets(stores["original"], annotations, config=config)
-        for mode in controls:
-            on = dataclasses.replace(data, train=on_store(data.train, stores[mode], annotations),
-                                     val=on_store(data.val, stores[mode], annotations))
-            found[mode] = json_ready(probe_features(on, None, config=config))
+        if data is None:
+            config = probe_config(None, 0)
+            data = collect_snippets(stores["original"], annotations, config=config)
+        on = dataclasses.replace(data, train=on_store(data.train, stores[mode], annotations),
+                                 val=on_store(data.val, stores[mode], annotations))
+        found[mode] = json_ready(probe_features(on, None, config=config))
     return found

@@ -16,7 +16,10 @@ from sola.core.stats import format_difference, format_mean_std, learned_nothing,
 from sola.tal.config import TRAINING_MODES
 
 CONTROLS = ("smooth", "untrained")  # the head alone on control features (sola.adapt.controls), judged vs SoLa too
-MODES = (TRAINING_MODES[0], "sola", *TRAINING_MODES[1:], *CONTROLS)  # "sola": the head alone, on SoLa features
+# "sola": the head alone on SoLa features (the selected adapter); "fitted": on the features of the run's last adapter,
+# as fitted (what selection may have discarded)
+MODES = (TRAINING_MODES[0], "sola", "fitted", *TRAINING_MODES[1:], *CONTROLS)
+FEATURE_MODES = ("sola", "fitted", *CONTROLS)  # the head alone (trained as the baseline) on other features
 SOLA_RECORD = "sola_adapter.json"  # in OUT: which adapter made the "sola" features (and so its results)
 RESULTS = "results"
 TABLE = "compare.json"
@@ -166,8 +169,24 @@ def table_notes(table: dict) -> list[str]:
     used = table.get("sola_adapter")
     if used and "sola" in rows:
         notes.append(f"SoLa features: {used['message'] or 'from ' + used['source']}.")
+    fitted = table.get("fitted_adapter")
+    if fitted and "fitted" in rows:
+        notes.append(f"Fitted: the head on the features of {fitted['source']}, the adapter as fitted (no selection)"
+                     + (f"; {fitted['reused_from']}'s features and heads, the same adapter" if fitted.get("reused_from")
+                        else "") + ".")
     notes += control_notes(table)
     return notes
+
+
+def kept_original_line(table: dict) -> str | None:
+    """"The original features were kept: ..." when selection kept the identity for the sola mode, else None."""
+    used = table.get("sola_adapter") or {}
+    if not used.get("kept_original"):
+        return None
+    shown = " and the fitted row shows the adapter that selection discarded" if "fitted" in table.get("rows", {}) else ""
+    why = (used.get("message") or "selection chose the identity").rstrip(".")
+    return (f"The original features were kept: {why}. The sola row is the baseline's (the same features, the same "
+            f"heads){shown}.")
 
 
 def control_notes(table: dict) -> list[str]:
@@ -194,7 +213,8 @@ def format_markdown(table: dict, with_verdict: bool = True) -> str:
     """The comparison as a Markdown table (mAP in %, mean +- std over seeds), its notes and (`with_verdict`) every
     verdict line."""
     header, rows = table_cells(table)
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    kept = kept_original_line(table)
+    lines = ([f"**{kept}**", ""] if kept else []) + ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cells) + " |" for cells in rows]
     for note in table_notes(table):
         lines += ["", note]

@@ -1,8 +1,10 @@
 """`sola demo`: the whole SoLa workflow in a few minutes on a CPU.
 
-Synthetic (default): synthetic benchmark -> fit SoLa (a short schedule, below) -> transform
--> TSM pictures -> linear probe, baseline vs SoLa -> the TAL head on both feature sets -> reports
-(`sola report` of the comparison and of the fit) -> summary.
+Synthetic (default): synthetic benchmark -> fit SoLa (a short schedule, below) -> select a checkpoint (the
+identity is a candidate) -> transform -> TSM pictures -> linear probe, baseline vs SoLa -> the TAL head on both
+feature sets -> reports (`sola report` of the comparison and of the fit) -> summary. When selection discards the
+adapter as fitted (it keeps the original features or an earlier checkpoint), the pictures, the probe and the head
+show that adapter too ("fitted"), so that the demo shows what SoLa did and what selection chose.
 Real videos (`videos_dir`): Kinetics-400 I3D extraction -> fit -> transform -> TSM pictures -> the
 fit's report.
 """
@@ -23,14 +25,14 @@ from sola.adapt.transform import PROVENANCE, transform_store
 from sola.core.atomic import atomic_write_text, json_text
 from sola.core.config import SoLaConfig, nest_dotted
 from sola.core.errors import ExtractError
-from sola.core.runs import BEST, STATE, metrics_summary
+from sola.core.runs import ADAPTER, BEST, STATE, metrics_summary
 from sola.data.annotations import load_annotations
 from sola.data.stores import FeatureStore, open_store
 from sola.data.synthetic import SyntheticConfig, write_synthetic
 from sola.evaluate.probe import compare_probe, format_probe_table, json_ready
 from sola.evaluate.select import select_checkpoint
 from sola.evaluate.tsm import write_tsm_picture
-from sola.experiments.compare import compare, format_markdown, verdict_lines
+from sola.experiments.compare import RESULTS, compare, format_markdown, verdict_lines
 from sola.extract import extract_videos, load_metadata
 from sola.extract.config import ExtractConfig
 from sola.tal.config import load_tal_config
@@ -88,16 +90,27 @@ def run_demo(
     run_dir = out_dir / "run"
     settings = _fit_config(store, config, overrides or {})
     adapter, selection = _fit(store, settings, labels if synthetic else None, run_dir, progress, log)
+    kept = selection is not None and bool(selection["identity_wins"])
+    fitted = _discarded(run_dir, adapter)
 
     sola_dir = out_dir / "sola_features"
-    _forget_other_adapter(sola_dir, adapter)
+    _forget_other_adapter(sola_dir, adapter, "sola")
     log(f"[3/7] transforming every video to {sola_dir}")
     transformed = transform_store(adapter, store, sola_dir, progress=progress)
-    pictures = _pictures(store, labels, adapter, out_dir, synthetic, log)
+    fitted_store = None
+    if fitted is not None and synthetic:
+        fitted_dir = out_dir / "fitted_features"
+        _forget_other_adapter(fitted_dir, fitted, "fitted")
+        log(f"      and, with the adapter as fitted (discarded by selection), to {fitted_dir}")
+        transform_store(fitted, store, fitted_dir, progress=progress)
+        fitted_store = open_store(fitted_dir)
+    pictures = _pictures(store, labels, None if kept else adapter, out_dir, synthetic, log, fitted,
+                         None if kept or selection is None else selection["best"])
     if synthetic:
         # a kept identity: the SoLa features equal the originals, so the head's sola runs are the baseline's
-        kept = selection is not None and selection["identity_wins"]
-        probe, detection = _evaluate(store, labels, store if kept else open_store(sola_dir), out_dir, progress, log)
+        record = {"selected": True, "best": selection["best"], "message": selection["message"], "kept_original": kept}
+        probe, detection = _evaluate(store, labels, store if kept else open_store(sola_dir), out_dir, progress, log,
+                                     fitted, fitted_store, record)
     else:
         probe = detection = None
         log("[5/7] no probe or TAL head on a handful of real videos (they need annotated training and validation splits)")
@@ -114,7 +127,8 @@ def run_demo(
         "probe": probe,
         "detection": detection,
         "verdict": None if detection is None else verdict_lines(detection),
-        "kept_original": None if selection is None else bool(selection["identity_wins"]),
+        "kept_original": None if selection is None else kept,
+        "fitted_shown": fitted is not None and synthetic,
         "reports": reports,
         "seconds": round(time.perf_counter() - started, 1),
     }
@@ -125,8 +139,18 @@ def run_demo(
         f"gate tanh(alpha) = {fit_summary['gate']:+.3f}, departure {fit_summary['departure']:.3f}; "
         f"features in {sola_dir}; pictures: {', '.join(pictures)}"
     )
+    if kept:
+        log(f"the original features were kept: {KEPT_ORIGINAL}; the 'fitted' rows and panels show the adapter "
+            "that selection discarded")
     log(f"report{'s' if len(reports) > 1 else ''}: {', '.join(reports)}")
     return summary
+
+
+def _discarded(run_dir: Path, chosen) -> object | None:
+    """The run's adapter as fitted (its last) when selection chose another one (an earlier checkpoint or the
+    identity), else None."""
+    last = load_adapter(run_dir / ADAPTER)
+    return None if adapter_digest(last) == adapter_digest(chosen) else last
 
 
 def _reports(compare_dirs: list[Path], run_dir: Path, log) -> list[str]:
@@ -163,27 +187,42 @@ def _fit(store: FeatureStore, config: SoLaConfig, labels, run_dir: Path, progres
     return load_adapter(run_dir / BEST), selection
 
 
-def _pictures(store: FeatureStore, labels, adapter, out_dir: Path, synthetic: bool, log) -> list[str]:
-    """Stage 4: TSM pictures of a few videos (validation videos of the synthetic benchmark)."""
+def _pictures(store: FeatureStore, labels, adapter, out_dir: Path, synthetic: bool, log, fitted=None,
+              best: str | None = None) -> list[str]:
+    """Stage 4: TSM pictures of a few videos (validation videos of the synthetic benchmark): the original features,
+    the selected adapter's (`adapter`; None when the original features were kept) and the discarded `fitted` one's."""
     log(f"[4/7] drawing temporal self-similarity maps in {out_dir}")
     shown = sorted(labels.subset("validation"))[:3] if synthetic else store.video_ids()[:4]
     grid = {} if synthetic else _extraction_grid(store)
+    titles = {"SoLa features": f"SoLa, selected ({best})"} if fitted is not None and best else {}
+    if fitted is not None and adapter is None:
+        titles["original features"] = "original features (kept)"
+    more = {"SoLa as fitted (discarded)": fitted} if fitted is not None else None
     return [
         str(write_tsm_picture(store, video_id, out_dir / f"tsm_{video_id}.png", adapter=adapter,
-                              annotations=labels, **grid.get(video_id, {})))
+                              annotations=labels, labels=titles, more=more, **grid.get(video_id, {})))
         for video_id in shown
     ]
 
 
-def _evaluate(store: FeatureStore, labels, sola_store: FeatureStore, out_dir: Path, progress: bool, log):
-    """Stages 5-6: the linear probe and the built-in head, original vs SoLa features, same seed."""
-    log("[5/7] linear probe (action vs background snippets), baseline vs SoLa, same seed")
-    probe = json_ready(compare_probe(store, labels, adapted_store=sola_store, seed=0))
+def _evaluate(store: FeatureStore, labels, sola_store: FeatureStore, out_dir: Path, progress: bool, log,
+              fitted=None, fitted_store: FeatureStore | None = None, record: dict | None = None):
+    """Stages 5-6: the linear probe and the built-in head, original vs SoLa features (and, with `fitted`, the
+    features of the adapter as fitted that selection discarded), same seed."""
+    shown = "baseline vs SoLa" + (" vs SoLa as fitted" if fitted is not None else "")
+    log(f"[5/7] linear probe (action vs background snippets), {shown}, same seed")
+    more = {"fitted": fitted} if fitted is not None else None
+    kept = sola_store is store
+    probe = json_ready(compare_probe(store, labels, adapted_store=None if kept else sola_store, seed=0, more=more))
+    if kept:  # the original features: the baseline's row (the same snippets, the same features)
+        probe["rows"] = {"baseline": probe["rows"]["baseline"], "SoLa": probe["rows"]["baseline"],
+                         **{name: row for name, row in probe["rows"].items() if name != "baseline"}}
     log(format_probe_table(probe))
-    log("[6/7] the built-in TAL head (configs/tal_synthetic_cpu.yaml) on original vs SoLa features, same seed")
+    log(f"[6/7] the built-in TAL head (configs/tal_synthetic_cpu.yaml), {shown}, same seed")
+    modes = ["baseline", "sola"] + (["fitted"] if fitted_store is not None else [])
     detection = compare(store, labels, load_tal_config("tal_synthetic_cpu"), out_dir / "compare",
-                        modes=["baseline", "sola"], seeds=1, adapted_store=sola_store, probe_table=probe,
-                        progress=progress, log=log)
+                        modes=modes, seeds=1, adapted_store=sola_store, probe_table=probe,
+                        progress=progress, log=log, fitted_store=fitted_store, sola_record=record)
     log(format_markdown(detection, with_verdict=False))  # the verdict: once, below
     for line in verdict_lines(detection, average_only=True):  # per tIoU: compare.md
         log(f"verdict: {line}")
@@ -233,19 +272,22 @@ def _extraction_grid(store: FeatureStore) -> dict[str, dict]:
 
 def _forget_outputs(out_dir: Path) -> None:
     """Remove the demo's own fit and transform outputs (they belong to other data)."""
-    for stale in ("run", "sola_features", "compare"):
+    for stale in ("run", "sola_features", "fitted_features", "compare"):
         shutil.rmtree(out_dir / stale, ignore_errors=True)
 
 
-def _forget_other_adapter(sola_dir: Path, adapter) -> None:
-    """Remove the demo's SoLa features when another adapter made them (a rerun with other --epochs)."""
-    record = sola_dir / PROVENANCE
+def _forget_other_adapter(features_dir: Path, adapter, mode: str) -> None:
+    """Remove the demo's features of `mode` ("sola", "fitted") and its head results when another adapter made them
+    (a rerun with other --epochs)."""
+    record = features_dir / PROVENANCE
     try:
         made_by = json.loads(record.read_text()).get("adapter")
     except (OSError, ValueError):
         return
     if made_by != adapter_digest(adapter):
-        shutil.rmtree(sola_dir, ignore_errors=True)
+        shutil.rmtree(features_dir, ignore_errors=True)
+        for stale in (features_dir.parent / "compare" / RESULTS).glob(f"{mode}_seed*"):
+            stale.unlink(missing_ok=True)
 
 
 def _synthetic_changed(data_dir: Path, config: SyntheticConfig) -> bool:

@@ -251,12 +251,14 @@ def compare_probe(
     config: ProbeConfig | None = None,
     train_subset: str | None = None,
     val_subset: str | None = None,
+    more: dict | None = None,
 ) -> dict:
     """Probe table for the demo and the CLI: `{"rows": {"baseline": {...}, "SoLa": {...}}, ...}`.
 
     `store`: a FeatureStore; `adapter`: a `SoLaAdapter` applied to `store` for the SoLa row, or
     `adapted_store`: a store already transformed by SoLa (same videos; no adapter work then).
-    With neither, only the baseline row. `train_subset`/`val_subset` as in `collect_snippets`;
+    With neither, only the baseline row. `more`: row name -> `SoLaAdapter`, more rows on the same snippets (e.g.
+    "fitted", the adapter as fitted beside the selected one). `train_subset`/`val_subset` as in `collect_snippets`;
     settings from `config` (None: the defaults; `seed`, when given, replaces `data.seed`), recorded
     in the table's `config`. Format with `format_probe_table`. Raises `AnnotationError` when a split
     has no videos, `ConfigError` for a bad config.
@@ -271,6 +273,8 @@ def compare_probe(
         rows["SoLa"] = probe_features(adapted, None, device=device, config=config, progress=progress)
     elif adapter is not None:
         rows["SoLa"] = probe_features(data, adapter, device=device, config=config, progress=progress)
+    for name, extra in (more or {}).items():
+        rows[name] = probe_features(data, extra, device=device, config=config, progress=progress)
     return {
         "train_subset": data.train_subset,
         "val_subset": data.val_subset,
