@@ -89,6 +89,13 @@ def check_chunk_size(chunk_size: int) -> None:
         raise ConfigError(f"chunk size must be a positive number of snippets (--chunk-size), got {chunk_size!r}")
 
 
+def is_identity(adapter) -> bool:
+    """Whether `adapter`'s output equals its input bit for bit (`apply_adapter`): a gate tanh(alpha) of 0 (an
+    adapter at init, the `best.safetensors` of a run whose selection kept the identity), or a smoothing of one tap."""
+    one_tap = getattr(adapter, "shape", {}).get("control") == "smooth" and adapter.kernel_size == 1
+    return adapter.gate == 0.0 or one_tap
+
+
 def transform_store(
     adapter: SoLaAdapter,
     store: FeatureStore,
@@ -98,8 +105,14 @@ def transform_store(
     progress: bool = True,
     nan_policy: str = "error",
     video_ids: list[str] | None = None,
+    skip_identity: bool = False,
 ) -> dict:
     """Write `adapter(store)` to a new store of the same layout at `out`; rerunning skips done videos.
+
+    An identity adapter (`is_identity`) writes a copy of the input (callers may rely on it as a store of
+    its own); with `skip_identity` it writes nothing and returns "out": None, as the output would equal the
+    input (when the NaN policy changes no video: with a policy other than "error" every video is read to see).
+    The counts carry "identity" (whether the adapter is one) either way.
 
     Under `torchrun`, videos are sharded across ranks; the main rank finishes the store at the end.
     `nan_policy` ("error", "zero", "drop-video") decides what happens to videos with NaN/Inf.
@@ -128,6 +141,10 @@ def transform_store(
         ids = [video_id for video_id in ids if video_id in wanted]
     if not ids:
         raise StoreError(f"feature store {store.path} holds no videos")
+    identity = is_identity(adapter)
+    if identity and skip_identity and (nan_policy == "error" or all(_finite(store, video_id) for video_id in ids)):
+        return {"videos": len(ids), "written": 0, "skipped": 0, "redone": 0, "damaged": None, "dropped": 0,
+                "snippets": 0, "seconds": 0.0, "out": None, "identity": True}
     context = setup_distributed(device)
     writer = store.writer(out)
     record = provenance(adapter, store, nan_policy, chunk_size)
@@ -185,7 +202,13 @@ def transform_store(
         "snippets": snippets,
         "seconds": round(time.perf_counter() - started, 3),
         "out": str(out),
+        "identity": identity,
     }
+
+
+def _finite(store: FeatureStore, video_id: str) -> bool:
+    """Whether every value of one video is finite (then no NaN policy changes it)."""
+    return bool(np.isfinite(store.read(video_id)).all())
 
 
 def _expected(store: FeatureStore, video_id: str) -> tuple[tuple[int, int] | None, np.dtype | None]:

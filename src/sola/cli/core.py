@@ -7,6 +7,7 @@ and `sola synth` never import torch.
 from __future__ import annotations
 
 import argparse
+import sys
 
 from sola.cli.common import (POSITIVE, SEED, add_command, add_config_arguments, add_resume_argument, add_store_arguments,
                              check_output_dir, config_overrides, integer, resume_dir, store_from_args)
@@ -68,6 +69,9 @@ def register(subparsers) -> None:
     transform.add_argument("--dilation", type=integer(1), default=None, metavar="D",
                            help="with --smooth: snippets between the K taps (default 1, the adapter's)")
     transform.add_argument("--out", required=True, help="new store, same layout as FEATURES")
+    transform.add_argument("--write-identity", action="store_true",
+                           help="write --out even when the adapter is the identity (gate 0, e.g. a run whose "
+                           "selection kept the identity): a copy of FEATURES; by default nothing is written")
     add_config_arguments(transform, "SoLa config (its transform section)", "transform.chunk_size=4096",
                          TRANSFORM_SHORTCUTS)
     transform.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -144,7 +148,9 @@ def run_transform(args: argparse.Namespace) -> int:
     features convolved along time with a fixed normalised kernel of K taps (--smooth-kernel box or
     gaussian, --dilation D), zero-padded at the ends exactly as the adapter's conv, e.g.
     `sola transform FEATURES --smooth 5 --out FEATURES_smooth` for the adapter's receptive field; train
-    your head on it beside the SoLa features to see whether SoLa is more than smoothing.
+    your head on it beside the SoLa features to see whether SoLa is more than smoothing. An identity adapter
+    (gate tanh(alpha) = 0: untrained, or the best.safetensors of a run whose selection kept the identity)
+    would write a copy of FEATURES: one note says so and nothing is written, unless --write-identity.
     """
     from sola.adapt.transform import transform_store
     from sola.core.config import load_config
@@ -163,7 +169,19 @@ def run_transform(args: argparse.Namespace) -> int:
 
         adapter = TemporalSmoother(store.dim(), smoothing)
     summary = transform_store(adapter, store, args.out, chunk_size=settings.chunk_size, device=settings.device,
-                              progress=not args.quiet, nan_policy=settings.nan_policy)
+                              progress=not args.quiet, nan_policy=settings.nan_policy,
+                              skip_identity=not args.write_identity)
+    if summary["out"] is None:
+        if is_main_process():
+            from sola.adapt.adapter import resolve_adapter_path
+
+            what = (f"--smooth {args.smooth} (one tap)" if smoothing is not None else
+                    f"the adapter {resolve_adapter_path(args.adapter)} (gate tanh(alpha) = 0: untrained, or the "
+                    "identity that checkpoint selection kept)")
+            print(f"sola transform: note: {what} is the identity: the output would equal FEATURES "
+                  f"{args.features}, so nothing was written to {args.out}; use FEATURES as they are, or give "
+                  "--write-identity for a copy", file=sys.stderr)
+        return 0
     if is_main_process():
         dropped = f", {summary['dropped']} dropped for NaN/Inf" if summary["dropped"] else ""
         if summary.get("redone"):  # finished outputs that no longer read back (truncated, replaced)

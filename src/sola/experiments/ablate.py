@@ -15,8 +15,10 @@ original features with the same head settings and seed (that row is shared by ev
 features and head settings): the linear probe (reference SGD protocol and the converged one) and the
 head's average mAP, mean ± std over seeds and the paired difference to the original with its 95%
 interval. A control point is also set against the SoLa point that differs from it only in `mode`, when
-the grid has one (paired seeds). Every (point, seed) is saved as it finishes, so an interrupted ablation
-resumes.
+the grid has one (paired seeds). Where a point's features at a seed are the original ones (selection
+kept the identity, or an adapter of gate 0), its row is the original row of that seed and head settings,
+not trained again (`reused_from` in its result; ablate.md lists those points). Every (point, seed) is
+saved as it finishes, so an interrupted ablation resumes.
 
 The modules that train (compare, probe, the head) are imported when a point is measured, so that the
 command line can list the presets without importing torch.
@@ -210,19 +212,27 @@ def ablate(store: FeatureStore, annotations, tal_config: TalConfig, points: list
             SmoothConfig.like(sola.adapter, **(smooth or {}))
         plans.append((point, mode, features, sola, tal, tal_keys))
     cells = []
+    said = False
     for point, mode, features, sola, tal, tal_keys in plans:
         data = stream_store(store, features, out_dir)
         for seed in range(seeds):
             original_dir = out_dir / "original" / slug({"features": features, **tal_keys})
             original_dir.mkdir(parents=True, exist_ok=True)
-            original = cached(original_dir / f"seed{seed}.json",
-                              lambda: measure(data, annotations, tal, seed))
+            original_path = original_dir / f"seed{seed}.json"
+            original = cached(original_path, lambda: measure(data, annotations, tal, seed))
+            # the row a cell whose features are `data` itself takes instead of training the same head again
+            reuse = {**original, "reused_from": original_path.relative_to(out_dir).as_posix()}
             where = out_dir / "points" / slug(point) / (f"seed{seed}" + _selection_tag(selection))
             where.mkdir(parents=True, exist_ok=True)
             log(f"{point_name(point)}, seed {seed}")
             adapted = cached(where / "result.json", lambda: _adapted(
                 data, annotations, tal, mode, sola, seed, where, select, heldout_subset, sm_weight, progress, log,
-                selection, smooth))
+                selection, smooth, reuse))
+            if adapted.get("reused_from") and not said:
+                said = True
+                log(f"{point_name(point)}, seed {seed}: the features are the original ones (selection kept the "
+                    "identity, or a gate of 0): its head is the original row's (same features, seed and head "
+                    "settings), not trained again; likewise wherever that holds (ablate.md lists them)")
             cells.append({"point": point, "seed": seed, "original": original, "adapted": adapted})
     table = summarise(points, cells)
     atomic_write_text(out_dir / "ablate.json", json_text(json_ready(table), indent=1))
@@ -239,8 +249,12 @@ def _selection_tag(selection: dict | None) -> str:
 
 
 def _adapted(data, annotations, tal, mode, sola, seed, where, select, heldout_subset, sm_weight, progress, log,
-             selection=None, smooth=None):
-    """The SoLa row of one (point, seed): fit (+ select) then the head, unified training, or a control."""
+             selection=None, smooth=None, reuse=None):
+    """The SoLa row of one (point, seed): fit (+ select) then the head, unified training, or a control.
+
+    `reuse`: the original row of the same features, head settings and seed (with its `reused_from`), taken as
+    the row when the SoLa or control features are `data` itself (selection kept the identity, an adapter of
+    gate 0): the same head on the same features and seed would be trained again to the same numbers."""
     from sola.experiments.compare import sola_store
     from sola.experiments.controls import adapter_shape, control_store
 
@@ -254,12 +268,20 @@ def _adapted(data, annotations, tal, mode, sola, seed, where, select, heldout_su
     if mode in CONTROLS:
         features, control = control_store(mode, data, where, adapter_shape(None, sola), features, smooth, seed,
                                           progress, log)
-        row = measure(features, annotations, tal, seed)
+        row = _head_row(features, data, annotations, tal, seed, reuse)
         row.update(control=control, **({"selected": record["best"]} if record else {}))
         return row
-    row = measure(features, annotations, tal, seed)
+    row = _head_row(features, data, annotations, tal, seed, reuse)
     row.update(selected=record["best"], identity=features is data)
     return row
+
+
+def _head_row(features: FeatureStore, data: FeatureStore, annotations, tal, seed: int, reuse: dict | None) -> dict:
+    """Probe and head of `features` (`measure`), or `reuse` (a copy) when `features` is `data` itself: the
+    original features, whose row of the same head settings and seed is `reuse`."""
+    if features is data and reuse is not None:
+        return dict(reuse)
+    return measure(features, annotations, tal, seed)
 
 
 def summarise(points: list[dict[str, Any]], cells: list[dict]) -> dict:
@@ -277,6 +299,7 @@ def summarise(points: list[dict[str, Any]], cells: list[dict]) -> dict:
             row["columns"][column] = {"original": mean_std(original), "adapted": mean_std(adapted),
                                       "difference": paired_difference(adapted, original)}
         row["identity_selected"] = sum(bool(c["adapted"].get("identity")) for c in mine)
+        row["reused"] = sum(bool(c["adapted"].get("reused_from")) for c in mine)
         head = row["columns"].get("average_mAP")
         row["learned_nothing"] = head and learned_nothing({"original": head["original"]["mean"],
                                                            "SoLa": head["adapted"]["mean"]})
@@ -336,9 +359,13 @@ def format_markdown(table: dict) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     seeds = max((len(row["seeds"]) for row in table["rows"]), default=0)
     identity = [f"{row['name']}: {row['identity_selected']}" for row in table["rows"] if row["identity_selected"]]
+    reused = [f"{row['name']} ({row['reused']} of {len(row['seeds'])} seeds)"
+              for row in table["rows"] if row.get("reused")]
     lines += ["", f"{seeds} seed(s) per point (the fit's and the head's); the original row of a point has the same "
               "features, head settings and seeds. Unified modes have no probe columns."
               + (f" Selection kept the identity in: {'; '.join(identity)}." if identity else "")
+              + (" The features were the original ones, so the SoLa column is the original's head (same features, "
+                 f"seed and head settings; not trained again) at: {'; '.join(reused)}." if reused else "")
               + (f" Head mAP is {table['coverage']['line']}." if table.get("coverage") else "")]
     nothing = [row["name"] for row in table["rows"] if row.get("learned_nothing")]
     if nothing:
