@@ -290,3 +290,75 @@ def test_scratch_folders_of_killed_comparisons_are_removed(tmp_path):
         (folder / "checkpoints").mkdir(parents=True)
     assert remove_stale_scratch(tmp_path) == [dead]
     assert not dead.exists() and live.is_dir()
+
+
+def test_fitted_mode_shows_the_adapter_that_selection_discarded(tmp_path, monkeypatch, capsys):
+    import sola.experiments.compare
+    from sola.cli import main
+    from tests.test_probe import DIM, make_toy
+
+    calls = []
+    monkeypatch.setattr(sola.experiments.compare, "run_experiment", fake_experiment(calls))
+    make_toy(tmp_path, flip=0)  # separable snippets: the scrambled checkpoints lose, the identity is kept
+    run = scrambled_run(tmp_path, DIM)
+    features, out = tmp_path / "features", tmp_path / "cmp"
+    args = ["compare", str(features), "--annotations", str(tmp_path / "annotations.json"), "--config",
+            "tal_synthetic_cpu", "--adapter", str(run), "--seeds", "2", "--no-probe", "--quiet",
+            "--modes", "baseline,sola,fitted"]
+    assert main([*args, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    table = json.loads((out / "compare.json").read_text())
+    assert table["sola_adapter"]["kept_original"] and table["modes"] == ["baseline", "sola", "fitted"]
+    # heads: baseline and fitted trained per seed; sola (the kept originals) reused from the baseline
+    assert [call.path for call in calls] == [features, features, out / "fitted_features", out / "fitted_features"]
+    assert table["fitted_adapter"]["source"] == str(run / "adapter.safetensors")
+    assert json.loads((out / "results" / "sola_seed1.json").read_text())["reused_from"] == "baseline"
+    assert "reused_from" not in json.loads((out / "results" / "fitted_seed1.json").read_text())
+    markdown = (out / "compare.md").read_text()
+    assert markdown.startswith("**The original features were kept: identity wins")
+    assert "the fitted row shows the adapter that selection discarded" in markdown
+    assert "The original features were kept" in printed
+    assert "avg mAP (fitted vs baseline)" in printed
+
+    # --no-select on the run without best.safetensors: sola is the last adapter, so fitted is sola (heads reused)
+    calls.clear()
+    assert main([*args, "--out", str(tmp_path / "same"), "--no-select"]) == 0
+    capsys.readouterr()
+    assert [call.path for call in calls] == [features, features, tmp_path / "same" / "sola_features",
+                                            tmp_path / "same" / "sola_features"]
+    table = json.loads((tmp_path / "same" / "compare.json").read_text())
+    assert table["fitted_adapter"]["reused_from"] == "sola" and not table["sola_adapter"]["kept_original"]
+    assert json.loads((tmp_path / "same" / "results" / "fitted_seed0.json").read_text())["reused_from"] == "sola"
+    assert "The original features were kept" not in (tmp_path / "same" / "compare.md").read_text()
+
+
+def test_tsm_picture_and_probe_take_more_adapters(tmp_path, monkeypatch):
+    import sola.evaluate.tsm as tsm
+    from sola.adapt.adapter import SoLaAdapter
+    from sola.data.stores import open_store
+    from sola.evaluate.probe import compare_probe
+    from tests.test_probe import make_toy
+
+    make_toy(tmp_path, flip=0)
+    store = open_store(tmp_path / "features")
+    drawn = {}
+    monkeypatch.setattr(tsm, "tsm_figure", lambda maps, out, *a, **k: drawn.update(maps) or out)
+    import torch
+
+    torch.manual_seed(0)
+    other = SoLaAdapter(store.read(store.video_ids()[0]).shape[1], 8)
+    with torch.no_grad():
+        other.alpha.fill_(3.0)
+        other.out.weight.mul_(200.0)  # far from the identity: another TSM, another probe row
+    video = store.video_ids()[0]
+    tsm.write_tsm_picture(store, video, tmp_path / "t.png", labels={"original features": "original (kept)"},
+                          more={"SoLa as fitted (discarded)": other})
+    assert list(drawn) == ["original (kept)", "SoLa as fitted (discarded)"]
+    assert drawn["SoLa as fitted (discarded)"].shape == drawn["original (kept)"].shape
+
+    from sola.data.annotations import load_annotations
+
+    labels = load_annotations(tmp_path / "annotations.json")
+    table = compare_probe(store, labels, seed=0, more={"fitted": other})
+    assert list(table["rows"]) == ["baseline", "fitted"]
+    assert table["rows"]["fitted"] != table["rows"]["baseline"]

@@ -12,10 +12,17 @@ def test_demo_runs_end_to_end_and_resumes(tmp_path):
     assert summary["videos"] == 16 and summary["fit"]["epochs"] == 1
     # A head of one epoch learns nothing: no verdict is drawn from it; a kept identity is said in words.
     assert summary["verdict"] and summary["verdict"][0].startswith("avg mAP (sola vs baseline): the head learned nothing")
-    assert "no verdict" in summary["verdict"][0] and len(summary["verdict"]) == 1
-    assert f"verdict: {summary['verdict'][0]}" in lines
     kept = "      on this data no checkpoint beat the original features; the original is kept" in lines
     assert kept == (summary["selected"] == "identity") == summary["kept_original"]
+    # the adapter as fitted is shown beside the selected one when selection discarded it (here: the identity kept)
+    assert summary["fitted_shown"] == kept
+    modes = ["baseline", "sola", "fitted"] if kept else ["baseline", "sola"]
+    assert summary["detection"]["modes"] == modes
+    assert all("no verdict" in line for line in summary["verdict"]) and len(summary["verdict"]) == len(modes) - 1
+    assert all(f"verdict: {line}" in lines for line in summary["verdict"])
+    if kept:
+        assert any(line.startswith("the original features were kept") for line in lines)
+        assert "The original features were kept" in (tmp_path / "demo" / "compare" / "compare.md").read_text()
     assert summary["transform"]["written"] == 16
     selection = json.loads((tmp_path / "demo" / "run" / "select.json").read_text())
     assert summary["selected"] == selection["best"] and selection["subset"] == "training"
@@ -29,12 +36,13 @@ def test_demo_runs_end_to_end_and_resumes(tmp_path):
                                   str(tmp_path / "demo" / "run" / "report.html")]
     compare_page = (tmp_path / "demo" / "compare" / "report.html").read_text()
     assert 'id="map-table"' in compare_page and 'id="error-table"' in compare_page
+    assert ("The original features were kept" in compare_page) == kept  # atop the report, before the verdict
     assert "No predictions kept" not in compare_page and "No TSM picture" not in (
         tmp_path / "demo" / "run" / "report.html").read_text()
     again = run_demo(tmp_path / "demo", num_videos=16, epochs=1, progress=False, log=lambda s: None)
     assert again["transform"]["written"] == 0 and again["transform"]["skipped"] == 16
-    assert set(again["probe"]["rows"]) == {"baseline", "SoLa"}
-    assert again["detection"]["modes"] == ["baseline", "sola"]
+    assert set(again["probe"]["rows"]) == {"baseline", "SoLa", *(["fitted"] if kept else [])}
+    assert again["detection"]["modes"] == modes
     assert again["detection"]["rows"]["sola"]["probe_balanced_accuracy"] == again["probe"]["rows"]["SoLa"][
         "lbfgs_balanced_accuracy"]
     assert (tmp_path / "demo" / "compare" / "compare.md").is_file()

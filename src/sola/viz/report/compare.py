@@ -19,7 +19,8 @@ from sola.data.annotations import load_annotations
 from sola.data.predictions import ground_truth_segments
 from sola.evaluate.metrics import Segments
 from sola.evaluate.metrics.errors import ERROR_TYPES, false_positive_analysis
-from sola.experiments.compare_table import TABLE, predictions_path, result_path, table_cells, table_notes, verdict_lines
+from sola.experiments.compare_table import (TABLE, kept_original_line, predictions_path, result_path, table_cells,
+                                            table_notes, verdict_lines)
 from sola.tal.evaluation import AGNOSTIC_LABEL, prediction_segments
 from sola.viz.plots import class_colors, timeline_figure
 from sola.viz.report.document import Figure, Note, Report, Section, Table, number
@@ -50,6 +51,9 @@ def compare_report(compare_dir: str | Path, images: Path) -> Report:
     seeds = {mode: row["seeds"] for mode, row in table["rows"].items()}
     results = {mode: [read_json(result_path(compare_dir, mode, s), {}) for s in mode_seeds]
                for mode, mode_seeds in seeds.items()}
+    kept = kept_original_line(table)
+    if kept:  # first: what the sola row is
+        report.section("kept", "The original features were kept").add(Note(kept))
     lines = verdict_lines(table)
     if lines:
         report.section("verdict", "Verdict").add(
