@@ -46,7 +46,8 @@ def register(subparsers) -> None:
     add_annotation_arguments(p)
     p.add_argument("--out", metavar="RUN_DIR", help="run directory to write")
     add_resume_argument(p)
-    add_config_arguments(p, "TAL config (thumos14_i3d, activitynet_tsp, tal_synthetic_cpu, tal_splice_cpu); "
+    add_config_arguments(p, "TAL config (sola_extract_i3d for `sola extract` features, thumos14_i3d, activitynet_tsp, "
+                         "tal_synthetic_cpu, tal_splice_cpu); "
                          "default: the THUMOS14 values", "train.epochs=5",
                          [("--seed", "train.seed", {"type": SEED, "help": "random seed"})])
     p.add_argument("--quiet", action="store_true", help="no progress bar and no per-epoch lines (without it: a bar on "
@@ -77,7 +78,7 @@ def register(subparsers) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     """`sola tal train`: train on data.train_subset and write the run directory (resumable)."""
-    from sola.tal.experiment import build_items, class_names, fit_config_to_data
+    from sola.tal.experiment import build_items, class_names, fit_config_to_data, note_fitted
     from sola.tal.features import features_record
     from sola.tal.run import save_run
     from sola.tal.train import STATE_FIX, STATE_FORMAT, train_head
@@ -92,13 +93,14 @@ def run_train(args: argparse.Namespace) -> int:
     store = store_from_args(args)
     annotations = annotations_from_args(args)
     names = class_names(annotations, config)
-    config = fit_config_to_data(config, store.dim(), len(names))
+    given, config = config, fit_config_to_data(config, store.dim(), len(names))
     if main_writes_config(out):  # before any epoch, so that `--resume` finds it however early a kill comes
         save_tal_config(config, out / CONFIG)
     elif args.resume and (out / STATE).exists():  # a damaged state is reported now, not after the data is read
         check_safetensors(out / STATE, STATE_FORMAT, "training state", STATE_FIX)
     cache = out / WINDOW_CACHE  # layouts without random access: float32 copies, memory-mapped, removed after
     items = build_items(store, annotations, config.data.train_subset, config, names, cache_dir=cache)
+    note_fitted(given, config, args.features)  # after the checks of the data: a refusal stays one line
     main = is_main_process()
     if main:
         processes = world_size()
@@ -156,7 +158,7 @@ def run_infer(args: argparse.Namespace) -> int:
         check_store(record, str(run_dir), store, config)  # before any work: features of another kind
     annotations = annotations_from_args(args)
     subset = args.subset or config.data.test_subset
-    items = build_items(store, annotations, subset, config, names)
+    items = build_items(store, annotations, subset, config, names, key="--subset")
     detections = predict_items(model, items, config, batch_size=args.batch_size or config.train.batch_size, device=device)
     predictions, mode = prediction_dict(detections, names, video_scores_for(config, args.video_scores),
                                         config.test.video_score_topk)

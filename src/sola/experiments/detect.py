@@ -8,7 +8,9 @@
 
 The head's run records what it was trained on (`sola.tal.features`); features are extracted on
 that grid (frames per snippet, stride, frame-rate rule), and a head trained on other features
-(another encoder or width, with or without SoLa) is refused before any video is decoded.
+(another encoder or width, with or without SoLa) is refused before any video is decoded. Features
+a `sola extract` output on that grid already holds (`features=`, else the head's training store)
+are copied into OUT/features instead of extracted again (`reusable_store`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from sola.core.atomic import atomic_write_text, json_text
-from sola.core.errors import ConfigError, ExtractError
+from sola.core.errors import ConfigError, ExtractError, SolaError
 from sola.data.annotations import match_ids
 
 DETECTIONS = "detections.json"
@@ -70,6 +72,7 @@ def detect_videos(
     progress: bool | None = None,
     encoder=None,
     cache: str | None = None,
+    features: str | os.PathLike | None = None,
 ) -> DetectSummary:
     """Detect actions in videos with a trained head (and optionally a SoLa adapter).
 
@@ -79,8 +82,11 @@ def detect_videos(
     timelines (optional). `min_score`: detections below it are not drawn (all are written).
     `encoder`: a loaded `SnippetEncoder` (tests, reuse); `cache`: the weights cache. Writes
     OUT/detections.json (ActivityNet format: seconds, class names) and OUT/timelines/*.png.
-    Raises `ConfigError` (one line) when the head does not fit the features `sola detect`
-    extracts or the adapter given, `ExtractError` when no video could be read.
+    `features`: a `sola extract` output on the head's grid (an input, never written) whose features
+    of these videos are copied into OUT/features instead of extracted again; None: the store the
+    head was trained on, when it is one (`reusable_store`). Raises `ConfigError` (one line) when
+    the head does not fit the features `sola detect` extracts or the adapter given, `ExtractError`
+    when `features` was extracted on another grid or no video could be read.
     """
     from sola.adapt.adapter import adapter_digest, load_adapter
     from sola.adapt.transform import transform_store
@@ -106,9 +112,14 @@ def detect_videos(
                           f"extracts {OUTPUTS[settings['output']]}-d Kinetics-400 I3D RGB features; train the head "
                           "on `sola extract` features to detect with it")
     extract_config = ExtractConfig.from_dict({"extract": settings, "encoder": {"device": device, "cache": cache}})
-    summary = extract_videos(inputs, out_dir / "features", extract_config, encoder=encoder, progress=progress)
+    reuse = reusable_store(features, record, out_dir / "features", extract_config, str(head))
+    summary = extract_videos(inputs, out_dir / "features", extract_config, encoder=encoder, progress=progress,
+                             reuse=reuse)
+    if summary.reused:
+        notes.append(f"reused the features of {len(summary.reused)} video{'s' if len(summary.reused) > 1 else ''} "
+                     f"from {reuse} (extracted {len(summary.extracted)})")
     failed = list(summary.failed)
-    done = set(summary.extracted) | set(summary.skipped)
+    done = set(summary.extracted) | set(summary.skipped) | set(summary.reused)
     if not done:
         reasons = "; ".join(reason for _, reason in failed[:3]) or "no video files found"
         raise ExtractError(f"no video could be read ({reasons}); point sola detect at video files or a folder of them")
@@ -124,6 +135,48 @@ def detect_videos(
     durations = {video_id: float(info["duration"]) for video_id, info in videos.items()}
     result.timelines = _timelines(predictions, durations, annotations, out_dir / TIMELINES, min_score, result.notes)
     return result
+
+
+def reusable_store(given, record: dict | None, own: Path, config, head: str) -> Path | None:
+    """The `sola extract` output whose features `sola detect` copies instead of extracting again: `given`
+    (refused with `ExtractError`, one line, when it was extracted on another grid than the head's), else the
+    store the head was trained on (or, for SoLa features, the store they were made from) when that is a
+    `sola extract` output on the same grid; None: extract all.
+    `own` (OUT/features, the cache of earlier runs) is never reused from: it is resumed."""
+    from sola.extract.extract import grid_settings, reusable_metadata
+    from sola.tal.features import extraction_dir
+
+    grid = config.extract
+    settings = grid_settings(grid.fps, grid.window, grid.stride, grid.output)
+    if given is not None:
+        if _same_dir(given, own):
+            return None
+        reusable_metadata(given, settings, f"the one the head {head} was trained on ({describe_settings(settings)})",
+                          "--features")
+        return Path(given)
+    trained_on = record.get("store") if record else None
+    try:
+        source = extraction_dir(trained_on) if isinstance(trained_on, str) else None  # SoLa features: their input
+        if source is None or _same_dir(source, own):
+            return None
+        reusable_metadata(source, settings)
+    except SolaError:
+        return None  # moved, damaged or re-extracted on another grid since: extract afresh
+    return source
+
+
+def describe_settings(settings: dict) -> str:
+    """'1024-d i3d_kinetics400_rgb features, 16 frames every 16, each video's own frame rate'."""
+    rate = "each video's own frame rate" if settings.get("fps") is None else f"resampled to {settings['fps']:g} fps"
+    return (f"{settings.get('dim')}-d {settings.get('encoder')} {settings.get('output')}, {settings.get('window')} "
+            f"frames every {settings.get('stride')}, {rate}")
+
+
+def _same_dir(a, b) -> bool:
+    try:
+        return Path(a).resolve() == Path(b).resolve()
+    except OSError:
+        return False
 
 
 def _predict(model, config, names: list[str], store, videos: dict[str, dict], device, progress) -> dict:

@@ -77,6 +77,7 @@ class ExtractSummary:
     metadata: Path
     extracted: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # already complete from an earlier run
+    reused: list[str] = field(default_factory=list)  # copied from another extraction (`reuse`), not encoded
     failed: list[tuple[str, str]] = field(default_factory=list)  # (input path, one-line reason)
     warnings: list[str] = field(default_factory=list)  # e.g. a video that decoded short of its header
     snippets: int = 0  # snippets encoded in this run
@@ -92,7 +93,8 @@ def decoded_short(info: dict) -> bool:
     return info["header_duration"] > 0 and info["duration"] < 0.9 * info["header_duration"] - 0.5
 
 
-def _settings(fps: float | None, window: int, stride: int, output: str) -> dict:
+def grid_settings(fps: float | None, window: int, stride: int, output: str) -> dict:
+    """What `sola extract` records of its settings (extract_metadata.json) and compares between runs."""
     return {
         "encoder": ENCODER_NAME,
         "output": output,
@@ -169,6 +171,7 @@ def extract_videos(
     config: ExtractConfig | None = None,
     encoder: SnippetEncoder | None = None,
     progress: bool | None = None,
+    reuse: str | os.PathLike | None = None,
 ) -> ExtractSummary:
     """Encode videos into `out_dir/<stem>.npy` `(T, 1024)` float32 plus `out_dir/extract_metadata.json`.
 
@@ -182,6 +185,11 @@ def extract_videos(
     metadata entry. The output directory reads back with `sola.data.stores.npy.NpyStore`. Raises
     `ConfigError` for a bad config (before any work), `ExtractError` if `out_dir` holds an
     extraction with other settings, or the weights cannot be fetched.
+
+    `reuse`: another `sola extract` output (an input: never written) whose features of these videos
+    are copied into `out_dir` instead of encoded again (`summary.reused`); it must hold the same
+    settings (`reusable_metadata`, checked before any work). A video is taken from it when its id is
+    there, intact, and made from the same file (`same_source`); the others are encoded.
     """
     from sola.data.stores.npy import NpyWriter
 
@@ -192,16 +200,20 @@ def extract_videos(
     target = encoder.device if encoder is not None else resolve_device(config.encoder.device)  # a bad name fails here
     workers = _decode_workers(grid.workers, target)
     out_dir = Path(out_dir)
-    metadata = _matching_metadata(out_dir, _settings(grid.fps, grid.window, grid.stride, grid.output))
+    settings = grid_settings(grid.fps, grid.window, grid.stride, grid.output)
+    metadata = _matching_metadata(out_dir, settings)
+    reused = reusable_metadata(reuse, settings) if reuse is not None else None
     writer = NpyWriter(out_dir)
     summary = ExtractSummary(out_dir, out_dir / METADATA_NAME)
     videos, problems = find_videos(list(inputs))
     summary.failed.extend((str(path), message) for path, message in problems)
     todo = _videos_to_do(videos, metadata, writer, summary)
+    metadata_file = _MetadataFile(summary.metadata, metadata)
+    if reused is not None:
+        _copy_reused(todo, Path(reuse), reused, writer, metadata_file, summary)
     jobs = [(video_id, partial(ClipSource, path, grid.fps, grid.window, grid.stride, grid.batch_size))
             for video_id, path in todo.items()]  # fmt: skip
     encode = _LazyEncoder(encoder, config.encoder.device, config.encoder.cache, grid.output)
-    metadata_file = _MetadataFile(summary.metadata, metadata)
     _encode_videos(todo, jobs, workers, encode, writer, metadata_file, summary, progress)
     return summary
 
@@ -223,6 +235,89 @@ def _matching_metadata(out_dir: Path, settings: dict) -> dict:
             "use another --out or the same settings"
         )
     return metadata
+
+
+GRID = ("encoder", "output", "dim", "fps", "window", "stride", "preprocessing")  # what makes two extractions alike
+
+
+def grid_differences(found: dict, wanted: dict) -> list[str]:
+    """The extraction settings in which `found` differs from `wanted`: ["window 32, not 16", ...]."""
+    def shown(value):
+        return "each video's own frame rate" if value is None else value
+
+    return [f"{key} {shown(found.get(key))}, not {shown(wanted.get(key))}" for key in GRID
+            if found.get(key) != wanted.get(key)]
+
+
+def reusable_metadata(store: str | os.PathLike, settings: dict, wanted: str = "the one asked for",
+                      name: str = "") -> dict:
+    """The metadata of `sola extract` output `store` when it was made with `settings` (encoder, output, frame
+    rate, window, stride, preprocessing); raises `ExtractError` (one line: the settings that differ, or
+    that `store` is no `sola extract` output). `wanted` names what `settings` are for, `name` the flag that
+    gave `store` ("--features")."""
+    store = Path(store)
+    given = f"{name} {store}" if name else str(store)
+    omit = f"leave out {name}" if name else "give none"
+    if not store.is_dir():
+        raise ExtractError(f"{given}: no such feature directory; give the --out folder of a `sola extract` run "
+                           f"(or {omit} to extract the videos)")
+    metadata = load_metadata(store)
+    if metadata is None:
+        raise ExtractError(f"{given} has no {METADATA_NAME}: not a `sola extract` output, so its grid is unknown; "
+                           f"give the --out folder of a `sola extract` run (or {omit} to extract the videos)")
+    differ = grid_differences(metadata["settings"], settings)
+    if differ:
+        raise ExtractError(f"{given} was extracted on another grid ({'; '.join(differ)}) than {wanted}; give "
+                           f"features `sola extract` made with those settings (or {omit} to extract the videos)")
+    return metadata
+
+
+def same_source(path: Path, info: dict) -> bool:
+    """Whether features recorded with `info` (an entry of the metadata) were made from the video at `path`:
+    the same file, or one whose header states the same frame rate and duration (a moved or copied file)."""
+    from sola.extract.video import read_header
+
+    recorded = info.get("source")
+    if isinstance(recorded, str) and Path(recorded) == path.resolve():
+        return True
+    try:
+        header = read_header(path)
+    except ExtractError:
+        return False  # unreadable: the extraction reports it
+    return (info.get("source_fps") is not None and abs(float(info["source_fps"]) - header.fps) < 1e-6
+            and abs(float(info.get("header_duration", -1.0)) - round(header.duration, 6)) < 1e-6)
+
+
+def _copy_reused(todo: dict[str, Path], store: Path, metadata: dict, writer, metadata_file,
+                 summary: ExtractSummary) -> None:
+    """Copy the features `store` (another extraction with the same settings) holds of videos in `todo` into the
+    output, removing them from `todo`; a damaged one, or one made from another file, stays to be encoded."""
+    from sola.core.errors import StoreError
+    from sola.data.stores.npy import load_npy
+
+    for video_id, path in list(todo.items()):
+        info = metadata["videos"].get(video_id)
+        file = store / f"{video_id}.npy"
+        if not isinstance(info, dict) or not file.is_file():
+            continue
+        if not same_source(path, info):
+            summary.warnings.append(f"{store} holds features of another video named {video_id!r} "
+                                    f"({info.get('source', 'source unknown')}); extracting {path}")
+            continue
+        try:
+            array = load_npy(file)
+        except StoreError as exc:
+            summary.warnings.append(f"{str(exc).rsplit('; ', 1)[0]}; extracting {path} again")
+            continue
+        dim = metadata["settings"].get("dim")
+        if array.dtype != np.float32 or array.ndim != 2 or array.shape != (info.get("num_snippets"), dim):
+            summary.warnings.append(f"{file} holds {array.dtype} {array.shape}, not the {info.get('num_snippets')} "
+                                    f"x {dim} float32 its metadata states; extracting {path} again")
+            continue
+        writer.write(video_id, array)
+        metadata_file.add(video_id, dict(info))
+        summary.reused.append(video_id)
+        del todo[video_id]
 
 
 def _videos_to_do(videos: list[Path], metadata: dict, writer, summary: ExtractSummary) -> dict[str, Path]:

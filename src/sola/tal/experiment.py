@@ -11,14 +11,15 @@ import dataclasses
 import math
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 from sola.adapt.sampling import CachedStore
 from sola.core.devices import resolve_device
-from sola.core.errors import AnnotationError, StoreError
+from sola.core.errors import AnnotationError, SolaNote, StoreError
 from sola.core.runs import EVALUATION, PREDICTIONS, write_json
-from sola.data.annotations import SnippetGrid, grid_for, match_ids
+from sola.data.annotations import SnippetGrid, canonical_subset, grid_for, match_ids
 from sola.evaluate.metrics.coverage import NO_FEATURES
 from sola.tal.config import TalConfig
 from sola.tal.data import StoredFeatures, make_item
@@ -49,14 +50,28 @@ def class_names(annotations, config: TalConfig) -> list[str]:
 
 
 def fit_config_to_data(config: TalConfig, input_dim: int, num_labels: int) -> TalConfig:
-    """Set the derived fields data.input_dim and data.num_classes from the data (1 stays class-agnostic)."""
+    """Set the derived fields data.input_dim and data.num_classes from the data (1 stays class-agnostic).
+
+    `note_fitted` says when the features' width replaced another data.input_dim of the config.
+    """
     data = dataclasses.replace(config.data, input_dim=int(input_dim),
                                num_classes=1 if config.data.num_classes == 1 else int(num_labels))
     return dataclasses.replace(config, data=data).validate()
 
 
+def note_fitted(config: TalConfig, fitted: TalConfig, where) -> None:
+    """A `SolaNote` when the features' width replaced another data.input_dim of `config` (a 2048-d two-stream
+    config given 1024-d `sola extract` features): the head is sized for the features `where` holds. Called once
+    the data is checked, so that a refusal stays one line."""
+    old, new = int(config.data.input_dim), int(fitted.data.input_dim)
+    if old != new:
+        warnings.warn(f"the features in {where} are {new}-d, so the head takes data.input_dim {new}, not the "
+                      f"config's {old}; if these are the features you meant, set data.input_dim: {new} in the config "
+                      f"(or --set data.input_dim={new})", SolaNote, stacklevel=2)
+
+
 def build_items(store, annotations, subset: str, config: TalConfig, names: list[str], lazy: bool = True,
-                cache_dir: str | os.PathLike | None = None) -> list[dict[str, Any]]:
+                cache_dir: str | os.PathLike | None = None, key: str | None = None) -> list[dict[str, Any]]:
     """Head items of every video of `subset` that has features; seconds mapped onto each video's grid.
 
     Memory: with `lazy` (the default), the features of a random-access store (npy, HDF5) stay on disk
@@ -68,16 +83,14 @@ def build_items(store, annotations, subset: str, config: TalConfig, names: list[
     states `feat_stride` (synthetic data) or an fps is known (`data.default_fps` or the
     annotation's), using `data.feat_stride`/`data.num_frames`; otherwise the snippets are spread
     evenly over the annotated duration. Ambiguous segments are
-    skipped. Raises `AnnotationError` when no video of the subset has features.
+    skipped. Raises `AnnotationError` when no video of the subset has features, naming the subsets the
+    file has and the setting that chooses it (`key`: "--subset"; default: data.train_subset or
+    data.test_subset, whichever names `subset`).
     """
     chosen = annotations.subset(subset)
     match = match_ids(store.video_ids(), list(chosen.keys()))
     if not match.pairs:
-        raise AnnotationError(
-            f"{getattr(annotations, 'source', 'annotations')}: no video of subset {subset!r} has features in "
-            f"{store.path} ({features_by_subset(store, annotations)}); subsets present: {annotations.subsets()}; "
-            "set data.train_subset / data.test_subset"
-        )
+        raise AnnotationError(empty_subset_message(store, annotations, subset, key or _subset_key(config, subset)))
     index = {name: i for i, name in enumerate(names)}
     extracted = extraction_grids(store)
     items = []
@@ -113,6 +126,41 @@ def build_items(store, annotations, subset: str, config: TalConfig, names: list[
         items.append(make_item(annotation_id, feats, segments, labels, fps=fps, feat_stride=grid.step * fps,
                                num_frames=2 * grid.offset * fps, duration=duration))
     return items
+
+
+def _subset_key(config: TalConfig, subset: str) -> str:
+    """The setting that chose `subset`: data.train_subset or data.test_subset (the first when both name it)."""
+    if canonical_subset(subset) == canonical_subset(config.data.test_subset) != canonical_subset(
+            config.data.train_subset):
+        return "data.test_subset"
+    return "data.train_subset"
+
+
+def empty_subset_message(store, annotations, subset: str, key: str) -> str:
+    """Why no video of `subset` can be used (none is annotated there, or none of those has features), the
+    subsets the file has, and the fix: the setting `key` ("data.train_subset", "--subset") set to the subset
+    holding the most videos with features."""
+    source = getattr(annotations, "source", "annotations")
+    present = annotations.subsets()
+    listed = ", ".join(f"{name!r} ({count} videos)" for name, count in present.items()) or "none"
+    counts = _featured_subsets(store, annotations)
+    flag = key if key.startswith("-") else f"--set {key}"
+    if counts:
+        best = max(counts, key=lambda name: (counts[name], name))
+        fix = f"choose a subset with {flag}{' ' if key.startswith('-') else '='}{best}"
+    else:
+        fix = f"choose a subset with {flag}{' ' if key.startswith('-') else '='}NAME once the ids match"
+    return (f"{source}: no video of subset {subset!r} ({key}) has features in {store.path} "
+            f"({features_by_subset(store, annotations)}); the file's subsets: {listed}; {fix}")
+
+
+def _featured_subsets(store, annotations) -> dict[str, int]:
+    """Subset name (as written in the file) -> how many of its videos have features in `store`."""
+    match = match_ids(store.video_ids(), list(annotations.keys()))
+    counts: dict[str, int] = {}
+    for annotation_id in match.pairs.values():
+        counts[annotations[annotation_id].subset] = counts.get(annotations[annotation_id].subset, 0) + 1
+    return counts
 
 
 def features_by_subset(store, annotations) -> str:
@@ -161,9 +209,11 @@ def run_experiment(store, annotations, config: TalConfig, seed: int = 0, out_dir
     names = class_names(annotations, config)
     if not names:
         raise AnnotationError(f"{getattr(annotations, 'source', 'annotations')}: no labelled segments to train on")
-    config = fit_config_to_data(config, store.dim(), len(names))
-    train_items = build_items(store, annotations, config.data.train_subset, config, names)
-    test_items = build_items(store, annotations, config.data.test_subset, config, names)
+    fitted = fit_config_to_data(config, store.dim(), len(names))
+    train_items = build_items(store, annotations, fitted.data.train_subset, fitted, names)
+    test_items = build_items(store, annotations, fitted.data.test_subset, fitted, names)
+    note_fitted(config, fitted, store.path)
+    config = fitted
     seed_everything(seed)  # the adapter's initial weights depend on the seed too
     adapter, auxiliary = unified_parts(mode, config.data.input_dim, sola_config)
     result = train_head(train_items, config, seed=seed, progress=progress, adapter=adapter, auxiliary=auxiliary,

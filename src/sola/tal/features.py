@@ -23,15 +23,22 @@ UNKNOWN = "unknown"
 
 def extraction_metadata(store) -> dict | None:
     """`sola extract`'s metadata of a store, following `sola transform` records to its input; None if none."""
+    from sola.extract import load_metadata
+
+    path = extraction_dir(store.path)
+    return load_metadata(path) if path is not None else None
+
+
+def extraction_dir(path) -> Path | None:
+    """The `sola extract` output a store at `path` is (or, following `sola transform` records, was made from);
+    None when it is neither."""
     from sola.adapt.transform import PROVENANCE
     from sola.extract import load_metadata
 
-    path = Path(store.path)
+    path = Path(path)
     for _ in range(8):  # a transform of a transform: follow the chain a few steps
-        if path.is_dir():
-            metadata = load_metadata(path)
-            if metadata is not None:
-                return metadata
+        if path.is_dir() and load_metadata(path) is not None:
+            return path
         provenance = _provenance(path, PROVENANCE)
         if provenance is None:
             return None
