@@ -9,6 +9,7 @@ size that allocates is compared with this machine's memory first (`sola.core.mem
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -229,7 +230,11 @@ def test_every_shipped_config_and_default_is_inside_its_ranges():
 
     for config in (SoLaConfig, TalConfig, ProbeConfig, ExtractConfig, SynthSections, SpliceSections):
         config().validate()
-    for name in ("thumos14_i3d", "activitynet_tsp", "tal_synthetic_cpu", "tal_splice_cpu"):
+    import sola
+
+    shipped = sorted(path.stem for path in (Path(sola.__file__).parent / "configs").glob("*.yaml"))
+    assert {"thumos14_i3d", "activitynet_tsp", "tal_synthetic_cpu", "tal_splice_cpu", "sola_extract_i3d"} <= set(shipped)
+    for name in shipped:  # every shipped head config is valid
         load_tal_config(name)
 
 
