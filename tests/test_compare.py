@@ -362,3 +362,20 @@ def test_tsm_picture_and_probe_take_more_adapters(tmp_path, monkeypatch):
     table = compare_probe(store, labels, seed=0, more={"fitted": other})
     assert list(table["rows"]) == ["baseline", "fitted"]
     assert table["rows"]["fitted"] != table["rows"]["baseline"]
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_heads_trained_at_once_in_processes_equal_those_trained_in_turn(synthetic_small, tmp_path):
+    store = open_store(synthetic_small / "features")
+    annotations = load_annotations(synthetic_small / "annotations.json")
+    tal = load_tal_config("tal_synthetic_cpu", {**TINY_TAL, "train.device": "cpu"})
+    lines = []
+    turn = compare(store, annotations, tal, tmp_path / "turn", modes=["baseline"], seeds=2, probe=False,
+                   progress=False, log=lambda s: None)
+    once = compare(store, annotations, tal, tmp_path / "once", modes=["baseline"], seeds=2, probe=False,
+                   progress=False, log=lines.append, jobs=2)
+    assert any("2 heads, 2 at once (one process each, 1 torch thread)" in line for line in lines)
+    assert once["rows"]["baseline"]["average_mAP_per_seed"] == turn["rows"]["baseline"]["average_mAP_per_seed"]
+    for seed in (0, 1):  # each process kept its result and its predictions, and left no scratch folder
+        assert (tmp_path / "once" / "results" / f"baseline_seed{seed}.predictions.json").is_file()
+    assert not list((tmp_path / "once" / "results").glob(".*.run"))

@@ -99,3 +99,44 @@ def test_max_seg_num_and_empty_input():
     assert len(out[1]) == 10 and np.all(np.diff(out[1]) <= 0)
     empty = batched_nms(np.zeros((0, 2)), np.zeros(0), np.zeros(0, dtype=np.int64))
     assert [len(x) for x in empty] == [0, 0, 0]
+
+
+def _plain_suppress(segments, scores, method, sigma=0.5, iou_threshold=0.1, min_score=0.001, max_keep=None):
+    """The plain loop over every candidate at every pick (what suppress_one_class must equal)."""
+    from sola.evaluate.metrics.segments import segment_iou
+
+    alive = np.where(scores >= min_score, scores, -np.inf).astype(np.float64)
+    limit = len(scores) if max_keep is None else min(max_keep, len(scores))
+    kept, kept_scores = [], []
+    while len(kept) < limit:
+        best = int(np.argmax(alive))
+        if not np.isfinite(alive[best]):
+            break
+        kept.append(best)
+        kept_scores.append(alive[best])
+        alive[best] = -np.inf
+        iou = segment_iou(segments[best, 0], segments[best, 1], segments[:, 0], segments[:, 1])
+        if method == "soft":
+            alive = alive * np.exp(-(iou * iou) / sigma)
+            alive[alive < min_score] = -np.inf
+        else:
+            alive[iou > iou_threshold] = -np.inf
+    return np.asarray(kept, dtype=np.int64), np.asarray(kept_scores)
+
+
+@pytest.mark.parametrize("method", ["soft", "hard"])
+@pytest.mark.parametrize("seed", range(4))
+def test_suppression_carrying_only_live_candidates_equals_the_plain_loop(method, seed):
+    from sola.tal.nms import suppress_one_class
+
+    rng = np.random.default_rng(seed)
+    n = 400
+    starts = rng.uniform(0, 100, n)
+    segments = np.stack([starts, starts + rng.uniform(0.5, 20, n)], 1)
+    scores = rng.uniform(0, 1, n) ** 3
+    scores[rng.choice(n, 40)] = 0.5  # ties: the lowest index wins, as np.argmax over all candidates
+    for max_keep in (None, 50):
+        index, score = suppress_one_class(segments, scores, method, max_keep=max_keep)
+        expected_index, expected_score = _plain_suppress(segments, scores, method, max_keep=max_keep)
+        np.testing.assert_array_equal(index, expected_index)
+        np.testing.assert_array_equal(score, expected_score)

@@ -24,6 +24,9 @@ def register(subparsers) -> None:
                    "last adapter as fitted, beside the one selection chose), unified, unified+sm, and the controls "
                    "smooth (the features smoothed along time by a fixed kernel of the adapter's receptive field) and "
                    "untrained (an untrained adapter gated to SoLa's departure), each judged against baseline and sola")
+    p.add_argument("--jobs", type=integer(1, 256), default=1, help="heads trained at once on the CPU, each in a "
+                   "process of its own with an equal share of --threads (default 1; a small head gains more from a "
+                   "second process than from a second thread; ignored under torchrun and on a GPU)")
     p.add_argument("--seeds", type=integer(1, 1000), default=3, help="seeds 0..N-1 for every mode (default 3)")
     p.add_argument("--no-probe", action="store_true", help="skip the linear-probe columns")
     p.add_argument("--out", default="compare_out", help="output directory (results are resumable)")
@@ -122,6 +125,7 @@ def run_compare(args: argparse.Namespace) -> int:
         heldout_subset=args.heldout_subset,
         selection=selection_options(args),
         smooth=smooth_options(args),
+        jobs=args.jobs,
     )
     if not main:
         return 0

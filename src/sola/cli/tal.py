@@ -76,6 +76,18 @@ def register(subparsers) -> None:
     p.add_argument("--json", default=None, metavar="OUT", help="also write the result as JSON (atomically)")
 
 
+def _states_input_dim(args: argparse.Namespace) -> bool:
+    """Whether `--config` (a file or a shipped name) or `--set` states data.input_dim."""
+    from sola.core.config import packaged_config, read_yaml_sections
+
+    if "data.input_dim" in config_overrides(args):
+        return True
+    if not args.config:
+        return False
+    data = read_yaml_sections(packaged_config(args.config)).get("data")
+    return isinstance(data, dict) and "input_dim" in data
+
+
 def run_train(args: argparse.Namespace) -> int:
     """`sola tal train`: train on data.train_subset and write the run directory (resumable)."""
     from sola.tal.experiment import build_items, class_names, fit_config_to_data, note_fitted
@@ -100,7 +112,7 @@ def run_train(args: argparse.Namespace) -> int:
         check_safetensors(out / STATE, STATE_FORMAT, "training state", STATE_FIX)
     cache = out / WINDOW_CACHE  # layouts without random access: float32 copies, memory-mapped, removed after
     items = build_items(store, annotations, config.data.train_subset, config, names, cache_dir=cache)
-    note_fitted(given, config, args.features)  # after the checks of the data: a refusal stays one line
+    note_fitted(given, config, args.features, stated=_states_input_dim(args))  # after the data checks: one line
     main = is_main_process()
     if main:
         processes = world_size()

@@ -252,6 +252,7 @@ def compare(
     smooth: dict | None = None,
     fitted_store: FeatureStore | None = None,
     sola_record: dict | None = None,
+    jobs: int = 1,
 ) -> dict:
     """Train and evaluate the head per mode and seed; write `compare.json` and `compare.md` in `out_dir`.
 
@@ -267,7 +268,9 @@ def compare(
     table). "fitted": the head on the features of the run's last adapter, as fitted (what selection may have
     discarded): `fitted_store` when given, else written to `OUT/fitted_features` (the "sola" features or results
     when they are the same adapter's). `probe_table`: a `sola.evaluate.probe.compare_probe` result to reuse for the
-    probe columns. Control modes ("smooth", "untrained": `sola.experiments.controls.control_store`) are
+    probe columns. `jobs`: heads trained at once on the CPU, each in its own process with an equal share of
+    torch's threads (the small heads use a second core better as a second process than as a second thread); 1
+    under torchrun or on a GPU. Control modes ("smooth", "untrained": `sola.experiments.controls.control_store`) are
     judged against the baseline and against "sola"; "untrained" matches the "sola" features' departure
     (so it makes them even when "sola" is not among the modes); `smooth`: `SmoothConfig` fields over
     the adapter's geometry, e.g. `{"kernel": "gaussian"}`. Returns the table as a dict; its
@@ -298,24 +301,28 @@ def compare(
     fitted = None
     if "fitted" in modes:
         stores["fitted"], fitted = fitted_features(store, out_dir, used, stores["sola"], fitted_store, progress, log)
-    results: dict[str, list[dict]] = {}
-    for mode in modes:
+    plan = {}  # (mode, seed) -> "saved", "train" or the earlier mode whose heads it repeats
+    for index, mode in enumerate(modes):
         same = _same_features(mode, stores, store)
         for seed in range(seeds):
-            saved = result_path(out_dir, mode, seed)
-            if saved.is_file():
-                result = json.loads(saved.read_text())
-            elif same and seed < len(results.get(same, ())):
-                if seed == 0:
-                    log(_reuse_line(mode, same))
-                result = _reuse(out_dir, same, results[same][seed], mode, seed)
+            if result_path(out_dir, mode, seed).is_file():
+                plan[mode, seed] = "saved"
             else:
-                log(f"training the head: {mode}, seed {seed}")
-                features = stores[mode] if mode in FEATURE_MODES else store
-                result = _run_and_keep(features, annotations, tal_config, out_dir, mode, seed,
-                                       progress=None if progress else False,  # None: bars on a terminal only
-                                       sm_weight=sm_weight, sola_config=sola_config)
-            results.setdefault(mode, []).append(result)
+                plan[mode, seed] = same if same in modes[:index] else "train"
+    runs = [(mode, seed, stores[mode] if mode in FEATURE_MODES else store)
+            for (mode, seed), step in plan.items() if step == "train"]
+    trained = _train_heads(runs, annotations, tal_config, out_dir, jobs, progress, sm_weight, sola_config, log)
+    results: dict[str, list[dict]] = {}
+    for (mode, seed), step in plan.items():
+        if step == "saved":
+            result = json.loads(result_path(out_dir, mode, seed).read_text())
+        elif step == "train":
+            result = trained[mode, seed]
+        else:
+            if seed == 0:
+                log(_reuse_line(mode, step))
+            result = _reuse(out_dir, step, results[step][seed], mode, seed)
+        results.setdefault(mode, []).append(result)
     probes = _probe_rows(stores, annotations, probe_table) if probe else {}
     table = summarise(results, probes, tal_config, sm_weight)
     table["annotations"] = _annotation_source(annotations)
@@ -330,6 +337,47 @@ def compare(
     atomic_write_text(out_dir / TABLE, json_text(json_ready(table), indent=1))
     atomic_write_text(out_dir / "compare.md", format_markdown(table))
     return table
+
+
+def _train_heads(runs: list[tuple[str, int, FeatureStore]], annotations, tal_config, out_dir: Path, jobs: int,
+                 progress: bool, sm_weight: float, sola_config, log) -> dict[tuple[str, int], dict]:
+    """Train and keep the head of each (mode, seed, features) of `runs`: one after another, or `jobs` at once in
+    processes of their own (spawned: a fork would inherit torch's thread pools) on the CPU."""
+    import torch
+
+    from sola.core.devices import resolve_device
+    from sola.core.distributed import world_size
+
+    jobs = min(jobs, len(runs))
+    if jobs > 1 and (world_size() > 1 or resolve_device(tal_config.train.device).type != "cpu"):
+        jobs = 1
+    trained = {}
+    if jobs <= 1:
+        for mode, seed, features in runs:
+            log(f"training the head: {mode}, seed {seed}")
+            trained[mode, seed] = _run_and_keep(features, annotations, tal_config, out_dir, mode, seed,
+                                                progress=None if progress else False,  # None: bars on a terminal
+                                                sm_weight=sm_weight, sola_config=sola_config)
+        return trained
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    threads = max(1, torch.get_num_threads() // jobs)
+    log(f"training {len(runs)} heads, {jobs} at once (one process each, {threads} torch thread"
+        f"{'s' if threads > 1 else ''}): {', '.join(f'{mode} seed {seed}' for mode, seed, _ in runs)}")
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_job_threads,
+                             initargs=(threads,)) as pool:
+        futures = {(mode, seed): pool.submit(_run_and_keep, features, annotations, tal_config, out_dir, mode, seed,
+                                             progress=False, sm_weight=sm_weight, sola_config=sola_config)
+                   for mode, seed, features in runs}
+        return {key: future.result() for key, future in futures.items()}
+
+
+def _job_threads(threads: int) -> None:
+    """In a head-training process of `_train_heads`: its share of torch's threads."""
+    import torch
+
+    torch.set_num_threads(threads)
 
 
 def _run_and_keep(features: FeatureStore, annotations, tal_config, out_dir: Path, mode: str, seed: int,

@@ -222,11 +222,20 @@ def _evaluate(store: FeatureStore, labels, sola_store: FeatureStore, out_dir: Pa
     modes = ["baseline", "sola"] + (["fitted"] if fitted_store is not None else [])
     detection = compare(store, labels, load_tal_config("tal_synthetic_cpu"), out_dir / "compare",
                         modes=modes, seeds=1, adapted_store=sola_store, probe_table=probe,
-                        progress=progress, log=log, fitted_store=fitted_store, sola_record=record)
+                        progress=progress, log=log, fitted_store=fitted_store, sola_record=record,
+                        jobs=_head_jobs())
     log(format_markdown(detection, with_verdict=False))  # the verdict: once, below
     for line in verdict_lines(detection, average_only=True):  # per tIoU: compare.md
         log(f"verdict: {line}")
     return probe, detection
+
+
+def _head_jobs() -> int:
+    """Heads the demo trains at once: one process per torch thread it may use (`sola.core.threads`), as the small
+    synthetic head gains little from a second thread (compare's `jobs`)."""
+    import torch
+
+    return torch.get_num_threads()
 
 
 def _synthetic_features(out_dir: Path, num_videos: int | None, progress: bool, log) -> tuple[FeatureStore, object]:

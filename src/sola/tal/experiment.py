@@ -59,12 +59,16 @@ def fit_config_to_data(config: TalConfig, input_dim: int, num_labels: int) -> Ta
     return dataclasses.replace(config, data=data).validate()
 
 
-def note_fitted(config: TalConfig, fitted: TalConfig, where) -> None:
-    """A `SolaNote` when the features' width replaced another data.input_dim of `config` (a 2048-d two-stream
-    config given 1024-d `sola extract` features): the head is sized for the features `where` holds. Called once
-    the data is checked, so that a refusal stays one line."""
+def note_fitted(config: TalConfig, fitted: TalConfig, where, stated: bool | None = None) -> None:
+    """A `SolaNote` when the features' width replaced a data.input_dim that the config states (a 2048-d two-stream
+    config given 1024-d `sola extract` features): the head is sized for the features `where` holds. `stated`: whether
+    the config states data.input_dim (None: when it differs from the default, which configs that take the width from
+    the data, e.g. tal_synthetic_cpu, leave as it is). Called once the data is checked, so that a refusal stays one
+    line."""
     old, new = int(config.data.input_dim), int(fitted.data.input_dim)
-    if old != new:
+    if stated is None:
+        stated = old != type(config.data)().input_dim
+    if stated and old != new:
         warnings.warn(f"the features in {where} are {new}-d, so the head takes data.input_dim {new}, not the "
                       f"config's {old}; if these are the features you meant, set data.input_dim: {new} in the config "
                       f"(or --set data.input_dim={new})", SolaNote, stacklevel=2)
