@@ -245,7 +245,7 @@ def compare(
     progress: bool = True,
     log: Callable[[str], None] = print,
     adapted_store: FeatureStore | None = None,
-    probe_table: dict | None = None,
+    probe_table: dict | Callable[[], dict] | None = None,
     select: bool = True,
     heldout_subset: str | None = None,
     selection: dict | None = None,
@@ -268,7 +268,7 @@ def compare(
     table). "fitted": the head on the features of the run's last adapter, as fitted (what selection may have
     discarded): `fitted_store` when given, else written to `OUT/fitted_features` (the "sola" features or results
     when they are the same adapter's). `probe_table`: a `sola.evaluate.probe.compare_probe` result to reuse for the
-    probe columns. `jobs`: heads trained at once on the CPU, each in its own process with an equal share of
+    probe columns, or a function that makes one (run while the heads train when `jobs` > 1). `jobs`: heads trained at once on the CPU, each in its own process with an equal share of
     torch's threads (the small heads use a second core better as a second process than as a second thread); 1
     under torchrun or on a GPU. Control modes ("smooth", "untrained": `sola.experiments.controls.control_store`) are
     judged against the baseline and against "sola"; "untrained" matches the "sola" features' departure
@@ -311,7 +311,16 @@ def compare(
                 plan[mode, seed] = same if same in modes[:index] else "train"
     runs = [(mode, seed, stores[mode] if mode in FEATURE_MODES else store)
             for (mode, seed), step in plan.items() if step == "train"]
-    trained = _train_heads(runs, annotations, tal_config, out_dir, jobs, progress, sm_weight, sola_config, log)
+    probing = {}
+    if callable(probe_table) and probe:
+        def meanwhile():
+            probing["table"] = probe_table()
+    else:
+        meanwhile = None
+    trained = _train_heads(runs, annotations, tal_config, out_dir, jobs, progress, sm_weight, sola_config, log,
+                           meanwhile)
+    if meanwhile is not None:
+        probe_table = probing["table"] if "table" in probing else probe_table()
     results: dict[str, list[dict]] = {}
     for (mode, seed), step in plan.items():
         if step == "saved":
@@ -340,9 +349,12 @@ def compare(
 
 
 def _train_heads(runs: list[tuple[str, int, FeatureStore]], annotations, tal_config, out_dir: Path, jobs: int,
-                 progress: bool, sm_weight: float, sola_config, log) -> dict[tuple[str, int], dict]:
+                 progress: bool, sm_weight: float, sola_config, log,
+                 meanwhile: Callable[[], None] | None = None) -> dict[tuple[str, int], dict]:
     """Train and keep the head of each (mode, seed, features) of `runs`: one after another, or `jobs` at once in
-    processes of their own (spawned: a fork would inherit torch's thread pools) on the CPU."""
+    processes of their own on the CPU. The processes are forked where the platform can (the imports are shared, as
+    in torch's DataLoader workers, and each sets its torch threads first), else spawned; `meanwhile` then runs
+    here, on one torch thread, once they have started (with `jobs` 1 the caller runs it after)."""
     import torch
 
     from sola.core.devices import resolve_device
@@ -365,11 +377,19 @@ def _train_heads(runs: list[tuple[str, int, FeatureStore]], annotations, tal_con
     threads = max(1, torch.get_num_threads() // jobs)
     log(f"training {len(runs)} heads, {jobs} at once (one process each, {threads} torch thread"
         f"{'s' if threads > 1 else ''}): {', '.join(f'{mode} seed {seed}' for mode, seed, _ in runs)}")
-    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_job_threads,
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context(method), initializer=_job_threads,
                              initargs=(threads,)) as pool:
         futures = {(mode, seed): pool.submit(_run_and_keep, features, annotations, tal_config, out_dir, mode, seed,
                                              progress=False, sm_weight=sm_weight, sola_config=sola_config)
                    for mode, seed, features in runs}
+        if meanwhile is not None:  # the workers are forked at the first submit: no thread of ours runs yet
+            before = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                meanwhile()
+            finally:
+                torch.set_num_threads(before)
         return {key: future.result() for key, future in futures.items()}
 
 

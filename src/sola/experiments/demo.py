@@ -210,20 +210,31 @@ def _evaluate(store: FeatureStore, labels, sola_store: FeatureStore, out_dir: Pa
     """Stages 5-6: the linear probe and the built-in head, original vs SoLa features (and, with `fitted`, the
     features of the adapter as fitted that selection discarded), same seed."""
     shown = "baseline vs SoLa" + (" vs SoLa as fitted" if fitted is not None else "")
-    log(f"[5/7] linear probe (action vs background snippets), {shown}, same seed")
-    more = {"fitted": fitted} if fitted is not None else None
-    kept = sola_store is store
-    probe = json_ready(compare_probe(store, labels, adapted_store=None if kept else sola_store, seed=0, more=more))
-    if kept:  # the original features: the baseline's row (the same snippets, the same features)
-        probe["rows"] = {"baseline": probe["rows"]["baseline"], "SoLa": probe["rows"]["baseline"],
-                         **{name: row for name, row in probe["rows"].items() if name != "baseline"}}
-    log(format_probe_table(probe))
+    jobs = _head_jobs()
+    made = {}
+
+    def probe_table() -> dict:  # run while the heads train when they train at once (compare's jobs)
+        more = {"fitted": fitted} if fitted is not None else None
+        kept = sola_store is store
+        table = json_ready(compare_probe(store, labels, adapted_store=None if kept else sola_store, seed=0, more=more))
+        if kept:  # the original features: the baseline's row (the same snippets, the same features)
+            table["rows"] = {"baseline": table["rows"]["baseline"], "SoLa": table["rows"]["baseline"],
+                             **{name: row for name, row in table["rows"].items() if name != "baseline"}}
+        made["table"] = table
+        return table
+
+    log(f"[5/7] linear probe (action vs background snippets), {shown}, same seed"
+        + (", while the heads train" if jobs > 1 else ""))
+    if jobs <= 1:
+        log(format_probe_table(probe_table()))
     log(f"[6/7] the built-in TAL head (configs/tal_synthetic_cpu.yaml), {shown}, same seed")
     modes = ["baseline", "sola"] + (["fitted"] if fitted_store is not None else [])
     detection = compare(store, labels, load_tal_config("tal_synthetic_cpu"), out_dir / "compare",
-                        modes=modes, seeds=1, adapted_store=sola_store, probe_table=probe,
-                        progress=progress, log=log, fitted_store=fitted_store, sola_record=record,
-                        jobs=_head_jobs())
+                        modes=modes, seeds=1, adapted_store=sola_store, probe_table=made.get("table", probe_table),
+                        progress=progress, log=log, fitted_store=fitted_store, sola_record=record, jobs=jobs)
+    probe = made.get("table") or probe_table()  # all heads resumed: nothing ran meanwhile
+    if jobs > 1:
+        log(format_probe_table(probe))
     log(format_markdown(detection, with_verdict=False))  # the verdict: once, below
     for line in verdict_lines(detection, average_only=True):  # per tIoU: compare.md
         log(f"verdict: {line}")
