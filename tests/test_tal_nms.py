@@ -140,3 +140,35 @@ def test_suppression_carrying_only_live_candidates_equals_the_plain_loop(method,
         expected_index, expected_score = _plain_suppress(segments, scores, method, max_keep=max_keep)
         np.testing.assert_array_equal(index, expected_index)
         np.testing.assert_array_equal(score, expected_score)
+
+
+@pytest.mark.parametrize("method", ["soft", "hard", "none"])
+def test_classes_suppressed_at_once_equal_each_class_alone(method):
+    from sola.tal.nms import suppress_rows
+
+    rng = np.random.default_rng(7)
+    groups = []
+    for n in (1, 30, 250, 0, 90):  # groups of unequal size (one empty): padded entries never come out
+        starts = rng.uniform(0, 50, n)
+        groups.append((np.stack([starts, starts + rng.uniform(0.2, 9, n)], 1), rng.uniform(0, 1, n) ** 2))
+    for max_keep in (None, 20):
+        together = suppress_rows([g[0] for g in groups], [g[1] for g in groups], method, max_keep=max_keep)
+        for (segments, scores), (index, score) in zip(groups, together):
+            if method == "none":
+                alive = np.where(scores >= 0.001, scores, -np.inf)
+                order = np.argsort(-alive, kind="stable")[: len(scores) if max_keep is None else max_keep]
+                expected = order[np.isfinite(alive[order])], alive[order[np.isfinite(alive[order])]]
+            else:
+                expected = _plain_suppress(segments, scores, method, max_keep=max_keep)
+            np.testing.assert_array_equal(index, expected[0])
+            np.testing.assert_array_equal(score, expected[1])
+
+
+def test_a_tiny_sigma_never_revives_dead_candidates():
+    from sola.tal.nms import suppress_one_class
+
+    segments = np.array([[0.0, 10.0], [0.0, 10.0], [1.0, 10.0]])
+    scores = np.array([0.9, 0.0001, 0.5])  # the second is dead from the start; overlapped by the first pick,
+    index, score = suppress_one_class(segments, scores, "soft", sigma=1e-4)  # -inf * exp(-1e4) = -inf * 0 = NaN
+    np.testing.assert_array_equal(index, [0])
+    assert np.isfinite(score).all()
