@@ -23,7 +23,9 @@ def test_demo_runs_end_to_end_and_resumes(tmp_path):
     if kept:
         assert any(line.startswith("the original features were kept") for line in lines)
         assert "The original features were kept" in (tmp_path / "demo" / "compare" / "compare.md").read_text()
-    assert summary["transform"]["written"] == 16
+    # a kept identity is not copied (its output would equal the input): the SoLa features are the originals
+    assert summary["transform"]["written"] == (0 if kept else 16)
+    assert summary["sola_features"] == str(tmp_path / "demo" / ("data/features" if kept else "sola_features"))
     selection = json.loads((tmp_path / "demo" / "run" / "select.json").read_text())
     assert summary["selected"] == selection["best"] and selection["subset"] == "training"
     assert set(selection["rows"]) == {"identity", "epoch_0001"}
@@ -40,7 +42,7 @@ def test_demo_runs_end_to_end_and_resumes(tmp_path):
     assert "No predictions kept" not in compare_page and "No TSM picture" not in (
         tmp_path / "demo" / "run" / "report.html").read_text()
     again = run_demo(tmp_path / "demo", num_videos=16, epochs=1, progress=False, log=lambda s: None)
-    assert again["transform"]["written"] == 0 and again["transform"]["skipped"] == 16
+    assert again["transform"]["written"] == 0 and again["transform"]["skipped"] == (0 if kept else 16)
     assert set(again["probe"]["rows"]) == {"baseline", "SoLa", *(["fitted"] if kept else [])}
     assert again["detection"]["modes"] == modes
     assert again["detection"]["rows"]["sola"]["probe_balanced_accuracy"] == again["probe"]["rows"]["SoLa"][
@@ -49,7 +51,29 @@ def test_demo_runs_end_to_end_and_resumes(tmp_path):
     assert 0.0 <= again["probe"]["rows"]["SoLa"]["lbfgs_balanced_accuracy"] <= 1.0
     # Other data: the demo's old run and features are replaced, not mixed in.
     third = run_demo(tmp_path / "demo", num_videos=20, epochs=1, progress=False, log=lambda s: None)
-    assert third["transform"]["written"] == 20 and third["fit"]["epochs"] == 1
+    assert third["transform"]["written"] == (0 if third["kept_original"] else 20) and third["fit"]["epochs"] == 1
+
+
+def test_head_results_of_another_adapter_are_forgotten(tmp_path):
+    import torch
+
+    from sola.adapt.adapter import SoLaAdapter
+    from sola.experiments.demo import _forget_stale_heads
+
+    results = tmp_path / "compare" / "results"
+    results.mkdir(parents=True)
+    torch.manual_seed(0)
+    first, second = SoLaAdapter(8, 4), SoLaAdapter(8, 4)
+    with torch.no_grad():
+        second.alpha.fill_(1.0)
+    _forget_stale_heads(tmp_path, {"sola": first, "fitted": None})
+    for name in ("sola_seed0.json", "fitted_seed0.json", "baseline_seed0.json"):
+        (results / name).write_text("{}")
+    _forget_stale_heads(tmp_path, {"sola": first, "fitted": None})  # the same adapters: every result is kept
+    assert sorted(path.name for path in results.iterdir()) == ["baseline_seed0.json", "fitted_seed0.json",
+                                                               "sola_seed0.json"]
+    _forget_stale_heads(tmp_path, {"sola": second, "fitted": first})  # another selection: both modes are redone
+    assert sorted(path.name for path in results.iterdir()) == ["baseline_seed0.json"]
 
 
 @pytest.mark.slow

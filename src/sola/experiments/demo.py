@@ -94,13 +94,18 @@ def run_demo(
     fitted = _discarded(run_dir, adapter)
 
     sola_dir = out_dir / "sola_features"
-    _forget_other_adapter(sola_dir, adapter, "sola")
-    log(f"[3/7] transforming every video to {sola_dir}")
-    transformed = transform_store(adapter, store, sola_dir, progress=progress)
+    _forget_other_adapter(sola_dir, adapter)
+    _forget_stale_heads(out_dir, {"sola": adapter, "fitted": fitted})
+    if kept:  # the identity: its output would equal the input, so nothing is written (as `sola transform` does)
+        shutil.rmtree(sola_dir, ignore_errors=True)
+        log("[3/7] the original features were kept: nothing to transform (the SoLa features are the originals)")
+    else:
+        log(f"[3/7] transforming every video to {sola_dir}")
+    transformed = transform_store(adapter, store, sola_dir, progress=progress, skip_identity=kept)
     fitted_store = None
     if fitted is not None and synthetic:
         fitted_dir = out_dir / "fitted_features"
-        _forget_other_adapter(fitted_dir, fitted, "fitted")
+        _forget_other_adapter(fitted_dir, fitted)
         log(f"      and, with the adapter as fitted (discarded by selection), to {fitted_dir}")
         transform_store(fitted, store, fitted_dir, progress=progress)
         fitted_store = open_store(fitted_dir)
@@ -120,6 +125,7 @@ def run_demo(
     summary = {
         "videos": len(store),
         "features": str(store.path),
+        "sola_features": str(store.path if transformed["out"] is None else sola_dir),
         "fit": fit_summary,
         "selected": None if selection is None else selection["best"],
         "transform": transformed,
@@ -137,7 +143,7 @@ def run_demo(
         f"demo done in {summary['seconds']:.0f} s: SoLa fitted on {len(store)} videos "
         f"({fit_summary['steps']} steps), loss {fit_summary['first_loss']:.4f} -> {fit_summary['last_loss']:.4f}, "
         f"gate tanh(alpha) = {fit_summary['gate']:+.3f}, departure {fit_summary['departure']:.3f}; "
-        f"features in {sola_dir}; pictures: {', '.join(pictures)}"
+        f"SoLa features: {summary['sola_features']}; pictures: {', '.join(pictures)}"
     )
     if kept:
         log(f"the original features were kept: {KEPT_ORIGINAL}; the 'fitted' rows and panels show the adapter "
@@ -296,9 +302,8 @@ def _forget_outputs(out_dir: Path) -> None:
         shutil.rmtree(out_dir / stale, ignore_errors=True)
 
 
-def _forget_other_adapter(features_dir: Path, adapter, mode: str) -> None:
-    """Remove the demo's features of `mode` ("sola", "fitted") and its head results when another adapter made them
-    (a rerun with other --epochs)."""
+def _forget_other_adapter(features_dir: Path, adapter) -> None:
+    """Remove the demo's SoLa (or fitted) features when another adapter made them (a rerun with other --epochs)."""
     record = features_dir / PROVENANCE
     try:
         made_by = json.loads(record.read_text()).get("adapter")
@@ -306,8 +311,23 @@ def _forget_other_adapter(features_dir: Path, adapter, mode: str) -> None:
         return
     if made_by != adapter_digest(adapter):
         shutil.rmtree(features_dir, ignore_errors=True)
-        for stale in (features_dir.parent / "compare" / RESULTS).glob(f"{mode}_seed*"):
-            stale.unlink(missing_ok=True)
+
+
+def _forget_stale_heads(out_dir: Path, adapters: dict) -> None:
+    """Remove the head results of each mode ("sola", "fitted") whose adapter (None: no such mode) is not the one
+    that made them, as recorded in `OUT/heads.json` (a rerun with other --epochs, another selection)."""
+    record = out_dir / "heads.json"
+    digests = {mode: None if adapter is None else adapter_digest(adapter) for mode, adapter in adapters.items()}
+    try:
+        previous = json.loads(record.read_text())
+    except (OSError, ValueError):
+        previous = {}
+    for mode, digest in digests.items():
+        if previous.get(mode) != digest:
+            for stale in (out_dir / "compare" / RESULTS).glob(f"{mode}_seed*"):
+                stale.unlink(missing_ok=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(record, json_text(digests))
 
 
 def _synthetic_changed(data_dir: Path, config: SyntheticConfig) -> bool:
