@@ -172,3 +172,27 @@ def test_a_tiny_sigma_never_revives_dead_candidates():
     index, score = suppress_one_class(segments, scores, "soft", sigma=1e-4)  # -inf * exp(-1e4) = -inf * 0 = NaN
     np.testing.assert_array_equal(index, [0])
     assert np.isfinite(score).all()
+
+
+@pytest.mark.parametrize("method", ["soft", "hard"])
+@pytest.mark.parametrize("max_seg_num", [5, 30, 200])
+def test_batched_nms_stopping_once_the_best_are_known_equals_every_class_in_full(method, max_seg_num):
+    rng = np.random.default_rng(max_seg_num)
+    n = 900
+    starts = rng.uniform(0, 100, n)
+    segments = np.stack([starts, starts + rng.uniform(0.5, 15, n)], 1)
+    scores = rng.uniform(0, 1, n) ** 4
+    scores[rng.choice(n, 60)] = 0.25  # ties across classes
+    labels = rng.integers(0, 12, n)
+    got = batched_nms(segments, scores, labels, method=method, max_seg_num=max_seg_num)
+    index, score = [], []
+    for label in np.unique(labels):  # the plain way: every class in full, then the best overall
+        members = np.nonzero(labels == label)[0]
+        picked, values = _plain_suppress(segments[members], scores[members], method, max_keep=max_seg_num)
+        index.append(members[picked])
+        score.append(values)
+    index, score = np.concatenate(index), np.concatenate(score)
+    order = np.argsort(-score, kind="stable")[:max_seg_num]
+    np.testing.assert_array_equal(got[0], segments[index[order]])
+    np.testing.assert_array_equal(got[1], score[order])
+    np.testing.assert_array_equal(got[2], labels[index[order]])

@@ -27,12 +27,16 @@ def suppress_one_class(segments: np.ndarray, scores: np.ndarray, method: str = "
 
 
 def suppress_rows(segments: list[np.ndarray], scores: list[np.ndarray], method: str = "soft", sigma: float = 0.5,
-                  iou_threshold: float = 0.1, min_score: float = 0.001,
-                  max_keep: int | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+                  iou_threshold: float = 0.1, min_score: float = 0.001, max_keep: int | None = None,
+                  overall: int | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
     """`suppress_one_class` of several independent groups (the classes of a video) at once: one pick per group and
     step on a (groups, candidates) matrix padded with dead entries, so the steps are as many as the picks of the
     largest group, not their sum. Per group: kept indices into its arrays and their scores, as
-    `suppress_one_class` gives them (the same arithmetic per entry; ties go to the lowest index)."""
+    `suppress_one_class` gives them (the same arithmetic per entry; ties go to the lowest index).
+
+    `overall`: only the `overall` best picks of all groups together are wanted (`batched_nms`); the steps stop once
+    that many picks score above every live candidate (scores only decay, so no later pick could enter), and each
+    group's list may then be shorter than alone, never different within those best picks."""
     count = len(scores)
     width = max((len(row) for row in scores), default=0)
     alive = np.full((count, width), -np.inf)
@@ -66,6 +70,10 @@ def suppress_rows(segments: list[np.ndarray], scores: list[np.ndarray], method: 
             alive[~(alive >= min_score)] = -np.inf  # also -inf * 0 (a tiny sigma underflows exp): NaN, dead
         else:
             alive[iou > iou_threshold] = -np.inf
+        if overall is not None and step % 8 == 7 and taken.sum() >= overall:
+            made = values[:, : step + 1][np.arange(step + 1)[None, :] < taken[:, None]]
+            if np.max(alive) < np.partition(made, len(made) - overall)[len(made) - overall]:
+                break  # (an all-dead matrix gives -inf: stop too)
         carried = np.isfinite(alive).any(axis=0)  # drop the columns dead in every group
         if not carried.all():
             alive, starts, ends, columns = alive[:, carried], starts[:, carried], ends[:, carried], columns[carried]
@@ -88,7 +96,7 @@ def batched_nms(segments: np.ndarray, scores: np.ndarray, labels: np.ndarray, me
     groups = np.unique(labels) if multiclass else [None]
     members = [np.nonzero(labels == group)[0] if group is not None else np.arange(len(scores)) for group in groups]
     kept = suppress_rows([segments[m] for m in members], [scores[m] for m in members], method, sigma, iou_threshold,
-                         min_score, max_seg_num)
+                         min_score, max_seg_num, overall=max_seg_num)
     index = np.concatenate([m[picked] for m, (picked, _) in zip(members, kept)])
     score = np.concatenate([value for _, value in kept])
     order = np.argsort(-score, kind="stable")[:max_seg_num]
