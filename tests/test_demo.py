@@ -39,6 +39,8 @@ def test_demo_runs_end_to_end_and_resumes(tmp_path):
     compare_page = (tmp_path / "demo" / "compare" / "report.html").read_text()
     assert 'id="map-table"' in compare_page and 'id="error-table"' in compare_page
     assert ("The original features were kept" in compare_page) == kept  # atop the report, before the verdict
+    # the sola heads are the baseline's when the original features were kept: their figures are not drawn twice
+    assert ("Not drawn again: <code>sola</code> (its heads are <code>baseline</code>" in compare_page) == kept
     assert "No predictions kept" not in compare_page and "No TSM picture" not in (
         tmp_path / "demo" / "run" / "report.html").read_text()
     again = run_demo(tmp_path / "demo", num_videos=16, epochs=1, progress=False, log=lambda s: None)

@@ -142,8 +142,9 @@ def fake_compare(synthetic_small, out: Path, monkeypatch) -> dict:
     monkeypatch.setattr(sola.experiments.compare, "run_experiment", fake_experiment([]))
     store = open_store(synthetic_small / "features")
     return compare(store, load_annotations(synthetic_small / "annotations.json"),
-                   load_tal_config("tal_synthetic_cpu", TINY_TAL), out, seeds=2, adapted_store=store, probe=False,
-                   progress=False, log=lambda s: None)
+                   load_tal_config("tal_synthetic_cpu", TINY_TAL), out, seeds=2,
+                   adapted_store=open_store(synthetic_small / "features"),  # another store: its heads are trained
+                   probe=False, progress=False, log=lambda s: None)
 
 
 @pytest.fixture(scope="module")

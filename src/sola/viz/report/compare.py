@@ -81,6 +81,12 @@ def compare_report(compare_dir: str | Path, images: Path) -> Report:
                              "delete those results files and rerun `sola compare` with the same --out to get "
                              "them.", warning=True))
     chosen = {mode: seed for mode, seed in predictions.items() if seed is not None}
+    repeats = _repeats(results, chosen)
+    if repeats:  # the same heads as another mode's (its features were that mode's): drawn once
+        for section in (errors, timelines):
+            section.add(Note("Not drawn again: " + "; ".join(f"`{mode}` (its heads are `{same}`'s: the same features)"
+                                                            for mode, same in repeats.items()) + "."))
+        chosen = {mode: seed for mode, seed in chosen.items() if mode not in repeats}
     if truth is not None and chosen:
         loaded = {mode: _read(predictions_path(compare_dir, mode, seed)) for mode, seed in chosen.items()}
         truth = _as_scored(_scored_videos(truth, loaded, table), loaded)
@@ -88,6 +94,16 @@ def compare_report(compare_dir: str | Path, images: Path) -> Report:
         _errors(errors, truth, loaded, chosen, thresholds, images)
         _timelines(timelines, truth, durations, loaded, chosen, table, images)
     return report
+
+
+def _repeats(results: dict[str, list[dict]], chosen: dict[str, int]) -> dict[str, str]:
+    """Modes whose drawn seed reused another mode's head (`reused_from` in its result) -> that mode, when drawn."""
+    found = {}
+    for mode, seed in chosen.items():
+        same = next((r.get("reused_from") for r in results.get(mode, []) if r.get("seed") == seed), None)
+        if same in chosen and same != mode:
+            found[mode] = same
+    return found
 
 
 def _overview(report: Report, compare_dir: Path, table: dict) -> None:
