@@ -325,6 +325,8 @@ def main(argv=None) -> int:
                         "the adapter's receptive field), untrained (the fit's initial adapter gated to the fitted "
                         "adapter's departure); each is set against every SoLa set measured")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--only-data-seeds", default="", help="comma list: run only these data seeds (e.g. two "
+                        "processes on disjoint seeds with the same --out; a last run without it gathers the table)")
     parser.add_argument("--checkpoints", default="", help="also measure these checkpoint epochs (shorter budgets), "
                         "e.g. 2,4")
     args = parser.parse_args(argv)
@@ -338,12 +340,13 @@ def main(argv=None) -> int:
         parser.error(f"unknown control or criterion {unknown[0]!r}: controls are {', '.join(CONTROLS)}, "
                      "criteria probe, head")
     out = Path(args.out)
+    data_seeds = [int(d) for d in args.only_data_seeds.split(",") if d.strip()] or list(range(args.data_seeds))
     report, results = [], {}
     for bench in args.bench.split(","):
         root = out / bench
         cells = [run_cell(bench, d, f, schedule, root, lambda m: print(m, file=sys.stderr, flush=True), args.clips,
                           criteria, args.fitted, controls)
-                 for d in range(args.data_seeds) for f in range(args.fit_seeds)]
+                 for d in data_seeds for f in range(args.fit_seeds)]
         table = summarise(cells)
         results[bench] = {"schedule": schedule, "cells": cells, "table": table}
         report.append(format_table(bench, schedule, cells, table))
