@@ -98,7 +98,7 @@ def run_demo(
     _forget_stale_heads(out_dir, {"sola": adapter, "fitted": fitted})
     if kept:  # the identity: its output would equal the input, so nothing is written (as `sola transform` does)
         shutil.rmtree(sola_dir, ignore_errors=True)
-        log("[3/7] the original features were kept: nothing to transform (the SoLa features are the originals)")
+        log("[3/7] the original features were kept: no copy of them is written")
     else:
         log(f"[3/7] transforming every video to {sola_dir}")
     transformed = transform_store(adapter, store, sola_dir, progress=progress, skip_identity=kept)
@@ -106,7 +106,7 @@ def run_demo(
     if fitted is not None and synthetic:
         fitted_dir = out_dir / "fitted_features"
         _forget_other_adapter(fitted_dir, fitted)
-        log(f"      and, with the adapter as fitted (discarded by selection), to {fitted_dir}")
+        log(f"      transforming every video with the adapter as fitted (discarded by selection) to {fitted_dir}")
         transform_store(fitted, store, fitted_dir, progress=progress)
         fitted_store = open_store(fitted_dir)
     pictures = _pictures(store, labels, None if kept else adapter, out_dir, synthetic, log, fitted,
