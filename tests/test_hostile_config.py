@@ -110,6 +110,12 @@ CASES = [
     ("train", "--set fit.lr=[1", ("--set 'fit.lr=[1'", "not valid YAML", "line 1")),
     ("train", "--set fit.lr=" + "[" * 5000, ("--set 'fit.lr=[[[", "nests too deeply")),
     ("ablate", "--grid fit.lr=[1", ("--grid value '[1'", "not valid YAML")),
+    # torch threads and parallel heads: counts, not anything else
+    ("train", "--threads 0", ("--threads", "0")),
+    ("train", "--threads 1e9", ("--threads", "1024")),
+    ("train", "--threads nan", ("--threads", "nan")),
+    ("compare", "--jobs 0", ("--jobs", "0")),
+    ("compare", "--jobs 1e9", ("--jobs", "256")),
 ]
 
 

@@ -124,17 +124,22 @@ def _plain_suppress(segments, scores, method, sigma=0.5, iou_threshold=0.1, min_
     return np.asarray(kept, dtype=np.int64), np.asarray(kept_scores)
 
 
+def random_candidates(rng, n: int, longest: float, power: float, tie: float, ties: int):
+    """`n` segments over 100 s (0.5 to `longest` long) with skewed scores, `ties` of them set to `tie` (the lowest
+    index must win a tie, as np.argmax over all candidates)."""
+    starts = rng.uniform(0, 100, n)
+    segments = np.stack([starts, starts + rng.uniform(0.5, longest, n)], 1)
+    scores = rng.uniform(0, 1, n) ** power
+    scores[rng.choice(n, ties)] = tie
+    return segments, scores
+
+
 @pytest.mark.parametrize("method", ["soft", "hard"])
 @pytest.mark.parametrize("seed", range(4))
 def test_suppression_carrying_only_live_candidates_equals_the_plain_loop(method, seed):
     from sola.tal.nms import suppress_one_class
 
-    rng = np.random.default_rng(seed)
-    n = 400
-    starts = rng.uniform(0, 100, n)
-    segments = np.stack([starts, starts + rng.uniform(0.5, 20, n)], 1)
-    scores = rng.uniform(0, 1, n) ** 3
-    scores[rng.choice(n, 40)] = 0.5  # ties: the lowest index wins, as np.argmax over all candidates
+    segments, scores = random_candidates(np.random.default_rng(seed), 400, longest=20, power=3, tie=0.5, ties=40)
     for max_keep in (None, 50):
         index, score = suppress_one_class(segments, scores, method, max_keep=max_keep)
         expected_index, expected_score = _plain_suppress(segments, scores, method, max_keep=max_keep)
@@ -178,12 +183,8 @@ def test_a_tiny_sigma_never_revives_dead_candidates():
 @pytest.mark.parametrize("max_seg_num", [5, 30, 200])
 def test_batched_nms_stopping_once_the_best_are_known_equals_every_class_in_full(method, max_seg_num):
     rng = np.random.default_rng(max_seg_num)
-    n = 900
-    starts = rng.uniform(0, 100, n)
-    segments = np.stack([starts, starts + rng.uniform(0.5, 15, n)], 1)
-    scores = rng.uniform(0, 1, n) ** 4
-    scores[rng.choice(n, 60)] = 0.25  # ties across classes
-    labels = rng.integers(0, 12, n)
+    segments, scores = random_candidates(rng, 900, longest=15, power=4, tie=0.25, ties=60)  # ties across classes
+    labels = rng.integers(0, 12, 900)
     got = batched_nms(segments, scores, labels, method=method, max_seg_num=max_seg_num)
     index, score = [], []
     for label in np.unique(labels):  # the plain way: every class in full, then the best overall
